@@ -1,0 +1,18 @@
+// Command flashstation runs a factory flashing bench for Ubuntu Core
+// devices: it flashes boards in parallel, watches their first boot and
+// records the serial assertion each one receives. See README.md.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err))
+}
