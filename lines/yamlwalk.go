@@ -95,7 +95,7 @@ type walker struct {
 	file     string
 	problems Problems
 	anchors  map[string][]anchorDef // every anchor in the document, in order
-	pos      map[string]Position // field path -> position of its value
+	pos      map[string]Position    // field path -> position of its value
 	depth    int
 	budget   int // merge-key entries left to expand (stops "billion laughs")
 }
