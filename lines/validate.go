@@ -334,7 +334,11 @@ func (v *validator) slot(i int, s *Slot) {
 					ids = append(ids, l.ID)
 				}
 			}
-			v.errorf(p+".line", "line %q is not defined (lines: %s)", s.Line, strings.Join(ids, ", "))
+			known := "the file defines no lines"
+			if len(ids) > 0 {
+				known = "lines: " + strings.Join(ids, ", ")
+			}
+			v.errorf(p+".line", "line %q is not defined (%s)", s.Line, known)
 		}
 	}
 	switch {

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"flashstation": main,
+	})
+}
+
+// TestScripts runs the command-line scripts in testdata/script.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			// Scripts reach the shipped configs and assets through $REPO.
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			env.Setenv("REPO", strings.TrimSuffix(wd, "/cmd/flashstation"))
+			return nil
+		},
+	})
+}
+
+// TestRunExitCodes checks the exit codes of the command-line contract.
+func TestRunExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     string
+		stderr     string
+		noStdout   bool
+		notInHelp  []string
+	}{
+		{name: "help", args: []string{"--help"}, code: 0, stdout: "config", notInHelp: []string{"demo", "watch", "flash ", "vault", "devices"}},
+		{name: "no args prints help", args: nil, code: 0, stdout: "Available Commands"},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`, noStdout: true},
+		{name: "unknown flag", args: []string{"--frob"}, code: 2, stderr: "unknown flag: --frob", noStdout: true},
+		{name: "missing argument", args: []string{"config", "check"}, code: 2, stderr: "Usage: flashstation config check FILE", noStdout: true},
+		{name: "missing file", args: []string{"config", "check", "/nonexistent/station.yaml"}, code: 2, stderr: "no such file", noStdout: true},
+		{name: "broken config", args: []string{"config", "check", "../../lines/testdata/config/broken.yaml"}, code: 2, stderr: "broken.yaml:19:16: lines[0].boot.trigger", noStdout: true},
+		{name: "valid config", args: []string{"config", "check", "../../configs/station.example.yaml"}, code: 0, stdout: "ok: station bench-01, 2 lines, 8 slots"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tc.args, &stdout, &stderr)
+			if got := exitCode(err); got != tc.code {
+				t.Errorf("exit code %d, want %d (err %v)\nstderr: %s", got, tc.code, err, stderr.String())
+			}
+			if tc.stdout != "" && !strings.Contains(stdout.String(), tc.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tc.stdout, stdout.String())
+			}
+			if tc.stderr != "" && !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.stderr, stderr.String())
+			}
+			if tc.noStdout && stdout.Len() > 0 {
+				t.Errorf("unexpected stdout: %s", stdout.String())
+			}
+			for _, s := range tc.notInHelp {
+				if strings.Contains(stdout.String(), "\n  "+s) {
+					t.Errorf("help advertises %q, which does not exist yet", s)
+				}
+			}
+		})
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	if exitCode(nil) != 0 || exitCode(usageErrorf("x")) != 2 || exitCode(reported(1, os.ErrClosed)) != 1 || exitCode(os.ErrClosed) != 1 {
+		t.Error("exitCode mapping wrong")
+	}
+}

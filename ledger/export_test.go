@@ -1,0 +1,21 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+)
+
+// MigrateTo brings a raw database file to schema version v (tests of
+// upgrades from earlier versions).
+func MigrateTo(ctx context.Context, path string, v int) error {
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return migrate(ctx, db, v)
+}
+
+// RawDB opens a plain connection to a ledger file.
+func RawDB(path string) (*sql.DB, error) { return sql.Open("sqlite", dsn(path, false)) }

@@ -1,0 +1,224 @@
+// Package ledger is the station's durable record: stations, production
+// lines, batches, units (one per board per attempt), the append-only event
+// stream, every captured serial assertion and the console transcripts.
+//
+// It is a SQLite database (modernc.org/sqlite, pure Go) in WAL mode with
+// embedded, versioned migrations. All writes of one process go through a
+// single connection, so any number of goroutines can record at once without
+// "database is locked"; readers use their own pool and never block the
+// writer. Other processes (status, export) wait on a busy timeout.
+//
+// Serial assertions are the one record that must never be lost: a call to
+// RecordSerialAssertion returns only after the row is synced to disk
+// (synchronous=FULL for that transaction). Other writes use
+// synchronous=NORMAL, which in WAL mode survives a crash of the process and
+// loses at most the last transactions on power loss.
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// FileName is the ledger's name inside the station's data directory.
+const FileName = "ledger.db"
+
+// busyTimeout is how long a write waits for another process's lock.
+const busyTimeout = 30 * time.Second
+
+// Ledger is an open ledger. It is safe for concurrent use.
+type Ledger struct {
+	path string
+	w    *sql.DB // one connection: every write of this process
+	r    *sql.DB // readers
+	now  func() time.Time
+}
+
+// Option changes how Open behaves.
+type Option func(*Ledger)
+
+// WithClock sets the clock used for record times (tests).
+func WithClock(now func() time.Time) Option { return func(l *Ledger) { l.now = now } }
+
+// Open opens (creating if needed) the ledger at path and brings its schema
+// to the current version.
+func Open(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create ledger directory: %w", err)
+	}
+	l := &Ledger{path: path, now: time.Now}
+	for _, o := range opts {
+		o(l)
+	}
+	var err error
+	if l.w, err = sql.Open("sqlite", dsn(path, false)); err != nil {
+		return nil, fmt.Errorf("open ledger: %w", err)
+	}
+	l.w.SetMaxOpenConns(1)
+	l.w.SetMaxIdleConns(1)
+	l.w.SetConnMaxLifetime(0)
+	l.w.SetConnMaxIdleTime(0)
+	if err := l.w.PingContext(ctx); err != nil {
+		l.w.Close()
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	if err := migrate(ctx, l.w, len(migrations)); err != nil {
+		l.w.Close()
+		return nil, err
+	}
+	if l.r, err = sql.Open("sqlite", dsn(path, true)); err != nil {
+		l.w.Close()
+		return nil, fmt.Errorf("open ledger: %w", err)
+	}
+	l.r.SetMaxOpenConns(8)
+	return l, nil
+}
+
+// dsn builds the connection string. Pragmas apply to every connection.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(NORMAL)")
+		// Take the write lock at BEGIN: a transaction never fails half-way
+		// with SQLITE_BUSY because another process wrote first.
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Path returns the database file's path.
+func (l *Ledger) Path() string { return l.path }
+
+// Close checkpoints the write-ahead log and closes the ledger.
+func (l *Ledger) Close() error {
+	var errs []error
+	if l.r != nil {
+		errs = append(errs, l.r.Close())
+	}
+	if l.w != nil {
+		_, _ = l.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		errs = append(errs, l.w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Version returns the schema version of the open ledger.
+func (l *Ledger) Version(ctx context.Context) (int, error) {
+	return schemaVersion(ctx, l.r)
+}
+
+// Check runs SQLite's integrity check and returns an error describing any
+// damage.
+func (l *Ledger) Check(ctx context.Context) error {
+	rows, err := l.r.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return fmt.Errorf("integrity check: %w", err)
+	}
+	defer rows.Close()
+	var msgs []string
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return err
+		}
+		if m != "ok" {
+			msgs = append(msgs, m)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("ledger %s is damaged: %v", l.path, msgs)
+	}
+	return nil
+}
+
+// write runs fn in one write transaction.
+func (l *Ledger) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ledger: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger: commit: %w", err)
+	}
+	return nil
+}
+
+// durableWrite runs fn in one write transaction that is synced to disk
+// before it returns (synchronous=FULL on the single write connection).
+func (l *Ledger) durableWrite(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	conn, err := l.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	defer func() {
+		// Back to NORMAL for the other writes; a failure here leaves the
+		// connection stricter, never looser.
+		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=NORMAL"); rerr != nil && err == nil {
+			err = fmt.Errorf("ledger: %w", rerr)
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ledger: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger: commit: %w", err)
+	}
+	return nil
+}
+
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
+func (l *Ledger) stamp(t time.Time) string {
+	if t.IsZero() {
+		t = l.now()
+	}
+	return fmtTime(t)
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(timeFormat, s)
+	if err != nil {
+		t, _ = time.Parse(time.RFC3339Nano, s)
+	}
+	return t
+}
+
+func parseNullTime(s sql.NullString) time.Time {
+	if !s.Valid {
+		return time.Time{}
+	}
+	return parseTime(s.String)
+}
+
+func nullInt(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: v != 0} }

@@ -1,0 +1,648 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Station is the bench PC that owns the ledger.
+type Station struct {
+	ID       string
+	Hostname string
+}
+
+// EnsureStation records the station once; later calls update its hostname.
+func (l *Ledger) EnsureStation(ctx context.Context, s Station) error {
+	return l.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO stations(id, hostname, created_at) VALUES (?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET hostname = excluded.hostname`, s.ID, s.Hostname, l.stamp(time.Time{}))
+		if err != nil {
+			return fmt.Errorf("ledger: record station: %w", err)
+		}
+		return nil
+	})
+}
+
+// Line is a production line as recorded.
+type Line struct {
+	ID        string
+	StationID string
+	Name      string
+	BrandID   string
+	Model     string
+}
+
+// EnsureLine records a line or updates its name, brand and model.
+func (l *Ledger) EnsureLine(ctx context.Context, ln Line) error {
+	now := l.stamp(time.Time{})
+	return l.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO lines(id, station_id, name, brand_id, model, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET station_id = excluded.station_id, name = excluded.name,
+				brand_id = excluded.brand_id, model = excluded.model, updated_at = excluded.updated_at`,
+			ln.ID, ln.StationID, ln.Name, ln.BrandID, ln.Model, now, now)
+		if err != nil {
+			return fmt.Errorf("ledger: record line %s: %w", ln.ID, err)
+		}
+		return nil
+	})
+}
+
+// Lines returns every recorded line.
+func (l *Ledger) Lines(ctx context.Context) ([]Line, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT id, station_id, name, brand_id, model FROM lines ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: lines: %w", err)
+	}
+	defer rows.Close()
+	var out []Line
+	for rows.Next() {
+		var ln Line
+		if err := rows.Scan(&ln.ID, &ln.StationID, &ln.Name, &ln.BrandID, &ln.Model); err != nil {
+			return nil, err
+		}
+		out = append(out, ln)
+	}
+	return out, rows.Err()
+}
+
+// Batch states.
+const (
+	BatchOpen   = "open"
+	BatchClosed = "closed"
+)
+
+// Batch is one production run on a line.
+type Batch struct {
+	ID          int64
+	LineID      string
+	Operator    string
+	Planned     int
+	ImageSHA256 string
+	State       string
+	StartedAt   time.Time
+	ClosedAt    time.Time
+}
+
+// StartBatch opens a batch and returns its id.
+func (l *Ledger) StartBatch(ctx context.Context, b Batch) (int64, error) {
+	var id int64
+	err := l.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO batches(line_id, operator, planned, image_sha256, state, started_at)
+			VALUES (?, ?, ?, ?, 'open', ?)`, b.LineID, b.Operator, b.Planned, b.ImageSHA256, l.stamp(b.StartedAt))
+		if err != nil {
+			return fmt.Errorf("ledger: start batch: %w", err)
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
+	return id, err
+}
+
+// CloseBatch closes an open batch.
+func (l *Ledger) CloseBatch(ctx context.Context, id int64) error {
+	return l.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'`,
+			l.stamp(time.Time{}), id)
+		if err != nil {
+			return fmt.Errorf("ledger: close batch %d: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("ledger: close batch %d: %w (or already closed)", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+const batchColumns = `id, line_id, operator, planned, image_sha256, state, started_at, closed_at`
+
+func scanBatch(sc interface{ Scan(...any) error }) (Batch, error) {
+	var b Batch
+	var started string
+	var closed sql.NullString
+	err := sc.Scan(&b.ID, &b.LineID, &b.Operator, &b.Planned, &b.ImageSHA256, &b.State, &started, &closed)
+	b.StartedAt, b.ClosedAt = parseTime(started), parseNullTime(closed)
+	return b, err
+}
+
+// Batch returns one batch.
+func (l *Ledger) Batch(ctx context.Context, id int64) (Batch, error) {
+	b, err := scanBatch(l.r.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batches WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return b, fmt.Errorf("ledger: batch %d: %w", id, ErrNotFound)
+	}
+	return b, err
+}
+
+// OpenBatches returns the batches still open, oldest first (a restarted
+// station resumes them).
+func (l *Ledger) OpenBatches(ctx context.Context) ([]Batch, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches WHERE state = 'open' ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open batches: %w", err)
+	}
+	defer rows.Close()
+	var out []Batch
+	for rows.Next() {
+		b, err := scanBatch(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// Unit states.
+const (
+	UnitRunning     = "running"
+	UnitPass        = "pass"
+	UnitFail        = "fail"
+	UnitInterrupted = "interrupted"
+)
+
+// Unit is one board's attempt in a batch.
+type Unit struct {
+	ID           int64
+	BatchID      int64
+	LineID       string
+	SlotID       string
+	Attempt      int
+	HWSerial     string // the board's hardware serial
+	Serial       string // the serial in its serial assertion
+	State        string
+	Stage        string
+	Reason       string // reason code of a failure
+	Detail       string // what QA can act on
+	MappedBytes  int64
+	WrittenBytes int64
+	FlashTime    time.Duration
+	VerifyTime   time.Duration
+	BootTime     time.Duration
+	StartedAt    time.Time
+	FinishedAt   time.Time
+}
+
+// StartUnit records a board's new attempt and returns its id. The attempt
+// number counts earlier units of the same board (hardware serial) in the
+// batch.
+func (l *Ledger) StartUnit(ctx context.Context, u Unit) (int64, error) {
+	var id int64
+	err := l.write(ctx, func(tx *sql.Tx) error {
+		attempt := 1
+		if u.HWSerial != "" {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) + 1 FROM units WHERE batch_id = ? AND hw_serial = ?`,
+				u.BatchID, u.HWSerial).Scan(&attempt); err != nil {
+				return fmt.Errorf("ledger: start unit: %w", err)
+			}
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO units(batch_id, line_id, slot_id, attempt, hw_serial, state, stage, started_at)
+			VALUES (?, ?, ?, ?, ?, 'running', ?, ?)`,
+			u.BatchID, u.LineID, u.SlotID, attempt, u.HWSerial, u.Stage, l.stamp(u.StartedAt))
+		if err != nil {
+			return fmt.Errorf("ledger: start unit: %w", err)
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
+	return id, err
+}
+
+// UnitProgress is what a running unit learns along the way; zero fields are
+// left unchanged.
+type UnitProgress struct {
+	HWSerial     string
+	Serial       string
+	Stage        string
+	MappedBytes  int64
+	WrittenBytes int64
+	FlashTime    time.Duration
+	VerifyTime   time.Duration
+	BootTime     time.Duration
+}
+
+// UpdateUnit records progress of a unit.
+func (l *Ledger) UpdateUnit(ctx context.Context, id int64, p UnitProgress) error {
+	return l.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE units SET
+			hw_serial = CASE WHEN ?1 != '' THEN ?1 ELSE hw_serial END,
+			serial = CASE WHEN ?2 != '' THEN ?2 ELSE serial END,
+			stage = CASE WHEN ?3 != '' THEN ?3 ELSE stage END,
+			mapped_bytes = CASE WHEN ?4 != 0 THEN ?4 ELSE mapped_bytes END,
+			written_bytes = CASE WHEN ?5 != 0 THEN ?5 ELSE written_bytes END,
+			flash_ms = CASE WHEN ?6 != 0 THEN ?6 ELSE flash_ms END,
+			verify_ms = CASE WHEN ?7 != 0 THEN ?7 ELSE verify_ms END,
+			boot_ms = CASE WHEN ?8 != 0 THEN ?8 ELSE boot_ms END
+			WHERE id = ?9`,
+			p.HWSerial, p.Serial, p.Stage, p.MappedBytes, p.WrittenBytes,
+			p.FlashTime.Milliseconds(), p.VerifyTime.Milliseconds(), p.BootTime.Milliseconds(), id)
+		if err != nil {
+			return fmt.Errorf("ledger: update unit %d: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("ledger: update unit %d: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// FinishUnit ends a running unit with a verdict (UnitPass, UnitFail or
+// UnitInterrupted), a reason code and a detail. A unit is finished once.
+func (l *Ledger) FinishUnit(ctx context.Context, id int64, state, reason, detail string) error {
+	switch state {
+	case UnitPass, UnitFail, UnitInterrupted:
+	default:
+		return fmt.Errorf("ledger: finish unit %d: %q is not a verdict", id, state)
+	}
+	return l.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE units SET state = ?, reason = ?, detail = ?, finished_at = ?
+			WHERE id = ? AND state = 'running'`, state, reason, detail, l.stamp(time.Time{}), id)
+		if err != nil {
+			return fmt.Errorf("ledger: finish unit %d: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("ledger: finish unit %d: %w (or already finished)", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// InterruptRunning marks every unit still running as interrupted (after a
+// station restart) and returns their ids. Their events and transcripts stay.
+func (l *Ledger) InterruptRunning(ctx context.Context, reason, detail string) ([]int64, error) {
+	var ids []int64
+	err := l.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE units SET state = 'interrupted', reason = ?, detail = ?, finished_at = ?
+			WHERE state = 'running' RETURNING id`, reason, detail, l.stamp(time.Time{}))
+		if err != nil {
+			return fmt.Errorf("ledger: interrupt running units: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	return ids, err
+}
+
+const unitColumns = `id, batch_id, line_id, slot_id, attempt, hw_serial, serial, state, stage, reason, detail,
+	mapped_bytes, written_bytes, flash_ms, verify_ms, boot_ms, started_at, finished_at`
+
+func scanUnit(sc interface{ Scan(...any) error }) (Unit, error) {
+	var u Unit
+	var flash, verify, boot int64
+	var started string
+	var finished sql.NullString
+	err := sc.Scan(&u.ID, &u.BatchID, &u.LineID, &u.SlotID, &u.Attempt, &u.HWSerial, &u.Serial, &u.State, &u.Stage,
+		&u.Reason, &u.Detail, &u.MappedBytes, &u.WrittenBytes, &flash, &verify, &boot, &started, &finished)
+	u.FlashTime, u.VerifyTime, u.BootTime = time.Duration(flash)*time.Millisecond,
+		time.Duration(verify)*time.Millisecond, time.Duration(boot)*time.Millisecond
+	u.StartedAt, u.FinishedAt = parseTime(started), parseNullTime(finished)
+	return u, err
+}
+
+// Unit returns one unit.
+func (l *Ledger) Unit(ctx context.Context, id int64) (Unit, error) {
+	u, err := scanUnit(l.r.QueryRowContext(ctx, `SELECT `+unitColumns+` FROM units WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return u, fmt.Errorf("ledger: unit %d: %w", id, ErrNotFound)
+	}
+	return u, err
+}
+
+// UnitFilter selects units; zero fields match everything.
+type UnitFilter struct {
+	BatchID  int64
+	LineID   string
+	State    string
+	HWSerial string
+	Serial   string // exact serial; see SerialPrefix
+	// SerialPrefix matches either the hardware serial or the assigned
+	// serial by prefix (QA search).
+	SerialPrefix string
+	Limit        int
+}
+
+// Units returns the units matching f, newest first.
+func (l *Ledger) Units(ctx context.Context, f UnitFilter) ([]Unit, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.BatchID != 0 {
+		add("batch_id = ?", f.BatchID)
+	}
+	if f.LineID != "" {
+		add("line_id = ?", f.LineID)
+	}
+	if f.State != "" {
+		add("state = ?", f.State)
+	}
+	if f.HWSerial != "" {
+		add("hw_serial = ?", f.HWSerial)
+	}
+	if f.Serial != "" {
+		add("serial = ?", f.Serial)
+	}
+	if f.SerialPrefix != "" {
+		p := escapeLike(f.SerialPrefix) + "%"
+		where = append(where, `(hw_serial LIKE ? ESCAPE '\' OR serial LIKE ? ESCAPE '\')`)
+		args = append(args, p, p)
+	}
+	q := `SELECT ` + unitColumns + ` FROM units`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := l.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: units: %w", err)
+	}
+	defer rows.Close()
+	var out []Unit
+	for rows.Next() {
+		u, err := scanUnit(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+func escapeLike(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// Event is one entry of the append-only event stream.
+type Event struct {
+	ID      int64
+	At      time.Time
+	BatchID int64 // 0: none
+	UnitID  int64 // 0: none
+	SlotID  string
+	Kind    string // e.g. stage, progress, log, verdict
+	Stage   string
+	Message string
+	Data    json.RawMessage // optional JSON object
+}
+
+// AppendEvents records events in one transaction.
+func (l *Ledger) AppendEvents(ctx context.Context, evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	return l.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO events(at, batch_id, unit_id, slot_id, kind, stage, message, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return fmt.Errorf("ledger: append events: %w", err)
+		}
+		defer stmt.Close()
+		for _, e := range evs {
+			if e.Kind == "" {
+				return fmt.Errorf("ledger: append events: an event needs a kind")
+			}
+			data := "{}"
+			if len(e.Data) > 0 {
+				if !json.Valid(e.Data) {
+					return fmt.Errorf("ledger: append events: data of %s event is not JSON", e.Kind)
+				}
+				data = string(e.Data)
+			}
+			if _, err := stmt.ExecContext(ctx, l.stamp(e.At), nullInt(e.BatchID), nullInt(e.UnitID), e.SlotID,
+				e.Kind, e.Stage, e.Message, data); err != nil {
+				return fmt.Errorf("ledger: append events: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Events returns a unit's events in order.
+func (l *Ledger) Events(ctx context.Context, unitID int64) ([]Event, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT id, at, coalesce(batch_id, 0), coalesce(unit_id, 0), slot_id, kind, stage, message, data
+		FROM events WHERE unit_id = ? ORDER BY id`, unitID)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at, data string
+		if err := rows.Scan(&e.ID, &at, &e.BatchID, &e.UnitID, &e.SlotID, &e.Kind, &e.Stage, &e.Message, &data); err != nil {
+			return nil, err
+		}
+		e.At, e.Data = parseTime(at), json.RawMessage(data)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Ways a serial assertion reaches the station.
+const (
+	ViaProxy   = "proxy"
+	ViaConsole = "console"
+	ViaImport  = "import"
+)
+
+// SerialAssertion is a captured serial assertion and what the station knew
+// when it arrived. The caller has verified Text; the ledger keeps it
+// byte for byte.
+type SerialAssertion struct {
+	ID          int64
+	Text        []byte
+	BrandID     string
+	Model       string
+	Serial      string
+	Revision    int
+	DeviceKeyID string // SHA3-384 id of the device key
+	LineID      string
+	UnitID      int64  // 0 when it matched no unit
+	Via         string // ViaProxy, ViaConsole or ViaImport
+	Duplicate   bool   // the vault had signed this serial or device key before
+	ReceivedAt  time.Time
+}
+
+// RecordSerialAssertion stores a serial assertion and returns only when it
+// is synced to disk. Recording the same text again is harmless: it returns
+// the first record's id with created false (and links the unit when the
+// first record had none).
+func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (id int64, created bool, err error) {
+	if len(a.Text) == 0 || a.Serial == "" || a.BrandID == "" || a.Model == "" || a.DeviceKeyID == "" || a.LineID == "" {
+		return 0, false, fmt.Errorf("ledger: record serial assertion: text, brand, model, serial, device key and line are required")
+	}
+	switch a.Via {
+	case ViaProxy, ViaConsole, ViaImport:
+	default:
+		return 0, false, fmt.Errorf("ledger: record serial assertion: unknown source %q", a.Via)
+	}
+	sum := sha256.Sum256(a.Text)
+	hash := hex.EncodeToString(sum[:])
+	err = l.durableWrite(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT id FROM serial_assertions WHERE text_sha256 = ?`, hash).Scan(&id)
+		switch {
+		case err == nil:
+			if a.UnitID != 0 {
+				_, err = tx.ExecContext(ctx, `UPDATE serial_assertions SET unit_id = ? WHERE id = ? AND unit_id IS NULL`, a.UnitID, id)
+			}
+			return err
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("ledger: record serial assertion: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO serial_assertions(text, text_sha256, brand_id, model, serial, revision,
+			device_key_id, line_id, unit_id, via, duplicate, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			string(a.Text), hash, a.BrandID, a.Model, a.Serial, a.Revision, a.DeviceKeyID, a.LineID,
+			nullInt(a.UnitID), a.Via, a.Duplicate, l.stamp(a.ReceivedAt))
+		if err != nil {
+			return fmt.Errorf("ledger: record serial assertion: %w", err)
+		}
+		created = true
+		id, err = res.LastInsertId()
+		return err
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return id, created, nil
+}
+
+// LinkSerialAssertion ties a recorded assertion to a unit (one captured
+// before its unit was known).
+func (l *Ledger) LinkSerialAssertion(ctx context.Context, id, unitID int64) error {
+	return l.durableWrite(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE serial_assertions SET unit_id = ? WHERE id = ?`, unitID, id)
+		if err != nil {
+			return fmt.Errorf("ledger: link serial assertion %d: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("ledger: link serial assertion %d: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// AssertionFilter selects serial assertions; zero fields match everything.
+type AssertionFilter struct {
+	LineID   string
+	Serial   string
+	UnitID   int64
+	Since    time.Time // received at or after
+	Unlinked bool      // only those that matched no unit
+}
+
+// SerialAssertions returns the recorded serial assertions matching f in the
+// order they were received.
+func (l *Ledger) SerialAssertions(ctx context.Context, f AssertionFilter) ([]SerialAssertion, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if f.LineID != "" {
+		add("line_id = ?", f.LineID)
+	}
+	if f.Serial != "" {
+		add("serial = ?", f.Serial)
+	}
+	if f.UnitID != 0 {
+		add("unit_id = ?", f.UnitID)
+	}
+	if !f.Since.IsZero() {
+		add("received_at >= ?", fmtTime(f.Since))
+	}
+	if f.Unlinked {
+		where = append(where, "unit_id IS NULL")
+	}
+	q := `SELECT id, text, brand_id, model, serial, revision, device_key_id, line_id, coalesce(unit_id, 0), via, duplicate, received_at
+		FROM serial_assertions`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id"
+	rows, err := l.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: serial assertions: %w", err)
+	}
+	defer rows.Close()
+	var out []SerialAssertion
+	for rows.Next() {
+		var a SerialAssertion
+		var text, received string
+		if err := rows.Scan(&a.ID, &text, &a.BrandID, &a.Model, &a.Serial, &a.Revision, &a.DeviceKeyID, &a.LineID,
+			&a.UnitID, &a.Via, &a.Duplicate, &received); err != nil {
+			return nil, err
+		}
+		a.Text, a.ReceivedAt = []byte(text), parseTime(received)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Transcript kinds.
+const (
+	TranscriptRaw   = "raw"
+	TranscriptClean = "clean"
+)
+
+// Transcript is a console transcript file kept next to the ledger.
+type Transcript struct {
+	ID     int64
+	UnitID int64
+	SlotID string
+	Kind   string // TranscriptRaw or TranscriptClean
+	Path   string
+	Size   int64
+	SHA256 string
+}
+
+// AddTranscript records a transcript file.
+func (l *Ledger) AddTranscript(ctx context.Context, t Transcript) (int64, error) {
+	var id int64
+	err := l.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO transcripts(unit_id, slot_id, kind, path, size, sha256, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, nullInt(t.UnitID), t.SlotID, t.Kind, t.Path, t.Size, t.SHA256, l.stamp(time.Time{}))
+		if err != nil {
+			return fmt.Errorf("ledger: add transcript: %w", err)
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
+	return id, err
+}
+
+// Transcripts returns a unit's transcripts.
+func (l *Ledger) Transcripts(ctx context.Context, unitID int64) ([]Transcript, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT id, coalesce(unit_id, 0), slot_id, kind, path, size, sha256
+		FROM transcripts WHERE unit_id = ? ORDER BY id`, unitID)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: transcripts: %w", err)
+	}
+	defer rows.Close()
+	var out []Transcript
+	for rows.Next() {
+		var t Transcript
+		if err := rows.Scan(&t.ID, &t.UnitID, &t.SlotID, &t.Kind, &t.Path, &t.Size, &t.SHA256); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
