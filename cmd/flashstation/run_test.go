@@ -35,13 +35,13 @@ func TestScripts(t *testing.T) {
 // TestRunExitCodes checks the exit codes of the command-line contract.
 func TestRunExitCodes(t *testing.T) {
 	for _, tc := range []struct {
-		name       string
-		args       []string
-		code       int
-		stdout     string
-		stderr     string
-		noStdout   bool
-		notInHelp  []string
+		name      string
+		args      []string
+		code      int
+		stdout    string
+		stderr    string
+		noStdout  bool
+		notInHelp []string
 	}{
 		{name: "help", args: []string{"--help"}, code: 0, stdout: "config", notInHelp: []string{"demo", "watch", "flash ", "vault", "devices"}},
 		{name: "no args prints help", args: nil, code: 0, stdout: "Available Commands"},
