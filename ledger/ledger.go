@@ -149,7 +149,15 @@ func (l *Ledger) Check(ctx context.Context) error {
 
 // write runs fn in one write transaction.
 func (l *Ledger) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := l.w.BeginTx(ctx, nil)
+	return inTx(ctx, l.w, fn)
+}
+
+// inTx runs fn in a transaction of db (a pool or one connection) and
+// commits it when fn succeeds.
+func inTx(ctx context.Context, db interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ledger: begin: %w", err)
 	}
@@ -181,18 +189,7 @@ func (l *Ledger) durableWrite(ctx context.Context, fn func(tx *sql.Tx) error) (e
 			err = fmt.Errorf("ledger: %w", rerr)
 		}
 	}()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("ledger: begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("ledger: commit: %w", err)
-	}
-	return nil
+	return inTx(ctx, conn, fn)
 }
 
 const timeFormat = "2006-01-02T15:04:05.000Z"
