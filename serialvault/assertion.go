@@ -34,6 +34,9 @@ type Assertion struct {
 	index     map[string]int
 	body      []byte
 	signature []byte // 0x01 followed by an OpenPGP signature packet
+	// content is the signed bytes exactly as decoded; nil for an assertion
+	// built by Sign, whose content is its canonical encoding.
+	content []byte
 }
 
 // Headers returns the headers in their order.
@@ -76,9 +79,24 @@ func (a *Assertion) Body() []byte { return a.body }
 // Signature returns the raw signature: 0x01 followed by the OpenPGP packet.
 func (a *Assertion) Signature() []byte { return a.signature }
 
-// Content returns the signed bytes: the encoded headers, plus a blank line
-// and the body when there is one.
+// Content returns the signed bytes: the headers, plus a blank line and the
+// body when there is one, exactly as received for a decoded assertion.
 func (a *Assertion) Content() []byte {
+	if a.content != nil {
+		return a.content
+	}
+	return a.canonicalContent()
+}
+
+// Canonical reports whether the assertion is written exactly as the format
+// encodes it (header layout, map key order, signature wrapping), as snapd
+// and the vault write them. Non-canonical assertions still verify: the
+// signature covers the bytes as received.
+func (a *Assertion) Canonical() bool {
+	return a.content == nil || bytes.Equal(a.content, a.canonicalContent())
+}
+
+func (a *Assertion) canonicalContent() []byte {
 	var b strings.Builder
 	for _, h := range a.headers {
 		// Values were checked when the assertion was built or decoded.
@@ -96,7 +114,7 @@ func (a *Assertion) Encode() []byte {
 	var b bytes.Buffer
 	b.Write(a.Content())
 	b.WriteString("\n\n")
-	b.WriteString(wrap76(base64.StdEncoding.EncodeToString(a.signature)))
+	b.WriteString(wrap76(base64Std(a.signature)))
 	b.WriteByte('\n')
 	return b.Bytes()
 }
@@ -112,6 +130,8 @@ func (a *Assertion) String() string {
 	}
 	return a.Type() + " " + strings.Join(keys, "/")
 }
+
+func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func wrap76(s string) string {
 	var b strings.Builder
@@ -259,6 +279,10 @@ func (d *Decoder) Decode() (*Assertion, error) {
 		return nil, formatErr("unknown signature format")
 	}
 	a.signature = sig
+	a.content = append([]byte(nil), headText...)
+	if len(a.body) > 0 {
+		a.content = append(append(a.content, "\n\n"...), a.body...)
+	}
 	return a, nil
 }
 

@@ -70,6 +70,9 @@ func TestVectors(t *testing.T) {
 					again = append(again, '\n')
 				}
 				again = append(again, a.Encode()...)
+				if !a.Canonical() {
+					t.Errorf("%s: our encoder does not reproduce its headers", a)
+				}
 				if _, err := a.SignatureTime(); err != nil {
 					t.Errorf("signature packet: %v", err)
 				}
@@ -310,7 +313,7 @@ func TestHeaderGrammar(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, enc)
 	}
-	if !bytes.Equal(b.Encode(), enc) {
+	if !bytes.Equal(b.Encode(), enc) || !b.Canonical() {
 		t.Errorf("round trip differs:\n%s\n---\n%s", b.Encode(), enc)
 	}
 	if err := serialvault.Verify(b, key.Public()); err != nil {
@@ -342,5 +345,26 @@ func TestHeaderGrammar(t *testing.T) {
 	as, err := serialvault.DecodeStream(stream)
 	if err != nil || len(as) != 2 {
 		t.Fatalf("stream: %d, %v", len(as), err)
+	}
+}
+
+// TestNonCanonicalStillVerifies: a signature covers the bytes as received,
+// so an assertion whose map keys are not sorted still verifies, and Encode
+// keeps its bytes.
+func TestNonCanonicalStillVerifies(t *testing.T) {
+	key := testKey(t)
+	content := "type: test\nauthority-id: acme\nm:\n  z: 1\n  a: 2\nsign-key-sha3-384: " + key.Public().ID()
+	a, err := serialvault.SignContentForTest([]byte(content), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Canonical() {
+		t.Error("unsorted map reported canonical")
+	}
+	if err := serialvault.Verify(a, key.Public()); err != nil {
+		t.Errorf("non-canonical assertion does not verify: %v", err)
+	}
+	if !strings.HasPrefix(string(a.Encode()), content+"\n\n") {
+		t.Errorf("Encode changed the content:\n%s", a.Encode())
 	}
 }
