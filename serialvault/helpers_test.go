@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashstation/flashstation/secret"
 	"github.com/flashstation/flashstation/serialvault"
 )
 
@@ -32,3 +33,5 @@ func testKeyN(t testing.TB, i int) *serialvault.PrivateKey {
 }
 
 func testKey(t testing.TB) *serialvault.PrivateKey { return testKeyN(t, 0) }
+
+func secretNew(s string) secret.Value { return secret.New(s) }

@@ -1,0 +1,421 @@
+package serialvault_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/serialvault/vaulttest"
+)
+
+// flakyRecorder fails while failing is set, then records in the ledger.
+type flakyRecorder struct {
+	led     *ledger.Ledger
+	failing atomic.Bool
+	calls   atomic.Int32
+	gate    chan struct{} // when set, each record waits for it
+}
+
+func (f *flakyRecorder) RecordSerialAssertion(ctx context.Context, a ledger.SerialAssertion) (int64, bool, error) {
+	f.calls.Add(1)
+	if f.gate != nil {
+		<-f.gate
+	}
+	if f.failing.Load() {
+		return 0, false, errors.New("disk full")
+	}
+	return f.led.RecordSerialAssertion(ctx, a)
+}
+
+type bench struct {
+	vault    *vaulttest.Vault
+	vaultSrv *httptest.Server
+	proxy    *serialvault.Proxy
+	proxySrv *httptest.Server
+	led      *ledger.Ledger
+	rec      *flakyRecorder
+	model    *serialvault.Assertion
+
+	mu       sync.Mutex
+	captures []serialvault.Capture
+}
+
+type benchOpt struct {
+	vaultSigner *serialvault.PrivateKey // default testKey(0), the trusted key
+	apiKey      string                  // the line's configured api-key
+}
+
+func newBench(t testing.TB, o benchOpt) *bench {
+	t.Helper()
+	if o.vaultSigner == nil {
+		o.vaultSigner = testKey(t)
+	}
+	if o.apiKey == "" {
+		o.apiKey = lineAPIKey
+	}
+	b := &bench{model: acmeModel(t)}
+	b.vault, b.vaultSrv = newVault(t, o.vaultSigner)
+	var err error
+	b.led, err = ledger.Open(context.Background(), filepath.Join(t.TempDir(), ledger.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.led.Close() })
+	ctx := context.Background()
+	b.led.EnsureStation(ctx, ledger.Station{ID: "bench"})
+	b.led.EnsureLine(ctx, ledger.Line{ID: "line1", StationID: "bench"})
+	b.rec = &flakyRecorder{led: b.led}
+	ring := serialvault.NewKeyRing()
+	ring.Add(serialvault.TrustedKey{Key: testKey(t).Public(), AccountID: "acme"})
+	client, err := serialvault.NewClient(b.vaultSrv.URL+"/v1/", serialvault.ClientOptions{APIKey: secretNew(o.apiKey), Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.proxy, err = serialvault.NewProxy(serialvault.ProxyConfig{
+		LineID: "line1", BrandID: "acme", Model: "acme-gw-armhf", Keys: ring, Vault: client, Recorder: b.rec,
+		OnCapture: func(c serialvault.Capture) { b.mu.Lock(); b.captures = append(b.captures, c); b.mu.Unlock() },
+		Logger:    zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.proxySrv = httptest.NewServer(b.proxy)
+	t.Cleanup(b.proxySrv.Close)
+	return b
+}
+
+func (b *bench) device(t testing.TB, key int, serial string) *vaulttest.Device {
+	return &vaulttest.Device{
+		Key: testKeyN(t, key), Model: b.model, Serial: serial, URL: b.proxySrv.URL + "/v1",
+		RetryWait: 5 * time.Millisecond, NoNetworkWait: 5 * time.Millisecond, PollWait: 5 * time.Millisecond,
+		FailWait: 5 * time.Millisecond, MaxFailures: 1,
+	}
+}
+
+func (b *bench) recorded(t testing.TB) []ledger.SerialAssertion {
+	t.Helper()
+	as, err := b.led.SerialAssertions(context.Background(), ledger.AssertionFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
+}
+
+func (b *bench) postSerial(t testing.TB, body []byte) (int, string, string) {
+	t.Helper()
+	resp, err := http.Post(b.proxySrv.URL+"/v1/serial", serialvault.AssertionType, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(data)
+}
+
+func TestProxyHappyPath(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	dev := b.device(t, 1, "LINE1-000001")
+	dev.Body = []byte("mac: \"00:11:22:33:44:55\"\n")
+	res, err := dev.Register(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := b.recorded(t)
+	if len(as) != 1 {
+		t.Fatalf("%d assertions recorded", len(as))
+	}
+	a := as[0]
+	if a.Serial != "LINE1-000001" || a.BrandID != "acme" || a.Model != "acme-gw-armhf" || a.LineID != "line1" ||
+		a.Via != ledger.ViaProxy || a.Duplicate || a.Revision != 1 || a.DeviceKeyID != testKeyN(t, 1).Public().ID() {
+		t.Errorf("recorded %+v", a)
+	}
+	// What the device got is byte for byte what the ledger holds.
+	if string(res.Raw) != string(a.Text) {
+		t.Errorf("device got\n%s\nledger holds\n%s", res.Raw, a.Text)
+	}
+	if len(b.captures) != 1 || b.captures[0].Serial != "LINE1-000001" || b.captures[0].DeviceKeyID != a.DeviceKeyID || b.captures[0].AssertionID != a.ID {
+		t.Errorf("captures %+v", b.captures)
+	}
+	if st := b.proxy.Stats(); st.Recorded != 1 || st.RequestIDs != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestProxyRecordsBeforeAnswering holds the ledger write and checks the
+// device has no answer until it completes.
+func TestProxyRecordsBeforeAnswering(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	b.rec.gate = make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.device(t, 1, "ORDER-1").Register(context.Background())
+		done <- err
+	}()
+	deadline := time.After(10 * time.Second)
+	for b.rec.calls.Load() == 0 {
+		select {
+		case <-deadline:
+			t.Fatal("recorder never called")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("device got its answer before the serial was recorded (%v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(b.rec.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(b.recorded(t)) != 1 {
+		t.Error("not recorded")
+	}
+}
+
+func TestProxyForwardsVaultRefusals(t *testing.T) {
+	// A line configured with the wrong api-key: the vault's 400 reaches the
+	// device unchanged.
+	b := newBench(t, benchOpt{apiKey: "not-the-model-key"})
+	resp, err := http.Post(b.proxySrv.URL+"/v1/request-id", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := `{"success":false,"error_code":"invalid-api-key","error_subcode":"","message":"Unauthorized access","StatusCode":400}` + "\n"
+	if resp.StatusCode != 400 || string(body) != want || resp.Header.Get("Content-Type") != "application/json; charset=UTF-8" {
+		t.Errorf("got %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if st := b.proxy.Stats(); st.VaultErrors != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func (b *bench) stream(t testing.TB, key int, requestID, serial string, body []byte) []byte {
+	req, err := serialvault.NewSerialRequest(testKeyN(t, key), "acme", "acme-gw-armhf", requestID, serial, body, fixedNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(append(req.Encode(), '\n'), b.model.Encode()...)
+}
+
+func (b *bench) requestID(t testing.TB) string {
+	c := fastClient(t, b.proxySrv.URL+"/v1/", "ignored: the proxy adds the line's key")
+	id, err := c.RequestID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestProxyNonceReuse(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	id := b.requestID(t)
+	if st, _, body := b.postSerial(t, b.stream(t, 1, id, "NR-1", nil)); st != 200 {
+		t.Fatalf("%d %s", st, body)
+	}
+	// Another request with the spent nonce: the vault's invalid-nonce.
+	st, ct, body := b.postSerial(t, b.stream(t, 2, id, "NR-2", nil))
+	if st != 400 || !strings.Contains(body, `"error_code":"invalid-nonce"`) || ct != "application/json; charset=UTF-8" {
+		t.Errorf("reused nonce: %d %s", st, body)
+	}
+	if n := len(b.recorded(t)); n != 1 {
+		t.Errorf("%d recorded", n)
+	}
+}
+
+func TestProxyRefusesBadRequests(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	otherModel, err := serialvault.Sign(map[string]any{
+		"type": "model", "authority-id": "acme", "series": "16", "brand-id": "acme", "model": "other-model",
+		"architecture": "armhf", "gadget": "g", "kernel": "k", "timestamp": "2026-01-01T00:00:00Z",
+	}, nil, testKey(t), fixedNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := b.stream(t, 1, "0123456789abcdef0123456789abcdef01234567", "F-1", nil)
+	forged = bytes.Replace(forged, []byte("serial: F-1"), []byte("serial: F-2"), 1)
+	for _, tc := range []struct {
+		name string
+		body []byte
+		code string
+	}{
+		{"missing serial", b.stream(t, 1, b.requestID(t), "", []byte("mac: x\n")), "invalid-serial"},
+		{"loose serial", b.stream(t, 1, b.requestID(t), "bad serial!", nil), "invalid-serial"},
+		{"mismatched model", func() []byte {
+			req, _ := serialvault.NewSerialRequest(testKeyN(t, 1), "acme", "other-model", b.requestID(t), "M-1", nil, fixedNow)
+			return append(append(req.Encode(), '\n'), otherModel.Encode()...)
+		}(), "mismatched-model"},
+		{"forged request", forged, "invalid-assertion"},
+		{"garbage", []byte("GET / HTTP/1.0\n\n"), "invalid-assertion"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := b.vault.Requests("/v1/serial")
+			st, _, body := b.postSerial(t, tc.body)
+			if st != 400 || !strings.Contains(body, `"error_code":"`+tc.code+`"`) || !strings.Contains(body, "station: ") {
+				t.Errorf("got %d %s", st, body)
+			}
+			if b.vault.Requests("/v1/serial") != before {
+				t.Error("a refused request reached the vault")
+			}
+		})
+	}
+	// A missing serial in the body's YAML is taken as the vault would.
+	if st, _, body := b.postSerial(t, b.stream(t, 1, b.requestID(t), "", []byte("serial: FROM-BODY\n"))); st != 200 {
+		t.Errorf("serial in body: %d %s", st, body)
+	}
+	if len(b.recorded(t)) != 1 {
+		t.Error("want exactly the body-serial recorded")
+	}
+}
+
+// TestProxyRefusesForgedSerial: a vault answering with a serial signed by a
+// key the line does not trust is refused, and nothing is recorded.
+func TestProxyRefusesForgedSerial(t *testing.T) {
+	b := newBench(t, benchOpt{vaultSigner: testKeyN(t, 3)})
+	dev := b.device(t, 1, "FORGED-1")
+	_, err := dev.Register(context.Background())
+	if err == nil {
+		t.Fatal("device registered with a forged serial")
+	}
+	if n := len(b.recorded(t)); n != 0 {
+		t.Errorf("%d forged assertions recorded", n)
+	}
+	if st := b.proxy.Stats(); st.Rejected == 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if len(b.captures) != 0 {
+		t.Error("forged serial handed to the station")
+	}
+	// The device saw a 502 (it retries later with a new request).
+	st, _, body := b.postSerial(t, b.stream(t, 1, b.requestID(t), "FORGED-2", nil))
+	if st != http.StatusBadGateway || !strings.Contains(body, "not trusted") {
+		t.Errorf("forged answer: %d %s", st, body)
+	}
+}
+
+// TestProxyVaultDown: the device gets 503 while the vault is down, retries
+// like snapd, and succeeds once the vault is back.
+func TestProxyVaultDown(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	b.vault.SetUnavailable(true)
+	dev := b.device(t, 1, "DOWN-1")
+	dev.MaxFailures = 0
+	done := make(chan error, 1)
+	var res *vaulttest.Result
+	go func() {
+		var err error
+		res, err = dev.Register(context.Background())
+		done <- err
+	}()
+	deadline := time.After(10 * time.Second)
+	for b.proxy.Stats().Unavailable < 3 {
+		select {
+		case <-deadline:
+			t.Fatal("no 503s seen")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	b.vault.SetUnavailable(false)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if res.Retries < 3 || len(b.recorded(t)) != 1 {
+		t.Errorf("retries %d, recorded %d", res.Retries, len(b.recorded(t)))
+	}
+}
+
+// TestProxyStorageFailure: when the ledger cannot record, the device gets
+// 503 and nothing is half-recorded; its retry of the same request is
+// answered from the verified answer once storage is back, without a second
+// signature from the vault.
+func TestProxyStorageFailure(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	b.rec.failing.Store(true)
+	body := b.stream(t, 1, b.requestID(t), "STORE-1", nil)
+	for range 2 {
+		st, _, ans := b.postSerial(t, body)
+		if st != http.StatusServiceUnavailable || !strings.Contains(ans, "storage-unavailable") {
+			t.Fatalf("storage down: %d %s", st, ans)
+		}
+	}
+	if len(b.recorded(t)) != 0 || len(b.captures) != 0 {
+		t.Fatal("something recorded while storage failed")
+	}
+	b.rec.failing.Store(false)
+	st, ct, ans := b.postSerial(t, body)
+	if st != 200 || ct != serialvault.AssertionType {
+		t.Fatalf("after storage is back: %d %s", st, ans)
+	}
+	as := b.recorded(t)
+	if len(as) != 1 || string(as[0].Text) != ans {
+		t.Errorf("recorded %d, text matches %v", len(as), len(as) == 1 && string(as[0].Text) == ans)
+	}
+	if n := len(b.vault.SigningLog()); n != 1 {
+		t.Errorf("vault signed %d times, want once", n)
+	}
+	// Once more (the answer was lost on the way): same answer, no new record.
+	if st, _, again := b.postSerial(t, body); st != 200 || again != ans {
+		t.Errorf("replay: %d", st)
+	}
+	if len(b.recorded(t)) != 1 || len(b.captures) != 1 {
+		t.Errorf("replay recorded again: %d records, %d captures", len(b.recorded(t)), len(b.captures))
+	}
+}
+
+func TestProxyDuplicateSerial(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	ctx := context.Background()
+	if _, err := b.device(t, 1, "DUP-1").Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.device(t, 2, "DUP-1").Register(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Serial.Revision() != 2 {
+		t.Errorf("revision %d", res.Serial.Revision())
+	}
+	as := b.recorded(t)
+	if len(as) != 2 || as[0].Duplicate || !as[1].Duplicate || as[1].Revision != 2 {
+		t.Errorf("recorded %+v", as)
+	}
+	if len(b.captures) != 2 || !b.captures[1].Duplicate {
+		t.Errorf("captures %+v", b.captures)
+	}
+}
+
+func TestProxyRoutes(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	resp, _ := http.Get(b.proxySrv.URL + "/v1/serial")
+	if resp.StatusCode != 405 {
+		t.Errorf("GET serial: %d", resp.StatusCode)
+	}
+	resp, _ = http.Post(b.proxySrv.URL+"/admin", "", nil)
+	if resp.StatusCode != 404 {
+		t.Errorf("unknown path: %d", resp.StatusCode)
+	}
+	// Another base path works too: the gadget's URL decides it.
+	resp, _ = http.Post(b.proxySrv.URL+"/devices/line1/request-id", "", nil)
+	if resp.StatusCode != 200 {
+		t.Errorf("other base path: %d", resp.StatusCode)
+	}
+	big := bytes.Repeat([]byte("a"), 5<<20)
+	if st, _, _ := b.postSerial(t, big); st != 400 {
+		t.Errorf("oversized body: %d", st)
+	}
+}
