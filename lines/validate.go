@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/flashstation/flashstation/logging"
+	"github.com/flashstation/flashstation/serialvault"
 )
 
 // Defaults applied by the loader.
@@ -175,8 +176,19 @@ func (v *validator) line(i int, l *Line) {
 	if len(l.BrandKeys) == 0 {
 		v.missing(p+".brand-keys", "at least one trusted brand key is required (account-key assertion or encoded public key file)")
 	}
+	if !v.reported(p + ".model") {
+		if _, err := readModel(l.Model); err != nil {
+			v.errorf(p+".model", "%s is not a usable model assertion: %v", l.Model, err)
+		}
+	}
 	for k := range l.BrandKeys {
-		v.file(fmt.Sprintf("%s.brand-keys[%d]", p, k), &l.BrandKeys[k], true)
+		kp := fmt.Sprintf("%s.brand-keys[%d]", p, k)
+		v.file(kp, &l.BrandKeys[k], true)
+		if !v.reported(kp) {
+			if err := serialvault.NewKeyRing().AddFile(l.BrandKeys[k]); err != nil {
+				v.errorf(kp, "not an account-key assertion or encoded public key: %v", err)
+			}
+		}
 	}
 
 	v.file(p+".image.file", &l.Image.File, true)

@@ -112,6 +112,11 @@ Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
 	// (exit 2) from a command that failed (exit 1).
 	root.PersistentPreRun = func(*cobra.Command, []string) { *entered = true }
 
-	root.AddCommand(newConfigCommand(stdout, stderr))
+	root.AddCommand(
+		newConfigCommand(stdout, stderr),
+		newVaultCommand(stdout, stderr),
+		newAssertionCommand(stdout, stderr),
+		newAssertionsCommand(stdout, stderr),
+	)
 	return root
 }

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/logging"
+)
+
+// loadStation loads a station file for a command. Problems are printed on
+// stderr; errors make it a configuration error (exit 2).
+func loadStation(path string, stderr io.Writer) (*lines.Station, error) {
+	if path == "" {
+		return nil, usageErrorf("--config FILE is required")
+	}
+	st, problems, err := lines.Load(path)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stderr, p)
+	}
+	if n := len(problems.Errors()); n > 0 {
+		return nil, reported(exitUsage, fmt.Errorf("%s: invalid configuration (%s)", path, plural(n, "error")))
+	}
+	return st, nil
+}
+
+// stationLine returns the line a --line flag names.
+func stationLine(st *lines.Station, id string) (*lines.Line, error) {
+	if id == "" {
+		return nil, usageErrorf("--line ID is required (lines: %s)", lineIDs(st))
+	}
+	l, ok := st.LineByID(id)
+	if !ok {
+		return nil, usageErrorf("line %q is not in %s (lines: %s)", id, st.Path, lineIDs(st))
+	}
+	return l, nil
+}
+
+func lineIDs(st *lines.Station) string {
+	ids := make([]string, len(st.Lines))
+	for i, l := range st.Lines {
+		ids[i] = l.ID
+	}
+	return strings.Join(ids, ", ")
+}
+
+// openLedger opens the station's ledger and records the station and its
+// lines in it.
+func openLedger(ctx context.Context, st *lines.Station) (*ledger.Ledger, error) {
+	led, err := ledger.Open(ctx, filepath.Join(st.DataDir, ledger.FileName))
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	if err := led.EnsureStation(ctx, ledger.Station{ID: st.ID, Hostname: host}); err != nil {
+		led.Close()
+		return nil, err
+	}
+	for _, l := range st.Lines {
+		rec := ledger.Line{ID: l.ID, StationID: st.ID, Name: l.Name}
+		if m, err := l.LoadModel(); err == nil {
+			rec.BrandID, rec.Model = m.BrandID, m.Model
+		}
+		if err := led.EnsureLine(ctx, rec); err != nil {
+			led.Close()
+			return nil, err
+		}
+	}
+	return led, nil
+}
+
+// openReadLedger opens an existing ledger for a reporting command.
+func openReadLedger(ctx context.Context, st *lines.Station) (*ledger.Ledger, error) {
+	path := filepath.Join(st.DataDir, ledger.FileName)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("no ledger at %s (has the station run with this configuration?)", path)
+	}
+	return ledger.Open(ctx, path)
+}
+
+// stationLogger opens the station's log file in its data directory.
+func stationLogger(st *lines.Station) (zerolog.Logger, io.Closer, error) {
+	return logging.Open(filepath.Join(st.DataDir, "logs"), st.LogLevel)
+}

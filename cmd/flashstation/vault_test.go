@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/serialvault/vaulttest"
+)
+
+// syncBuffer is a buffer safe for a command writing while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor waits until the buffer matches re and returns the first group.
+func waitFor(t *testing.T, buf *syncBuffer, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := rx.FindStringSubmatch(buf.String()); m != nil {
+			if len(m) > 1 {
+				return m[1]
+			}
+			return m[0]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %q in:\n%s", re, buf.String())
+	return ""
+}
+
+type background struct {
+	cancel context.CancelFunc
+	done   chan error
+	stdout *syncBuffer
+	stderr *syncBuffer
+}
+
+func start(t *testing.T, args ...string) *background {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	bg := &background{cancel: cancel, done: make(chan error, 1), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	go func() { bg.done <- run(ctx, args, bg.stdout, bg.stderr) }()
+	t.Cleanup(func() { bg.stop(t) })
+	return bg
+}
+
+func (bg *background) stop(t *testing.T) error {
+	bg.cancel()
+	select {
+	case err := <-bg.done:
+		bg.done <- err
+		return err
+	case <-time.After(10 * time.Second):
+		t.Error("command did not stop on cancel")
+		return nil
+	}
+}
+
+func runCmd(args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), args, &stdout, &stderr)
+	return exitCode(err), stdout.String(), stderr.String()
+}
+
+// TestVaultCommands runs the vault double, checks a line against it, runs
+// the line's recording proxy, registers a snapd-like device through it and
+// reads the recorded serial back as a verified assertion stream.
+func TestVaultCommands(t *testing.T) {
+	dir := t.TempDir()
+	key, err := serialvault.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, _ := key.MarshalPEM()
+	keyFile := filepath.Join(dir, "vault.pem")
+	pubFile := filepath.Join(dir, "vault-key.pub")
+	os.WriteFile(keyFile, pemBytes, 0o600)
+	os.WriteFile(filepath.Join(dir, "api.key"), []byte("the-model-key\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "wrong.key"), []byte("not-the-key\n"), 0o600)
+
+	vault := start(t, "vault", "serve", "--listen", "127.0.0.1:0", "--brand", "acme", "--model", "acme-gw-armhf",
+		"--api-key", "the-model-key", "--key", keyFile, "--export-key", pubFile)
+	vaultAddr := waitFor(t, vault.stdout, `vault listening on http://([0-9.:]+)/`)
+	if exported, err := os.ReadFile(pubFile); err != nil || strings.TrimSpace(string(exported)) != key.Public().Encode() {
+		t.Fatalf("exported key: %v", err)
+	}
+
+	repo, _ := filepath.Abs("../..")
+	station := fmt.Sprintf(`station: {id: bench-t, data-dir: data}
+lines:
+  - id: line1
+    model: %[1]s/configs/assets/acme-gw-armhf.model
+    brand-keys: [vault-key.pub]
+    image: {file: %[1]s/configs/assets/acme-gw-armhf.img.xz}
+    vault: {url: "http://%[2]s/v1/", api-key: {file: api.key}}
+    proxy: {listen: "127.0.0.1:18181"}
+  - id: wrongkey
+    model: %[1]s/configs/assets/acme-gw-armhf.model
+    brand-keys: [vault-key.pub]
+    image: {file: %[1]s/configs/assets/acme-gw-armhf.img.xz}
+    vault: {url: "http://%[2]s/v1/", api-key: {file: wrong.key}}
+    proxy: {listen: "127.0.0.1:18182"}
+slots:
+  - {id: A1, line: line1, usb-ports: ["1-1"], method: ums, console: {port: /dev/ttyUSB0}}
+  - {id: B1, line: wrongkey, usb-ports: ["1-2"], method: ums, console: {port: /dev/ttyUSB1}}
+`, repo, vaultAddr)
+	cfg := filepath.Join(dir, "station.yaml")
+	os.WriteFile(cfg, []byte(station), 0o644)
+
+	code, out, errOut := runCmd("vault", "check", "--config", cfg, "--line", "line1")
+	if code != 0 || !strings.Contains(out, "ok   the vault accepts the line's api-key") || !strings.Contains(out, "version 2.9-double") {
+		t.Errorf("vault check: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCmd("vault", "check", "--config", cfg, "--line", "wrongkey")
+	if code != 1 || !strings.Contains(out, "FAIL the vault refused the line's api-key (invalid-api-key)") || strings.Contains(out, "not-the-key") {
+		t.Errorf("wrong api-key: %d\n%s", code, out)
+	}
+	if code, _, errOut := runCmd("vault", "check", "--config", cfg, "--line", "line9"); code != 2 || !strings.Contains(errOut, "line9") {
+		t.Errorf("unknown line: %d %s", code, errOut)
+	}
+
+	proxy := start(t, "vault", "proxy", "--config", cfg, "--line", "line1", "--listen", "127.0.0.1:0")
+	proxyURL := waitFor(t, proxy.stderr, `listening on (http://[0-9.:]+/v1/)`)
+	dev, _ := serialvault.GenerateKey(2048)
+	model, _ := serialvault.Decode(mustRead(t, repo+"/configs/assets/acme-gw-armhf.model"))
+	d := &vaulttest.Device{Key: dev, Model: model, Serial: "CLI-0001", URL: proxyURL, MaxFailures: 1}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := d.Register(ctx); err != nil {
+		t.Fatalf("register through the proxy: %v\n%s", err, proxy.stderr.String())
+	}
+	waitFor(t, proxy.stdout, `recorded acme/acme-gw-armhf serial CLI-0001 revision 1 device-key `+regexp.QuoteMeta(dev.Public().ID()))
+	if err := proxy.stop(t); err != nil {
+		t.Errorf("proxy ended with %v", err)
+	}
+
+	code, stream, errOut := runCmd("assertions", "--config", cfg, "--serial", "CLI-0001")
+	if code != 0 || !strings.HasPrefix(stream, "type: serial\n") || !strings.Contains(errOut, "1 serial assertion") {
+		t.Fatalf("assertions: %d %s %s", code, stream, errOut)
+	}
+	streamFile := filepath.Join(dir, "recorded.assert")
+	os.WriteFile(streamFile, []byte(stream), 0o644)
+	code, out, _ = runCmd("assertion", "verify", "--key", pubFile, streamFile)
+	if code != 0 || !strings.Contains(out, "serial acme/acme-gw-armhf/CLI-0001 (revision 1), signed by key") {
+		t.Errorf("verify recorded: %d %s", code, out)
+	}
+	if code, out, _ = runCmd("assertion", "verify", streamFile); code != 1 || !strings.Contains(out, "not trusted") {
+		t.Errorf("verify without key: %d %s", code, out)
+	}
+	if code, out, _ := runCmd("assertions", "--config", cfg, "--since", "1h", "--line", "wrongkey"); code != 0 || out != "" {
+		t.Errorf("filtered assertions: %d %q", code, out)
+	}
+
+	// The vault stops: check says so.
+	vault.stop(t)
+	code, out, _ = runCmd("vault", "check", "--config", cfg, "--line", "line1")
+	if code != 1 || !strings.Contains(out, "does not answer") {
+		t.Errorf("vault down: %d\n%s", code, out)
+	}
+	// Logs went to the data directory, without the api-key.
+	logData := mustRead(t, filepath.Join(dir, "data", "logs", "flashstation.log"))
+	if !bytes.Contains(logData, []byte("serial assertion recorded")) || bytes.Contains(logData, []byte("the-model-key")) {
+		t.Errorf("log file:\n%s", logData)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+		ok   bool
+	}{
+		{"8h", now.Add(-8 * time.Hour), true},
+		{"2026-11-28T08:00:00Z", time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC), true},
+		{"yesterday", time.Time{}, false},
+	} {
+		got, err := parseSince(tc.in, now)
+		if (err == nil) != tc.ok || (tc.ok && !got.Equal(tc.want)) {
+			t.Errorf("parseSince(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+	if got, err := parseSince("2026-11-28", now); err != nil || got.Day() != 28 {
+		t.Errorf("date: %v %v", got, err)
+	}
+}
