@@ -2,9 +2,12 @@ package serialvault_test
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -193,5 +196,33 @@ func TestParseSerialAnswer(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestClientTLSWithCAFile: an https vault with its own CA is reached with
+// the line's CA file, and refused without it.
+func TestClientTLSWithCAFile(t *testing.T) {
+	v, _ := newVault(t, testKey(t))
+	srv := httptest.NewTLSServer(v.Handler())
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := serialvault.NewClient(srv.URL+"/v1/", serialvault.ClientOptions{APIKey: secret.New(lineAPIKey), CAFile: caFile, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RequestID(ctx); err != nil {
+		t.Errorf("with CA file: %v", err)
+	}
+	plain := fastClient(t, srv.URL+"/v1/", lineAPIKey)
+	if _, err := plain.Version(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("without CA file: %v", err)
+	}
+	if _, err := serialvault.NewClient(srv.URL, serialvault.ClientOptions{CAFile: filepath.Join(t.TempDir(), "none.pem")}); err == nil {
+		t.Error("missing CA file accepted")
 	}
 }

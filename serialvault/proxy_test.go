@@ -53,7 +53,14 @@ type bench struct {
 	captures []serialvault.Capture
 }
 
+// newBenchWithKey is a bench whose vault signs with (and the line trusts)
+// the given key.
+func newBenchWithKey(t testing.TB, k *serialvault.PrivateKey) *bench {
+	return newBench(t, benchOpt{vaultSigner: k, trusted: k})
+}
+
 type benchOpt struct {
+	trusted     *serialvault.PrivateKey // the line's brand key; default testKey(0)
 	vaultSigner *serialvault.PrivateKey // default testKey(0), the trusted key
 	apiKey      string                  // the line's configured api-key
 }
@@ -65,6 +72,9 @@ func newBench(t testing.TB, o benchOpt) *bench {
 	}
 	if o.apiKey == "" {
 		o.apiKey = lineAPIKey
+	}
+	if o.trusted == nil {
+		o.trusted = testKey(t)
 	}
 	b := &bench{model: acmeModel(t)}
 	b.vault, b.vaultSrv = newVault(t, o.vaultSigner)
@@ -79,7 +89,7 @@ func newBench(t testing.TB, o benchOpt) *bench {
 	b.led.EnsureLine(ctx, ledger.Line{ID: "line1", StationID: "bench"})
 	b.rec = &flakyRecorder{led: b.led}
 	ring := serialvault.NewKeyRing()
-	ring.Add(serialvault.TrustedKey{Key: testKey(t).Public(), AccountID: "acme"})
+	ring.Add(serialvault.TrustedKey{Key: o.trusted.Public(), AccountID: "acme"})
 	client, err := serialvault.NewClient(b.vaultSrv.URL+"/v1/", serialvault.ClientOptions{APIKey: secretNew(o.apiKey), Attempts: 1})
 	if err != nil {
 		t.Fatal(err)

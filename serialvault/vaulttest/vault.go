@@ -427,6 +427,9 @@ func (v *Vault) signingLog(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	logs := v.SigningLog()
+	if logs == nil {
+		logs = []LogEntry{}
+	}
 	sort.Slice(logs, func(i, j int) bool { return logs[i].ID > logs[j].ID })
 	writeJSON(w, http.StatusOK, signingLogBody{Success: true, Logs: logs, TotalCount: len(logs)})
 }
