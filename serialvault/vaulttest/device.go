@@ -149,31 +149,20 @@ func (d *Device) Register(ctx context.Context) (*Result, error) {
 // attempt is one run of the change: a new request-id, then the serial
 // request, resent as snapd does on 202 and transient errors.
 func (d *Device) attempt(ctx context.Context, res *Result) error {
-	var requestID string
-	for requestID == "" {
-		data, status, err := d.post(ctx, "request-id", nil, "")
-		var te errTransient
-		if errors.As(err, &te) {
-			res.Retries++
-			if err := d.wait(ctx, d.transientWait(te)); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if status != http.StatusOK {
-			return fmt.Errorf("cannot get request-id: unexpected status %d", status)
-		}
-		var body struct {
-			RequestID string `json:"request-id"`
-		}
-		if err := json.Unmarshal(data, &body); err != nil || body.RequestID == "" {
-			return fmt.Errorf("cannot get request-id: bad answer %q", data)
-		}
-		requestID = body.RequestID
+	data, status, err := d.postRetrying(ctx, res, "request-id", nil, "")
+	if err != nil {
+		return err
 	}
+	if status != http.StatusOK {
+		return fmt.Errorf("cannot get request-id: unexpected status %d", status)
+	}
+	var idAnswer struct {
+		RequestID string `json:"request-id"`
+	}
+	if err := json.Unmarshal(data, &idAnswer); err != nil || idAnswer.RequestID == "" {
+		return fmt.Errorf("cannot get request-id: bad answer %q", data)
+	}
+	requestID := idAnswer.RequestID
 	req, err := serialvault.NewSerialRequest(d.Key, d.Model.HeaderString("brand-id"), d.Model.HeaderString("model"),
 		requestID, d.Serial, d.Body, d.Now())
 	if err != nil {
@@ -182,15 +171,7 @@ func (d *Device) attempt(ctx context.Context, res *Result) error {
 	stream := append(req.Encode(), '\n')
 	stream = append(stream, d.Model.Encode()...)
 	for {
-		data, status, err := d.post(ctx, "serial", stream, serialvault.AssertionType)
-		var te errTransient
-		if errors.As(err, &te) {
-			res.Retries++
-			if err := d.wait(ctx, d.transientWait(te)); err != nil {
-				return err
-			}
-			continue
-		}
+		data, status, err := d.postRetrying(ctx, res, "serial", stream, serialvault.AssertionType)
 		if err != nil {
 			return err
 		}
@@ -218,6 +199,22 @@ func (d *Device) attempt(ctx context.Context, res *Result) error {
 		}
 		res.Serial, res.Raw = s, data
 		return nil
+	}
+}
+
+// postRetrying posts until the answer is not transient (a network error or
+// a status above 500), waiting as snapd does in between.
+func (d *Device) postRetrying(ctx context.Context, res *Result, what string, body []byte, contentType string) ([]byte, int, error) {
+	for {
+		data, status, err := d.post(ctx, what, body, contentType)
+		var te errTransient
+		if !errors.As(err, &te) {
+			return data, status, err
+		}
+		res.Retries++
+		if err := d.wait(ctx, d.transientWait(te)); err != nil {
+			return nil, 0, err
+		}
 	}
 }
 

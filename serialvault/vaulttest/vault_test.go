@@ -20,25 +20,8 @@ import (
 
 const apiKey = "model-api-key-0001"
 
-var (
-	keysOnce sync.Once
-	keys     []*serialvault.PrivateKey
-)
-
 // key returns shared generated keys: 0 the vault's, 1.. devices'.
-func key(t testing.TB, i int) *serialvault.PrivateKey {
-	t.Helper()
-	keysOnce.Do(func() {
-		for range 4 {
-			k, err := serialvault.GenerateKey(2048)
-			if err != nil {
-				panic(err)
-			}
-			keys = append(keys, k)
-		}
-	})
-	return keys[i]
-}
+func key(t testing.TB, i int) *serialvault.PrivateKey { return vaulttest.TestKey(i) }
 
 func acmeModel(t testing.TB) *serialvault.Assertion {
 	t.Helper()
