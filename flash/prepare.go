@@ -1,0 +1,325 @@
+package flash
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Chunk is a piece of the mapped image: at most the cache's chunk size,
+// never crossing a chunk-size boundary, with the SHA-256 of its bytes.
+type Chunk struct {
+	Offset int64  `json:"offset"`
+	Length int64  `json:"length"`
+	SHA256 string `json:"sha256"`
+}
+
+// Prepared is an image ready to flash: a sparse raw file in the cache, its
+// map as chunks with checksums, and where it came from.
+type Prepared struct {
+	Key          string    `json:"key"`
+	Source       string    `json:"source"`
+	SourceSHA256 string    `json:"source_sha256"`
+	Format       Format    `json:"format"`
+	Size         int64     `json:"size"`
+	BlockSize    int64     `json:"block_size"`
+	ChunkSize    int64     `json:"chunk_size"`
+	MappedBytes  int64     `json:"mapped_bytes"`
+	Bmap         *BmapInfo `json:"bmap,omitempty"`
+	Chunks       []Chunk   `json:"chunks"`
+	PreparedAt   time.Time `json:"prepared_at"`
+	PrepareTime  float64   `json:"prepare_seconds"`
+
+	// RawPath is the cached raw image (not stored in the manifest).
+	RawPath string `json:"-"`
+}
+
+// BmapInfo says which bmap a preparation honoured.
+type BmapInfo struct {
+	Path    string `json:"path"`
+	SHA256  string `json:"sha256"`
+	Version string `json:"version"`
+}
+
+const (
+	zeroBlock = 4096
+	mergeGap  = 256 << 10
+)
+
+// ErrImageRefused wraps every reason an image is refused before flashing:
+// a wrong hash, a corrupt stream, a bmap that does not match.
+var ErrImageRefused = errors.New("image refused")
+
+// preparer streams a raw image into a sparse cache file, building the chunk
+// list and checking bmap range checksums on the way.
+type preparer struct {
+	out       *os.File
+	chunkSize int64
+	bmap      *Bmap
+	progress  func(done int64)
+
+	chunks []Chunk
+	cur    *Chunk
+	curH   hash.Hash
+	mapped int64
+
+	// bmap checking: the range being hashed.
+	ri    int
+	rhash hash.Hash
+}
+
+// addMapped records raw bytes [off, off+len(p)) as mapped: hashed into
+// chunks, written to the cache file unless all zero (a hole reads as zeros).
+func (p *preparer) addMapped(data []byte, off int64) error {
+	for len(data) > 0 {
+		// chunks never cross a chunk-size boundary
+		boundary := (off/p.chunkSize + 1) * p.chunkSize
+		n := min(int64(len(data)), boundary-off)
+		if p.cur == nil || p.cur.Offset+p.cur.Length != off || off%p.chunkSize == 0 {
+			p.flushChunk()
+			p.cur = &Chunk{Offset: off}
+			p.curH = sha256.New()
+		}
+		piece := data[:n]
+		p.curH.Write(piece)
+		p.cur.Length += n
+		p.mapped += n
+		if err := writeNonZero(p.out, piece, off); err != nil {
+			return err
+		}
+		data = data[n:]
+		off += n
+	}
+	return nil
+}
+
+func (p *preparer) flushChunk() {
+	if p.cur != nil {
+		p.cur.SHA256 = hex.EncodeToString(p.curH.Sum(nil))
+		p.chunks = append(p.chunks, *p.cur)
+		p.cur = nil
+	}
+}
+
+// writeNonZero writes the non-zero 4 KiB blocks of p at off.
+func writeNonZero(f *os.File, p []byte, off int64) error {
+	start := -1
+	flush := func(end int) error {
+		if start < 0 {
+			return nil
+		}
+		_, err := f.WriteAt(p[start:end], off+int64(start))
+		start = -1
+		return err
+	}
+	for i := 0; i < len(p); i += zeroBlock {
+		end := min(i+zeroBlock, len(p))
+		if isZero(p[i:end]) {
+			if err := flush(i); err != nil {
+				return err
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	return flush(len(p))
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// window handles one buffer of the raw stream at off.
+func (p *preparer) window(buf []byte, off int64) error {
+	if p.bmap == nil {
+		// No bmap: the non-zero blocks are the map; zero gaps shorter than
+		// mergeGap stay mapped, as few large writes beat many small ones.
+		start, last := -1, -1
+		emit := func() error {
+			if start < 0 {
+				return nil
+			}
+			err := p.addMapped(buf[start:last], off+int64(start))
+			start = -1
+			return err
+		}
+		for i := 0; i < len(buf); i += zeroBlock {
+			end := min(i+zeroBlock, len(buf))
+			if isZero(buf[i:end]) {
+				continue
+			}
+			if start >= 0 && i-last >= mergeGap {
+				if err := emit(); err != nil {
+					return err
+				}
+			}
+			if start < 0 {
+				start = i
+			}
+			last = end
+		}
+		return emit()
+	}
+	// With a bmap: its ranges are the map (zero blocks in them included),
+	// and each range's checksum is checked as its bytes go by.
+	end := off + int64(len(buf))
+	for p.ri < len(p.bmap.Ranges) {
+		r := p.bmap.Ranges[p.ri]
+		rOff, rLen := p.bmap.byteRange(r)
+		rEnd := rOff + rLen
+		if rOff >= end {
+			break
+		}
+		lo, hi := max(rOff, off), min(rEnd, end)
+		if lo < hi {
+			piece := buf[lo-off : hi-off]
+			if err := p.addMapped(piece, lo); err != nil {
+				return err
+			}
+			if r.Checksum != "" {
+				if p.rhash == nil {
+					p.rhash = p.bmap.newHash()
+				}
+				p.rhash.Write(piece)
+			}
+		}
+		if rEnd > end {
+			break
+		}
+		if r.Checksum != "" && p.rhash != nil {
+			if got := hex.EncodeToString(p.rhash.Sum(nil)); got != r.Checksum {
+				return fmt.Errorf("%w: blocks %d-%d do not match the bmap's checksum (corrupt image, or the bmap of another image)",
+					ErrImageRefused, r.First, r.Last)
+			}
+		}
+		p.rhash = nil
+		p.ri++
+	}
+	return nil
+}
+
+// prepareStream copies the raw stream r (size unknown) into out and
+// returns the chunk list; the image size is the stream's length.
+func (p *preparer) run(ctx context.Context, r io.Reader) (size int64, err error) {
+	buf := make([]byte, p.chunkSize)
+	var off int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return off, err
+		}
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			if err := p.window(buf[:n], off); err != nil {
+				return off, err
+			}
+			off += int64(n)
+			if p.progress != nil {
+				p.progress(off)
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return off, fmt.Errorf("%w: cannot decompress the image at byte %d: %v", ErrImageRefused, off, rerr)
+		}
+	}
+	p.flushChunk()
+	if p.bmap != nil {
+		if off != p.bmap.ImageSize {
+			return off, fmt.Errorf("%w: the image is %d bytes, its bmap says %d", ErrImageRefused, off, p.bmap.ImageSize)
+		}
+		if p.ri != len(p.bmap.Ranges) {
+			return off, fmt.Errorf("%w: the image ends before bmap range %d", ErrImageRefused, p.ri+1)
+		}
+	}
+	if err := p.out.Truncate(off); err != nil {
+		return off, err
+	}
+	return off, nil
+}
+
+// dataSegments lists the allocated regions of a raw file with
+// SEEK_DATA/SEEK_HOLE, so a sparse raw source is read only where it holds
+// data. It returns one segment covering the file when the file system
+// cannot tell.
+func dataSegments(f *os.File, size int64) [][2]int64 {
+	var segs [][2]int64
+	fd := int(f.Fd())
+	for off := int64(0); off < size; {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err != nil {
+			if errors.Is(err, syscall.ENXIO) { // no data after off
+				break
+			}
+			return [][2]int64{{0, size}}
+		}
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return [][2]int64{{0, size}}
+		}
+		segs = append(segs, [2]int64{start, min(end, size)})
+		off = end
+	}
+	return segs
+}
+
+// sparseReader reads a raw file as a stream but seeks over its holes,
+// which read as zeros without touching the disk.
+type sparseReader struct {
+	f    *os.File
+	segs [][2]int64
+	size int64
+	off  int64
+}
+
+func (s *sparseReader) Read(p []byte) (int, error) {
+	if s.off >= s.size {
+		return 0, io.EOF
+	}
+	for len(s.segs) > 0 && s.segs[0][1] <= s.off {
+		s.segs = s.segs[1:]
+	}
+	n := min(int64(len(p)), s.size-s.off)
+	if len(s.segs) == 0 || s.segs[0][0] > s.off {
+		// In a hole: zeros up to the next data.
+		if len(s.segs) > 0 {
+			n = min(n, s.segs[0][0]-s.off)
+		}
+		clear(p[:n])
+		s.off += n
+		return int(n), nil
+	}
+	n = min(n, s.segs[0][1]-s.off)
+	got, err := s.f.ReadAt(p[:n], s.off)
+	s.off += int64(got)
+	if err == io.EOF && s.off < s.size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == io.EOF {
+		err = nil
+	}
+	return got, err
+}

@@ -1,0 +1,148 @@
+package flash
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// Format is an image file's compression, detected from its first bytes.
+type Format string
+
+// Image formats.
+const (
+	FormatRaw  Format = "raw"
+	FormatZstd Format = "zstd"
+	FormatGzip Format = "gzip"
+	FormatXz   Format = "xz"
+)
+
+var magics = []struct {
+	format Format
+	magic  []byte
+}{
+	{FormatZstd, []byte{0x28, 0xb5, 0x2f, 0xfd}},
+	{FormatGzip, []byte{0x1f, 0x8b}},
+	{FormatXz, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}},
+}
+
+// DetectFormat names the compression of data's first bytes (the name of a
+// file is not trusted: images are renamed, and .img files may be
+// compressed).
+func DetectFormat(head []byte) Format {
+	for _, m := range magics {
+		if bytes.HasPrefix(head, m.magic) {
+			return m.format
+		}
+	}
+	return FormatRaw
+}
+
+// xzCommand is the system xz (liblzma, about twice as fast as pure Go);
+// empty forces the pure-Go decoder.
+var xzCommand = "xz"
+
+// decompressor wraps r, an image stream of the given format, in a reader of
+// the raw image. close releases it and reports a decoder failure that
+// happened after the last read (e.g. the xz process).
+func decompressor(ctx context.Context, format Format, r io.Reader) (raw io.Reader, closeFn func() error, err error) {
+	switch format {
+	case FormatRaw:
+		return r, func() error { return nil }, nil
+	case FormatGzip:
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, zr.Close, nil
+	case FormatZstd:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderLowmem(false), zstd.WithDecoderMaxWindow(1<<31))
+		if err != nil {
+			return nil, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, func() error { zr.Close(); return nil }, nil
+	case FormatXz:
+		if path, err := exec.LookPath(xzCommand); err == nil && xzCommand != "" {
+			return systemXz(ctx, path, r)
+		}
+		xr, err := xz.NewReader(bufio.NewReaderSize(r, 1<<20))
+		if err != nil {
+			return nil, nil, fmt.Errorf("xz: %w", err)
+		}
+		return xr, func() error { return nil }, nil
+	}
+	return nil, nil, fmt.Errorf("unknown image format %q", format)
+}
+
+// systemXz decompresses through `xz -dc`, feeding it r.
+func systemXz(ctx context.Context, path string, r io.Reader) (io.Reader, func() error, error) {
+	cmd := exec.CommandContext(ctx, path, "--decompress", "--stdout", "--threads=0")
+	cmd.Stdin = r
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start xz: %w", err)
+	}
+	var once sync.Once
+	var waitErr error
+	wait := func() error {
+		once.Do(func() {
+			_, _ = io.Copy(io.Discard, out) // let xz finish writing
+			if err := cmd.Wait(); err != nil {
+				waitErr = fmt.Errorf("xz: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+			}
+		})
+		return waitErr
+	}
+	return &xzReader{out: out, wait: wait}, wait, nil
+}
+
+// xzReader turns xz's exit status into the error at the end of the stream,
+// so a corrupt .xz is not mistaken for a short image.
+type xzReader struct {
+	out  io.Reader
+	wait func() error
+}
+
+func (x *xzReader) Read(p []byte) (int, error) {
+	n, err := x.out.Read(p)
+	if errors.Is(err, io.EOF) {
+		if werr := x.wait(); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+// openImage opens an image file and reports its format.
+func openImage(path string) (*os.File, Format, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("open image: %w", err)
+	}
+	head := make([]byte, 8)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		f.Close()
+		return nil, "", fmt.Errorf("read image: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	return f, DetectFormat(head[:n]), nil
+}
