@@ -362,3 +362,6 @@ func (d *Device) Run(ctx context.Context) error {
 	<-ctx.Done()
 	return d.Close()
 }
+
+// Storage is the device's storage file.
+func (d *Device) Storage() string { return d.cfg.Storage }
