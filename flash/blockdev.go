@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flashstation/flashstation/usb"
 )
 
 // sysRoot and procMounts are where the kernel's views live (tests point
@@ -39,8 +40,6 @@ type Disk struct {
 	Serial  string
 }
 
-var usbPortRe = regexp.MustCompile(`^[0-9]+-[0-9]+(\.[0-9]+)*$`)
-
 // InspectDisk looks a block device up in sysfs and the mount table.
 func InspectDisk(path string) (*Disk, error) {
 	dev, err := filepath.EvalSymlinks(path)
@@ -66,7 +65,7 @@ func InspectDisk(path string) (*Disk, error) {
 	if n, err := readInt(filepath.Join(sys, "size")); err == nil {
 		d.Size = n * 512
 	}
-	d.USBPort = usbPortOf(sys)
+	d.USBPort = usb.PortOf(sys)
 	d.Model = readTrim(filepath.Join(sys, "device", "model"))
 	d.Vendor = readTrim(filepath.Join(sys, "device", "vendor"))
 	d.Serial = usbSerialOf(sys)
@@ -119,24 +118,12 @@ func holders(sysDir string) []string {
 	return out
 }
 
-// usbPortOf finds the USB port path in a sysfs device path: the last
-// component like 1-1.4.2 before the interface (1-1.4.2:1.0).
-func usbPortOf(sysPath string) string {
-	port := ""
-	for _, part := range strings.Split(sysPath, "/") {
-		if usbPortRe.MatchString(part) {
-			port = part
-		}
-	}
-	return port
-}
-
 // usbSerialOf reads the serial string of the USB device a block device
 // sits on.
 func usbSerialOf(sysPath string) string {
 	parts := strings.Split(sysPath, "/")
 	for i := len(parts) - 1; i > 0; i-- {
-		if usbPortRe.MatchString(parts[i]) {
+		if usb.ValidPortPath(parts[i]) {
 			return readTrim(filepath.Join(strings.Join(parts[:i+1], "/"), "serial"))
 		}
 	}

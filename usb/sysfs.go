@@ -1,0 +1,293 @@
+// Package usb finds what is plugged into the bench's USB ports: devices by
+// port path (bus-port.port..., as sysfs names them), the disks and serial
+// ports they provide, fastboot interfaces, and switchable hub ports. It
+// reads sysfs for discovery and uses gousb (libusb) only where the kernel
+// offers no file: fastboot bulk transfers and hub port power. gousb types
+// never leave this package.
+package usb
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Device is a USB device found in sysfs.
+type Device struct {
+	PortPath     string   `json:"port_path"` // e.g. 1-1.4.2
+	Bus          int      `json:"bus"`
+	Address      int      `json:"address"`
+	VID          string   `json:"vid"` // 4 hex digits
+	PID          string   `json:"pid"`
+	Serial       string   `json:"serial,omitempty"`
+	Manufacturer string   `json:"manufacturer,omitempty"`
+	Product      string   `json:"product,omitempty"`
+	SpeedMbps    string   `json:"speed_mbps,omitempty"`
+	Hub          bool     `json:"hub,omitempty"`
+	HubPorts     int      `json:"hub_ports,omitempty"`
+	Fastboot     bool     `json:"fastboot,omitempty"` // has a ff/42/03 interface
+	Disks        []string `json:"disks,omitempty"`    // /dev paths of its whole disks
+	TTYs         []string `json:"ttys,omitempty"`     // /dev paths of its serial ports
+	Kind         string   `json:"kind,omitempty"`     // what it looks like to a bench
+}
+
+// SerialPort is a serial device (USB-serial adapter, CDC ACM, or a
+// built-in UART) with the names it can be opened by.
+type SerialPort struct {
+	Device    string `json:"device"` // /dev/ttyUSB0
+	ByID      string `json:"by_id,omitempty"`
+	ByPath    string `json:"by_path,omitempty"`
+	PortPath  string `json:"port_path,omitempty"` // USB port of the adapter
+	Interface string `json:"interface,omitempty"` // e.g. 1-1.2:1.0
+	VID       string `json:"vid,omitempty"`
+	PID       string `json:"pid,omitempty"`
+	Serial    string `json:"serial,omitempty"`
+	Product   string `json:"product,omitempty"`
+	Driver    string `json:"driver,omitempty"`
+}
+
+// Sysfs reads the kernel's view; Root is "/sys" and Dev "/dev" except in
+// tests.
+type Sysfs struct {
+	Root string
+	Dev  string
+}
+
+// System is the running system's sysfs.
+var System = Sysfs{Root: "/sys", Dev: "/dev"}
+
+var portRe = regexp.MustCompile(`^[0-9]+-[0-9]+(\.[0-9]+)*$`)
+
+// ValidPortPath reports whether s is a USB port path such as 1-1.4.2.
+func ValidPortPath(s string) bool { return portRe.MatchString(s) }
+
+func read(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func readInt(path string) int {
+	n, _ := strconv.Atoi(read(path))
+	return n
+}
+
+// PortOf returns the USB port path in a resolved sysfs path: the last
+// component like 1-1.4.2 (the device the path runs through).
+func PortOf(sysPath string) string {
+	port := ""
+	for _, part := range strings.Split(sysPath, "/") {
+		if portRe.MatchString(part) {
+			port = part
+		}
+	}
+	return port
+}
+
+// Devices lists the USB devices by port path, with their disks and
+// serial ports.
+func (s Sysfs) Devices() ([]Device, error) {
+	base := filepath.Join(s.Root, "bus", "usb", "devices")
+	entries, err := os.ReadDir(base)
+	if os.IsNotExist(err) {
+		return nil, nil // no USB on this machine
+	}
+	if err != nil {
+		return nil, fmt.Errorf("usb: %w", err)
+	}
+	disks := s.blockDisks()
+	ports, _ := s.SerialPorts()
+	var out []Device
+	for _, e := range entries {
+		name := e.Name()
+		if !portRe.MatchString(name) {
+			continue // root hubs (usb1) and interfaces (1-1:1.0)
+		}
+		dir := filepath.Join(base, name)
+		d := Device{
+			PortPath: name, Bus: readInt(filepath.Join(dir, "busnum")), Address: readInt(filepath.Join(dir, "devnum")),
+			VID: read(filepath.Join(dir, "idVendor")), PID: read(filepath.Join(dir, "idProduct")),
+			Serial: read(filepath.Join(dir, "serial")), Manufacturer: read(filepath.Join(dir, "manufacturer")),
+			Product: read(filepath.Join(dir, "product")), SpeedMbps: read(filepath.Join(dir, "speed")),
+		}
+		if read(filepath.Join(dir, "bDeviceClass")) == "09" {
+			d.Hub = true
+			d.HubPorts = readInt(filepath.Join(dir, "maxchild"))
+		}
+		ifaces, _ := filepath.Glob(filepath.Join(dir, name+":*"))
+		for _, ifc := range ifaces {
+			if read(filepath.Join(ifc, "bInterfaceClass")) == "ff" && read(filepath.Join(ifc, "bInterfaceSubClass")) == "42" &&
+				read(filepath.Join(ifc, "bInterfaceProtocol")) == "03" {
+				d.Fastboot = true
+			}
+		}
+		d.Disks = disks[name]
+		for _, p := range ports {
+			if p.PortPath == name {
+				d.TTYs = append(d.TTYs, p.Device)
+			}
+		}
+		d.Kind = kindOf(d)
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return lessPort(out[i].PortPath, out[j].PortPath) })
+	return out, nil
+}
+
+// kindOf names what a device is to the bench.
+func kindOf(d Device) string {
+	switch {
+	case d.Fastboot:
+		return "fastboot"
+	case len(d.Disks) > 0:
+		return "disk"
+	case d.VID == "0a5c" && (d.PID == "2763" || d.PID == "2764" || d.PID == "2711" || d.PID == "2712"):
+		return "rpi-boot-rom"
+	case len(d.TTYs) > 0:
+		return "serial"
+	case d.Hub:
+		return "hub"
+	}
+	return ""
+}
+
+// lessPort orders port paths numerically (1-1.10 after 1-1.9).
+func lessPort(a, b string) bool {
+	split := func(s string) []int {
+		var out []int
+		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == '-' || r == '.' }) {
+			n, _ := strconv.Atoi(f)
+			out = append(out, n)
+		}
+		return out
+	}
+	x, y := split(a), split(b)
+	for i := 0; i < min(len(x), len(y)); i++ {
+		if x[i] != y[i] {
+			return x[i] < y[i]
+		}
+	}
+	return len(x) < len(y)
+}
+
+// blockDisks maps USB port paths to the whole disks below them.
+func (s Sysfs) blockDisks() map[string][]string {
+	out := map[string][]string{}
+	entries, _ := os.ReadDir(filepath.Join(s.Root, "block"))
+	for _, e := range entries {
+		real, err := filepath.EvalSymlinks(filepath.Join(s.Root, "block", e.Name()))
+		if err != nil {
+			continue
+		}
+		if port := PortOf(real); port != "" {
+			out[port] = append(out[port], filepath.Join(s.Dev, e.Name()))
+		}
+	}
+	return out
+}
+
+// DisksOn returns the whole disks on any of the given port paths (a slot's
+// port and its SuperSpeed twin).
+func (s Sysfs) DisksOn(ports ...string) []string {
+	all := s.blockDisks()
+	var out []string
+	for _, p := range ports {
+		out = append(out, all[p]...)
+	}
+	return out
+}
+
+// SerialPorts lists serial ports with their stable names and, for USB
+// adapters, the adapter's port path.
+func (s Sysfs) SerialPorts() ([]SerialPort, error) {
+	entries, err := os.ReadDir(filepath.Join(s.Root, "class", "tty"))
+	if err != nil {
+		return nil, fmt.Errorf("serial ports: %w", err)
+	}
+	links := s.serialLinks()
+	var out []SerialPort
+	for _, e := range entries {
+		devDir := filepath.Join(s.Root, "class", "tty", e.Name(), "device")
+		real, err := filepath.EvalSymlinks(devDir)
+		if err != nil {
+			continue // virtual ttys have no device
+		}
+		p := SerialPort{Device: filepath.Join(s.Dev, e.Name())}
+		if drv, err := filepath.EvalSymlinks(filepath.Join(devDir, "driver")); err == nil {
+			p.Driver = filepath.Base(drv)
+		}
+		if p.Driver == "serial8250" && read(filepath.Join(s.Root, "class", "tty", e.Name(), "type")) == "0" {
+			continue // an 8250 placeholder without hardware
+		}
+		if port := PortOf(real); port != "" {
+			p.PortPath = port
+			for _, part := range strings.Split(real, "/") {
+				if strings.HasPrefix(part, port+":") {
+					p.Interface = part
+				}
+			}
+			usbDir := real[:strings.LastIndex(real, "/"+port+"/")+len(port)+1]
+			p.VID, p.PID = read(filepath.Join(usbDir, "idVendor")), read(filepath.Join(usbDir, "idProduct"))
+			p.Serial, p.Product = read(filepath.Join(usbDir, "serial")), read(filepath.Join(usbDir, "product"))
+		}
+		l := links[e.Name()]
+		p.ByID, p.ByPath = l.byID, l.byPath
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
+	return out, nil
+}
+
+type serialLink struct{ byID, byPath string }
+
+// serialLinks reads /dev/serial/by-id and by-path.
+func (s Sysfs) serialLinks() map[string]serialLink {
+	out := map[string]serialLink{}
+	for _, kind := range []string{"by-id", "by-path"} {
+		dir := filepath.Join(s.Dev, "serial", kind)
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			target, err := os.Readlink(filepath.Join(dir, e.Name()))
+			if err != nil {
+				continue
+			}
+			name := filepath.Base(target)
+			l := out[name]
+			if kind == "by-id" {
+				l.byID = filepath.Join(dir, e.Name())
+			} else {
+				l.byPath = filepath.Join(dir, e.Name())
+			}
+			out[name] = l
+		}
+	}
+	return out
+}
+
+// SerialOnPort returns the serial device of the adapter plugged into a USB
+// port path (its first interface when it has several, or the interface
+// named as PORT:CONFIG.INTERFACE).
+func (s Sysfs) SerialOnPort(port string) (string, error) {
+	want, iface, _ := strings.Cut(port, ":")
+	ports, err := s.SerialPorts()
+	if err != nil {
+		return "", err
+	}
+	var found []SerialPort
+	for _, p := range ports {
+		if p.PortPath == want && (iface == "" || p.Interface == want+":"+iface) {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 0 {
+		return "", fmt.Errorf("no serial adapter on USB port %s", port)
+	}
+	sort.Slice(found, func(i, j int) bool { return found[i].Interface < found[j].Interface })
+	return found[0].Device, nil
+}
