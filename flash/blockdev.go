@@ -191,26 +191,26 @@ type BlockTarget struct {
 func OpenBlockTarget(path string, o BlockOptions) (*BlockTarget, error) {
 	d, err := InspectDisk(path)
 	if err != nil {
-		return nil, &Failure{Reason: ReasonOpen, Detail: err.Error(), Err: err}
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
 	}
 	switch {
 	case d.System:
-		return nil, &Failure{Reason: ReasonSystemDisk, Detail: fmt.Sprintf("%s holds the system (%s): never overwritten", path, strings.Join(d.Mounts, ", "))}
+		return nil, &Failure{Reason: ReasonSystemDisk, Offset: -1, Detail: fmt.Sprintf("%s holds the system (%s): never overwritten", path, strings.Join(d.Mounts, ", "))}
 	case len(d.Mounts) > 0:
-		return nil, &Failure{Reason: ReasonMounted, Detail: fmt.Sprintf("%s is mounted at %s: unmount it first", path, strings.Join(d.Mounts, ", "))}
+		return nil, &Failure{Reason: ReasonMounted, Offset: -1, Detail: fmt.Sprintf("%s is mounted at %s: unmount it first", path, strings.Join(d.Mounts, ", "))}
 	case len(d.Holders) > 0:
-		return nil, &Failure{Reason: ReasonBusy, Detail: fmt.Sprintf("%s is in use by %s", path, strings.Join(d.Holders, ", "))}
+		return nil, &Failure{Reason: ReasonBusy, Offset: -1, Detail: fmt.Sprintf("%s is in use by %s", path, strings.Join(d.Holders, ", "))}
 	case d.USBPort == "" && !o.AllowNonUSB:
-		return nil, &Failure{Reason: ReasonNotUSB, Detail: fmt.Sprintf("%s (%s) is not on a USB port; --allow-non-usb permits it", path, d.Name)}
+		return nil, &Failure{Reason: ReasonNotUSB, Offset: -1, Detail: fmt.Sprintf("%s (%s) is not on a USB port; --allow-non-usb permits it", path, d.Name)}
 	case len(o.USBPorts) > 0 && !containsString(o.USBPorts, d.USBPort):
-		return nil, &Failure{Reason: ReasonNotUSB, Detail: fmt.Sprintf("%s is on USB port %q, not the slot's %s", path, d.USBPort, strings.Join(o.USBPorts, " or "))}
+		return nil, &Failure{Reason: ReasonNotUSB, Offset: -1, Detail: fmt.Sprintf("%s is on USB port %q, not the slot's %s", path, d.USBPort, strings.Join(o.USBPorts, " or "))}
 	}
 	f, err := os.OpenFile(d.Device, os.O_RDWR|unix.O_DIRECT|unix.O_EXCL|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.EBUSY) {
-			return nil, &Failure{Reason: ReasonBusy, Detail: fmt.Sprintf("%s is busy (open elsewhere)", path), Err: err}
+			return nil, &Failure{Reason: ReasonBusy, Offset: -1, Detail: fmt.Sprintf("%s is busy (open elsewhere)", path), Err: err}
 		}
-		return nil, &Failure{Reason: ReasonOpen, Detail: err.Error(), Err: err}
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
 	}
 	t := &BlockTarget{f: f, disk: d, align: 4096, sys: filepath.Join(sysRoot, "dev", "block", fmt.Sprintf("%d:%d", d.Major, d.Minor))}
 	var size uint64

@@ -237,6 +237,7 @@ func (c *Cache) load(dir string) (*Prepared, error) {
 		return nil, err
 	}
 	img.RawPath = filepath.Join(dir, "image.raw")
+	img.Cached = true
 	fi, err := os.Stat(img.RawPath)
 	if err != nil || fi.Size() != img.Size {
 		return nil, fmt.Errorf("prepared image %s is incomplete", dir)
@@ -323,7 +324,7 @@ func (c *Cache) checkSpace(need int64) error {
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
 	if need > free {
-		return fmt.Errorf("image cache %s: disk full: the image needs %s, %s free", c.dir, humanBytes(need), humanBytes(free))
+		return fmt.Errorf("image cache %s: disk full: the image needs %s, %s free", c.dir, HumanBytes(need), HumanBytes(free))
 	}
 	return nil
 }
@@ -359,8 +360,8 @@ func syncDir(dir string) {
 	}
 }
 
-// humanBytes formats a byte count in binary units.
-func humanBytes(n int64) string {
+// HumanBytes formats a byte count in binary units.
+func HumanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

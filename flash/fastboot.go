@@ -328,7 +328,7 @@ func FlashFastboot(ctx context.Context, img *Prepared, c *FastbootClient, o Fast
 	if v, err := c.GetVar(ctx, "partition-size:"+o.Partition); err == nil {
 		if n, err := ParseSize(v); err == nil && n > 0 && n < img.Size {
 			res.Failure = &Failure{Reason: ReasonTooSmall, Offset: -1,
-				Detail: fmt.Sprintf("partition %s holds %s, the image needs %s", o.Partition, humanBytes(n), humanBytes(img.Size))}
+				Detail: fmt.Sprintf("partition %s holds %s, the image needs %s", o.Partition, HumanBytes(n), HumanBytes(img.Size))}
 			return res
 		}
 	} else if !isFastbootFail(err) {

@@ -39,8 +39,10 @@ type Prepared struct {
 	PreparedAt   time.Time `json:"prepared_at"`
 	PrepareTime  float64   `json:"prepare_seconds"`
 
-	// RawPath is the cached raw image (not stored in the manifest).
+	// RawPath is the cached raw image; Cached says it was prepared before
+	// (neither is stored in the manifest).
 	RawPath string `json:"-"`
+	Cached  bool   `json:"-"`
 }
 
 // BmapInfo says which bmap a preparation honoured.

@@ -40,11 +40,11 @@ type FileTarget struct {
 // OpenFileTarget opens (creating) a regular file target.
 func OpenFileTarget(path string) (*FileTarget, error) {
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, &Failure{Reason: ReasonOpen, Detail: fmt.Sprintf("%s is not a regular file", path)}
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%s is not a regular file", path)}
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, &Failure{Reason: ReasonOpen, Detail: err.Error(), Err: err}
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
 	}
 	return &FileTarget{f: f, path: path}, nil
 }

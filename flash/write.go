@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -41,7 +40,7 @@ type Failure struct {
 func (f *Failure) Error() string {
 	s := f.Reason
 	if f.Offset >= 0 && (f.Reason == ReasonWriteError || f.Reason == ReasonVerify || f.Reason == ReasonReadError) {
-		s += fmt.Sprintf(" at offset %d (%s)", f.Offset, humanBytes(f.Offset))
+		s += fmt.Sprintf(" at offset %d (%s)", f.Offset, HumanBytes(f.Offset))
 	}
 	if f.Detail != "" {
 		s += ": " + f.Detail
@@ -140,7 +139,7 @@ func Write(ctx context.Context, img *Prepared, t Target, o Options) Result {
 	}
 	if c := t.Capacity(); c > 0 && c < img.Size {
 		res.Failure = &Failure{Reason: ReasonTooSmall, Offset: -1,
-			Detail: fmt.Sprintf("the target holds %s, the image needs %s", humanBytes(c), humanBytes(img.Size))}
+			Detail: fmt.Sprintf("the target holds %s, the image needs %s", HumanBytes(c), HumanBytes(img.Size))}
 		return res
 	}
 	if ft, ok := t.(interface{ EnsureSize(int64) error }); ok {
@@ -386,15 +385,9 @@ func verifyPhase(ctx context.Context, img *Prepared, t Target, o Options) *Failu
 // a slow or failing target never slows or stops another. Results are in
 // the order of targets.
 func WriteAll(ctx context.Context, img *Prepared, targets []Target, o Options) []Result {
-	results := make([]Result, len(targets))
-	var wg sync.WaitGroup
+	jobs := make([]Job, len(targets))
 	for i, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = Write(ctx, img, t, o)
-		}()
+		jobs[i] = &targetJob{t: t}
 	}
-	wg.Wait()
-	return results
+	return RunJobs(ctx, img, jobs, o)
 }

@@ -27,9 +27,9 @@ func fakeSysfs(t *testing.T) usb.Sysfs {
 		"1-1/1-1.3/1-1.3:1.0/bInterfaceClass": "ff", "1-1/1-1.3/1-1.3:1.0/bInterfaceSubClass": "42", "1-1/1-1.3/1-1.3:1.0/bInterfaceProtocol": "03",
 		"1-1/1-1.4/busnum": "1", "1-1/1-1.4/devnum": "7", "1-1/1-1.4/idVendor": "0525", "1-1/1-1.4/idProduct": "a4a5",
 		"1-1/1-1.4/serial": "UMS0042", "1-1/1-1.4/product": "USB download gadget",
-		"1-1/1-1.4/1-1.4:1.0/bInterfaceClass": "08",
+		"1-1/1-1.4/1-1.4:1.0/bInterfaceClass":                          "08",
 		"1-1/1-1.4/1-1.4:1.0/host6/target6:0:0/6:0:0:0/block/sdb/size": "7634944",
-		"1-1/1-1.2/1-1.2:1.0/ttyUSB0/tty/ttyUSB0/dev": "188:0",
+		"1-1/1-1.2/1-1.2:1.0/ttyUSB0/tty/ttyUSB0/dev":                  "188:0",
 	}
 	for p, content := range files {
 		full := filepath.Join(pci, p)

@@ -117,6 +117,8 @@ Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
 		newVaultCommand(stdout, stderr),
 		newAssertionCommand(stdout, stderr),
 		newAssertionsCommand(stdout, stderr),
+		newFlashCommand(stdout, stderr),
+		newDevicesCommand(stdout, stderr),
 	)
 	return root
 }

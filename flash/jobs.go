@@ -1,0 +1,133 @@
+package flash
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flashstation/flashstation/usb"
+)
+
+// Job flashes one target: a block device, a regular file or a fastboot
+// device.
+type Job interface {
+	Name() string
+	Run(ctx context.Context, img *Prepared, o Options) Result
+	Close() error
+}
+
+// TargetOptions say how to open target specs.
+type TargetOptions struct {
+	Block BlockOptions
+	// Partition is the fastboot partition (default mmc0); Reboot reboots a
+	// fastboot device once flashed.
+	Partition string
+	Reboot    bool
+	// Throttle limits named targets to bytes per second (labs, benchmarks,
+	// the simulated bench's slow media).
+	Throttle map[string]float64
+	// LibUSB opens the libusb session for fastboot:usb targets.
+	LibUSB func() (*usb.LibUSB, error)
+}
+
+// OpenJob opens a target spec: fastboot:tcp:HOST:PORT, fastboot:usb:PORT,
+// a block device, or a regular file (created when missing).
+func OpenJob(ctx context.Context, spec string, o TargetOptions) (Job, error) {
+	switch {
+	case strings.HasPrefix(spec, "fastboot:tcp:"):
+		tr, err := DialFastbootTCP(ctx, strings.TrimPrefix(spec, "fastboot:tcp:"))
+		if err != nil {
+			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+		}
+		return &fastbootJob{name: spec, c: NewFastbootClient(tr), o: o}, nil
+	case strings.HasPrefix(spec, "fastboot:usb:"):
+		if o.LibUSB == nil {
+			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: "USB access not available"}
+		}
+		l, err := o.LibUSB()
+		if err != nil {
+			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+		}
+		tr, err := l.OpenFastboot(strings.TrimPrefix(spec, "fastboot:usb:"))
+		if err != nil {
+			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+		}
+		return &fastbootJob{name: spec, c: NewFastbootClient(tr), o: o}, nil
+	case strings.HasPrefix(spec, "fastboot:"):
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%q: want fastboot:tcp:HOST:PORT or fastboot:usb:PORTPATH", spec)}
+	}
+	var t Target
+	var st unix.Stat_t
+	if err := unix.Stat(spec, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		bt, err := OpenBlockTarget(spec, o.Block)
+		if err != nil {
+			return nil, err
+		}
+		t = bt
+	} else if err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%s is neither a block device nor a regular file", spec)}
+	} else {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+		}
+		ft, err := OpenFileTarget(spec)
+		if err != nil {
+			return nil, err
+		}
+		t = ft
+	}
+	if rate, ok := o.Throttle[spec]; ok && rate > 0 {
+		t = Throttle(t, rate)
+	}
+	return &targetJob{t: t}, nil
+}
+
+type targetJob struct{ t Target }
+
+func (j *targetJob) Name() string { return j.t.Name() }
+func (j *targetJob) Close() error { return j.t.Close() }
+func (j *targetJob) Run(ctx context.Context, img *Prepared, o Options) Result {
+	return Write(ctx, img, j.t, o)
+}
+
+type fastbootJob struct {
+	name string
+	c    *FastbootClient
+	o    TargetOptions
+}
+
+func (j *fastbootJob) Name() string { return j.name }
+func (j *fastbootJob) Close() error { return j.c.Close() }
+func (j *fastbootJob) Run(ctx context.Context, img *Prepared, o Options) Result {
+	res := FlashFastboot(ctx, img, j.c, FastbootFlashOptions{Partition: j.o.Partition, Name: j.name, Options: o})
+	if res.Failure == nil && j.o.Reboot {
+		if _, err := j.c.Command(ctx, "reboot"); err != nil {
+			res.Failure = &Failure{Reason: ReasonFastboot, Offset: -1, Detail: "reboot: " + err.Error(), Err: err}
+		}
+	}
+	return res
+}
+
+// RunJobs runs every job at once, each on its own; results are in the
+// order of jobs.
+func RunJobs(ctx context.Context, img *Prepared, jobs []Job, o Options) []Result {
+	results := make([]Result, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = j.Run(ctx, img, o)
+			if results[i].Target == "" {
+				results[i].Target = j.Name()
+			}
+		}()
+	}
+	wg.Wait()
+	return results
+}
