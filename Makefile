@@ -35,9 +35,10 @@ demo: build
 	@echo "Meanwhile, try: $(BIN) config check configs/station.example.yaml"
 	@$(BIN) config check configs/station.example.yaml
 
-# Performance benchmarks (never timed assertions in tests).
+# Performance benchmarks (never timed assertions in tests): the flash engine
+# against bmaptool and dd, then the Go benchmarks.
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	GO=$(GO) scripts/bench.sh
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

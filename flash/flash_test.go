@@ -293,12 +293,15 @@ func TestFailuresStayAlone(t *testing.T) {
 	corrupt.corruptAt = 10<<20 + 777
 	flaky := newFaulty(t, "flaky")
 	flaky.transients.Store(2)
-	targets := []flash.Target{good, unplugged, writeErr, corrupt, flaky}
+	// A direct-I/O target (aligned buffers, padded tail).
+	direct := &directTarget{newFaulty(t, "corrupt-direct")}
+	direct.corruptAt = 20<<20 + 5
+	targets := []flash.Target{good, unplugged, writeErr, corrupt, flaky, direct}
 	results := flash.WriteAll(context.Background(), img, targets, flash.Options{Verify: true})
 	want := []struct {
 		reason string
 		offset int64
-	}{{"", 0}, {flash.ReasonUnplugged, -1}, {flash.ReasonWriteError, -2}, {flash.ReasonVerify, 10 << 20}, {"", 0}}
+	}{{"", 0}, {flash.ReasonUnplugged, -1}, {flash.ReasonWriteError, -2}, {flash.ReasonVerify, 10 << 20}, {"", 0}, {flash.ReasonVerify, 20 << 20}}
 	for i, r := range results {
 		name := targets[i].Name()
 		if want[i].reason == "" {
@@ -348,6 +351,12 @@ func TestFirstMiBWrittenLast(t *testing.T) {
 		t.Error("skipped verification not said")
 	}
 }
+
+// directTarget claims direct I/O (sector alignment): buffers, offsets and
+// lengths are then sector-aligned.
+type directTarget struct{ *faultyTarget }
+
+func (d *directTarget) Align() int { return 512 }
 
 type orderTarget struct {
 	*faultyTarget

@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -72,6 +73,10 @@ type Options struct {
 	// Progress receives updates at most every ProgressEvery (default 200 ms).
 	Progress      func(Progress)
 	ProgressEvery time.Duration
+	// InFlight is how many chunk reads or writes a target has in flight at
+	// once (default 4): media and USB bridges that queue commands go
+	// faster, the others lose nothing. Each costs one chunk of memory.
+	InFlight int
 }
 
 // Result is one target's outcome.
@@ -97,23 +102,23 @@ func (r Result) MBPerSec() float64 {
 // piece is one write: a chunk or a part of one.
 type piece struct{ off, length int64 }
 
-// writeOrder is the order pieces are written: everything from 1 MiB on,
-// then the first MiB last, so a half-written board never boots.
-func writeOrder(img *Prepared) []piece {
-	const first = 1 << 20
-	var late, early []piece
+// writeOrder splits the mapped chunks into what is written first
+// (everything from 1 MiB on) and what is written last (the first MiB), so a
+// half-written board never boots.
+func writeOrder(img *Prepared) (first, last []piece) {
+	const bootArea = 1 << 20
 	for _, c := range img.Chunks {
 		off, end := c.Offset, c.Offset+c.Length
-		if off < first {
-			cut := min(end, first)
-			early = append(early, piece{off, cut - off})
+		if off < bootArea {
+			cut := min(end, bootArea)
+			last = append(last, piece{off, cut - off})
 			off = cut
 		}
 		if off < end {
-			late = append(late, piece{off, end - off})
+			first = append(first, piece{off, end - off})
 		}
 	}
-	return append(late, early...)
+	return first, last
 }
 
 // roundUp rounds n up to a multiple of align.
@@ -137,6 +142,9 @@ func Write(ctx context.Context, img *Prepared, t Target, o Options) Result {
 	if o.ProgressEvery == 0 {
 		o.ProgressEvery = 200 * time.Millisecond
 	}
+	if o.InFlight <= 0 {
+		o.InFlight = 4
+	}
 	if c := t.Capacity(); c > 0 && c < img.Size {
 		res.Failure = &Failure{Reason: ReasonTooSmall, Offset: -1,
 			Detail: fmt.Sprintf("the target holds %s, the image needs %s", HumanBytes(c), HumanBytes(img.Size))}
@@ -156,25 +164,31 @@ func Write(ctx context.Context, img *Prepared, t Target, o Options) Result {
 	defer src.Close()
 
 	start := time.Now()
-	written, f := writePhase(ctx, img, src, t, o)
-	res.WrittenBytes = written
+	res.WrittenBytes, res.Failure = writePhase(ctx, img, src, t, o)
 	res.WriteTime = time.Since(start)
-	if f != nil {
-		res.Failure = f
+	if res.Failure != nil {
 		return res
 	}
 	if !o.Verify {
 		res.VerifyNote = "read-back skipped (--no-verify)"
 		return res
 	}
+	// Read back after fsync, with any cached pages dropped, so the reads
+	// reach the medium. (Reading each chunk while the next ones are written
+	// was measured slower: the reads and writes contend on one queue.)
 	start = time.Now()
-	f = verifyPhase(ctx, img, t, o)
-	res.VerifyTime = time.Since(start)
-	if f != nil {
-		res.Failure = f
+	if err := t.DropCache(); err != nil {
+		res.Failure = classify(t, err, ReasonReadError, -1)
 		return res
 	}
-	res.Verified = true
+	all := make(chan int, len(img.Chunks))
+	for i := range img.Chunks {
+		all <- i
+	}
+	close(all)
+	res.Failure = verifyChunks(ctx, img, t, o, all)
+	res.VerifyTime = time.Since(start)
+	res.Verified = res.Failure == nil
 	return res
 }
 
@@ -185,6 +199,7 @@ type reporter struct {
 	phase string
 	total int64
 	start time.Time
+	mu    sync.Mutex
 	last  time.Time
 }
 
@@ -192,6 +207,8 @@ func (r *reporter) report(done int64, final bool) {
 	if r.o.Progress == nil {
 		return
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	now := time.Now()
 	if !final && now.Sub(r.last) < r.o.ProgressEvery {
 		return
@@ -208,82 +225,155 @@ func (r *reporter) report(done int64, final bool) {
 	r.o.Progress(p)
 }
 
-type buffered struct {
-	p   piece
-	buf []byte
-	err error
-}
-
-// pipeline reads pieces from src into a small pool of buffers in one
-// goroutine while the caller consumes them, so reading the cache and
-// writing (or reading the target and hashing) overlap.
-func pipeline(ctx context.Context, pieces []piece, bufSize int64, align int, read func(buf []byte, p piece) error) (<-chan buffered, func(buf []byte)) {
-	const depth = 3
-	free := make(chan []byte, depth)
-	for range depth {
-		free <- alignedBuffer(int(roundUp(bufSize, align)), align)
-	}
-	out := make(chan buffered, depth)
-	go func() {
-		defer close(out)
-		for _, p := range pieces {
-			var buf []byte
-			select {
-			case buf = <-free:
-			case <-ctx.Done():
-				return
-			}
-			err := read(buf, p)
-			select {
-			case out <- buffered{p, buf, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return out, func(buf []byte) { free <- buf }
-}
-
-func writePhase(ctx context.Context, img *Prepared, src *os.File, t Target, o Options) (int64, *Failure) {
+// forPieces runs do on every piece with n workers, each with its own
+// aligned buffer; the first failure stops the others.
+func forPieces(ctx context.Context, pieces []piece, n int, bufSize int64, align int,
+	do func(ctx context.Context, buf []byte, p piece) *Failure) *Failure {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pieces := writeOrder(img)
+	next := make(chan piece)
+	var once sync.Once
+	var first *Failure
+	var wg sync.WaitGroup
+	for range min(n, max(len(pieces), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := alignedBuffer(int(roundUp(bufSize, align)), align)
+			for p := range next {
+				if f := do(ctx, buf, p); f != nil {
+					once.Do(func() { first = f; cancel() })
+				}
+			}
+		}()
+	}
+feed:
+	for _, p := range pieces {
+		select {
+		case next <- p:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// writePhase writes the mapped pieces, the first MiB last, then fsyncs.
+func writePhase(ctx context.Context, img *Prepared, src *os.File, t Target, o Options) (int64, *Failure) {
+	first, last := writeOrder(img)
 	align := t.Align()
 	rep := &reporter{o: o, name: t.Name(), phase: "write", total: img.MappedBytes, start: time.Now()}
-	in, release := pipeline(ctx, pieces, img.ChunkSize, align, func(buf []byte, p piece) error {
+	var written atomic.Int64
+	do := func(ctx context.Context, buf []byte, p piece) *Failure {
 		n := roundUp(p.length, align)
 		b := buf[:n]
 		got, err := src.ReadAt(b[:p.length], p.off)
 		if int64(got) < p.length {
-			return fmt.Errorf("read prepared image at %d: %w", p.off, err)
+			return &Failure{Reason: ReasonImage, Offset: -1, Detail: fmt.Sprintf("read prepared image at %d: %v", p.off, err), Err: err}
 		}
 		clear(b[p.length:]) // direct I/O pads the image's last sector with zeros
+		if f := writeRetrying(ctx, t, b, p.off, o.Retries); f != nil {
+			return f
+		}
+		rep.report(written.Add(p.length), false)
 		return nil
-	})
-	var written int64
-	for b := range in {
-		if b.err != nil {
-			return written, &Failure{Reason: ReasonImage, Offset: -1, Detail: b.err.Error(), Err: b.err}
-		}
-		n := roundUp(b.p.length, align)
-		if f := writeRetrying(ctx, t, b.buf[:n], b.p.off, o.Retries); f != nil {
-			return written, f
-		}
-		release(b.buf)
-		written += b.p.length
-		rep.report(written, false)
 	}
-	if err := ctx.Err(); err != nil {
-		return written, &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+	for _, group := range [][]piece{first, last} {
+		if f := forPieces(ctx, group, o.InFlight, img.ChunkSize, align, do); f != nil {
+			return written.Load(), f
+		}
+		if err := ctx.Err(); err != nil {
+			return written.Load(), &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+		}
 	}
 	if err := t.Sync(); err != nil {
-		return written, classify(t, err, ReasonWriteError, -1)
+		return written.Load(), classify(t, err, ReasonWriteError, -1)
 	}
-	rep.report(written, true)
-	return written, nil
+	rep.report(written.Load(), true)
+	return written.Load(), nil
+}
+
+// verifyChunks reads back the chunks whose indices arrive on ready and
+// compares their SHA-256, with InFlight readers. A mismatch does not stop
+// the others: the lowest bad offset is reported.
+func verifyChunks(ctx context.Context, img *Prepared, t Target, o Options, ready <-chan int) *Failure {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	align := t.Align()
+	rep := &reporter{o: o, name: t.Name(), phase: "verify", total: img.MappedBytes, start: time.Now()}
+	var done atomic.Int64
+	var mu sync.Mutex
+	var fatal, mismatch *Failure
+	var wg sync.WaitGroup
+	for range o.InFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := alignedBuffer(int(roundUp(img.ChunkSize, align)), align)
+			for i := range ready {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				f := verifyChunk(ctx, t, img.Chunks[i], buf, align, o.Retries)
+				mu.Lock()
+				switch {
+				case f == nil:
+				case f.Reason == ReasonVerify:
+					if mismatch == nil || f.Offset < mismatch.Offset {
+						mismatch = f
+					}
+				case fatal == nil:
+					fatal = f
+					cancel()
+				}
+				mu.Unlock()
+				if f == nil {
+					rep.report(done.Add(img.Chunks[i].Length), false)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	switch {
+	case fatal != nil:
+		return fatal
+	case mismatch != nil:
+		return mismatch
+	case ctx.Err() != nil:
+		return &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: ctx.Err()}
+	}
+	rep.report(done.Load(), true)
+	return nil
+}
+
+func verifyChunk(ctx context.Context, t Target, c Chunk, buf []byte, align, retries int) *Failure {
+	n := roundUp(c.Length, align)
+	var err error
+	for attempt := 0; attempt <= retries; attempt++ {
+		var got int
+		got, err = t.ReadAt(buf[:n], c.Offset)
+		if int64(got) >= c.Length {
+			err = nil
+			break
+		}
+		if err == nil {
+			err = fmt.Errorf("short read")
+		}
+		if !transient(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return classify(t, err, ReasonReadError, c.Offset)
+	}
+	h := sha256.Sum256(buf[:c.Length])
+	if hex.EncodeToString(h[:]) != c.SHA256 {
+		return &Failure{Reason: ReasonVerify, Offset: c.Offset,
+			Detail: "the target does not hold what was written (bad medium, or another writer)"}
+	}
+	return nil
 }
 
 // transient errors are worth retrying a few times.
@@ -318,67 +408,6 @@ func classify(t Target, err error, reason string, off int64) *Failure {
 		return &Failure{Reason: ReasonUnplugged, Offset: -1, Detail: fmt.Sprintf("%s disappeared (%v)", t.Name(), err), Err: err}
 	}
 	return &Failure{Reason: reason, Offset: off, Detail: err.Error(), Err: err}
-}
-
-func verifyPhase(ctx context.Context, img *Prepared, t Target, o Options) *Failure {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := t.DropCache(); err != nil {
-		return classify(t, err, ReasonReadError, -1)
-	}
-	align := t.Align()
-	pieces := make([]piece, len(img.Chunks))
-	for i, c := range img.Chunks {
-		pieces[i] = piece{c.Offset, c.Length}
-	}
-	rep := &reporter{o: o, name: t.Name(), phase: "verify", total: img.MappedBytes, start: time.Now()}
-	in, release := pipeline(ctx, pieces, img.ChunkSize, align, func(buf []byte, p piece) error {
-		n := roundUp(p.length, align)
-		var err error
-		for attempt := 0; attempt <= o.Retries; attempt++ {
-			var got int
-			got, err = t.ReadAt(buf[:n], p.off)
-			if int64(got) >= p.length {
-				return nil
-			}
-			if err == nil || !transient(err) {
-				break
-			}
-		}
-		if err == nil {
-			err = fmt.Errorf("short read")
-		}
-		return err
-	})
-	sums := map[int64]string{}
-	for _, c := range img.Chunks {
-		sums[c.Offset] = c.SHA256
-	}
-	var done int64
-	var mismatch []int64
-	for b := range in {
-		if b.err != nil {
-			return classify(t, b.err, ReasonReadError, b.p.off)
-		}
-		h := sha256.Sum256(b.buf[:b.p.length])
-		if hex.EncodeToString(h[:]) != sums[b.p.off] {
-			mismatch = append(mismatch, b.p.off)
-			cancel() // the first bad chunk is what QA needs
-		}
-		release(b.buf)
-		done += b.p.length
-		rep.report(done, false)
-	}
-	if len(mismatch) > 0 {
-		sort.Slice(mismatch, func(i, j int) bool { return mismatch[i] < mismatch[j] })
-		return &Failure{Reason: ReasonVerify, Offset: mismatch[0],
-			Detail: "the target does not hold what was written (bad medium, or another writer)"}
-	}
-	if err := ctx.Err(); err != nil {
-		return &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
-	}
-	rep.report(done, true)
-	return nil
 }
 
 // WriteAll flashes img onto every target at once, each target on its own:
