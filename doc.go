@@ -15,5 +15,6 @@
 //   - ledger: the durable record of batches, units, events and assertions
 //   - tui: the bench terminal interface
 //   - sim: simulated boards for the demo and end-to-end tests
+//   - usb: USB devices, disks and serial ports by port path; hub power
 //   - secret, logging: redacted secrets and the injected logger
 package flashstation

@@ -130,6 +130,19 @@ func TestFileTargetErrors(t *testing.T) {
 	if _, err := flash.OpenFileTarget(t.TempDir()); err == nil {
 		t.Error("a directory accepted as a file target")
 	}
+	path := filepath.Join(t.TempDir(), "t.img")
+	ft, err := flash.OpenFileTarget(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ft.Close()
+	if ft.Gone() {
+		t.Error("a fresh file is gone")
+	}
+	os.Remove(path)
+	if !ft.Gone() {
+		t.Error("a removed file is not gone")
+	}
 	if _, err := flash.InspectDisk("/dev/null"); err == nil {
 		t.Error("a character device accepted as a disk")
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -60,7 +61,11 @@ func (t *FileTarget) Close() error                             { return t.f.Clos
 // Gone reports whether the file was removed.
 func (t *FileTarget) Gone() bool {
 	fi, err := t.f.Stat()
-	return err != nil || fi.Sys().(*unix.Stat_t).Nlink == 0
+	if err != nil {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink == 0
 }
 
 // DropCache evicts the file's pages so read-back reads the disk.

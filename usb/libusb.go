@@ -98,10 +98,16 @@ func (l *LibUSB) SetPortPower(hub string, port int, on bool) error {
 	return nil
 }
 
+// PortPower switches hub ports; *LibUSB is one, usbtest.Hubs a fake.
+type PortPower interface {
+	SetPortPower(hub string, port int, on bool) error
+}
+
 // CyclePort powers a hub port off for off, then on again (a boot
-// trigger: the board restarts from its storage).
-func (l *LibUSB) CyclePort(ctx context.Context, hub string, port int, off time.Duration) error {
-	if err := l.SetPortPower(hub, port, false); err != nil {
+// trigger: the board restarts from its storage). The port is switched on
+// again even when ctx ends early: a slot is never left unpowered.
+func CyclePort(ctx context.Context, p PortPower, hub string, port int, off time.Duration) error {
+	if err := p.SetPortPower(hub, port, false); err != nil {
 		return err
 	}
 	t := time.NewTimer(off)
@@ -110,7 +116,7 @@ func (l *LibUSB) CyclePort(ctx context.Context, hub string, port int, off time.D
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	return l.SetPortPower(hub, port, true)
+	return p.SetPortPower(hub, port, true)
 }
 
 // FastbootUSB is a fastboot device's bulk interface (class ff/42/03).

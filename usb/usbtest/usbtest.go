@@ -1,0 +1,100 @@
+// Package usbtest fakes the bench's USB: switchable hub ports that record
+// what was done to them, and a device list that tests (and the simulated
+// bench) change as boards come and go.
+package usbtest
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/flashstation/flashstation/usb"
+)
+
+// PowerEvent is one switch of a hub port.
+type PowerEvent struct {
+	Hub  string
+	Port int
+	On   bool
+}
+
+// Hubs fakes switchable hub ports. OnSwitch, when set, is called after
+// each switch (a simulated board powers down or boots).
+type Hubs struct {
+	mu       sync.Mutex
+	events   []PowerEvent
+	state    map[string]bool
+	Fail     error // returned by SetPortPower when set
+	OnSwitch func(PowerEvent)
+}
+
+// SetPortPower records the switch.
+func (h *Hubs) SetPortPower(hub string, port int, on bool) error {
+	h.mu.Lock()
+	if h.Fail != nil {
+		h.mu.Unlock()
+		return h.Fail
+	}
+	if h.state == nil {
+		h.state = map[string]bool{}
+	}
+	ev := PowerEvent{hub, port, on}
+	h.events = append(h.events, ev)
+	h.state[fmt.Sprintf("%s:%d", hub, port)] = on
+	cb := h.OnSwitch
+	h.mu.Unlock()
+	if cb != nil {
+		cb(ev)
+	}
+	return nil
+}
+
+// Events returns the switches so far.
+func (h *Hubs) Events() []PowerEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]PowerEvent(nil), h.events...)
+}
+
+// Powered reports a port's state (ports start powered).
+func (h *Hubs) Powered(hub string, port int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	on, known := h.state[fmt.Sprintf("%s:%d", hub, port)]
+	return !known || on
+}
+
+// Bus is a settable list of USB devices, the fake of usb.Sysfs.Devices.
+type Bus struct {
+	mu      sync.Mutex
+	devices map[string]usb.Device
+}
+
+// Plug adds (or replaces) the device at its port path.
+func (b *Bus) Plug(d usb.Device) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.devices == nil {
+		b.devices = map[string]usb.Device{}
+	}
+	b.devices[d.PortPath] = d
+}
+
+// Unplug removes the device at a port path.
+func (b *Bus) Unplug(portPath string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.devices, portPath)
+}
+
+// Devices lists the plugged devices by port path.
+func (b *Bus) Devices() ([]usb.Device, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]usb.Device, 0, len(b.devices))
+	for _, d := range b.devices {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PortPath < out[j].PortPath })
+	return out, nil
+}
