@@ -1,0 +1,117 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+)
+
+// Console is a board's serial console while a slot works: the capture
+// runs from Open to Close, feeding first the boot watcher, then any
+// conversation with the board (the console login capture).
+type Console struct {
+	capture *Capture
+	chunks  chan Chunk
+	cancel  context.CancelFunc
+	done    chan error
+
+	closeOnce sync.Once
+	closeErr  error
+
+	split   Splitter // for Expect, after the boot
+	pending []string // lines split but not yet consumed by Expect
+	gone    bool
+}
+
+// OpenConsole opens a console and starts capturing it. A port that cannot
+// be opened is a *PortError with a reason code.
+func OpenConsole(ctx context.Context, c *Capture) (*Console, error) {
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	con := &Console{capture: c, chunks: make(chan Chunk, 256), cancel: cancel, done: make(chan error, 1)}
+	go func() { con.done <- c.Run(ctx, con.chunks) }()
+	return con, nil
+}
+
+// Close stops the capture and closes the port; it may be called again.
+func (c *Console) Close() error {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		for range c.chunks {
+		}
+		c.closeErr = <-c.done
+		if errors.Is(c.closeErr, context.Canceled) {
+			c.closeErr = nil
+		}
+	})
+	return c.closeErr
+}
+
+// WatchBoot follows the boot until the profile's last stage or a failure.
+func (c *Console) WatchBoot(ctx context.Context, p *Profile, start time.Time, onEvent func(Event)) Verdict {
+	return Watch(ctx, NewMachine(p, start), c.chunks, onEvent)
+}
+
+// Send writes text to the board.
+func (c *Console) Send(text string) error { return c.capture.Write([]byte(text)) }
+
+// SendSecret writes a secret; the transcript shows [redacted].
+func (c *Console) SendSecret(secret, suffix string) error {
+	if c.capture.Transcript != nil {
+		c.capture.Transcript.Mask([]byte(secret))
+	}
+	return c.capture.WriteSecret([]byte(secret+suffix), []byte("[redacted]"+suffix))
+}
+
+// ErrTimeout is an Expect that ran out of time.
+var ErrTimeout = errors.New("timed out")
+
+// Expect waits until a complete line matches re (or, with prompt, the
+// line still being received, such as "login: "), and returns it with the
+// lines seen before it. Lines go to onLine as they come.
+func (c *Console) Expect(ctx context.Context, re *regexp.Regexp, prompt bool, timeout time.Duration, onLine func(string)) (string, []string, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var seen []string
+	for {
+		c.pending = append(c.pending, c.split.Lines()...)
+		for len(c.pending) > 0 {
+			l := c.pending[0]
+			c.pending = c.pending[1:]
+			if onLine != nil {
+				onLine(l)
+			}
+			if re.MatchString(l) {
+				return l, seen, nil // what came after stays for the next Expect
+			}
+			seen = append(seen, l)
+		}
+		if prompt {
+			if p := c.split.Partial(); re.MatchString(p) {
+				return p, seen, nil
+			}
+		}
+		if c.gone {
+			return "", seen, ErrUnplugged
+		}
+		select {
+		case ch, ok := <-c.chunks:
+			if !ok {
+				c.gone = true
+				continue
+			}
+			if ch.Gap == "" {
+				c.split.Write(ch.Data)
+			}
+		case <-t.C:
+			return "", seen, fmt.Errorf("waiting for %q: %w", re, ErrTimeout)
+		case <-ctx.Done():
+			return "", seen, ctx.Err()
+		}
+	}
+}

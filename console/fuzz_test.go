@@ -1,0 +1,68 @@
+package console_test
+
+import (
+	"os"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/flashstation/flashstation/console"
+)
+
+// FuzzSplitter: any bytes, in any chunking, give valid UTF-8 lines no
+// longer than MaxLine, without control characters or escapes.
+func FuzzSplitter(f *testing.F) {
+	if b, err := os.ReadFile("testdata/uc20-first-boot-composite.txt"); err == nil {
+		f.Add(b[:4096], uint8(7))
+	}
+	f.Add([]byte("a\r\r\nb\x1b[0;32mc\x1b]0;t\x07\b\xff\r"), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
+		var s console.Splitter
+		n := int(step%64) + 1
+		check := func(l string) {
+			if !utf8.ValidString(l) || len(l) > console.MaxLine+3 {
+				t.Fatalf("bad line %q", l)
+			}
+			for _, r := range l {
+				if r < 0x20 && r != '\t' || r == 0x1b {
+					t.Fatalf("control %q in %q", r, l)
+				}
+			}
+		}
+		for i := 0; i < len(data); i += n {
+			s.Write(data[i:min(i+n, len(data))])
+			for _, l := range s.Lines() {
+				check(l)
+			}
+		}
+		check(s.Partial())
+	})
+}
+
+// FuzzMachine: the stage machine never panics and ends in a consistent
+// state whatever arrives on the console.
+func FuzzMachine(f *testing.F) {
+	if b, err := os.ReadFile("testdata/uc20-first-boot-composite.txt"); err == nil {
+		f.Add(b, uint16(500))
+	}
+	f.Add([]byte("Kernel panic - not syncing\nInstalling the system\nlogin: "), uint16(3))
+	p, _ := console.LoadProfile("uc20")
+	f.Fuzz(func(t *testing.T, data []byte, step uint16) {
+		m := console.NewMachine(p, t0)
+		now := t0
+		n := int(step%1024) + 1
+		for i := 0; i < len(data) && !m.Done(); i += n {
+			now = now.Add(time.Second)
+			m.Feed(now, data[i:min(i+n, len(data))])
+			m.Tick(now)
+		}
+		m.Tick(now.Add(time.Hour))
+		if !m.Done() {
+			t.Fatal("not done an hour after the whole-boot cap")
+		}
+		v := m.Verdict()
+		if v.Passed == (v.Reason != "") {
+			t.Fatalf("verdict %+v", v)
+		}
+	})
+}
