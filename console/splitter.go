@@ -31,7 +31,7 @@ type Splitter struct {
 type escState uint8
 
 const (
-	escNone escState = iota
+	escNone   escState = iota
 	escStart           // after ESC
 	escCSI             // ESC [ ... until a final byte
 	escOSC             // ESC ] ... until BEL or ESC \
