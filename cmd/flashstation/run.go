@@ -119,6 +119,7 @@ Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
 		newAssertionsCommand(stdout, stderr),
 		newFlashCommand(stdout, stderr),
 		newDevicesCommand(stdout, stderr),
+		newWatchCommand(stdout, stderr),
 	)
 	return root
 }
