@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,8 +17,10 @@ import (
 	"github.com/flashstation/flashstation/usb"
 )
 
-// Port is an open serial console: Read returns (0, nil) when nothing came
-// within the read timeout, and ErrUnplugged when the adapter went away.
+// Port is an open serial console. Read may return (0, nil) when nothing
+// came within a read timeout (go.bug.st/serial ports do); it returns
+// ErrUnplugged when the adapter went away, and returns when Close is
+// called from another goroutine.
 type Port interface {
 	Read(p []byte) (int, error)
 	Write(p []byte) (int, error)
@@ -98,10 +101,15 @@ func unlockPath(real string) {
 	locksMu.Unlock()
 }
 
-// serialPort wraps a go.bug.st/serial port.
+// serialPort is a console opened and configured by go.bug.st/serial,
+// written through it, and read through a second descriptor of the same
+// device that Go's poller (epoll) serves. go.bug.st/serial's Read calls
+// select() per read: it costs a blocked thread per port and panics for a
+// descriptor number of 1024 or more, which a 64-slot station can reach.
+// The second descriptor also holds the cross-process lock.
 type serialPort struct {
 	p    serial.Port
-	fd   *os.File // for the cross-process lock
+	rd   *os.File
 	real string
 	once sync.Once
 }
@@ -137,13 +145,7 @@ func OpenSerial(path string, baud int) (Port, error) {
 		unlockPath(real)
 		return nil, portOpenError(path, err)
 	}
-	if err := p.SetReadTimeout(100 * time.Millisecond); err != nil {
-		p.Close()
-		lockFile.Close()
-		unlockPath(real)
-		return nil, &PortError{Reason: ReasonPort, Path: path, Err: err}
-	}
-	return &serialPort{p: p, fd: lockFile, real: real}, nil
+	return &serialPort{p: p, rd: lockFile, real: real}, nil
 }
 
 func portOpenError(path string, err error) error {
@@ -159,13 +161,20 @@ func portOpenError(path string, err error) error {
 	return &PortError{Reason: ReasonPort, Path: path, Err: err}
 }
 
+// Read blocks until bytes arrive, the adapter goes away or the port is
+// closed (Capture closes it when its context ends).
 func (s *serialPort) Read(b []byte) (int, error) {
-	n, err := s.p.Read(b)
-	if err != nil {
-		var pe *serial.PortError
-		if errors.As(err, &pe) && pe.Code() == serial.PortClosed || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENXIO) || errors.Is(err, syscall.ENODEV) {
-			return n, ErrUnplugged
-		}
+	n, err := s.rd.Read(b)
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return n, nil
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.EIO), errors.Is(err, syscall.ENXIO), errors.Is(err, syscall.ENODEV),
+		errors.Is(err, os.ErrClosed):
+		// A USB adapter pulled out reads as end of file; a pty whose
+		// far end closed, as EIO.
+		return n, ErrUnplugged
 	}
 	return n, err
 }
@@ -176,7 +185,7 @@ func (s *serialPort) Close() error {
 	var err error
 	s.once.Do(func() {
 		err = s.p.Close()
-		s.fd.Close()
+		s.rd.Close()
 		unlockPath(s.real)
 	})
 	return err
@@ -195,6 +204,10 @@ type Capture struct {
 	// away that long (default: never, the boot's timeouts decide).
 	Reopen time.Duration
 	GiveUp time.Duration
+	// Batch is how long to let bytes gather after a read that returned
+	// some (default 30 ms): at 115200 baud that turns ~180 reads a second
+	// into ~30, for a marker seen at most Batch later.
+	Batch time.Duration
 
 	mu   sync.Mutex
 	port Port
@@ -268,6 +281,18 @@ func (c *Capture) Run(ctx context.Context, out chan<- Chunk) error {
 	if c.Reopen == 0 {
 		c.Reopen = 250 * time.Millisecond
 	}
+	if c.Batch == 0 {
+		c.Batch = 30 * time.Millisecond
+	}
+	// Ending the context closes the port, which ends a blocked Read.
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		if c.port != nil {
+			c.port.Close()
+		}
+		c.mu.Unlock()
+	})
+	defer stop()
 	buf := make([]byte, 4096)
 	send := func(ch Chunk) bool {
 		select {
@@ -299,6 +324,9 @@ func (c *Capture) Run(ctx context.Context, out chan<- Chunk) error {
 			return ctx.Err()
 		}
 		if err == nil {
+			if n > 0 && n < len(buf) {
+				time.Sleep(c.Batch) // let bytes gather: fewer reads, same data
+			}
 			continue
 		}
 		if !errors.Is(err, ErrUnplugged) {

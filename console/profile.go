@@ -99,7 +99,7 @@ var (
 	ubootErrors    = fails(ReasonBootloaderError, `Resetting CPU`, `Must RESET board to recover`, `Retry count exceeded`, `File not found`, `Wrong Image Format for boot`, `Bad Linux ARM64 Image magic!`, `Ramdisk image is corrupt`)
 	seedErrors     = fails(ReasonSeedError, `cannot run snapd from the seed`, `error: cannot perform the following tasks`)
 	readyMarkers   = []string{`Press enter to configure\.`, `Ubuntu Core \d+ on \S+ \(tty\S+\)`}
-	readyPrompt    = []string{`\blogin: ?$`}
+	readyPrompt    = []string{`login: ?$`}
 	seededMarkers  = []string{`Mark system seeded`, `Started Wait until snapd is fully seeded`}
 	seedingOutput  = []string{`Mount snap "`, `Setup snap "`, `Ensure prerequisites for "`}
 	kernelMarkers  = []string{`Booting Linux on physical CPU`, `Linux version \d`, `Welcome to Ubuntu Core`}

@@ -1,6 +1,8 @@
 package console_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,4 +73,38 @@ stages:
 			t.Error(err)
 		}
 	}
+}
+
+// TestShippedProfiles loads every profile in configs/profiles.
+func TestShippedProfiles(t *testing.T) {
+	files, _ := filepath.Glob("../configs/profiles/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no profiles in configs/profiles")
+	}
+	for _, f := range files {
+		if _, err := console.LoadProfile(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// FuzzParseProfile: profile files never panic the loader, and an accepted
+// profile ends with a stage that is not optional.
+func FuzzParseProfile(f *testing.F) {
+	files, _ := filepath.Glob("../configs/profiles/*.yaml")
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("stages: [{name: a, markers: [x]}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := console.ParseProfile(data)
+		if err != nil {
+			return
+		}
+		if len(p.Stages) == 0 || p.Stages[len(p.Stages)-1].Optional {
+			t.Fatalf("accepted profile %+v", p)
+		}
+	})
 }

@@ -11,25 +11,21 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/logging"
 	"github.com/flashstation/flashstation/serialvault"
 )
 
 // Defaults applied by the loader.
 const (
-	DefaultBaud              = 115200
-	DefaultPartition         = "mmc0"
-	DefaultProfile           = "uc20"
-	DefaultTrigger           = TriggerManual
-	DefaultConsoleCommand    = "reset"
-	maxUSBPortsPerSlot       = 2
-	maxHubPort               = 255
-	builtinProfileNameFormat = "uc16, uc18, uc20, uc22, uc24"
+	DefaultBaud           = 115200
+	DefaultPartition      = "mmc0"
+	DefaultProfile        = "uc20"
+	DefaultTrigger        = TriggerManual
+	DefaultConsoleCommand = "reset"
+	maxUSBPortsPerSlot    = 2
+	maxHubPort            = 255
 )
-
-// BuiltinProfiles are the boot profile names the station knows without a
-// file. UC22 and UC24 boot like UC20 (install boot, then run boot).
-var BuiltinProfiles = []string{"uc16", "uc18", "uc20", "uc22", "uc24"}
 
 var (
 	idPattern        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -232,8 +228,13 @@ func (v *validator) line(i int, l *Line) {
 	}
 	if isProfileFile(l.Boot.Profile) {
 		v.file(p+".boot.profile", &l.Boot.Profile, true)
-	} else if !slices.Contains(BuiltinProfiles, l.Boot.Profile) {
-		v.errorf(p+".boot.profile", "unknown profile %q (built-in: %s, or a .yaml file)", l.Boot.Profile, builtinProfileNameFormat)
+		if !v.reported(p + ".boot.profile") {
+			if _, err := console.LoadProfile(l.Boot.Profile); err != nil {
+				v.errorf(p+".boot.profile", "%v", err)
+			}
+		}
+	} else if !slices.Contains(console.BuiltinProfiles, l.Boot.Profile) {
+		v.errorf(p+".boot.profile", "unknown profile %q (built-in: %s, or a .yaml file)", l.Boot.Profile, strings.Join(console.BuiltinProfiles, ", "))
 	}
 	switch l.Boot.Trigger {
 	case "":
