@@ -87,6 +87,10 @@ func OpenJob(ctx context.Context, spec string, o TargetOptions) (Job, error) {
 	return &targetJob{t: t}, nil
 }
 
+// NewTargetJob makes a job of a target opened elsewhere (a simulated
+// board's storage, a test's fake).
+func NewTargetJob(t Target) Job { return &targetJob{t: t} }
+
 type targetJob struct{ t Target }
 
 func (j *targetJob) Name() string { return j.t.Name() }

@@ -373,8 +373,8 @@ func (v *validator) slot(i int, s *Slot) {
 		v.errorf(p+".method", "unknown method %q (want ums or fastboot)", s.Method)
 	}
 	if v.required(p+".console.port", s.Console.Port) {
-		if !strings.HasPrefix(s.Console.Port, "/dev/") && !usbIfacePattern.MatchString(s.Console.Port) {
-			v.errorf(p+".console.port", "%q is neither a /dev path nor a USB port path", s.Console.Port)
+		if !filepath.IsAbs(s.Console.Port) && !usbIfacePattern.MatchString(s.Console.Port) {
+			v.errorf(p+".console.port", "%q is neither a device path (/dev/ttyUSB0, /dev/serial/by-id/...) nor a USB port path (1-1.4.2)", s.Console.Port)
 		}
 	}
 	if s.Console.Baud == 0 {

@@ -120,6 +120,7 @@ Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
 		newFlashCommand(stdout, stderr),
 		newDevicesCommand(stdout, stderr),
 		newWatchCommand(stdout, stderr),
+		newSimCommand(stdout, stderr),
 	)
 	return root
 }

@@ -48,6 +48,11 @@ type Config struct {
 	FailWriteAt int64
 	// Throttle limits storage writes to this many bytes per second.
 	Throttle float64
+	// UnplugAfter, when > 0, pulls the device out (every connection
+	// dropped, the listener closed) once that many bytes were downloaded;
+	// OnUnplug is then called.
+	UnplugAfter int64
+	OnUnplug    func()
 }
 
 // Device is a running fastboot device.
@@ -57,8 +62,9 @@ type Device struct {
 	disk *os.File
 
 	mu       sync.Mutex
-	download []byte
-	flashed  []string
+	download   []byte
+	downloaded int64
+	flashed    []string
 	closed   bool
 	conns    map[net.Conn]bool
 	wg       sync.WaitGroup
@@ -237,6 +243,14 @@ func (d *Device) handle(c conn, cmd string) error {
 				return err
 			}
 			buf = append(buf, p...)
+			d.mu.Lock()
+			d.downloaded += int64(len(p))
+			pull := d.cfg.UnplugAfter > 0 && d.downloaded >= d.cfg.UnplugAfter && !d.closed
+			d.mu.Unlock()
+			if pull {
+				go d.unplug()
+				return errors.New("unplugged")
+			}
 		}
 		d.mu.Lock()
 		d.download = buf
@@ -355,6 +369,20 @@ func (d *Device) flash(name string) (string, error) {
 	d.flashed = append(d.flashed, name+" ("+kind+")")
 	d.mu.Unlock()
 	return "", nil
+}
+
+// unplug pulls the device out mid-transfer.
+func (d *Device) unplug() {
+	d.mu.Lock()
+	d.closed = true
+	for c := range d.conns {
+		c.Close()
+	}
+	d.mu.Unlock()
+	d.ln.Close()
+	if d.cfg.OnUnplug != nil {
+		d.cfg.OnUnplug()
+	}
 }
 
 // Run serves until ctx ends (for the command line).

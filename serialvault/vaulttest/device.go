@@ -39,6 +39,10 @@ type Device struct {
 	FailWait      time.Duration
 	// MaxFailures ends Register after that many failed attempts (0: never).
 	MaxFailures int
+	// StaleRequestID sends a request-id the vault never issued, so the
+	// vault refuses every attempt (invalid-nonce): a fault for tests and
+	// the simulated bench.
+	StaleRequestID bool
 	Now         func() time.Time
 }
 
@@ -163,6 +167,9 @@ func (d *Device) attempt(ctx context.Context, res *Result) error {
 		return fmt.Errorf("cannot get request-id: bad answer %q", data)
 	}
 	requestID := idAnswer.RequestID
+	if d.StaleRequestID {
+		requestID = strings.Repeat("0", 40)
+	}
 	req, err := serialvault.NewSerialRequest(d.Key, d.Model.HeaderString("brand-id"), d.Model.HeaderString("model"),
 		requestID, d.Serial, d.Body, d.Now())
 	if err != nil {

@@ -1,0 +1,431 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/rs/zerolog"
+
+	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/serialvault/vaulttest"
+	"github.com/flashstation/flashstation/usb"
+	"github.com/flashstation/flashstation/usb/usbtest"
+)
+
+// Names of the simulated bench's brand, model and lines.
+const (
+	BrandID      = "acme"
+	ModelName    = "acme-gw-sim"
+	APIKey       = "sim-model-api-key-0123456789"
+	LineUMS      = "line1"
+	LineFastboot = "line2"
+	FactoryUser  = "factory"
+)
+
+// BenchConfig describes a simulated bench.
+type BenchConfig struct {
+	// Dir keeps the station config (station.yaml), the vault's public key
+	// (vault-key.pub) and key, the image, the model and the boards' disks.
+	Dir    string
+	Boards int     // default 8: half UMS, half fastboot
+	Speed  float64 // boot speed factor (default 20)
+	// Faults gives some boards a fault (a deterministic mix).
+	Faults bool
+	// FastKeys uses 2048-bit keys for the vault and the devices (tests);
+	// real ones are 4096 bits.
+	FastKeys bool
+	// ImageSize is the raw image size (default 64 MiB, about a tenth data).
+	ImageSize int64
+	Logger    zerolog.Logger
+}
+
+// SlotInfo is one slot of the simulated bench and its board.
+type SlotInfo struct {
+	ID      string
+	Line    string
+	Port    string
+	Console string // the console link the station opens
+	Hub     string
+	HubPort int
+	Board   *Board
+}
+
+// Bench is a simulated flashing bench in one process: the vault double,
+// boards on USB ports, and the station file describing them. It is also
+// the station's hardware: Devices, OpenJob and SetPortPower behave as
+// USB discovery, targets and hub power do on a real bench.
+type Bench struct {
+	Dir        string
+	ConfigPath string
+	VaultURL   string
+	Image      *flash.Prepared // the image the boards expect
+	Slots      []SlotInfo
+	Vault      *vaulttest.Vault
+	Bus        *usbtest.Bus
+	Hubs       *usbtest.Hubs
+
+	cfg      BenchConfig
+	srv      *http.Server
+	model    *serialvault.Assertion
+	vaultKey *serialvault.PrivateKey
+	mu       sync.Mutex
+	boardN   int
+}
+
+// FaultMix is the faults the bench gives boards with Faults set, by
+// board index (modulo its length); "" means none.
+var FaultMix = []Faults{
+	{}, {}, {WriteErrorAt: 3 << 20}, {}, {KernelPanic: true}, {}, {HangAt: "seeding"}, {},
+	{Garbage: true}, {}, {UnplugAfter: 2 << 20}, {}, {BootLoop: true}, {}, {VaultRefuses: true}, {},
+}
+
+// NewBench builds the bench: keys, model, image, vault, boards and
+// station.yaml in cfg.Dir. Boards start in their flash modes.
+func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
+	if cfg.Boards <= 0 {
+		cfg.Boards = 8
+	}
+	if cfg.Speed <= 0 {
+		cfg.Speed = 20
+	}
+	if cfg.ImageSize <= 0 {
+		cfg.ImageSize = 64 << 20
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	b := &Bench{Dir: cfg.Dir, cfg: cfg, Bus: &usbtest.Bus{}, Hubs: &usbtest.Hubs{}}
+	bits := 4096
+	if cfg.FastKeys {
+		bits = 2048
+	}
+	var err error
+	if b.vaultKey, _, err = serialvault.LoadOrCreateKey(filepath.Join(cfg.Dir, "vault-key.pem"), bits); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "vault-key.pub"), []byte(b.vaultKey.Public().Encode()+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := b.writeModel(); err != nil {
+		return nil, err
+	}
+	if err := b.writeImage(ctx); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "vault-api.key"), []byte(APIKey+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "factory.password"), []byte(factoryPassword(cfg.Dir)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := b.startVault(); err != nil {
+		return nil, err
+	}
+	proxy1, proxy2, err := freePorts()
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.writeProfile(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	for i := range cfg.Boards {
+		slot := SlotInfo{Port: fmt.Sprintf("1-1.%d", i+1), Hub: "1-1", HubPort: i + 1}
+		mode := ModeUMS
+		slot.Line = LineUMS
+		slot.ID = fmt.Sprintf("A%d", i/2+1)
+		if i%2 == 1 {
+			mode, slot.Line, slot.ID = ModeFastboot, LineFastboot, fmt.Sprintf("B%d", i/2+1)
+		}
+		slot.Console = filepath.Join(cfg.Dir, "consoles", slot.ID)
+		b.Slots = append(b.Slots, slot)
+		service := fmt.Sprintf("http://127.0.0.1:%d/v1/", proxy1)
+		headers := map[string]string(nil)
+		if slot.Line == LineFastboot {
+			// This line's gadget talks to the vault itself; the station
+			// reads the serial back over the console.
+			service, headers = b.VaultURL, map[string]string{"api-key": APIKey}
+		}
+		var faults Faults
+		if cfg.Faults {
+			faults = FaultMix[i%len(FaultMix)]
+		}
+		if _, err := b.plugBoard(ctx, i, mode, service, headers, faults); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	if err := b.writeStation(proxy1, proxy2); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// factoryPassword is the simulated factory user's password (per bench).
+func factoryPassword(dir string) string {
+	return fmt.Sprintf("sim-%08x", rand.Uint32()^uint32(len(dir)))
+}
+
+// plugBoard puts a new board into slot i.
+func (b *Bench) plugBoard(ctx context.Context, i int, mode Mode, service string, headers map[string]string, faults Faults) (*Board, error) {
+	slot := &b.Slots[i]
+	b.mu.Lock()
+	b.boardN++
+	n := b.boardN
+	b.mu.Unlock()
+	pw, _ := os.ReadFile(filepath.Join(b.Dir, "factory.password"))
+	bits := 4096
+	if b.cfg.FastKeys {
+		bits = 2048
+	}
+	board, err := NewBoard(BoardConfig{
+		Serial: fmt.Sprintf("SIM%05d", n), Mode: mode, Storage: filepath.Join(b.Dir, "disks", fmt.Sprintf("%s-%d.img", slot.ID, n)),
+		DiskSize: b.cfg.ImageSize + 8<<20, ConsoleLink: slot.Console, Port: slot.Port, Presence: b.Bus,
+		Profile: "uc20", Speed: b.cfg.Speed, Expect: b.Image, Model: b.model,
+		DeviceService: service, Headers: headers, KeyBits: bits,
+		LoginUser: FactoryUser, LoginPassword: strings.TrimSpace(string(pw)), Faults: faults, Logger: b.cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := board.Start(ctx); err != nil {
+		return nil, err
+	}
+	slot.Board = board
+	return board, nil
+}
+
+// Replace removes the board of slot i (the operator pulls it) and puts a
+// fresh one, without faults, in its place.
+func (b *Bench) Replace(ctx context.Context, i int) (*Board, error) {
+	old := b.Slots[i].Board
+	mode, service, headers := old.cfg.Mode, old.cfg.DeviceService, old.cfg.Headers
+	old.Remove()
+	return b.plugBoard(ctx, i, mode, service, headers, Faults{})
+}
+
+func (b *Bench) startVault() error {
+	b.Vault = vaulttest.New(vaulttest.Options{
+		Models: []vaulttest.Model{{BrandID: BrandID, Model: ModelName, APIKey: APIKey, Key: b.vaultKey}},
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	b.srv = &http.Server{Handler: b.Vault.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go b.srv.Serve(l)
+	b.VaultURL = "http://" + l.Addr().String() + "/v1/"
+	return nil
+}
+
+// freePorts finds two free TCP ports for the lines' proxies.
+func freePorts() (int, int, error) {
+	var ports []int
+	var ls []net.Listener
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, 0, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports[0], ports[1], nil
+}
+
+func (b *Bench) writeModel() error {
+	path := filepath.Join(b.Dir, "model.assert")
+	if data, err := os.ReadFile(path); err == nil {
+		if a, err := serialvault.Decode(data); err == nil && serialvault.Verify(a, b.vaultKey.Public()) == nil {
+			b.model = a
+			return nil
+		}
+	}
+	a, err := serialvault.Sign(map[string]any{
+		"type": "model", "authority-id": BrandID, "series": "16", "brand-id": BrandID, "model": ModelName,
+		"architecture": "armhf", "base": "core22", "grade": "signed", "timestamp": "2026-01-01T00:00:00Z",
+		"snaps": []any{
+			map[string]any{"name": "acme-gadget", "id": "AcmeGadgetSnapId0000000000000001", "type": "gadget", "default-channel": "22/stable"},
+			map[string]any{"name": "pi-kernel", "id": "jeIuP6tfFrvAdic8DMWqHmoaoukAPNbJ", "type": "kernel", "default-channel": "22/stable"},
+			map[string]any{"name": "core22", "id": "amcUKQILKXHHTlmSa7NMdnXSx02dNeeT", "type": "base", "default-channel": "latest/stable"},
+			map[string]any{"name": "snapd", "id": "PMrrV4ml8uWuEUDBT8dSGnKUYbevVhc4", "type": "snapd", "default-channel": "latest/stable"},
+		},
+	}, nil, b.vaultKey, time.Now())
+	if err != nil {
+		return err
+	}
+	b.model = a
+	return os.WriteFile(path, a.Encode(), 0o644)
+}
+
+// writeImage makes an Ubuntu-Core-like image (a partition table, a seed
+// partition of random data, holes) as image.img.zst, and prepares it to
+// know what the boards expect.
+func (b *Bench) writeImage(ctx context.Context) error {
+	path := filepath.Join(b.Dir, "image.img.zst")
+	if _, err := os.Stat(path); err != nil {
+		raw := make([]byte, b.cfg.ImageSize)
+		rng := rand.NewChaCha8([32]byte{'s', 'i', 'm'})
+		copy(raw[510:], []byte{0x55, 0xaa})
+		copy(raw[512:], []byte("EFI PART"))
+		for _, r := range [][2]int64{{1 << 20, 4 << 20}, {12 << 20, 2 << 20}, {b.cfg.ImageSize - 64<<10, 32 << 10}} {
+			chunk := raw[r[0] : r[0]+r[1]]
+			rng.Read(chunk)
+		}
+		var out bytes.Buffer
+		w, _ := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedFastest))
+		w.Write(raw)
+		w.Close()
+		if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	c, err := flash.NewCache(filepath.Join(b.Dir, "sim-cache"))
+	if err != nil {
+		return err
+	}
+	b.Image, err = c.Prepare(ctx, flash.ImageSpec{Path: path}, nil)
+	return err
+}
+
+// writeProfile writes the boot profile with the station's timeouts scaled
+// to the bench's speed, so a hung board fails in seconds, not minutes.
+func (b *Bench) writeProfile() error {
+	scale := func(d time.Duration) string {
+		return max(time.Duration(float64(d)/b.cfg.Speed), 15*time.Second).Round(time.Second).String()
+	}
+	p := fmt.Sprintf(`# The uc22 profile with timeouts divided by the simulated bench's speed (%g).
+name: sim-uc22
+base: uc22
+first-bytes: %s
+whole-boot: %s
+stages:
+  - {name: bootloader, timeout: %s}
+  - {name: install-boot, timeout: %s}
+  - {name: run-boot, timeout: %s}
+  - {name: seeding, timeout: %s}
+  - {name: console-ready, timeout: %s}
+`, b.cfg.Speed, scale(30*time.Second), scale(30*time.Minute), scale(60*time.Second), scale(15*time.Minute),
+		scale(5*time.Minute), scale(20*time.Minute), scale(3*time.Minute))
+	return os.WriteFile(filepath.Join(b.Dir, "sim-profile.yaml"), []byte(p), 0o644)
+}
+
+// writeStation writes station.yaml describing the bench.
+func (b *Bench) writeStation(proxy1, proxy2 int) error {
+	var s strings.Builder
+	fmt.Fprintf(&s, `# The simulated bench: %d boards, written by flashstation's simulator.
+station:
+  id: sim-bench
+  data-dir: data
+lines:
+  - id: %s
+    name: "Line 1 - gateway (UMS, recording proxy)"
+    model: model.assert
+    brand-keys: [vault-key.pub]
+    image: {file: image.img.zst}
+    vault:
+      url: %s
+      api-key: {file: vault-api.key}
+    proxy: {listen: "127.0.0.1:%d"}
+    capture: {method: proxy}
+    boot: {profile: sim-profile.yaml, trigger: hub-power}
+  - id: %s
+    name: "Line 2 - gateway (fastboot, console capture)"
+    model: model.assert
+    brand-keys: [vault-key.pub]
+    image: {file: image.img.zst}
+    vault:
+      url: %s
+      api-key: {file: vault-api.key}
+    proxy: {listen: "127.0.0.1:%d"}
+    capture: {method: console, user: %s, password: {file: factory.password}}
+    boot: {profile: sim-profile.yaml, trigger: fastboot-reboot}
+slots:
+`, len(b.Slots), LineUMS, b.VaultURL, proxy1, LineFastboot, b.VaultURL, proxy2, FactoryUser)
+	for _, sl := range b.Slots {
+		method := "ums"
+		if sl.Line == LineFastboot {
+			method = "fastboot"
+		}
+		fmt.Fprintf(&s, "  - {id: %s, line: %s, usb-ports: [%q], method: %s, console: {port: %s, baud: 115200}, power: {hub: %q, port: %d}}\n",
+			sl.ID, sl.Line, sl.Port, method, sl.Console, sl.Hub, sl.HubPort)
+	}
+	b.ConfigPath = filepath.Join(b.Dir, "station.yaml")
+	return os.WriteFile(b.ConfigPath, []byte(s.String()), 0o644)
+}
+
+// Close stops the boards and the vault.
+func (b *Bench) Close() {
+	for _, s := range b.Slots {
+		if s.Board != nil {
+			s.Board.Close()
+		}
+	}
+	if b.srv != nil {
+		b.srv.Close()
+	}
+}
+
+// BoardAt returns the board on a USB port path.
+func (b *Bench) BoardAt(port string) (*Board, bool) {
+	for _, s := range b.Slots {
+		if s.Port == port && s.Board != nil {
+			return s.Board, true
+		}
+	}
+	return nil, false
+}
+
+// Devices lists what shows on the bench's USB ports.
+func (b *Bench) Devices() ([]usb.Device, error) { return b.Bus.Devices() }
+
+// OpenJob opens the flash target of the device on a slot's port: the
+// board's disk in UMS mode, its fastboot in fastboot mode.
+func (b *Bench) OpenJob(ctx context.Context, dev usb.Device, o flash.TargetOptions) (flash.Job, error) {
+	board, ok := b.BoardAt(dev.PortPath)
+	if !ok {
+		return nil, &flash.Failure{Reason: flash.ReasonUnplugged, Offset: -1, Detail: "no board on " + dev.PortPath}
+	}
+	if board.Mode() == ModeFastboot {
+		if board.FastbootAddr() == "" {
+			return nil, errors.New("fastboot not listening")
+		}
+		return flash.OpenJob(ctx, "fastboot:tcp:"+board.FastbootAddr(), o)
+	}
+	t, err := board.Target()
+	if err != nil {
+		return nil, err
+	}
+	return flash.NewTargetJob(t), nil
+}
+
+// SetPortPower switches a hub port: a board whose port comes back on
+// boots from its storage.
+func (b *Bench) SetPortPower(hub string, port int, on bool) error {
+	if err := b.Hubs.SetPortPower(hub, port, on); err != nil {
+		return err
+	}
+	for _, s := range b.Slots {
+		if s.Hub == hub && s.HubPort == port && s.Board != nil && on {
+			s.Board.PowerCycle()
+		}
+	}
+	return nil
+}

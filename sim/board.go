@@ -1,0 +1,687 @@
+package sim
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/rs/zerolog"
+
+	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/flash/fastboottest"
+	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/serialvault/vaulttest"
+	"github.com/flashstation/flashstation/usb"
+)
+
+// Mode is how a board's storage shows on USB before its first boot.
+type Mode string
+
+// Storage modes.
+const (
+	ModeUMS      Mode = "ums"      // U-Boot `ums 0 mmc 0`: a USB disk
+	ModeFastboot Mode = "fastboot" // U-Boot `fastboot`: here over TCP
+)
+
+// Board states.
+const (
+	StateFlashMode = "flash-mode" // waiting to be written (ums or fastboot)
+	StateBooting   = "booting"
+	StateBooted    = "booted"    // console ready
+	StateFailed    = "failed"    // a failing boot was played
+	StateUnplugged = "unplugged" // pulled out (a fault or the operator)
+	StateOff       = "off"
+)
+
+// Faults make a board misbehave the way real ones do.
+type Faults struct {
+	UnplugAfter    int64   // pulled out after this many bytes were written
+	SlowMBps       float64 // a slow medium
+	WriteErrorAt   int64   // a bad block: writes reaching this offset fail
+	KernelPanic    bool    // the kernel panics on first boot
+	HangAt         string  // the console stops at this stage (e.g. seeding)
+	BootLoop       bool    // the install boot starts over and over
+	Garbage        bool    // the console runs at another baud rate
+	NeverRegisters bool    // snapd never registers
+	VaultRefuses   bool    // the vault refuses every registration
+}
+
+// String lists the faults, for logs and the demo.
+func (f Faults) String() string {
+	var out []string
+	add := func(on bool, s string) {
+		if on {
+			out = append(out, s)
+		}
+	}
+	add(f.UnplugAfter > 0, fmt.Sprintf("unplug after %d bytes", f.UnplugAfter))
+	add(f.SlowMBps > 0, fmt.Sprintf("slow medium %.0f MB/s", f.SlowMBps))
+	add(f.WriteErrorAt > 0, fmt.Sprintf("write error at %d", f.WriteErrorAt))
+	add(f.KernelPanic, "kernel panic")
+	add(f.HangAt != "", "hang at "+f.HangAt)
+	add(f.BootLoop, "boot loop")
+	add(f.Garbage, "baud garbage")
+	add(f.NeverRegisters, "never registers")
+	add(f.VaultRefuses, "vault refuses")
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
+// Presence is where a board shows on USB: usbtest.Bus is one, and what the
+// station polls.
+type Presence interface {
+	Plug(usb.Device)
+	Unplug(portPath string)
+}
+
+// BoardConfig describes a simulated board.
+type BoardConfig struct {
+	Serial   string // the hardware serial (USB serial string, fastboot serialno)
+	Mode     Mode
+	Storage  string // the eMMC: a file, created with DiskSize bytes when missing
+	DiskSize int64
+	// FastbootAddr is where fastboot listens (default 127.0.0.1:0).
+	FastbootAddr string
+	// ConsoleLink, when set, is a symlink to the console's pty.
+	ConsoleLink string
+	Port        string   // USB port path it shows on
+	Presence    Presence // nil: it shows nowhere
+	Profile     string   // uc20 (default) or uc16
+	// Speed divides every pause of the boot (1: real time at 115200 baud).
+	Speed float64
+	// Expect is the image the board expects to boot (nil: any written
+	// storage boots).
+	Expect *flash.Prepared
+	Model  *serialvault.Assertion
+	// DeviceService is the gadget's device-service.url and Headers its
+	// device-service.headers.
+	DeviceService string
+	Headers       map[string]string
+	// Key is the device key; nil generates one of KeyBits (default 4096)
+	// on first boot, as snapd does.
+	Key     *serialvault.PrivateKey
+	KeyBits int
+	// LoginUser and LoginPassword make a factory user; without one the
+	// console shows console-conf.
+	LoginUser, LoginPassword string
+	Faults                   Faults
+	Logger                   zerolog.Logger
+}
+
+// Board is a simulated board: storage, a console on a pseudo-terminal, a
+// first boot and a registration with the device service.
+type Board struct {
+	cfg BoardConfig
+
+	master, slave *os.File
+	fb            *fastboottest.Device
+
+	mu         sync.Mutex
+	state      string
+	written    atomic.Int64
+	gone       atomic.Bool
+	booted     chan struct{}
+	serial     *serialvault.Serial
+	regErr     error
+	registered chan struct{}
+	cancel     context.CancelFunc
+	ctx        context.Context
+	wg         sync.WaitGroup
+	consoleMu  sync.Mutex
+	snapDone   atomic.Bool
+}
+
+// NewBoard makes a board; Start plugs it in.
+func NewBoard(cfg BoardConfig) (*Board, error) {
+	if cfg.Serial == "" {
+		return nil, errors.New("sim: a board needs a serial")
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeUMS
+	}
+	if cfg.Profile == "" {
+		cfg.Profile = "uc20"
+	}
+	if cfg.Speed <= 0 {
+		cfg.Speed = 1
+	}
+	if cfg.KeyBits == 0 {
+		cfg.KeyBits = 4096
+	}
+	if cfg.DiskSize == 0 {
+		cfg.DiskSize = 256 << 20
+	}
+	if cfg.FastbootAddr == "" {
+		cfg.FastbootAddr = "127.0.0.1:0"
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Storage), 0o755); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(cfg.Storage); os.IsNotExist(err) {
+		f, err := os.Create(cfg.Storage)
+		if err != nil {
+			return nil, err
+		}
+		f.Truncate(cfg.DiskSize)
+		f.Close()
+	}
+	m, s, err := pty.Open()
+	if err != nil {
+		return nil, fmt.Errorf("sim: console pty: %w", err)
+	}
+	b := &Board{cfg: cfg, master: m, slave: s, state: StateOff, booted: make(chan struct{}), registered: make(chan struct{})}
+	if cfg.ConsoleLink != "" {
+		os.MkdirAll(filepath.Dir(cfg.ConsoleLink), 0o755)
+		os.Remove(cfg.ConsoleLink)
+		if err := os.Symlink(s.Name(), cfg.ConsoleLink); err != nil {
+			m.Close()
+			s.Close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// Serial is the board's hardware serial.
+func (b *Board) Serial() string { return b.cfg.Serial }
+
+// Port is the USB port path the board shows on.
+func (b *Board) Port() string { return b.cfg.Port }
+
+// Mode is the board's storage mode.
+func (b *Board) Mode() Mode { return b.cfg.Mode }
+
+// Faults returns the board's faults.
+func (b *Board) Faults() Faults { return b.cfg.Faults }
+
+// ConsolePath is the console device (the pty's slave).
+func (b *Board) ConsolePath() string { return b.slave.Name() }
+
+// FastbootAddr is where the board's fastboot listens ("" in UMS mode or
+// before Start).
+func (b *Board) FastbootAddr() string {
+	if b.fb == nil {
+		return ""
+	}
+	return b.fb.Addr()
+}
+
+// State is the board's state.
+func (b *Board) State() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state
+}
+
+func (b *Board) setState(s string) {
+	b.mu.Lock()
+	b.state = s
+	b.mu.Unlock()
+	b.cfg.Logger.Debug().Str("board", b.cfg.Serial).Str("state", s).Msg("sim board")
+}
+
+// Start powers the board up in its flash mode: it shows on its USB port
+// and its console answers.
+func (b *Board) Start(ctx context.Context) error {
+	b.ctx, b.cancel = context.WithCancel(ctx)
+	if b.cfg.Mode == ModeFastboot {
+		fb, err := fastboottest.Listen(b.cfg.FastbootAddr, fastboottest.Config{
+			Serial: b.cfg.Serial, Product: "sim-armhf", Storage: b.cfg.Storage, MaxDownload: 32 << 20,
+			Throttle: b.cfg.Faults.SlowMBps * 1e6, FailWriteAt: b.cfg.Faults.WriteErrorAt,
+			UnplugAfter: b.cfg.Faults.UnplugAfter, OnUnplug: b.pulledOut,
+			OnReboot: func(kind string) {
+				if kind == "" {
+					go b.Boot()
+				}
+			},
+		})
+		if err != nil {
+			return err
+		}
+		b.fb = fb
+	}
+	b.setState(StateFlashMode)
+	b.show()
+	b.wg.Add(1)
+	go b.consoleInput()
+	return nil
+}
+
+// show presents the board on its USB port as its state dictates.
+func (b *Board) show() {
+	if b.cfg.Presence == nil || b.cfg.Port == "" {
+		return
+	}
+	d := usb.Device{PortPath: b.cfg.Port, Serial: b.cfg.Serial, Manufacturer: "U-Boot"}
+	switch b.State() {
+	case StateFlashMode:
+		if b.cfg.Mode == ModeFastboot {
+			d.VID, d.PID, d.Product, d.Fastboot, d.Kind = "18d1", "4ee0", "USB download gadget", true, "fastboot"
+		} else {
+			d.VID, d.PID, d.Product, d.Disks, d.Kind = "0525", "a4a5", "USB download gadget", []string{b.cfg.Storage}, "disk"
+		}
+	case StateBooted, StateBooting, StateFailed:
+		// Ubuntu Core's USB gadget after the boot.
+		d.VID, d.PID, d.Product, d.Manufacturer, d.Kind = "0525", "a4a2", "Ubuntu Core", "Canonical", "booted"
+	default:
+		b.cfg.Presence.Unplug(b.cfg.Port)
+		return
+	}
+	b.cfg.Presence.Plug(d)
+}
+
+// pulledOut is the board going away mid-flash.
+func (b *Board) pulledOut() {
+	b.gone.Store(true)
+	b.setState(StateUnplugged)
+	if b.cfg.Presence != nil {
+		b.cfg.Presence.Unplug(b.cfg.Port)
+	}
+}
+
+// Remove takes the board off the bench (the operator pulls it).
+func (b *Board) Remove() {
+	b.pulledOut()
+	b.Close()
+}
+
+// Close stops the board.
+func (b *Board) Close() {
+	if b.cancel != nil {
+		b.cancel()
+	}
+	if b.fb != nil {
+		b.fb.Close()
+	}
+	b.master.Close()
+	b.slave.Close()
+	if b.cfg.ConsoleLink != "" {
+		os.Remove(b.cfg.ConsoleLink)
+	}
+	b.wg.Wait()
+}
+
+// Target is the board's storage as a UMS disk shows it to the station,
+// with the board's faults.
+func (b *Board) Target() (flash.Target, error) {
+	if b.cfg.Mode != ModeUMS || b.State() != StateFlashMode {
+		return nil, &flash.Failure{Reason: flash.ReasonOpen, Offset: -1, Detail: fmt.Sprintf("board %s shows no disk", b.cfg.Serial)}
+	}
+	ft, err := flash.OpenFileTarget(b.cfg.Storage)
+	if err != nil {
+		return nil, err
+	}
+	var t flash.Target = &storage{FileTarget: ft, b: b}
+	if b.cfg.Faults.SlowMBps > 0 {
+		t = flash.Throttle(t, b.cfg.Faults.SlowMBps*1e6)
+	}
+	return t, nil
+}
+
+// storage applies a board's faults to writes of its disk.
+type storage struct {
+	*flash.FileTarget
+	b *Board
+}
+
+func (s *storage) Name() string     { return "sim:" + s.b.cfg.Serial }
+func (s *storage) Capacity() int64  { return s.b.cfg.DiskSize }
+func (s *storage) EnsureSize(int64) error { return nil }
+
+func (s *storage) WriteAt(p []byte, off int64) (int, error) {
+	f := s.b.cfg.Faults
+	if s.b.gone.Load() {
+		return 0, syscall.ENODEV
+	}
+	if f.WriteErrorAt > 0 && off <= f.WriteErrorAt && f.WriteErrorAt < off+int64(len(p)) {
+		return 0, syscall.EIO
+	}
+	if f.UnplugAfter > 0 && s.b.written.Load()+int64(len(p)) > f.UnplugAfter {
+		s.b.pulledOut()
+		return 0, syscall.ENODEV
+	}
+	n, err := s.FileTarget.WriteAt(p, off)
+	s.b.written.Add(int64(n))
+	return n, err
+}
+
+func (s *storage) ReadAt(p []byte, off int64) (int, error) {
+	if s.b.gone.Load() {
+		return 0, syscall.ENODEV
+	}
+	return s.FileTarget.ReadAt(p, off)
+}
+
+func (s *storage) Gone() bool { return s.b.gone.Load() }
+
+// imageGood reports whether the storage holds the expected image.
+func (b *Board) imageGood() bool {
+	if b.cfg.Expect == nil {
+		fi, err := os.Stat(b.cfg.Storage)
+		return err == nil && fi.Size() > 0
+	}
+	f, err := os.Open(b.cfg.Storage)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, b.cfg.Expect.ChunkSize)
+	for _, c := range b.cfg.Expect.Chunks {
+		if _, err := f.ReadAt(buf[:c.Length], c.Offset); err != nil && !errors.Is(err, io.EOF) {
+			return false
+		}
+		sum := sha256.Sum256(buf[:c.Length])
+		if hex.EncodeToString(sum[:]) != c.SHA256 {
+			return false
+		}
+	}
+	return true
+}
+
+// PowerCycle is a hub port power cycle: the board restarts from its
+// storage (a first boot when it was just flashed).
+func (b *Board) PowerCycle() { go b.Boot() }
+
+// Boot starts the board from its storage and plays its first boot on the
+// console; once the console is ready it registers with the device
+// service.
+func (b *Board) Boot() {
+	b.mu.Lock()
+	if b.state == StateBooting || b.state == StateBooted || b.state == StateUnplugged || b.ctx == nil {
+		b.mu.Unlock()
+		return
+	}
+	b.state = StateBooting
+	b.mu.Unlock()
+	if b.fb != nil {
+		b.fb.Close() // fastboot leaves with the reboot
+	}
+	// Re-enumeration: off the bus while rebooting, back as the booted device.
+	if b.cfg.Presence != nil {
+		b.cfg.Presence.Unplug(b.cfg.Port)
+	}
+	b.wg.Add(1)
+	go b.play()
+}
+
+func (b *Board) pause(d time.Duration) bool {
+	t := time.NewTimer(time.Duration(float64(d) / b.cfg.Speed))
+	defer t.Stop()
+	select {
+	case <-b.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// write sends console bytes paced at 115200 baud times the speed.
+func (b *Board) write(text []byte) bool {
+	const chunk = 64
+	per := time.Duration(chunk * 10 * int64(time.Second) / 115200) // real time at 115200 baud
+	for len(text) > 0 {
+		n := min(chunk, len(text))
+		b.consoleMu.Lock()
+		_, err := b.master.Write(text[:n])
+		b.consoleMu.Unlock()
+		if err != nil {
+			return false
+		}
+		text = text[n:]
+		if len(text) > 0 && !b.pause(per) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *Board) play() {
+	defer b.wg.Done()
+	good := b.imageGood()
+	f := b.cfg.Faults
+	seed := uint64(len(b.cfg.Serial)) * 7919
+	for _, c := range b.cfg.Serial {
+		seed = seed*31 + uint64(c)
+	}
+	if f.Garbage {
+		for i := 0; i < 40; i++ {
+			if !b.write(garbage(256, seed+uint64(i))) || !b.pause(time.Second) {
+				return
+			}
+		}
+		b.setState(StateFailed)
+		return
+	}
+	snaps := []string{"snapd", "core22", "pi-kernel", "acme-gadget"}
+	if b.cfg.Model != nil {
+		if m, err := serialvault.AsModel(b.cfg.Model); err == nil && len(m.Snaps) > 0 {
+			snaps = snaps[:0]
+			for _, s := range m.Snaps {
+				snaps = append(snaps, s.Name)
+			}
+		}
+	}
+	ip := fmt.Sprintf("10.42.0.%d", 10+seed%200)
+	steps := firstBoot(b.cfg.Profile, good, b.cfg.LoginUser != "", ip, snaps, f, seed)
+	b.show()
+	for _, s := range steps {
+		if s.stage != "" && f.HangAt == s.stage {
+			b.setState(StateFailed)
+			<-b.ctx.Done() // the board hangs: nothing more on the console
+			return
+		}
+		if s.pause > 0 && !b.pause(s.pause) {
+			return
+		}
+		if s.text != "" && !b.write([]byte(s.text)) {
+			return
+		}
+	}
+	if !good || f.KernelPanic || f.BootLoop {
+		b.setState(StateFailed)
+		return
+	}
+	b.setState(StateBooted)
+	b.show()
+	close(b.booted)
+	if !f.NeverRegisters {
+		b.register()
+	}
+}
+
+// register runs snapd's "Initialize device": the device key, then the
+// device service. Nothing shows on the console.
+func (b *Board) register() {
+	defer close(b.registered)
+	key := b.cfg.Key
+	if key == nil {
+		var err error
+		if key, err = serialvault.GenerateKey(b.cfg.KeyBits); err != nil {
+			b.regErr = err
+			return
+		}
+	}
+	if b.cfg.Model == nil || b.cfg.DeviceService == "" {
+		b.regErr = errors.New("no model or device service")
+		return
+	}
+	scale := func(d time.Duration) time.Duration { return time.Duration(float64(d) / b.cfg.Speed) }
+	d := &vaulttest.Device{
+		Key: key, Model: b.cfg.Model, Serial: b.cfg.Serial, URL: b.cfg.DeviceService, Headers: b.cfg.Headers,
+		Body:      []byte(fmt.Sprintf("mac: \"02:42:%s\"\n", macOf(b.cfg.Serial))),
+		RetryWait: scale(60 * time.Second), NoNetworkWait: scale(30 * time.Second), PollWait: scale(60 * time.Second),
+		FailWait: scale(5 * time.Minute), StaleRequestID: b.cfg.Faults.VaultRefuses,
+	}
+	res, err := d.Register(b.ctx)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err != nil {
+		b.regErr = err
+		return
+	}
+	b.serial = res.Serial
+	b.snapDone.Store(true)
+}
+
+func macOf(serial string) string {
+	sum := sha256.Sum256([]byte(serial))
+	return fmt.Sprintf("%02x:%02x:%02x:%02x", sum[0], sum[1], sum[2], sum[3])
+}
+
+// Registered returns the serial assertion once the board registered.
+func (b *Board) Registered() (*serialvault.Serial, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.serial, b.regErr
+}
+
+// WaitBooted waits until the console is ready.
+func (b *Board) WaitBooted(ctx context.Context) error {
+	select {
+	case <-b.booted:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WaitRegistered waits for the end of the registration.
+func (b *Board) WaitRegistered(ctx context.Context) (*serialvault.Serial, error) {
+	select {
+	case <-b.registered:
+		return b.Registered()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// consoleInput answers what is typed on the console: Ctrl-C then `reset`
+// or `boot` in U-Boot's flash mode boots the board; once booted, a getty
+// and a shell answer for the factory user.
+func (b *Board) consoleInput() {
+	defer b.wg.Done()
+	r := bufio.NewReader(b.master)
+	echo := func(s string) {
+		b.consoleMu.Lock()
+		b.master.Write([]byte(s))
+		b.consoleMu.Unlock()
+	}
+	var line []byte
+	loggedIn, wantPassword := false, false
+	user := ""
+	for {
+		c, err := r.ReadByte()
+		if err != nil {
+			return
+		}
+		state := b.State()
+		if state == StateFlashMode {
+			if c == 0x03 {
+				echo("<INTERRUPT>\r\n=> ")
+				line = line[:0]
+				continue
+			}
+			if c == '\r' || c == '\n' {
+				cmd := strings.TrimSpace(string(line))
+				line = line[:0]
+				if cmd == "reset" || cmd == "boot" {
+					echo("\r\nresetting ...\r\n")
+					go b.Boot()
+				}
+				continue
+			}
+			line = append(line, c)
+			continue
+		}
+		if state != StateBooted || b.cfg.LoginUser == "" {
+			continue // the console is not listening
+		}
+		if c != '\r' && c != '\n' {
+			line = append(line, c)
+			if !wantPassword {
+				echo(string(c))
+			}
+			continue
+		}
+		text := string(line)
+		line = line[:0]
+		switch {
+		case !loggedIn && !wantPassword:
+			if text == "" {
+				echo("\r\nubuntu login: ")
+				continue
+			}
+			user = text
+			wantPassword = true
+			echo("\r\nPassword: ")
+		case wantPassword:
+			wantPassword = false
+			echo("\r\n")
+			if user == b.cfg.LoginUser && text == b.cfg.LoginPassword {
+				loggedIn = true
+				echo("Welcome to Ubuntu Core 22 (GNU/Linux 5.15.0-1049-raspi armv7l)\r\n\r\n * Documentation:  https://ubuntu.com/core/docs\r\n\r\n" + b.cfg.LoginUser + "@ubuntu:~$ ")
+			} else {
+				time.Sleep(50 * time.Millisecond)
+				echo("Login incorrect\r\nubuntu login: ")
+			}
+		default:
+			echo("\r\n")
+			if b.shell(text, echo) {
+				loggedIn = false
+				echo("\r\nubuntu login: ")
+				continue
+			}
+			echo(b.cfg.LoginUser + "@ubuntu:~$ ")
+		}
+	}
+}
+
+// shell runs one command line; it returns true on exit.
+func (b *Board) shell(cmdline string, out func(string)) bool {
+	for _, cmd := range strings.Split(cmdline, ";") {
+		cmd = strings.TrimSpace(cmd)
+		switch {
+		case cmd == "":
+		case cmd == "exit" || cmd == "logout":
+			out("logout\r\n")
+			return true
+		case strings.HasPrefix(cmd, "echo "):
+			out(strings.Trim(strings.TrimPrefix(cmd, "echo "), "'\"") + "\r\n")
+		case cmd == "snap changes":
+			status, ready := "Doing", "-                 "
+			if b.snapDone.Load() {
+				status, ready = "Done ", "today at 10:11 UTC"
+			}
+			out("ID   Status  Spawn               Ready               Summary\r\n")
+			out("1    Done    today at 10:06 UTC  today at 10:09 UTC  Initialize system state\r\n")
+			out(fmt.Sprintf("2    %s   today at 10:09 UTC  %s  Initialize device\r\n", status, ready))
+		case cmd == "snap model --serial --assertion" || cmd == "snap known serial":
+			b.mu.Lock()
+			s := b.serial
+			b.mu.Unlock()
+			if s == nil {
+				out("error: device not registered yet\r\n")
+				continue
+			}
+			text := strings.ReplaceAll(strings.TrimSuffix(string(s.Encode()), "\n"), "\n", "\r\n")
+			out(text + "\r\n")
+		default:
+			out(fmt.Sprintf("%s: command not found\r\n", strings.Fields(cmd)[0]))
+		}
+	}
+	return false
+}

@@ -1,0 +1,123 @@
+package sim_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/flashstation/flashstation/console"
+	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/secret"
+	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/sim"
+	"github.com/flashstation/flashstation/usb/usbtest"
+)
+
+// TestProxySeesRefusalAndDuplicate registers boards through the
+// recording proxy: a board the vault refuses shows as vault errors and
+// never registers; two boards with one hardware serial give a duplicate.
+func TestProxySeesRefusalAndDuplicate(t *testing.T) {
+	k := newKit(t)
+	led, err := ledger.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	led.EnsureStation(context.Background(), ledger.Station{ID: "s"})
+	led.EnsureLine(context.Background(), ledger.Line{ID: "line1", StationID: "s"})
+	ring := serialvault.NewKeyRing()
+	ring.Add(serialvault.TrustedKey{Key: k.brandKey.Public(), AccountID: "acme"})
+	client, _ := serialvault.NewClient(k.url, serialvault.ClientOptions{APIKey: secret.New("key"), Attempts: 1})
+	var mu sync.Mutex
+	var captures []serialvault.Capture
+	proxy, err := serialvault.NewProxy(serialvault.ProxyConfig{LineID: "line1", BrandID: "acme", Model: "acme-gw-sim", Keys: ring,
+		Vault: client, Recorder: led, Logger: zerolog.Nop(),
+		OnCapture: func(c serialvault.Capture) { mu.Lock(); captures = append(captures, c); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(proxy)
+	defer srv.Close()
+
+	boot := func(serial string, f sim.Faults, key int) *sim.Board {
+		bus := &usbtest.Bus{}
+		b, err := sim.NewBoard(sim.BoardConfig{Serial: serial, Storage: filepath.Join(t.TempDir(), "emmc"), DiskSize: 16 << 20,
+			Port: "1-1.1", Presence: bus, Speed: 500, Expect: k.img, Model: k.model, DeviceService: srv.URL + "/v1/",
+			Key: keyOf(key), Faults: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Start(context.Background())
+		t.Cleanup(b.Close)
+		target, _ := b.Target()
+		flash.Write(context.Background(), k.img, target, flash.Options{})
+		c, _ := console.OpenConsole(context.Background(), &console.Capture{Path: b.ConsolePath()})
+		t.Cleanup(func() { c.Close() })
+		b.PowerCycle()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if v := c.WatchBoot(ctx, quickProfile(t), time.Now(), nil); !v.Passed {
+			t.Fatalf("%s: %+v", serial, v)
+		}
+		return b
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first := boot("DUP-0001", sim.Faults{}, 1)
+	if _, err := first.WaitRegistered(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := boot("DUP-0001", sim.Faults{}, 2)
+	s2, err := second.WaitRegistered(ctx)
+	if err != nil || s2.Revision() != 2 {
+		t.Fatalf("duplicate: %v %v", s2, err)
+	}
+	mu.Lock()
+	if len(captures) != 2 || !captures[1].Duplicate || captures[1].DeviceKeyID != keyOf(2).Public().ID() {
+		t.Errorf("captures %+v", captures)
+	}
+	mu.Unlock()
+
+	refused := boot("REF-0001", sim.Faults{VaultRefuses: true}, 3)
+	deadline := time.Now().Add(10 * time.Second)
+	for proxy.Stats().VaultErrors < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if proxy.Stats().VaultErrors < 2 {
+		t.Errorf("proxy stats %+v: the vault's refusals did not show", proxy.Stats())
+	}
+	if s, _ := refused.Registered(); s != nil {
+		t.Error("a refused board registered")
+	}
+	as, _ := led.SerialAssertions(context.Background(), ledger.AssertionFilter{})
+	if len(as) != 2 {
+		t.Errorf("%d assertions recorded", len(as))
+	}
+}
+
+// TestConsoleTrigger boots a board from U-Boot's prompt: Ctrl-C leaves
+// ums mode and `reset` boots the board.
+func TestConsoleTrigger(t *testing.T) {
+	k := newKit(t)
+	b, _ := k.board(t, "SIM-CON-1", sim.ModeUMS, sim.Faults{}, 1)
+	target, _ := b.Target()
+	flash.Write(context.Background(), k.img, target, flash.Options{})
+	c, err := console.OpenConsole(context.Background(), &console.Capture{Path: b.ConsolePath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Send("\x03")
+	c.Send("reset\r")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if v := c.WatchBoot(ctx, quickProfile(t), time.Now(), nil); !v.Passed {
+		t.Fatalf("%+v", v)
+	}
+}
