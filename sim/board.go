@@ -338,8 +338,8 @@ type storage struct {
 	b *Board
 }
 
-func (s *storage) Name() string     { return "sim:" + s.b.cfg.Serial }
-func (s *storage) Capacity() int64  { return s.b.cfg.DiskSize }
+func (s *storage) Name() string           { return "sim:" + s.b.cfg.Serial }
+func (s *storage) Capacity() int64        { return s.b.cfg.DiskSize }
 func (s *storage) EnsureSize(int64) error { return nil }
 
 func (s *storage) WriteAt(p []byte, off int64) (int, error) {

@@ -61,13 +61,13 @@ type Device struct {
 	ln   net.Listener
 	disk *os.File
 
-	mu       sync.Mutex
+	mu         sync.Mutex
 	download   []byte
 	downloaded int64
 	flashed    []string
-	closed   bool
-	conns    map[net.Conn]bool
-	wg       sync.WaitGroup
+	closed     bool
+	conns      map[net.Conn]bool
+	wg         sync.WaitGroup
 }
 
 // Listen starts a device on addr ("127.0.0.1:0" for any port).

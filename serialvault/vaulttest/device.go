@@ -43,7 +43,7 @@ type Device struct {
 	// vault refuses every attempt (invalid-nonce): a fault for tests and
 	// the simulated bench.
 	StaleRequestID bool
-	Now         func() time.Time
+	Now            func() time.Time
 }
 
 // Result is what one registration went through.
