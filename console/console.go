@@ -115,3 +115,43 @@ func (c *Console) Expect(ctx context.Context, re *regexp.Regexp, prompt bool, ti
 		}
 	}
 }
+
+// Follow reads the console in the background, handing complete lines to
+// onLine, until stop is called; stop returns once reading stopped, so a
+// WatchBoot or Expect after it sees everything that came after. It lets a
+// slot show what the board prints while it is being flashed.
+func (c *Console) Follow(onLine func(string)) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var s Splitter
+		for {
+			select {
+			case <-quit:
+				return
+			case ch, ok := <-c.chunks:
+				if !ok {
+					c.gone = true
+					return
+				}
+				if ch.Gap != "" {
+					continue
+				}
+				s.Write(ch.Data)
+				for _, l := range s.Lines() {
+					if onLine != nil {
+						onLine(l)
+					}
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(quit)
+			<-done
+		})
+	}
+}

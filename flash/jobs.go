@@ -21,6 +21,11 @@ type Job interface {
 	Close() error
 }
 
+// Rebooter is a job that can restart its board (fastboot reboot).
+type Rebooter interface {
+	Reboot(ctx context.Context) error
+}
+
 // TargetOptions say how to open target specs.
 type TargetOptions struct {
 	Block BlockOptions
@@ -106,6 +111,12 @@ type fastbootJob struct {
 }
 
 func (j *fastbootJob) Name() string { return j.name }
+
+// Reboot restarts the fastboot device from its storage.
+func (j *fastbootJob) Reboot(ctx context.Context) error {
+	_, err := j.c.Command(ctx, "reboot")
+	return err
+}
 func (j *fastbootJob) Close() error { return j.c.Close() }
 func (j *fastbootJob) Run(ctx context.Context, img *Prepared, o Options) Result {
 	res := FlashFastboot(ctx, img, j.c, FastbootFlashOptions{Partition: j.o.Partition, Name: j.name, Options: o})

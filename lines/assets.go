@@ -60,7 +60,7 @@ func (l *Line) VaultClient(attempts int, log zerolog.Logger) (*serialvault.Clien
 
 // NewLineProxy builds the line's recording proxy: its vault with the line's
 // api-key, its trusted brand keys and model, recording into rec.
-func NewLineProxy(l *Line, rec serialvault.Recorder, log zerolog.Logger, onCapture func(serialvault.Capture)) (*serialvault.Proxy, error) {
+func NewLineProxy(l *Line, rec serialvault.Recorder, log zerolog.Logger, onCapture func(serialvault.Capture), onRefusal func(serialvault.Refusal)) (*serialvault.Proxy, error) {
 	m, err := l.LoadModel()
 	if err != nil {
 		return nil, err
@@ -75,6 +75,6 @@ func NewLineProxy(l *Line, rec serialvault.Recorder, log zerolog.Logger, onCaptu
 	}
 	return serialvault.NewProxy(serialvault.ProxyConfig{
 		LineID: l.ID, BrandID: m.BrandID, Model: m.Model, Keys: ring, Vault: client,
-		Recorder: rec, OnCapture: onCapture, Logger: log,
+		Recorder: rec, OnCapture: onCapture, OnRefusal: onRefusal, Logger: log,
 	})
 }

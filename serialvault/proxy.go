@@ -42,6 +42,16 @@ type Capture struct {
 	At          time.Time
 }
 
+// Refusal is a board's serial request the vault refused.
+type Refusal struct {
+	LineID      string
+	Serial      string // the serial the board proposed
+	DeviceKeyID string
+	Status      int
+	Code        string // the vault's error_code
+	Message     string
+}
+
 // ProxyConfig configures a line's recording proxy.
 type ProxyConfig struct {
 	LineID string
@@ -58,6 +68,9 @@ type ProxyConfig struct {
 	Recorder Recorder
 	// OnCapture is called after a serial is recorded; it must not block.
 	OnCapture func(Capture)
+	// OnRefusal is called when the vault refuses a board's serial request
+	// (a 4xx answer, forwarded to the board); it must not block.
+	OnRefusal func(Refusal)
 	Logger    zerolog.Logger
 	// MaxBody bounds request bodies (default 4 MiB); Timeout bounds a
 	// vault call (default 30 s).
@@ -317,7 +330,12 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return
 	case resp.Status != http.StatusOK && resp.Status != http.StatusCreated:
 		p.stats.vaultErrors.Add(1)
-		log.Warn().Err(decodeVaultError(resp.Status, resp.Header, resp.Body)).Msg("vault refused serial request")
+		ve := decodeVaultError(resp.Status, resp.Header, resp.Body)
+		log.Warn().Err(ve).Msg("vault refused serial request")
+		if p.cfg.OnRefusal != nil {
+			p.cfg.OnRefusal(Refusal{LineID: p.cfg.LineID, Serial: serial, DeviceKeyID: req.DeviceKey.ID(),
+				Status: resp.Status, Code: ve.Code, Message: ve.Message})
+		}
 		forward(w, resp)
 		return
 	}

@@ -484,6 +484,10 @@ func (b *Board) play() {
 			<-b.ctx.Done() // the board hangs: nothing more on the console
 			return
 		}
+		if s.stage == "console-ready" && good && !f.KernelPanic && !f.BootLoop {
+			// getty listens from the moment it prints its prompt.
+			b.setState(StateBooted)
+		}
 		if s.pause > 0 && !b.pause(s.pause) {
 			return
 		}

@@ -121,6 +121,8 @@ Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
 		newDevicesCommand(stdout, stderr),
 		newWatchCommand(stdout, stderr),
 		newSimCommand(stdout, stderr),
+		newRunCommand(stdout, stderr),
+		newDemoCommand(stdout, stderr),
 	)
 	return root
 }

@@ -291,6 +291,10 @@ serial is printed on stdout. Logs go to the data directory's log file.`,
 					dup = " DUPLICATE"
 				}
 				fmt.Fprintf(stdout, "recorded %s/%s serial %s revision %d device-key %s%s\n", c.BrandID, c.Model, c.Serial, c.Revision, c.DeviceKeyID, dup)
+			}, func(r serialvault.Refusal) {
+				mu.Lock()
+				defer mu.Unlock()
+				fmt.Fprintf(stdout, "refused serial %s: vault %d %s %s\n", r.Serial, r.Status, r.Code, r.Message)
 			})
 			if err != nil {
 				return err

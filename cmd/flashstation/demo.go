@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/logging"
+	"github.com/flashstation/flashstation/sim"
+)
+
+func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o struct {
+		boards             int
+		speed              float64
+		faults, json, head bool
+		data               string
+		fastKeys           bool
+	}
+	cmd := &cobra.Command{
+		Use:   "demo [--boards N] [--speed X] [--faults] [--data DIR] [--headless] [--json]",
+		Short: "Run the station on a simulated bench",
+		Long: `Run the real station pipeline on a simulated bench: the Serial Vault double,
+N simulated boards (half USB mass storage on line1 with the recording proxy,
+half fastboot on line2 with console capture), one batch, then a summary.
+--faults mixes failures in (write error, kernel panic, hang, garbage, unplug,
+boot loop, vault refusal). DIR (a temporary directory unless --data) keeps
+station.yaml, vault-key.pub and the ledger, so status, logs, assertions and
+export work on it afterwards:
+
+  flashstation assertions --config DIR/station.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			dir := o.data
+			if dir == "" {
+				var err error
+				if dir, err = os.MkdirTemp("", "flashstation-demo-"); err != nil {
+					return err
+				}
+			}
+			out := stdout
+			if o.json {
+				out = stderr
+			}
+			if !o.head {
+				fmt.Fprintln(out, "demo: the bench TUI is not there yet; running headless")
+			}
+			fmt.Fprintf(out, "demo: building a simulated bench of %d boards in %s (vault key, image, boards)...\n", o.boards, dir)
+			benchLog, _ := logging.New(io.Discard, "")
+			bench, err := sim.NewBench(ctx, sim.BenchConfig{Dir: dir, Boards: o.boards, Speed: o.speed, Faults: o.faults,
+				FastKeys: o.fastKeys, Logger: benchLog})
+			if err != nil {
+				return err
+			}
+			defer bench.Close()
+			st, err := loadStation(bench.ConfigPath, stderr)
+			if err != nil {
+				return err
+			}
+			perLine := (o.boards + 1) / 2
+			fmt.Fprintf(out, "demo: station %s, %d slots on 2 lines; vault double at %s\n", st.ID, len(st.Slots), bench.VaultURL)
+			err = runHeadless(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, json: o.json,
+				allowNonUSB: true, timeout: 10 * time.Minute}, stdout, stderr)
+			fmt.Fprintf(out, "demo: everything is kept in %s; try:\n  flashstation assertions --config %s\n", dir, bench.ConfigPath)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.boards, "boards", 8, "simulated boards")
+	f.Float64Var(&o.speed, "speed", 20, "boot speed factor (1: real time)")
+	f.BoolVar(&o.faults, "faults", false, "mix failures in")
+	f.StringVar(&o.data, "data", "", "keep the bench in DIR (default: a temporary directory)")
+	f.BoolVar(&o.head, "headless", false, "run without the TUI and print a summary")
+	f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout")
+	f.BoolVar(&o.fastKeys, "fast-keys", false, "2048-bit keys instead of 4096 (tests)")
+	_ = f.MarkHidden("fast-keys")
+	_ = lines.StatePass
+	return cmd
+}

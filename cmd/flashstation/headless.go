@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/usb"
+)
+
+func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o struct {
+		config, operator string
+		headless, json   bool
+		batchSize        int
+		allowNonUSB      bool
+	}
+	cmd := &cobra.Command{
+		Use:   "run --config FILE --headless [--batch-size N] [--json]",
+		Short: "Run a batch on the configured bench without the TUI",
+		Long: `Run the station without the TUI (for systemd or a second screen): every slot
+takes boards from insertion to a recorded serial assertion on its own, and
+each event is printed as it happens. With --batch-size N the run ends when
+every line finished N units and prints a summary; otherwise it runs until
+stopped (SIGINT, SIGTERM). Exit 1 when a unit failed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !o.headless {
+				return usageErrorf("the bench TUI is not there yet: use --headless")
+			}
+			st, err := loadStation(o.config, stderr)
+			if err != nil {
+				return err
+			}
+			return runHeadless(cmd.Context(), st, &lines.RealHardware{Sysfs: usbSystem()}, headlessOptions{
+				operator: o.operator, batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB,
+			}, stdout, stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "station file")
+	f.BoolVar(&o.headless, "headless", false, "run without the TUI")
+	f.IntVar(&o.batchSize, "batch-size", 0, "units per line in this batch (0: until stopped)")
+	f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout")
+	f.StringVar(&o.operator, "operator", os.Getenv("USER"), "operator name for the batch")
+	f.BoolVar(&o.allowNonUSB, "allow-non-usb", false, "allow disks that are not on USB (labs)")
+	return cmd
+}
+
+type headlessOptions struct {
+	operator    string
+	batchSize   int
+	json        bool
+	allowNonUSB bool
+	timeout     time.Duration
+}
+
+// runHeadless runs a pipeline, printing events, then a summary.
+func runHeadless(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions, stdout, stderr io.Writer) error {
+	log, logFile, err := stationLogger(st)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	led, err := openLedger(ctx, st)
+	if err != nil {
+		return err
+	}
+	defer led.Close()
+	p, err := lines.NewPipeline(ctx, st, lines.Options{Hardware: hw, Ledger: led, Logger: log, Operator: o.operator,
+		BatchSize: o.batchSize, AllowNonUSB: o.allowNonUSB})
+	if err != nil {
+		return &exitError{code: exitVerdict, err: err}
+	}
+	defer p.Close()
+	events := p.Subscribe(1024)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.timeout > 0 {
+		var c context.CancelFunc
+		runCtx, c = context.WithTimeout(runCtx, o.timeout)
+		defer c()
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	out := stdout
+	if o.json {
+		out = stderr // stdout carries only the JSON document
+	}
+	start := time.Now()
+	for _, b := range sortedBatches(p.Batches()) {
+		fmt.Fprintf(out, "batch %d on line %s (operator %q)\n", b.ID, b.LineID, b.Operator)
+	}
+loop:
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				break loop
+			}
+			printEvent(out, start, e)
+		case <-p.Done():
+			cancel()
+		case <-done:
+			break loop
+		}
+	}
+	var ids []int64
+	for _, b := range sortedBatches(p.Batches()) {
+		ids = append(ids, b.ID)
+	}
+	sum, err := lines.Summarize(context.Background(), led, ids)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		printSummary(stdout, sum, time.Since(start))
+	}
+	if sum.Failed > 0 || sum.Interrupted > 0 {
+		return reported(exitVerdict, fmt.Errorf("%d units failed", sum.Failed+sum.Interrupted))
+	}
+	return nil
+}
+
+func sortedBatches(m map[string]ledger.Batch) []ledger.Batch {
+	var out []ledger.Batch
+	for _, b := range m {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// printEvent prints the events an operator follows in a log: states,
+// stages, verdicts and notices (not progress or console lines).
+func printEvent(w io.Writer, start time.Time, e lines.Event) {
+	at := fmt.Sprintf("%7.1fs", e.At.Sub(start).Seconds())
+	switch e.Kind {
+	case lines.EventState:
+		switch e.State {
+		case lines.StatePresent:
+			fmt.Fprintf(w, "%s  %-4s board %s present\n", at, e.Slot, e.HWSerial)
+		case lines.StateFlashing, lines.StateBooting, lines.StateRegister:
+			fmt.Fprintf(w, "%s  %-4s %s\n", at, e.Slot, e.State)
+		}
+	case lines.EventStage:
+		if !e.Skipped {
+			fmt.Fprintf(w, "%s  %-4s   boot: %s\n", at, e.Slot, e.Stage)
+		}
+	case lines.EventVerdict:
+		if e.State == lines.StatePass {
+			fmt.Fprintf(w, "%s  %-4s PASS  board %s serial %s\n", at, e.Slot, e.HWSerial, e.Serial)
+		} else {
+			r := lines.ReasonFor(e.Reason)
+			fmt.Fprintf(w, "%s  %-4s FAIL  board %s: %s (%s): %s\n", at, e.Slot, e.HWSerial, e.Reason, r.What, r.Advice)
+		}
+	case lines.EventNotice:
+		fmt.Fprintf(w, "%s  %-4s note: %s\n", at, e.Slot, e.Text)
+	}
+}
+
+func printSummary(w io.Writer, s lines.Summary, took time.Duration) {
+	fmt.Fprintf(w, "\n%d passed, %d failed", s.Passed, s.Failed)
+	if s.Interrupted > 0 {
+		fmt.Fprintf(w, ", %d interrupted", s.Interrupted)
+	}
+	fmt.Fprintf(w, " in %s\n", took.Round(time.Second))
+	fmt.Fprintf(w, "%-5s %-4s %-10s %-12s %-7s %s\n", "UNIT", "SLOT", "BOARD", "SERIAL", "VERDICT", "REASON")
+	for _, u := range s.Units {
+		fmt.Fprintf(w, "%-5d %-4s %-10s %-12s %-7s %s\n", u.Unit, u.Slot, u.HWSerial, u.Serial, u.Verdict, u.Reason)
+	}
+}
+
+func usbSystem() usb.Sysfs { return usb.System }

@@ -1,0 +1,440 @@
+package lines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/flashstation/flashstation/console"
+	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/secret"
+	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/usb"
+)
+
+// Hardware is the bench as the pipeline uses it: what shows on the USB
+// ports, the flash target of a device, and hub port power. RealHardware
+// is the machine's; the simulated bench is another.
+type Hardware interface {
+	Devices() ([]usb.Device, error)
+	OpenJob(ctx context.Context, dev usb.Device, o flash.TargetOptions) (flash.Job, error)
+	SetPortPower(hub string, port int, on bool) error
+}
+
+// RealHardware finds boards in sysfs, opens their disks or fastboot
+// interfaces, and switches hub ports through libusb.
+type RealHardware struct {
+	Sysfs usb.Sysfs
+
+	once sync.Once
+	lib  *usb.LibUSB
+	err  error
+}
+
+func (h *RealHardware) libusb() (*usb.LibUSB, error) {
+	h.once.Do(func() { h.lib, h.err = usb.OpenLibUSB() })
+	return h.lib, h.err
+}
+
+// Devices lists the USB devices.
+func (h *RealHardware) Devices() ([]usb.Device, error) { return h.Sysfs.Devices() }
+
+// OpenJob opens a device's disk (UMS) or fastboot interface.
+func (h *RealHardware) OpenJob(ctx context.Context, dev usb.Device, o flash.TargetOptions) (flash.Job, error) {
+	o.LibUSB = h.libusb
+	switch {
+	case dev.Fastboot:
+		return flash.OpenJob(ctx, "fastboot:usb:"+dev.PortPath, o)
+	case len(dev.Disks) > 0:
+		return flash.OpenJob(ctx, dev.Disks[0], o)
+	}
+	return nil, &flash.Failure{Reason: flash.ReasonOpen, Offset: -1, Detail: "the device on " + dev.PortPath + " has no disk and no fastboot interface"}
+}
+
+// SetPortPower switches a hub port.
+func (h *RealHardware) SetPortPower(hub string, port int, on bool) error {
+	l, err := h.libusb()
+	if err != nil {
+		return err
+	}
+	return l.SetPortPower(hub, port, on)
+}
+
+// Options configure a pipeline.
+type Options struct {
+	Hardware Hardware
+	Ledger   *ledger.Ledger
+	Logger   zerolog.Logger
+	Operator string
+	// BatchSize is the planned units per line; the pipeline is Done when
+	// every line finished that many (0: it runs until stopped).
+	BatchSize int
+	// PollEvery is the USB presence poll (default 200 ms); RegisterTimeout
+	// the wait for a serial assertion after the console is ready (default
+	// 10 min); InFlight the I/Os in flight per target (default 2).
+	PollEvery       time.Duration
+	RegisterTimeout time.Duration
+	InFlight        int
+	// AllowNonUSB lets slots flash disks that are not on USB (labs).
+	AllowNonUSB bool
+}
+
+// Pipeline runs a station's slots: each takes a board from insertion to a
+// recorded serial assertion on its own, and every step goes to one event
+// stream that the ledger and the interfaces consume.
+type Pipeline struct {
+	st    *Station
+	o     Options
+	log   zerolog.Logger
+	led   *ledger.Ledger
+	hub   hub
+	lines map[string]*lineRun
+	slots []*slotRun
+	cache *flash.Cache
+
+	regMu    sync.Mutex
+	captures map[string]serialvault.Capture // by serial, waiting for a slot
+	refusals map[string]serialvault.Refusal
+	regWake  chan struct{}
+
+	done     chan struct{}
+	doneOnce sync.Once
+	proxies  []*proxyRun
+}
+
+type lineRun struct {
+	cfg      *Line
+	model    *serialvault.Model
+	keys     *serialvault.KeyRing
+	image    *flash.Prepared
+	profile  *console.Profile
+	password secret.Value
+	batch    ledger.Batch
+
+	mu       sync.Mutex
+	finished int
+}
+
+type proxyRun struct {
+	proxy *serialvault.Proxy
+	ln    net.Listener
+	line  string
+}
+
+// NewPipeline prepares everything a batch needs before any board is
+// touched: each line's model, keys, boot profile and image (decompressed,
+// mapped and checked once), its recording proxy, and its batch (an open
+// one is resumed). Units a killed station left running are marked
+// interrupted.
+func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error) {
+	if o.Hardware == nil || o.Ledger == nil {
+		return nil, errors.New("pipeline: hardware and ledger are required")
+	}
+	if o.PollEvery == 0 {
+		o.PollEvery = 200 * time.Millisecond
+	}
+	if o.RegisterTimeout == 0 {
+		o.RegisterTimeout = 10 * time.Minute
+	}
+	if o.InFlight == 0 {
+		o.InFlight = 2
+	}
+	p := &Pipeline{st: st, o: o, log: o.Logger, led: o.Ledger, lines: map[string]*lineRun{},
+		captures: map[string]serialvault.Capture{}, refusals: map[string]serialvault.Refusal{},
+		regWake: make(chan struct{}), done: make(chan struct{})}
+	var err error
+	if p.cache, err = flash.NewCache(filepath.Join(st.DataDir, "images")); err != nil {
+		return nil, err
+	}
+	if ids, err := p.led.InterruptRunning(ctx, ReasonInterrupted, "the station stopped while the board was in work; its evidence is kept"); err != nil {
+		return nil, err
+	} else if len(ids) > 0 {
+		p.log.Warn().Ints64("units", ids).Msg("units left running by a stopped station marked interrupted")
+	}
+	open, err := p.led.OpenBatches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range st.Lines {
+		l := &st.Lines[i]
+		lr := &lineRun{cfg: l}
+		if lr.model, err = l.LoadModel(); err != nil {
+			return nil, err
+		}
+		if lr.keys, err = l.LoadKeyRing(); err != nil {
+			return nil, err
+		}
+		if lr.profile, err = console.LoadProfile(l.Boot.Profile); err != nil {
+			return nil, fmt.Errorf("line %s: %w", l.ID, err)
+		}
+		if l.Capture.Method == CaptureConsole {
+			if lr.password, err = l.Capture.Password.Resolve(); err != nil {
+				return nil, fmt.Errorf("line %s: console password (%s): %w", l.ID, l.Capture.Password, err)
+			}
+		}
+		p.log.Info().Str("line", l.ID).Str("image", l.Image.File).Msg("preparing image")
+		if lr.image, err = p.cache.Prepare(ctx, ImageSpecOf(l), nil); err != nil {
+			return nil, fmt.Errorf("line %s: %w", l.ID, err)
+		}
+		for _, b := range open {
+			if b.LineID == l.ID {
+				lr.batch = b
+			}
+		}
+		if lr.batch.ID == 0 {
+			id, err := p.led.StartBatch(ctx, ledger.Batch{LineID: l.ID, Operator: o.Operator, Planned: o.BatchSize, ImageSHA256: lr.image.SourceSHA256})
+			if err != nil {
+				return nil, err
+			}
+			if lr.batch, err = p.led.Batch(ctx, id); err != nil {
+				return nil, err
+			}
+		} else {
+			done, err := p.led.Units(ctx, ledger.UnitFilter{BatchID: lr.batch.ID})
+			if err != nil {
+				return nil, err
+			}
+			for _, u := range done {
+				if u.State == ledger.UnitPass || u.State == ledger.UnitFail {
+					lr.finished++
+				}
+			}
+			p.log.Info().Str("line", l.ID).Int64("batch", lr.batch.ID).Int("finished", lr.finished).Msg("resuming open batch")
+		}
+		p.lines[l.ID] = lr
+	}
+	for i := range st.Slots {
+		s := &st.Slots[i]
+		p.slots = append(p.slots, newSlotRun(p, s))
+	}
+	for id, lr := range p.lines {
+		if lr.cfg.Capture.Method != CaptureProxy {
+			continue
+		}
+		if err := p.startProxy(id, lr); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// ImageSpecOf is what a line's image is, for the cache.
+func ImageSpecOf(l *Line) flash.ImageSpec {
+	return flash.ImageSpec{Path: l.Image.File, Bmap: l.Image.Bmap, SHA256: l.Image.SHA256}
+}
+
+func (p *Pipeline) startProxy(id string, lr *lineRun) error {
+	proxy, err := NewLineProxy(lr.cfg, p.led, p.log, p.onCapture, p.onRefusal)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", lr.cfg.Proxy.Listen)
+	if err != nil {
+		return fmt.Errorf("line %s: recording proxy: %w", id, err)
+	}
+	pr := &proxyRun{proxy: proxy, ln: ln, line: id}
+	p.proxies = append(p.proxies, pr)
+	return nil
+}
+
+// Subscribe returns every event from now on (buffered; progress and
+// console lines are dropped for a subscriber that falls behind).
+func (p *Pipeline) Subscribe(buffer int) <-chan Event { return p.hub.Subscribe(buffer) }
+
+func (p *Pipeline) emit(e Event) { p.hub.publish(e) }
+
+// Done is closed when every line finished its planned units.
+func (p *Pipeline) Done() <-chan struct{} { return p.done }
+
+// Batches returns each line's batch.
+func (p *Pipeline) Batches() map[string]ledger.Batch {
+	out := map[string]ledger.Batch{}
+	for id, lr := range p.lines {
+		out[id] = lr.batch
+	}
+	return out
+}
+
+// Run runs the proxies, the presence poll and every slot until ctx ends.
+func (p *Pipeline) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, pr := range p.proxies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := pr.proxy.Serve(ctx, pr.ln); err != nil && ctx.Err() == nil {
+				p.log.Error().Err(err).Str("line", pr.line).Msg("recording proxy stopped")
+			}
+		}()
+	}
+	for _, s := range p.slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.poll(ctx)
+	}()
+	p.checkDone()
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// Close releases the proxies' listeners and ends the event stream.
+func (p *Pipeline) Close() {
+	for _, pr := range p.proxies {
+		pr.ln.Close()
+	}
+	p.hub.close()
+}
+
+// poll reads the USB devices every PollEvery and tells each slot what is
+// on its ports.
+func (p *Pipeline) poll(ctx context.Context) {
+	t := time.NewTicker(p.o.PollEvery)
+	defer t.Stop()
+	for {
+		devs, err := p.o.Hardware.Devices()
+		if err != nil {
+			p.log.Warn().Err(err).Msg("USB discovery failed")
+		}
+		for _, s := range p.slots {
+			var on *usb.Device
+			for i := range devs {
+				for _, port := range s.cfg.USBPorts {
+					if devs[i].PortPath == port {
+						d := devs[i]
+						on = &d
+					}
+				}
+			}
+			s.setPresence(on)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// onCapture receives a serial the proxy recorded.
+func (p *Pipeline) onCapture(c serialvault.Capture) {
+	p.regMu.Lock()
+	p.captures[c.Serial] = c
+	close(p.regWake)
+	p.regWake = make(chan struct{})
+	p.regMu.Unlock()
+	// A serial no slot is waiting for is recorded as unmatched: say so
+	// (it stays in the ledger without a unit until a slot claims it).
+	go func() {
+		time.Sleep(2 * time.Second)
+		p.regMu.Lock()
+		_, still := p.captures[c.Serial]
+		p.regMu.Unlock()
+		if still && !p.slotHasBoard(c.Serial) {
+			p.emit(Event{Kind: EventNotice, Line: c.LineID, Serial: c.Serial,
+				Text: fmt.Sprintf("serial %s (device key %.12s...) recorded but no slot holds that board", c.Serial, c.DeviceKeyID)})
+		}
+	}()
+}
+
+func (p *Pipeline) onRefusal(r serialvault.Refusal) {
+	p.regMu.Lock()
+	p.refusals[r.Serial] = r
+	close(p.regWake)
+	p.regWake = make(chan struct{})
+	p.regMu.Unlock()
+}
+
+func (p *Pipeline) slotHasBoard(hwSerial string) bool {
+	for _, s := range p.slots {
+		if s.view().HWSerial == hwSerial {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitSerial waits for the proxy's capture (or the vault's refusal) of a
+// board's serial.
+func (p *Pipeline) awaitSerial(ctx context.Context, hwSerial string, timeout time.Duration) (serialvault.Capture, *serialvault.Refusal, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		p.regMu.Lock()
+		c, ok := p.captures[hwSerial]
+		if ok {
+			delete(p.captures, hwSerial)
+		}
+		r, refused := p.refusals[hwSerial]
+		if refused {
+			delete(p.refusals, hwSerial)
+		}
+		wake := p.regWake
+		p.regMu.Unlock()
+		if ok {
+			return c, nil, nil
+		}
+		if refused {
+			return serialvault.Capture{}, &r, nil
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			return serialvault.Capture{}, nil, errRegistrationTimeout
+		case <-ctx.Done():
+			return serialvault.Capture{}, nil, ctx.Err()
+		}
+	}
+}
+
+var errRegistrationTimeout = errors.New("registration timeout")
+
+// finished counts a unit's verdict towards its line's batch.
+func (p *Pipeline) finished(line string) {
+	lr := p.lines[line]
+	lr.mu.Lock()
+	lr.finished++
+	lr.mu.Unlock()
+	p.checkDone()
+}
+
+func (p *Pipeline) checkDone() {
+	if p.o.BatchSize <= 0 {
+		return
+	}
+	for _, lr := range p.lines {
+		lr.mu.Lock()
+		n := lr.finished
+		lr.mu.Unlock()
+		if n < p.o.BatchSize {
+			return
+		}
+	}
+	p.doneOnce.Do(func() { close(p.done) })
+}
+
+// transcriptPaths names a unit's transcript files.
+func (p *Pipeline) transcriptPaths(batch, unit int64, slot string) (raw, clean string) {
+	dir := filepath.Join(p.st.DataDir, "transcripts", fmt.Sprintf("batch-%d", batch))
+	_ = os.MkdirAll(dir, 0o750)
+	base := filepath.Join(dir, fmt.Sprintf("unit-%d-%s", unit, slot))
+	return base + ".raw", base + ".log"
+}

@@ -1,0 +1,581 @@
+package lines
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flashstation/flashstation/console"
+	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/usb"
+)
+
+// SlotView is what an interface shows of a slot.
+type SlotView struct {
+	ID        string
+	Line      string
+	State     string
+	Stage     string
+	HWSerial  string
+	Serial    string
+	Unit      int64
+	Attempt   int
+	Progress  Progress
+	StartedAt time.Time
+	LastLine  string
+	Reason    string
+	Detail    string
+	Disabled  bool
+	Duplicate bool
+}
+
+type slotRun struct {
+	p    *Pipeline
+	cfg  *Slot
+	line *lineRun
+
+	presence chan *usb.Device // latest presence, overwritten
+	control  chan string      // "retry", "disable", "enable"
+
+	mu   sync.Mutex
+	v    SlotView
+	here *usb.Device
+}
+
+func newSlotRun(p *Pipeline, cfg *Slot) *slotRun {
+	s := &slotRun{p: p, cfg: cfg, line: p.lines[cfg.Line], presence: make(chan *usb.Device, 1), control: make(chan string, 4)}
+	s.v = SlotView{ID: cfg.ID, Line: cfg.Line, State: StateIdle, Disabled: cfg.Disabled}
+	if cfg.Disabled {
+		s.v.State = StateDisabled
+	}
+	return s
+}
+
+func (s *slotRun) view() SlotView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.v
+}
+
+func (s *slotRun) update(f func(v *SlotView)) SlotView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.v)
+	return s.v
+}
+
+// setPresence delivers the device on the slot's ports (nil: none),
+// keeping only the latest.
+func (s *slotRun) setPresence(d *usb.Device) {
+	select {
+	case <-s.presence:
+	default:
+	}
+	s.presence <- d
+}
+
+// Slots returns every slot's view, in configuration order.
+func (p *Pipeline) Slots() []SlotView {
+	out := make([]SlotView, len(p.slots))
+	for i, s := range p.slots {
+		out[i] = s.view()
+	}
+	return out
+}
+
+func (p *Pipeline) slot(id string) (*slotRun, error) {
+	for _, s := range p.slots {
+		if s.cfg.ID == id {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("no slot %q", id)
+}
+
+// Retry lets a slot start again with the board that is in it (after a
+// failure, once the board is back in its flash mode).
+func (p *Pipeline) Retry(slot string) error {
+	s, err := p.slot(slot)
+	if err != nil {
+		return err
+	}
+	s.control <- "retry"
+	return nil
+}
+
+// SetDisabled takes a slot out of service (or puts it back).
+func (p *Pipeline) SetDisabled(slot string, disabled bool) error {
+	s, err := p.slot(slot)
+	if err != nil {
+		return err
+	}
+	if disabled {
+		s.control <- "disable"
+	} else {
+		s.control <- "enable"
+	}
+	return nil
+}
+
+func (s *slotRun) state(state string, unit int64) {
+	v := s.update(func(v *SlotView) {
+		v.State = state
+		if state == StateIdle {
+			*v = SlotView{ID: v.ID, Line: v.Line, State: StateIdle, Disabled: v.Disabled}
+		}
+	})
+	s.p.emit(Event{Kind: EventState, Slot: s.cfg.ID, Line: s.cfg.Line, Unit: unit, State: state, HWSerial: v.HWSerial, Serial: v.Serial})
+}
+
+// inFlashMode reports whether a device is a board waiting to be written.
+func inFlashMode(d *usb.Device) bool { return d != nil && (d.Fastboot || len(d.Disks) > 0) }
+
+// run is the slot's life: wait for a board, work it, show the verdict
+// until the board leaves (or a retry), again.
+func (s *slotRun) run(ctx context.Context) {
+	armed := true // a board present now may start (false right after a verdict)
+	disabled := s.cfg.Disabled
+	for {
+		select {
+		case <-ctx.Done():
+			s.state(StateStopped, 0)
+			return
+		case cmd := <-s.control:
+			switch cmd {
+			case "disable":
+				disabled = true
+				s.update(func(v *SlotView) { v.Disabled = true })
+				s.state(StateDisabled, 0)
+			case "enable":
+				disabled = false
+				s.update(func(v *SlotView) { v.Disabled = false })
+				s.state(StateIdle, 0)
+			case "retry":
+				armed = true
+				s.state(StateIdle, 0)
+			}
+			continue
+		case d := <-s.presence:
+			s.mu.Lock()
+			s.here = d
+			s.mu.Unlock()
+			if !inFlashMode(d) {
+				if !armed && (s.view().State == StatePass || s.view().State == StateFail) && d == nil {
+					s.state(StateIdle, 0) // the board was taken away
+				}
+				armed = true
+				continue
+			}
+			if disabled || !armed {
+				continue
+			}
+			armed = false
+			s.work(ctx, *d)
+		}
+	}
+}
+
+// unitRun is one board's attempt in a slot.
+type unitRun struct {
+	s      *slotRun
+	id     int64
+	dev    usb.Device
+	start  time.Time
+	con    *console.Console
+	tr     *console.Transcript
+	raw    string
+	clean  string
+	failed bool
+}
+
+func (u *unitRun) event(e Event) {
+	e.Slot, e.Line, e.Unit = u.s.cfg.ID, u.s.cfg.Line, u.id
+	u.s.p.emit(e)
+}
+
+// record appends events to the ledger; failures to record are logged
+// (the verdict itself is written through FinishUnit).
+func (u *unitRun) record(kind, stage, message string, data any) {
+	var raw []byte
+	if data != nil {
+		raw, _ = json.Marshal(data)
+	}
+	err := u.s.p.led.AppendEvents(context.WithoutCancel(context.Background()), ledger.Event{
+		BatchID: u.s.line.batch.ID, UnitID: u.id, SlotID: u.s.cfg.ID, Kind: kind, Stage: stage, Message: message, Data: raw,
+	})
+	if err != nil {
+		u.s.p.log.Error().Err(err).Str("slot", u.s.cfg.ID).Msg("cannot record event")
+	}
+}
+
+// fail ends the unit with a reason.
+func (u *unitRun) fail(reason, detail string) {
+	if u.failed {
+		return
+	}
+	u.failed = true
+	ctx := context.Background()
+	r := ReasonFor(reason)
+	if err := u.s.p.led.FinishUnit(ctx, u.id, ledger.UnitFail, reason, detail); err != nil {
+		u.s.p.log.Error().Err(err).Int64("unit", u.id).Msg("cannot record failure")
+	}
+	u.record("verdict", u.s.view().Stage, "fail: "+reason, map[string]string{"reason": reason, "detail": detail})
+	u.s.update(func(v *SlotView) { v.Reason, v.Detail = reason, detail })
+	u.s.state(StateFail, u.id)
+	u.event(Event{Kind: EventVerdict, State: StateFail, Reason: reason, Detail: detail, HWSerial: u.dev.Serial, Text: r.What + ": " + r.Advice})
+	u.s.p.log.Warn().Str("slot", u.s.cfg.ID).Str("board", u.dev.Serial).Str("reason", reason).Str("detail", firstLine(detail)).Msg("unit failed")
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (s *slotRun) work(ctx context.Context, dev usb.Device) {
+	p, lr := s.p, s.line
+	hw := dev.Serial
+	id, err := p.led.StartUnit(ctx, ledger.Unit{BatchID: lr.batch.ID, LineID: s.cfg.Line, SlotID: s.cfg.ID, HWSerial: hw, Stage: "present"})
+	if err != nil {
+		p.log.Error().Err(err).Str("slot", s.cfg.ID).Msg("cannot start unit")
+		s.update(func(v *SlotView) { v.Reason, v.Detail = ReasonStorage, err.Error() })
+		s.state(StateFail, 0)
+		return
+	}
+	unit, _ := p.led.Unit(ctx, id)
+	u := &unitRun{s: s, id: id, dev: dev, start: time.Now()}
+	s.update(func(v *SlotView) {
+		*v = SlotView{ID: v.ID, Line: v.Line, State: StatePresent, HWSerial: hw, Unit: id, Attempt: unit.Attempt, StartedAt: u.start, Disabled: v.Disabled}
+	})
+	s.state(StatePresent, id)
+	u.record("state", "present", fmt.Sprintf("board %s on %s (%s)", hw, dev.PortPath, dev.Kind), dev)
+	defer u.finish()
+
+	// The console first, so the boot is seen from its first byte.
+	u.raw, u.clean = p.transcriptPaths(lr.batch.ID, id, s.cfg.ID)
+	if u.tr, err = console.CreateTranscript(u.raw); err != nil {
+		u.fail(ReasonStorage, err.Error())
+		return
+	}
+	port, err := console.ResolvePort(s.cfg.Console.Port)
+	if err == nil {
+		u.con, err = console.OpenConsole(ctx, &console.Capture{Path: port, Baud: s.cfg.Console.Baud, Transcript: u.tr})
+	}
+	if err != nil {
+		var pe *console.PortError
+		if errors.As(err, &pe) {
+			u.fail(pe.Reason, err.Error())
+		} else {
+			u.fail(console.ReasonPort, err.Error())
+		}
+		return
+	}
+	stopFollow := u.con.Follow(func(line string) {
+		s.update(func(v *SlotView) { v.LastLine = line })
+		u.event(Event{Kind: EventLine, Text: line})
+	})
+
+	job, ok := u.flash(ctx)
+	stopFollow()
+	if !ok {
+		return
+	}
+	if !u.trigger(ctx, job) {
+		return
+	}
+	v, ok := u.boot(ctx)
+	if !ok {
+		return
+	}
+	if !u.register(ctx, v) {
+		return
+	}
+	if err := p.led.FinishUnit(ctx, id, ledger.UnitPass, "", ""); err != nil {
+		u.fail(ReasonStorage, err.Error())
+		return
+	}
+	view := s.view()
+	u.record("verdict", "registered", "pass", map[string]any{"serial": view.Serial, "duplicate": view.Duplicate})
+	s.state(StatePass, id)
+	u.event(Event{Kind: EventVerdict, State: StatePass, HWSerial: hw, Serial: view.Serial})
+	p.log.Info().Str("slot", s.cfg.ID).Str("board", hw).Str("serial", view.Serial).Dur("took", time.Since(u.start)).Msg("unit passed")
+}
+
+// finish closes the console and keeps the transcripts as evidence.
+func (u *unitRun) finish() {
+	if u.con != nil {
+		u.con.Close()
+	}
+	if u.tr != nil {
+		u.tr.Close()
+	}
+	if u.raw != "" {
+		if err := renderCleanFile(u.raw, u.clean); err != nil {
+			u.s.p.log.Warn().Err(err).Msg("clean transcript")
+		}
+		for _, t := range []struct{ path, kind string }{{u.raw, ledger.TranscriptRaw}, {u.clean, ledger.TranscriptClean}} {
+			size, sum, err := fileSum(t.path)
+			if err != nil {
+				continue
+			}
+			if _, err := u.s.p.led.AddTranscript(context.Background(), ledger.Transcript{UnitID: u.id, SlotID: u.s.cfg.ID,
+				Kind: t.kind, Path: t.path, Size: size, SHA256: sum}); err != nil {
+				u.s.p.log.Error().Err(err).Msg("cannot record transcript")
+			}
+		}
+	}
+	if !u.failed && u.s.view().State != StatePass {
+		// Stopped in the middle (the station is stopping).
+		u.fail(ReasonInterrupted, "the station stopped while the board was in work")
+	}
+	u.s.p.finished(u.s.cfg.Line)
+}
+
+func renderCleanFile(raw, clean string) error {
+	f, err := os.Open(raw)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	recs, err := console.ReadTranscript(f)
+	if err != nil && len(recs) == 0 {
+		return err
+	}
+	out, err := os.Create(clean)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	return console.RenderClean(recs, out)
+}
+
+func fileSum(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return n, hex.EncodeToString(h.Sum(nil)), err
+}
+
+func (u *unitRun) setStage(stage string) {
+	u.s.update(func(v *SlotView) { v.Stage = stage })
+	_ = u.s.p.led.UpdateUnit(context.Background(), u.id, ledger.UnitProgress{Stage: stage})
+}
+
+// flash writes the line's image to the board; the job stays open for the
+// boot trigger (a fastboot reboot).
+func (u *unitRun) flash(ctx context.Context) (flash.Job, bool) {
+	s, p, lr := u.s, u.s.p, u.s.line
+	s.state(StateFlashing, u.id)
+	u.setStage("flash")
+	job, err := p.o.Hardware.OpenJob(ctx, u.dev, flash.TargetOptions{
+		Block:     flash.BlockOptions{USBPorts: s.cfg.USBPorts, AllowNonUSB: p.o.AllowNonUSB},
+		Partition: lr.cfg.Fastboot.Partition,
+	})
+	if err != nil {
+		var f *flash.Failure
+		if errors.As(err, &f) {
+			u.fail(f.Reason, f.Error())
+		} else {
+			u.fail(flash.ReasonOpen, err.Error())
+		}
+		return nil, false
+	}
+	res := job.Run(ctx, lr.image, flash.Options{Verify: true, InFlight: p.o.InFlight, ProgressEvery: 250 * time.Millisecond,
+		Progress: func(pr flash.Progress) {
+			prog := Progress{Phase: pr.Phase, Done: pr.Done, Total: pr.Total, Rate: pr.Rate, ETA: pr.ETA}
+			s.update(func(v *SlotView) { v.Progress = prog; v.Stage = pr.Phase })
+			u.event(Event{Kind: EventProgress, Progress: prog, Stage: pr.Phase})
+		}})
+	_ = p.led.UpdateUnit(ctx, u.id, ledger.UnitProgress{MappedBytes: res.MappedBytes, WrittenBytes: res.WrittenBytes,
+		FlashTime: res.WriteTime, VerifyTime: res.VerifyTime})
+	flashDoc := map[string]any{"target": res.Target, "mapped_bytes": res.MappedBytes, "written_bytes": res.WrittenBytes,
+		"seconds": res.WriteTime.Seconds(), "mb_per_s": res.MBPerSec(), "verified": res.Verified,
+		"verify_seconds": res.VerifyTime.Seconds(), "note": res.VerifyNote, "image_sha256": lr.image.SourceSHA256}
+	if res.Failure != nil {
+		flashDoc["error"], flashDoc["reason"] = res.Failure.Error(), res.Failure.Reason
+	}
+	u.record("flash", "flash", "flash result", flashDoc)
+	if res.Failure != nil {
+		job.Close()
+		u.fail(res.Failure.Reason, res.Failure.Error())
+		return nil, false
+	}
+	return job, true
+}
+
+// trigger starts the board's first boot as the line says, and closes the
+// flash job.
+func (u *unitRun) trigger(ctx context.Context, job flash.Job) bool {
+	defer job.Close()
+	s, lr := u.s, u.s.line
+	s.state(StateBooting, u.id)
+	u.setStage("trigger")
+	switch lr.cfg.Boot.Trigger {
+	case TriggerFastbootReboot:
+		r, ok := job.(flash.Rebooter)
+		if !ok {
+			u.fail(ReasonTriggerFailed, "the slot's board was not flashed over fastboot: it cannot be rebooted that way")
+			return false
+		}
+		if err := r.Reboot(ctx); err != nil {
+			u.fail(ReasonTriggerFailed, "fastboot reboot: "+err.Error())
+			return false
+		}
+	case TriggerHubPower:
+		if s.cfg.Power == nil {
+			u.fail(ReasonTriggerFailed, "the slot has no hub power port")
+			return false
+		}
+		if err := usb.CyclePort(ctx, s.p.o.Hardware, s.cfg.Power.Hub, s.cfg.Power.Port, time.Second); err != nil {
+			u.fail(ReasonTriggerFailed, err.Error())
+			return false
+		}
+	case TriggerConsole:
+		err := u.con.Send("\x03")
+		if err == nil {
+			time.Sleep(100 * time.Millisecond)
+			err = u.con.Send(lr.cfg.Boot.ConsoleCommand + "\r")
+		}
+		if err != nil {
+			u.fail(ReasonTriggerFailed, "console command: "+err.Error())
+			return false
+		}
+	case TriggerManual:
+		u.event(Event{Kind: EventNotice, Text: "power-cycle the board in slot " + s.cfg.ID + " now"})
+	}
+	u.record("state", "trigger", "boot triggered by "+lr.cfg.Boot.Trigger, nil)
+	return true
+}
+
+// boot watches the first boot on the console.
+func (u *unitRun) boot(ctx context.Context) (console.Verdict, bool) {
+	s := u.s
+	start := time.Now()
+	v := u.con.WatchBoot(ctx, s.line.profile, start, func(e console.Event) {
+		switch e.Kind {
+		case console.EventStage:
+			u.setStage(e.Stage)
+			u.event(Event{Kind: EventStage, Stage: e.Stage, Skipped: e.Skipped})
+			u.record("stage", e.Stage, map[bool]string{true: "skipped", false: "reached"}[e.Skipped], map[string]float64{"at_seconds": e.At.Seconds()})
+		case console.EventLine:
+			s.update(func(v *SlotView) { v.LastLine = e.Line })
+			u.event(Event{Kind: EventLine, Text: e.Line})
+		case console.EventGap:
+			u.record("console", "", e.Detail, nil)
+		}
+	})
+	_ = s.p.led.UpdateUnit(ctx, u.id, ledger.UnitProgress{BootTime: time.Since(start)})
+	if !v.Passed {
+		detail := v.Detail
+		if len(v.LastLines) > 0 {
+			detail += "\nlast console lines:\n" + strings.Join(v.LastLines, "\n")
+		}
+		reason := v.Reason
+		if reason == "cancelled" {
+			reason = ReasonInterrupted
+		}
+		u.fail(reason, detail)
+		return v, false
+	}
+	return v, true
+}
+
+// register waits for the serial assertion: through the proxy, or read
+// from the console.
+func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
+	s, p, lr := u.s, u.s.p, u.s.line
+	s.state(StateRegister, u.id)
+	u.setStage("register")
+	if lr.cfg.Capture.Method == CaptureConsole {
+		consoleConf := len(v.LastLines) > 0 && strings.Contains(v.LastLines[len(v.LastLines)-1], "Press enter to configure")
+		cctx, cancel := context.WithTimeout(ctx, p.o.RegisterTimeout)
+		defer cancel()
+		text, err := console.CaptureSerial(cctx, u.con, console.LoginOptions{User: lr.cfg.Capture.User, Password: lr.password,
+			ReadyByConsoleConf: consoleConf, Wait: p.o.RegisterTimeout, Poll: time.Second,
+			OnLine: func(l string) { s.update(func(v *SlotView) { v.LastLine = l }) }})
+		if err != nil {
+			if reason, ok := console.IsCaptureError(err); ok {
+				u.fail(reason, err.Error())
+			} else {
+				u.fail(ReasonRegistrationTimeout, err.Error())
+			}
+			return false
+		}
+		return u.recordConsoleSerial(ctx, text)
+	}
+	c, refusal, err := p.awaitSerial(ctx, u.dev.Serial, p.o.RegisterTimeout)
+	switch {
+	case errors.Is(err, errRegistrationTimeout):
+		u.fail(ReasonRegistrationTimeout, fmt.Sprintf("no serial assertion for %s through the recording proxy within %s", u.dev.Serial, p.o.RegisterTimeout))
+		return false
+	case err != nil:
+		u.fail(ReasonInterrupted, err.Error())
+		return false
+	case refusal != nil:
+		u.fail(ReasonVaultRefused, fmt.Sprintf("the vault answered %d %s: %s", refusal.Status, refusal.Code, refusal.Message))
+		return false
+	}
+	if err := p.led.LinkSerialAssertion(ctx, c.AssertionID, u.id); err != nil {
+		u.fail(ReasonStorage, err.Error())
+		return false
+	}
+	u.registered(ctx, c.Serial, c.Revision, c.Duplicate, c.DeviceKeyID)
+	return true
+}
+
+func (u *unitRun) registered(ctx context.Context, serial string, revision int, dup bool, keyID string) {
+	_ = u.s.p.led.UpdateUnit(ctx, u.id, ledger.UnitProgress{Serial: serial, Stage: "registered"})
+	u.s.update(func(v *SlotView) { v.Serial, v.Duplicate, v.Stage = serial, dup, "registered" })
+	msg := fmt.Sprintf("serial %s revision %d device key %s", serial, revision, keyID)
+	if dup {
+		msg += " (duplicate: the vault had signed this serial or device key before)"
+		u.event(Event{Kind: EventNotice, Serial: serial, Text: "duplicate serial " + serial + fmt.Sprintf(" (revision %d)", revision)})
+	}
+	u.record("registered", "registered", msg, map[string]any{"serial": serial, "revision": revision, "duplicate": dup, "device_key": keyID})
+}
+
+// recordConsoleSerial verifies a serial read over the console and records
+// it durably.
+func (u *unitRun) recordConsoleSerial(ctx context.Context, text []byte) bool {
+	lr := u.s.line
+	a, err := serialvault.Decode(text)
+	if err != nil {
+		u.fail(ReasonAssertionInvalid, err.Error())
+		return false
+	}
+	sr, err := serialvault.AsSerial(a)
+	if err == nil {
+		_, err = lr.keys.Verify(a)
+	}
+	if err == nil && (sr.BrandID != lr.model.BrandID || sr.Model != lr.model.Model) {
+		err = fmt.Errorf("serial is for %s/%s, the line makes %s/%s", sr.BrandID, sr.Model, lr.model.BrandID, lr.model.Model)
+	}
+	if err != nil {
+		u.fail(ReasonAssertionInvalid, err.Error())
+		return false
+	}
+	_, _, err = u.s.p.led.RecordSerialAssertion(ctx, ledger.SerialAssertion{Text: a.Encode(), BrandID: sr.BrandID, Model: sr.Model,
+		Serial: sr.Serial, Revision: sr.Revision(), DeviceKeyID: sr.DeviceKeyID, LineID: lr.cfg.ID, UnitID: u.id,
+		Via: ledger.ViaConsole, Duplicate: sr.Revision() > 1})
+	if err != nil {
+		u.fail(ReasonStorage, err.Error())
+		return false
+	}
+	u.registered(ctx, sr.Serial, sr.Revision(), sr.Revision() > 1, sr.DeviceKeyID)
+	return true
+}
