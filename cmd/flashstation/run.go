@@ -123,6 +123,9 @@ Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
 		newSimCommand(stdout, stderr),
 		newRunCommand(stdout, stderr),
 		newDemoCommand(stdout, stderr),
+		newStatusCommand(stdout, stderr),
+		newLogsCommand(stdout, stderr),
+		newExportCommand(stdout, stderr),
 	)
 	return root
 }

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/lines"
+)
+
+// defaultConfig is the station file when --config is not given.
+func defaultConfig() string {
+	if c := os.Getenv("FLASHSTATION_CONFIG"); c != "" {
+		return c
+	}
+	return "/etc/flashstation/station.yaml"
+}
+
+func newStatusCommand(stdout, stderr io.Writer) *cobra.Command {
+	var config, line string
+	var batch int64
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--config FILE] [--line ID] [--batch ID] [--json]",
+		Short: "Batch status for supervisors: counts, yield, throughput, failure pareto",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			st, err := loadStation(config, stderr)
+			if err != nil {
+				return err
+			}
+			led, err := openReadLedger(ctx, st)
+			if err != nil {
+				return err
+			}
+			defer led.Close()
+			s, err := led.Stats(ctx, ledger.StatsFilter{LineID: line, BatchID: batch})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			printStats(stdout, st.ID, line, batch, s)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
+	cmd.Flags().StringVar(&line, "line", "", "only this line")
+	cmd.Flags().Int64Var(&batch, "batch", 0, "only this batch")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
+	return cmd
+}
+
+func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
+
+func printStats(w io.Writer, station, line string, batch int64, s ledger.Stats) {
+	scope := "station " + station
+	if line != "" {
+		scope += ", line " + line
+	}
+	if batch != 0 {
+		scope += fmt.Sprintf(", batch %d", batch)
+	}
+	fmt.Fprintln(w, scope)
+	fmt.Fprintf(w, "  planned %d   passed %d   failed %d   in progress %d   interrupted %d   boards %d\n",
+		s.Planned, s.Passed, s.Failed, s.InProgress, s.Interrupted, s.Boards)
+	fmt.Fprintf(w, "  yield %s   first-pass yield %s   %.1f units/hour\n", pct(s.Yield), pct(s.FirstPassYield), s.UnitsPerHour)
+	fmt.Fprintf(w, "  median flash (write + read-back) %.1fs   median boot %.1fs\n", s.MedianFlashSecs, s.MedianBootSecs)
+	if s.Duplicates > 0 || s.Unmatched > 0 {
+		fmt.Fprintf(w, "  serials: %d duplicates, %d unmatched\n", s.Duplicates, s.Unmatched)
+	}
+	if len(s.Pareto) > 0 {
+		fmt.Fprintln(w, "failures:")
+		for _, r := range s.Pareto {
+			fmt.Fprintf(w, "  %4d  %-22s %s\n", r.Count, r.Reason, lines.ReasonFor(r.Reason).What)
+		}
+	}
+	var suspects []string
+	for _, sl := range s.Slots {
+		if sl.Suspect {
+			suspects = append(suspects, fmt.Sprintf("%s (%d of %d failed)", sl.Slot, sl.Failed, sl.Units))
+		}
+	}
+	if len(suspects) > 0 {
+		fmt.Fprintf(w, "slots failing more than the others (check their cables, hub ports, consoles): %s\n", strings.Join(suspects, ", "))
+	}
+}
+
+func newLogsCommand(stdout, stderr io.Writer) *cobra.Command {
+	var config, bundle string
+	cmd := &cobra.Command{
+		Use:   "logs SERIAL [--config FILE] [--bundle OUT.tar.gz]",
+		Short: "A unit's evidence for QA: timeline, flash figures, console transcript, serial assertion",
+		Long: `Show what the station recorded of a board, by hardware serial or by the
+serial in its assertion: every attempt, its timeline, its flash figures, the
+clean console transcript and the serial assertion. --bundle writes the latest
+attempt as a tar.gz with unit.json, console.log, console.raw, serial.assertion
+and flash.json.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			st, err := loadStation(config, stderr)
+			if err != nil {
+				return err
+			}
+			led, err := openReadLedger(ctx, st)
+			if err != nil {
+				return err
+			}
+			defer led.Close()
+			ev, err := gatherEvidence(ctx, led, args[0])
+			if err != nil {
+				return err
+			}
+			if bundle != "" {
+				if err := writeBundle(bundle, ev[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(stderr, "wrote %s\n", bundle)
+			}
+			for i, e := range ev {
+				if i > 0 {
+					fmt.Fprintln(stdout)
+				}
+				printEvidence(stdout, e, i == 0)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
+	cmd.Flags().StringVar(&bundle, "bundle", "", "write the evidence bundle (tar.gz)")
+	return cmd
+}
+
+// evidence is one unit and everything recorded about it.
+type evidence struct {
+	Unit       ledger.Unit                  `json:"unit"`
+	Events     []ledger.Event               `json:"events"`
+	Assertions []ledger.SerialAssertion     `json:"-"`
+	Flash      json.RawMessage              `json:"flash,omitempty"`
+	Raw, Clean string                       `json:"-"`
+	Files      map[string]ledger.Transcript `json:"-"`
+}
+
+func gatherEvidence(ctx context.Context, led *ledger.Ledger, serial string) ([]evidence, error) {
+	units, err := led.UnitsBySerial(ctx, serial)
+	if err != nil {
+		return nil, err
+	}
+	if len(units) == 0 {
+		return nil, &exitError{code: exitVerdict, err: fmt.Errorf("no unit with serial %s in the ledger", serial)}
+	}
+	var out []evidence
+	for _, u := range units {
+		e := evidence{Unit: u, Files: map[string]ledger.Transcript{}}
+		if e.Events, err = led.Events(ctx, u.ID); err != nil {
+			return nil, err
+		}
+		for _, ev := range e.Events {
+			if ev.Kind == "flash" {
+				e.Flash = ev.Data
+			}
+		}
+		if e.Assertions, err = led.SerialAssertions(ctx, ledger.AssertionFilter{UnitID: u.ID}); err != nil {
+			return nil, err
+		}
+		ts, err := led.Transcripts(ctx, u.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			e.Files[t.Kind] = t
+			switch t.Kind {
+			case ledger.TranscriptRaw:
+				e.Raw = t.Path
+			case ledger.TranscriptClean:
+				e.Clean = t.Path
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func printEvidence(w io.Writer, e evidence, full bool) {
+	u := e.Unit
+	verdict := strings.ToUpper(u.State)
+	if u.Reason != "" {
+		verdict += " " + u.Reason + " (" + lines.ReasonFor(u.Reason).What + ")"
+	}
+	fmt.Fprintf(w, "unit %d: board %s, slot %s, line %s, batch %d, attempt %d: %s\n", u.ID, u.HWSerial, u.SlotID, u.LineID, u.BatchID, u.Attempt, verdict)
+	if u.Serial != "" {
+		fmt.Fprintf(w, "  serial %s\n", u.Serial)
+	}
+	fmt.Fprintf(w, "  started %s, finished %s\n", u.StartedAt.Local().Format(time.DateTime), u.FinishedAt.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "  flash: %s mapped, %s written in %.1fs, read back in %.1fs; boot %.1fs\n",
+		human(u.MappedBytes), human(u.WrittenBytes), u.FlashTime.Seconds(), u.VerifyTime.Seconds(), u.BootTime.Seconds())
+	if u.Detail != "" {
+		fmt.Fprintf(w, "  detail: %s\n", strings.ReplaceAll(u.Detail, "\n", "\n          "))
+	}
+	fmt.Fprintln(w, "timeline:")
+	for _, ev := range e.Events {
+		fmt.Fprintf(w, "  %s  %-10s %-14s %s\n", ev.At.Local().Format("15:04:05.000"), ev.Kind, ev.Stage, ev.Message)
+	}
+	if !full {
+		return
+	}
+	if e.Clean != "" {
+		if b, err := os.ReadFile(e.Clean); err == nil {
+			fmt.Fprintf(w, "console (%s):\n%s", e.Clean, b)
+		} else {
+			fmt.Fprintf(w, "console transcript %s: %v\n", e.Clean, err)
+		}
+	}
+	for _, a := range e.Assertions {
+		fmt.Fprintf(w, "serial assertion (revision %d, via %s, received %s):\n%s", a.Revision, a.Via, a.ReceivedAt.Local().Format(time.DateTime), a.Text)
+	}
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// writeBundle writes a unit's evidence as a tar.gz.
+func writeBundle(path string, e evidence) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	add := func(name string, data []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	unitJSON, _ := json.MarshalIndent(e, "", "  ")
+	var assertion []byte
+	for i, a := range e.Assertions {
+		if i > 0 {
+			assertion = append(assertion, '\n')
+		}
+		assertion = append(assertion, a.Text...)
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{{"unit.json", unitJSON}, {"serial.assertion", assertion}, {"flash.json", e.Flash}}
+	for _, p := range []struct{ name, path string }{{"console.log", e.Clean}, {"console.raw", e.Raw}} {
+		data, _ := os.ReadFile(p.path)
+		files = append(files, struct {
+			name string
+			data []byte
+		}{p.name, data})
+	}
+	for _, fl := range files {
+		if err := add(fl.name, fl.data); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := gz.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func newExportCommand(stdout, stderr io.Writer) *cobra.Command {
+	var config, format string
+	var batch int64
+	cmd := &cobra.Command{
+		Use:   "export [--config FILE] [--batch ID] [--format csv|json]",
+		Short: "Export units with their serial assertions (csv or json)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "csv" && format != "json" {
+				return usageErrorf("--format: want csv or json")
+			}
+			ctx := cmd.Context()
+			st, err := loadStation(config, stderr)
+			if err != nil {
+				return err
+			}
+			led, err := openReadLedger(ctx, st)
+			if err != nil {
+				return err
+			}
+			defer led.Close()
+			return export(ctx, led, batch, format, stdout)
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
+	cmd.Flags().Int64Var(&batch, "batch", 0, "only this batch")
+	cmd.Flags().StringVar(&format, "format", "csv", "csv or json")
+	return cmd
+}
+
+type exportRow struct {
+	Unit      int64   `json:"unit"`
+	Batch     int64   `json:"batch"`
+	Line      string  `json:"line"`
+	Slot      string  `json:"slot"`
+	HWSerial  string  `json:"hardware_serial"`
+	Serial    string  `json:"serial"`
+	Verdict   string  `json:"verdict"`
+	Reason    string  `json:"reason"`
+	Attempt   int     `json:"attempt"`
+	Started   string  `json:"started"`
+	Finished  string  `json:"finished"`
+	FlashSecs float64 `json:"flash_seconds"`
+	BootSecs  float64 `json:"boot_seconds"`
+	DeviceKey string  `json:"device_key_sha3_384"`
+	Revision  int     `json:"revision"`
+	Assertion string  `json:"assertion"`
+}
+
+func export(ctx context.Context, led *ledger.Ledger, batch int64, format string, w io.Writer) error {
+	units, err := led.Units(ctx, ledger.UnitFilter{BatchID: batch})
+	if err != nil {
+		return err
+	}
+	var rows []exportRow
+	for i := len(units) - 1; i >= 0; i-- {
+		u := units[i]
+		r := exportRow{Unit: u.ID, Batch: u.BatchID, Line: u.LineID, Slot: u.SlotID, HWSerial: u.HWSerial, Serial: u.Serial,
+			Verdict: u.State, Reason: u.Reason, Attempt: u.Attempt, Started: u.StartedAt.UTC().Format(time.RFC3339),
+			FlashSecs: (u.FlashTime + u.VerifyTime).Seconds(), BootSecs: u.BootTime.Seconds()}
+		if !u.FinishedAt.IsZero() {
+			r.Finished = u.FinishedAt.UTC().Format(time.RFC3339)
+		}
+		as, err := led.SerialAssertions(ctx, ledger.AssertionFilter{UnitID: u.ID})
+		if err != nil {
+			return err
+		}
+		if len(as) > 0 {
+			a := as[len(as)-1]
+			r.DeviceKey, r.Revision, r.Assertion = a.DeviceKeyID, a.Revision, string(a.Text)
+		}
+		rows = append(rows, r)
+	}
+	if format == "json" {
+		if rows == nil {
+			rows = []exportRow{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"unit", "batch", "line", "slot", "hardware_serial", "serial", "verdict", "reason", "attempt", "started",
+		"finished", "flash_seconds", "boot_seconds", "device_key_sha3_384", "revision", "assertion"})
+	for _, r := range rows {
+		cw.Write([]string{strconv.FormatInt(r.Unit, 10), strconv.FormatInt(r.Batch, 10), r.Line, r.Slot, r.HWSerial, r.Serial,
+			r.Verdict, r.Reason, strconv.Itoa(r.Attempt), r.Started, r.Finished, fmt.Sprintf("%.3f", r.FlashSecs),
+			fmt.Sprintf("%.3f", r.BootSecs), r.DeviceKey, strconv.Itoa(r.Revision), r.Assertion})
+	}
+	cw.Flush()
+	return cw.Error()
+}
