@@ -10,7 +10,16 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
+// childEnv makes the test binary run flashstation with the arguments in
+// it (separated by 0x1f), for tests that kill the station.
+const childEnv = "FLASHSTATION_TEST_CHILD_ARGS"
+
 func TestMain(m *testing.M) {
+	if args := os.Getenv(childEnv); args != "" {
+		os.Args = append([]string{"flashstation"}, strings.Split(args, "\x1f")...)
+		main()
+		return
+	}
 	testscript.Main(m, map[string]func(){
 		"flashstation": main,
 	})

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/serialvault"
+)
+
+// TestKilledStationResumes kills a station running a demo batch with
+// SIGKILL once some boards passed, restarts it on the same data, and
+// checks: the batch resumes (same batch), units in flight were marked
+// interrupted with their evidence, every serial the station reported is in
+// the ledger, and no unit record is duplicated.
+func TestKilledStationResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	dir := t.TempDir()
+	args := []string{"demo", "--headless", "--data", dir, "--boards", "8", "--speed", "50", "--fast-keys"}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(args, "\x1f"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	passRe := regexp.MustCompile(`PASS\s+board (\S+) serial (\S+)`)
+	var passed []string
+	sc := bufio.NewScanner(out)
+	deadline := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	for sc.Scan() {
+		if m := passRe.FindStringSubmatch(sc.Text()); m != nil {
+			passed = append(passed, m[2])
+			if len(passed) == 3 {
+				cmd.Process.Signal(syscall.SIGKILL)
+				break
+			}
+		}
+	}
+	deadline.Stop()
+	cmd.Wait()
+	if len(passed) < 3 {
+		t.Fatalf("the first run reported %d passes before it ended", len(passed))
+	}
+
+	// The restarted station on the same data.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr syncBuffer
+	err = run(ctx, append(args[:0:0], args...), &stdout, &stderr)
+	if err != nil && exitCode(err) != exitVerdict {
+		t.Fatalf("restart: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "passed") {
+		t.Fatalf("no summary:\n%s", stdout.String())
+	}
+	led, err := ledger.Open(ctx, filepath.Join(dir, "data", ledger.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	batches, _ := led.OpenBatches(ctx)
+	var allUnits []ledger.Unit
+	for _, b := range []int64{1, 2} {
+		us, err := led.Units(ctx, ledger.UnitFilter{BatchID: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		allUnits = append(allUnits, us...)
+	}
+	if len(batches) != 2 {
+		t.Errorf("open batches %+v: the restart must resume the two lines' batches, not start new ones", batches)
+	}
+	seen := map[string]bool{}
+	interrupted := 0
+	for _, u := range allUnits {
+		key := u.HWSerial + "/" + string(rune('0'+u.Attempt))
+		if seen[key] {
+			t.Errorf("duplicate unit record for %s attempt %d", u.HWSerial, u.Attempt)
+		}
+		seen[key] = true
+		if u.State == ledger.UnitRunning {
+			t.Errorf("unit %d still running after the restart", u.ID)
+		}
+		if u.State == ledger.UnitInterrupted {
+			interrupted++
+			if ts, _ := led.Transcripts(ctx, u.ID); len(ts) == 0 {
+				evs, _ := led.Events(ctx, u.ID)
+				if len(evs) == 0 {
+					t.Errorf("interrupted unit %d kept no evidence", u.ID)
+				}
+			}
+		}
+	}
+	if interrupted == 0 {
+		t.Error("no unit was in flight when the station was killed (kill came too late?)")
+	}
+	for _, s := range passed {
+		as, err := led.SerialAssertions(ctx, ledger.AssertionFilter{Serial: s})
+		if err != nil || len(as) == 0 {
+			t.Errorf("serial %s reported before the kill is not in the ledger", s)
+		}
+	}
+}
+
+// TestDemoEvidence runs a demo batch and checks what supervisors and QA
+// get from it: status, the QA bundle, and exports whose assertions verify
+// against the vault's key.
+func TestDemoEvidence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	dir := t.TempDir()
+	code, out, errOut := runCmd("demo", "--headless", "--json", "--data", dir, "--boards", "4", "--speed", "50", "--fast-keys")
+	if code != 0 {
+		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
+	}
+	var sum struct {
+		Passed, Failed int
+		Units          []struct {
+			Slot     string `json:"slot"`
+			HWSerial string `json:"hardware_serial"`
+			Serial   string `json:"serial"`
+			Verdict  string `json:"verdict"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("--json stdout is not one document: %v\n%s", err, out)
+	}
+	if sum.Passed != 4 || sum.Failed != 0 || len(sum.Units) != 4 {
+		t.Fatalf("summary %+v", sum)
+	}
+	cfg := filepath.Join(dir, "station.yaml")
+	code, out, _ = runCmd("status", "--config", cfg, "--json")
+	var st ledger.Stats
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Passed != 4 || st.Yield != 1 {
+		t.Errorf("status: %d %s", code, out)
+	}
+	bundle := filepath.Join(dir, "qa.tar.gz")
+	code, out, _ = runCmd("logs", sum.Units[0].HWSerial, "--config", cfg, "--bundle", bundle)
+	if code != 0 || !strings.Contains(out, "serial assertion") || !strings.Contains(out, "console ready") && !strings.Contains(out, "console-ready") {
+		t.Errorf("logs: %d\n%s", code, out)
+	}
+	names := tarNames(t, bundle)
+	for _, want := range []string{"unit.json", "console.log", "console.raw", "serial.assertion", "flash.json"} {
+		if !names[want] {
+			t.Errorf("bundle lacks %s (has %v)", want, names)
+		}
+	}
+	code, out, _ = runCmd("export", "--config", cfg, "--format", "json")
+	var rows []exportRow
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 4 {
+		t.Fatalf("export: %d %s", code, out)
+	}
+	ring := serialvault.NewKeyRing()
+	if err := ring.AddFile(filepath.Join(dir, "vault-key.pub")); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		a, err := serialvault.Decode([]byte(r.Assertion))
+		if err == nil {
+			_, err = ring.Verify(a)
+		}
+		if err != nil || a.HeaderString("serial") != r.Serial {
+			t.Errorf("exported assertion of %s: %v", r.HWSerial, err)
+		}
+	}
+	code, out, _ = runCmd("export", "--config", cfg, "--format", "csv")
+	if code != 0 || !strings.HasPrefix(out, "unit,batch,line,slot,hardware_serial") || strings.Count(out, "type: serial") != 4 {
+		t.Errorf("csv export: %d %s", code, out[:min(len(out), 300)])
+	}
+	if code, _, _ := runCmd("logs", "NO-SUCH-BOARD", "--config", cfg); code != 1 {
+		t.Errorf("logs of an unknown serial: exit %d", code)
+	}
+}
+
+func tarNames(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("tar", "tzf", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, n := range strings.Fields(string(out)) {
+		names[n] = true
+	}
+	return names
+}
