@@ -28,12 +28,9 @@ vet:
 test: deps vet
 	$(GO) test -race -timeout $(TIMEOUT) $(PKGS)
 
-# The station on a simulated bench.
+# The station on a simulated bench (DEMO_ARGS: e.g. --faults --boards 16).
 demo: build
-	@echo "flashstation demo: the simulated bench arrives with the simulated boards and"
-	@echo "station pipeline work (issues 6 and 7); there is no demo to run yet."
-	@echo "Meanwhile, try: $(BIN) config check configs/station.example.yaml"
-	@$(BIN) config check configs/station.example.yaml
+	$(BIN) demo $(DEMO_ARGS)
 
 # Performance benchmarks (never timed assertions in tests): the flash engine
 # against bmaptool and dd, then the Go benchmarks.

@@ -7,7 +7,7 @@ import (
 
 // Reason codes the pipeline adds to those of flash and console.
 const (
-	ReasonRegistrationTimeout = "registration-timeout"
+	ReasonRegistrationTimeout = console.ReasonRegistrationWait // "registration-timeout"
 	ReasonVaultRefused        = "vault-refused"
 	ReasonAssertionInvalid    = "assertion-invalid"
 	ReasonTriggerFailed       = "trigger-failed"
@@ -54,10 +54,9 @@ var Reasons = []Reason{
 	{console.ReasonConsoleConf, "the board shows console-conf: it has no factory user", "fix the image (system-user), or capture through the proxy"},
 	{console.ReasonLoginFailed, "the console login was refused", "check the line's console user and password"},
 	{console.ReasonNoShell, "no shell answered on the console", "retry"},
-	{console.ReasonRegistrationWait, "snapd did not finish registering", "check the vault and the line's network; retry"},
 	{console.ReasonRegistration, "snapd gave up registering", "check the vault (model, api-key); retry"},
 	{console.ReasonNoSerial, "the board printed no serial assertion", "retry"},
-	{ReasonRegistrationTimeout, "no serial assertion arrived in time", "check the board's network to the station and the vault; retry"},
+	{ReasonRegistrationTimeout, "no serial assertion arrived in time (snapd did not finish registering)", "check the board's network to the station and the vault; retry"},
 	{ReasonVaultRefused, "the vault refused the board's registration", "check the vault (model, api-key, signing key); retry"},
 	{ReasonAssertionInvalid, "the serial assertion does not verify", "check the line's brand keys and the vault's signing key"},
 	{ReasonTriggerFailed, "the boot could not be triggered", "check the hub's power switching; power-cycle by hand"},
