@@ -66,7 +66,7 @@ export work on it afterwards:
 			fmt.Fprintf(out, "demo: station %s, %d slots on 2 lines; vault double at %s\n", st.ID, len(st.Slots), bench.VaultURL)
 			err = runHeadless(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, json: o.json,
 				allowNonUSB: true, timeout: 10 * time.Minute}, stdout, stderr)
-			fmt.Fprintf(out, "demo: everything is kept in %s; try:\n  flashstation assertions --config %s\n", dir, bench.ConfigPath)
+			fmt.Fprintf(out, "demo: everything is kept in %s; try:\n  %s status --config %s\n", dir, os.Args[0], bench.ConfigPath)
 			return err
 		},
 	}
