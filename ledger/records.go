@@ -328,6 +328,7 @@ func (l *Ledger) Unit(ctx context.Context, id int64) (Unit, error) {
 // UnitFilter selects units; zero fields match everything.
 type UnitFilter struct {
 	BatchID  int64
+	Batches  []int64 // several batches (a station's lines each run one)
 	LineID   string
 	State    string
 	HWSerial string
@@ -348,6 +349,12 @@ func (l *Ledger) Units(ctx context.Context, f UnitFilter) ([]Unit, error) {
 	}
 	if f.LineID != "" {
 		add("line_id = ?", f.LineID)
+	}
+	if len(f.Batches) > 0 {
+		where = append(where, "batch_id IN ("+placeholders(len(f.Batches))+")")
+		for _, b := range f.Batches {
+			args = append(args, b)
+		}
 	}
 	if f.State != "" {
 		add("state = ?", f.State)
@@ -385,6 +392,11 @@ func (l *Ledger) Units(ctx context.Context, f UnitFilter) ([]Unit, error) {
 		out = append(out, u)
 	}
 	return out, rows.Err()
+}
+
+// placeholders returns n comma-separated SQL parameters.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
 func escapeLike(s string) string {

@@ -12,6 +12,8 @@ import (
 type StatsFilter struct {
 	LineID  string
 	BatchID int64
+	// Batches selects several batches (a station's lines each run one).
+	Batches []int64
 }
 
 // ReasonCount is one bar of a failure pareto.
@@ -64,6 +66,12 @@ func (f StatsFilter) where(prefix string) (string, []any) {
 	if f.LineID != "" {
 		conds = append(conds, prefix+"line_id = ?")
 		args = append(args, f.LineID)
+	}
+	if len(f.Batches) > 0 {
+		conds = append(conds, prefix+"batch_id IN ("+placeholders(len(f.Batches))+")")
+		for _, b := range f.Batches {
+			args = append(args, b)
+		}
 	}
 	if len(conds) == 0 {
 		return "", nil
@@ -155,9 +163,14 @@ func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 	rows.Close()
 	markSuspects(s.Slots)
 
+	// Serial assertions belong to a batch through their unit.
 	aw, aa := f.where("")
-	if err := l.r.QueryRowContext(ctx, `SELECT coalesce(sum(duplicate), 0), coalesce(sum(unit_id IS NULL), 0) FROM serial_assertions`+
-		strings.ReplaceAll(aw, "batch_id = ?", "unit_id IN (SELECT id FROM units WHERE batch_id = ?)"), aa...).Scan(&s.Duplicates, &s.Unmatched); err != nil {
+	aw = strings.ReplaceAll(aw, "batch_id = ?", "unit_id IN (SELECT id FROM units WHERE batch_id = ?)")
+	aw = strings.ReplaceAll(aw, "batch_id IN (", "unit_id IN (SELECT id FROM units WHERE batch_id IN (")
+	if len(f.Batches) > 0 {
+		aw = strings.Replace(aw, placeholders(len(f.Batches))+")", placeholders(len(f.Batches))+"))", 1)
+	}
+	if err := l.r.QueryRowContext(ctx, `SELECT coalesce(sum(duplicate), 0), coalesce(sum(unit_id IS NULL), 0) FROM serial_assertions`+aw, aa...).Scan(&s.Duplicates, &s.Unmatched); err != nil {
 		return s, fmt.Errorf("ledger: stats: %w", err)
 	}
 	return s, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -83,6 +84,9 @@ type Options struct {
 	PollEvery       time.Duration
 	RegisterTimeout time.Duration
 	InFlight        int
+	// HealthEvery is how often each line's vault is asked for its version
+	// (default 15 s).
+	HealthEvery time.Duration
 	// AllowNonUSB lets slots flash disks that are not on USB (labs).
 	AllowNonUSB bool
 }
@@ -121,6 +125,13 @@ type lineRun struct {
 
 	mu       sync.Mutex
 	finished int
+	health   vaultHealth
+}
+
+type vaultHealth struct {
+	ok      bool
+	err     string
+	checked time.Time
 }
 
 type proxyRun struct {
@@ -146,6 +157,9 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	}
 	if o.InFlight == 0 {
 		o.InFlight = 2
+	}
+	if o.HealthEvery == 0 {
+		o.HealthEvery = 15 * time.Second
 	}
 	p := &Pipeline{st: st, o: o, log: o.Logger, led: o.Ledger, lines: map[string]*lineRun{},
 		captures: map[string]serialvault.Capture{}, refusals: map[string]serialvault.Refusal{},
@@ -285,10 +299,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			s.run(ctx)
 		}()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		p.poll(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		p.watchVaults(ctx)
 	}()
 	p.checkDone()
 	<-ctx.Done()
@@ -302,6 +320,104 @@ func (p *Pipeline) Close() {
 		pr.ln.Close()
 	}
 	p.hub.close()
+}
+
+// LineHealth is what an interface shows of a line: its batch, its vault
+// and its recording proxy.
+type LineHealth struct {
+	Line     string
+	Name     string
+	Capture  string
+	Batch    ledger.Batch
+	Finished int // units with a verdict in the batch
+	// Vault is the vault's URL (never with credentials); VaultOK says
+	// whether it answered its last check (VaultChecked zero: not yet).
+	Vault        string
+	VaultOK      bool
+	VaultError   string
+	VaultChecked time.Time
+	// Proxy is the recording proxy's address ("" for console capture).
+	Proxy      string
+	ProxyStats serialvault.ProxyStats
+}
+
+// Health returns each line's health, in configuration order.
+func (p *Pipeline) Health() []LineHealth {
+	var out []LineHealth
+	for i := range p.st.Lines {
+		l := &p.st.Lines[i]
+		lr := p.lines[l.ID]
+		h := LineHealth{Line: l.ID, Name: l.Name, Capture: l.Capture.Method, Batch: lr.batch}
+		if h.Name == "" {
+			h.Name = l.ID
+		}
+		if u, err := url.Parse(l.Vault.URL); err == nil {
+			h.Vault = u.Redacted()
+		}
+		lr.mu.Lock()
+		h.Finished = lr.finished
+		h.VaultOK, h.VaultError, h.VaultChecked = lr.health.ok, lr.health.err, lr.health.checked
+		lr.mu.Unlock()
+		for _, pr := range p.proxies {
+			if pr.line == l.ID {
+				h.Proxy = pr.ln.Addr().String()
+				h.ProxyStats = pr.proxy.Stats()
+			}
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// watchVaults asks each line's vault for its version every HealthEvery
+// (no api-key needed), so the operator sees a vault that is down before
+// boards fail on it.
+func (p *Pipeline) watchVaults(ctx context.Context) {
+	clients := map[string]*serialvault.Client{}
+	for id, lr := range p.lines {
+		c, err := serialvault.NewClient(lr.cfg.Vault.URL, serialvault.ClientOptions{CAFile: lr.cfg.Vault.CAFile, Attempts: 1, Logger: p.log})
+		if err != nil {
+			lr.mu.Lock()
+			lr.health = vaultHealth{err: err.Error(), checked: time.Now()}
+			lr.mu.Unlock()
+			continue
+		}
+		clients[id] = c
+	}
+	t := time.NewTicker(p.o.HealthEvery)
+	defer t.Stop()
+	for {
+		for id, c := range clients {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := c.Version(cctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			h := vaultHealth{ok: err == nil, checked: time.Now()}
+			if err != nil {
+				h.err = err.Error()
+			}
+			lr := p.lines[id]
+			lr.mu.Lock()
+			was := lr.health
+			lr.health = h
+			lr.mu.Unlock()
+			if was.ok != h.ok || was.checked.IsZero() {
+				if h.ok {
+					p.log.Info().Str("line", id).Msg("vault answers")
+				} else {
+					p.log.Warn().Str("line", id).Str("error", h.err).Msg("vault does not answer")
+					p.emit(Event{Kind: EventNotice, Line: id, Text: "the vault of line " + id + " does not answer: " + h.err})
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // poll reads the USB devices every PollEvery and tells each slot what is

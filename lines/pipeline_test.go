@@ -177,6 +177,20 @@ func TestBatchWithFaults(t *testing.T) {
 	if err != nil || st.Passed != 9 || len(st.Pareto) != 7 || st.Planned != 16 {
 		t.Errorf("stats %+v %v", st, err)
 	}
+	// Each line's health: its batch done, its vault checked, line1's proxy
+	// recorded A1's pass and forwarded A8's refusal.
+	hs := e.p.Health()
+	if len(hs) != 2 {
+		t.Fatalf("health of %d lines", len(hs))
+	}
+	for _, h := range hs {
+		if h.Finished != 8 || !h.VaultOK || h.VaultChecked.IsZero() || h.Batch.ID == 0 || strings.Contains(h.Vault, "@") {
+			t.Errorf("health %+v", h)
+		}
+	}
+	if hs[0].Proxy == "" || hs[0].ProxyStats.Recorded != 1 || hs[0].ProxyStats.VaultErrors == 0 || hs[1].Proxy != "" {
+		t.Errorf("proxies: %+v / %+v", hs[0], hs[1])
+	}
 }
 
 // TestRetryAndDisable: a failed board can be retried once it is back in

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -128,7 +126,7 @@ and flash.json.`,
 				return err
 			}
 			if bundle != "" {
-				if err := writeBundle(bundle, ev[0]); err != nil {
+				if err := ledger.WriteBundleFile(bundle, ev[0]); err != nil {
 					return err
 				}
 				fmt.Fprintf(stderr, "wrote %s\n", bundle)
@@ -147,17 +145,7 @@ and flash.json.`,
 	return cmd
 }
 
-// evidence is one unit and everything recorded about it.
-type evidence struct {
-	Unit       ledger.Unit                  `json:"unit"`
-	Events     []ledger.Event               `json:"events"`
-	Assertions []ledger.SerialAssertion     `json:"-"`
-	Flash      json.RawMessage              `json:"flash,omitempty"`
-	Raw, Clean string                       `json:"-"`
-	Files      map[string]ledger.Transcript `json:"-"`
-}
-
-func gatherEvidence(ctx context.Context, led *ledger.Ledger, serial string) ([]evidence, error) {
+func gatherEvidence(ctx context.Context, led *ledger.Ledger, serial string) ([]ledger.Evidence, error) {
 	units, err := led.UnitsBySerial(ctx, serial)
 	if err != nil {
 		return nil, err
@@ -165,39 +153,18 @@ func gatherEvidence(ctx context.Context, led *ledger.Ledger, serial string) ([]e
 	if len(units) == 0 {
 		return nil, &exitError{code: exitVerdict, err: fmt.Errorf("no unit with serial %s in the ledger", serial)}
 	}
-	var out []evidence
+	var out []ledger.Evidence
 	for _, u := range units {
-		e := evidence{Unit: u, Files: map[string]ledger.Transcript{}}
-		if e.Events, err = led.Events(ctx, u.ID); err != nil {
-			return nil, err
-		}
-		for _, ev := range e.Events {
-			if ev.Kind == "flash" {
-				e.Flash = ev.Data
-			}
-		}
-		if e.Assertions, err = led.SerialAssertions(ctx, ledger.AssertionFilter{UnitID: u.ID}); err != nil {
-			return nil, err
-		}
-		ts, err := led.Transcripts(ctx, u.ID)
+		e, err := led.Evidence(ctx, u.ID)
 		if err != nil {
 			return nil, err
-		}
-		for _, t := range ts {
-			e.Files[t.Kind] = t
-			switch t.Kind {
-			case ledger.TranscriptRaw:
-				e.Raw = t.Path
-			case ledger.TranscriptClean:
-				e.Clean = t.Path
-			}
 		}
 		out = append(out, e)
 	}
 	return out, nil
 }
 
-func printEvidence(w io.Writer, e evidence, full bool) {
+func printEvidence(w io.Writer, e ledger.Evidence, full bool) {
 	u := e.Unit
 	verdict := strings.ToUpper(u.State)
 	if u.Reason != "" {
@@ -240,57 +207,6 @@ func human(n int64) string {
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-// writeBundle writes a unit's evidence as a tar.gz.
-func writeBundle(path string, e evidence) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	gz := gzip.NewWriter(f)
-	tw := tar.NewWriter(gz)
-	add := func(name string, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
-	unitJSON, _ := json.MarshalIndent(e, "", "  ")
-	var assertion []byte
-	for i, a := range e.Assertions {
-		if i > 0 {
-			assertion = append(assertion, '\n')
-		}
-		assertion = append(assertion, a.Text...)
-	}
-	files := []struct {
-		name string
-		data []byte
-	}{{"unit.json", unitJSON}, {"serial.assertion", assertion}, {"flash.json", e.Flash}}
-	for _, p := range []struct{ name, path string }{{"console.log", e.Clean}, {"console.raw", e.Raw}} {
-		data, _ := os.ReadFile(p.path)
-		files = append(files, struct {
-			name string
-			data []byte
-		}{p.name, data})
-	}
-	for _, fl := range files {
-		if err := add(fl.name, fl.data); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := gz.Close(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func newExportCommand(stdout, stderr io.Writer) *cobra.Command {

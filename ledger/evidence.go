@@ -1,0 +1,152 @@
+package ledger
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Evidence is one unit and everything recorded about it: what QA looks
+// at and exports.
+type Evidence struct {
+	Unit       Unit                  `json:"unit"`
+	Events     []Event               `json:"events"`
+	Assertions []SerialAssertion     `json:"-"`
+	Flash      json.RawMessage       `json:"flash,omitempty"` // the flash event's figures
+	Raw, Clean string                `json:"-"`               // transcript paths
+	Files      map[string]Transcript `json:"-"`
+}
+
+// Evidence gathers a unit's evidence.
+func (l *Ledger) Evidence(ctx context.Context, unitID int64) (Evidence, error) {
+	u, err := l.Unit(ctx, unitID)
+	if err != nil {
+		return Evidence{}, err
+	}
+	e := Evidence{Unit: u, Files: map[string]Transcript{}}
+	if e.Events, err = l.Events(ctx, u.ID); err != nil {
+		return e, err
+	}
+	for _, ev := range e.Events {
+		if ev.Kind == "flash" {
+			e.Flash = ev.Data
+		}
+	}
+	if e.Assertions, err = l.SerialAssertions(ctx, AssertionFilter{UnitID: u.ID}); err != nil {
+		return e, err
+	}
+	ts, err := l.Transcripts(ctx, u.ID)
+	if err != nil {
+		return e, err
+	}
+	for _, t := range ts {
+		e.Files[t.Kind] = t
+		switch t.Kind {
+		case TranscriptRaw:
+			e.Raw = t.Path
+		case TranscriptClean:
+			e.Clean = t.Path
+		}
+	}
+	return e, nil
+}
+
+// BundleName is the file name of a unit's evidence bundle.
+func BundleName(u Unit) string {
+	id := u.Serial
+	if id == "" {
+		id = u.HWSerial
+	}
+	return fmt.Sprintf("%s-unit%d.tar.gz", sanitize(id), u.ID)
+}
+
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		ok := c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !ok {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "unknown"
+	}
+	return string(b)
+}
+
+// WriteBundle writes a unit's evidence as a tar.gz: unit.json (the unit
+// and its timeline), serial.assertion, flash.json, console.log (clean
+// transcript) and console.raw (the bytes as received).
+func WriteBundle(w io.Writer, e Evidence) error {
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	unitJSON, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return err
+	}
+	var assertion []byte
+	for i, a := range e.Assertions {
+		if i > 0 {
+			assertion = append(assertion, '\n')
+		}
+		assertion = append(assertion, a.Text...)
+	}
+	type file struct {
+		name string
+		data []byte
+	}
+	files := []file{{"unit.json", unitJSON}, {"serial.assertion", assertion}, {"flash.json", e.Flash}}
+	for _, p := range []struct{ name, path string }{{"console.log", e.Clean}, {"console.raw", e.Raw}} {
+		var data []byte
+		if p.path != "" {
+			if data, err = os.ReadFile(p.path); err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("bundle: %w", err)
+			}
+		}
+		files = append(files, file{p.name, data})
+	}
+	now := time.Now()
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), ModTime: now}); err != nil {
+			return fmt.Errorf("bundle: %w", err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return fmt.Errorf("bundle: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	if err := gz.Close(); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	return nil
+}
+
+// WriteBundleFile writes a unit's evidence bundle to path, atomically.
+func WriteBundleFile(path string, e Evidence) error {
+	tmp := path + ".part"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	if err := WriteBundle(f, e); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("bundle: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("bundle: %w", err)
+	}
+	return nil
+}
