@@ -25,6 +25,7 @@ type EventKind string
 const (
 	EventState    EventKind = "state"    // a slot changed state
 	EventProgress EventKind = "progress" // flash progress
+	EventFlash    EventKind = "flash"    // a flash ended: its figures
 	EventStage    EventKind = "stage"    // a boot stage was reached
 	EventLine     EventKind = "line"     // a console line
 	EventVerdict  EventKind = "verdict"  // a unit passed or failed
@@ -40,6 +41,17 @@ type Progress struct {
 	ETA   time.Duration `json:"eta"`
 }
 
+// FlashFigures are what a finished flash did.
+type FlashFigures struct {
+	Target   string        `json:"target"`
+	Mapped   int64         `json:"mapped_bytes"`  // bytes the image maps (what is written)
+	Written  int64         `json:"written_bytes"` // bytes written
+	Write    time.Duration `json:"write"`
+	Verify   time.Duration `json:"verify"`
+	Verified bool          `json:"verified"`
+	Note     string        `json:"note,omitempty"` // why there was no read-back
+}
+
 // Event is one thing that happened at the station, on the one stream the
 // ledger and the interfaces consume.
 type Event struct {
@@ -52,7 +64,8 @@ type Event struct {
 	Stage    string
 	Skipped  bool
 	Progress Progress
-	Text     string // a console line, a notice
+	Flash    *FlashFigures // EventFlash
+	Text     string        // a console line, a notice
 	HWSerial string
 	Serial   string
 	Reason   string

@@ -21,6 +21,9 @@ func TestReasonTableInReadme(t *testing.T) {
 			t.Errorf("reason %s listed twice", r.Code)
 		}
 		seen[r.Code] = true
+		if r.Do == "" || len([]rune(r.Do)) > 20 {
+			t.Errorf("reason %s: short advice %q must be 1 to 20 characters (a card's line)", r.Code, r.Do)
+		}
 		if !strings.Contains(string(readme), "| `"+r.Code+"` | "+r.What+" | "+r.Advice+" |") {
 			t.Errorf("README lacks the row of %s", r.Code)
 		}

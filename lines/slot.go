@@ -410,6 +410,8 @@ func (u *unitRun) flash(ctx context.Context) (flash.Job, bool) {
 		flashDoc["error"], flashDoc["reason"] = res.Failure.Error(), res.Failure.Reason
 	}
 	u.record("flash", "flash", "flash result", flashDoc)
+	u.event(Event{Kind: EventFlash, Flash: &FlashFigures{Target: res.Target, Mapped: res.MappedBytes, Written: res.WrittenBytes,
+		Write: res.WriteTime, Verify: res.VerifyTime, Verified: res.Verified, Note: res.VerifyNote}})
 	if res.Failure != nil {
 		job.Close()
 		u.fail(res.Failure.Reason, res.Failure.Error())

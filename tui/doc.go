@@ -1,7 +1,16 @@
-// Package tui is the bench terminal interface built on Bubble Tea: slot cards
-// at a glance, slot detail, the batch view and QA lookup.
+// Package tui is the bench terminal interface built on Bubble Tea v2: slot
+// cards at a glance (colour and words, readable from two metres), a slot's
+// detail (live console, stage timeline, flash figures, failure, serial
+// assertion), the batch view for supervisors and QA lookup by serial.
 //
-// The interface lands with the bench TUI issue; this package currently holds
-// only its documentation so that the layout is fixed. It consumes the event
-// stream of package lines and never does work itself.
+// It consumes a station (the lines.Pipeline) through the small Station
+// interface and the ledger through Records: hardware events arrive on the
+// pipeline's event channel, read by a re-arming command and applied per
+// slot id. The interface never does station work itself: retry and disable
+// are requests to the pipeline.
+//
+// Layout: Model is the root (resize, quit and its guard, view switching,
+// events); Bench, Detail, BatchView, QA and HelpView are components, each
+// with New, a KeyMap and an Update returning its own type, sharing one
+// Common (size, styles, keys, logger, clock). Every colour is in styles.go.
 package tui

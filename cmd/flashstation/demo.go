@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/logging"
 	"github.com/flashstation/flashstation/sim"
 )
@@ -27,6 +26,8 @@ func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Run the real station pipeline on a simulated bench: the Serial Vault double,
 N simulated boards (half USB mass storage on line1 with the recording proxy,
 half fastboot on line2 with console capture), one batch, then a summary.
+On a terminal the bench TUI shows it (q quits once you have seen enough);
+--headless prints the events instead and ends with the batch.
 --faults mixes failures in (write error, kernel panic, hang, garbage, unplug,
 boot loop, vault refusal). DIR (a temporary directory unless --data) keeps
 station.yaml, vault-key.pub and the ledger, so status, logs, assertions and
@@ -47,8 +48,10 @@ export work on it afterwards:
 			if o.json {
 				out = stderr
 			}
-			if !o.head {
-				fmt.Fprintln(out, "demo: the bench TUI is not there yet; running headless")
+			tty, isTTY := terminal(stdout)
+			if !o.head && (!isTTY || o.json) {
+				fmt.Fprintln(out, "demo: stdout is not a terminal: running headless")
+				o.head = true
 			}
 			fmt.Fprintf(out, "demo: building a simulated bench of %d boards in %s (vault key, image, boards)...\n", o.boards, dir)
 			benchLog, _ := logging.New(io.Discard, "")
@@ -64,8 +67,12 @@ export work on it afterwards:
 			}
 			perLine := (o.boards + 1) / 2
 			fmt.Fprintf(out, "demo: station %s, %d slots on 2 lines; vault double at %s\n", st.ID, len(st.Slots), bench.VaultURL)
-			err = runHeadless(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, json: o.json,
-				allowNonUSB: true, timeout: 10 * time.Minute}, stdout, stderr)
+			if !o.head {
+				err = runTUI(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, allowNonUSB: true}, tty, stderr)
+			} else {
+				err = runHeadless(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, json: o.json,
+					allowNonUSB: true, timeout: 10 * time.Minute}, stdout, stderr)
+			}
 			fmt.Fprintf(out, "demo: everything is kept in %s; try:\n  %s status --config %s\n", dir, os.Args[0], bench.ConfigPath)
 			return err
 		},
@@ -79,6 +86,5 @@ export work on it afterwards:
 	f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout")
 	f.BoolVar(&o.fastKeys, "fast-keys", false, "2048-bit keys instead of 4096 (tests)")
 	_ = f.MarkHidden("fast-keys")
-	_ = lines.StatePass
 	return cmd
 }

@@ -9,49 +9,72 @@ import (
 	"sort"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/usb"
 )
 
-func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
-	var o struct {
-		config, operator string
-		headless, json   bool
-		batchSize        int
-		allowNonUSB      bool
-	}
-	cmd := &cobra.Command{
-		Use:   "run --config FILE --headless [--batch-size N] [--json]",
-		Short: "Run a batch on the configured bench without the TUI",
-		Long: `Run the station without the TUI (for systemd or a second screen): every slot
-takes boards from insertion to a recorded serial assertion on its own, and
-each event is printed as it happens. With --batch-size N the run ends when
-every line finished N units and prints a summary; otherwise it runs until
-stopped (SIGINT, SIGTERM). Exit 1 when a unit failed.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !o.headless {
-				return usageErrorf("the bench TUI is not there yet: use --headless")
-			}
-			st, err := loadStation(o.config, stderr)
-			if err != nil {
-				return err
-			}
-			return runHeadless(cmd.Context(), st, &lines.RealHardware{Sysfs: usbSystem()}, headlessOptions{
-				operator: o.operator, batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB,
-			}, stdout, stderr)
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&o.config, "config", "", "station file")
-	f.BoolVar(&o.headless, "headless", false, "run without the TUI")
+// runFlags are the flags of a station run (run, and the root command).
+type runFlags struct {
+	config, operator string
+	headless, json   bool
+	batchSize        int
+	allowNonUSB      bool
+}
+
+func (o *runFlags) register(f *pflag.FlagSet, headless bool) {
+	f.StringVar(&o.config, "config", defaultConfig(), "station file")
 	f.IntVar(&o.batchSize, "batch-size", 0, "units per line in this batch (0: until stopped)")
-	f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout")
 	f.StringVar(&o.operator, "operator", os.Getenv("USER"), "operator name for the batch")
 	f.BoolVar(&o.allowNonUSB, "allow-non-usb", false, "allow disks that are not on USB (labs)")
+	if headless {
+		f.BoolVar(&o.headless, "headless", false, "run without the TUI")
+		f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout (with --headless)")
+	}
+}
+
+// run runs the configured bench: the TUI on a terminal, else headless
+// when asked.
+func (o *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
+	tty, isTTY := terminal(stdout)
+	if !o.headless && !isTTY {
+		return usageErrorf("the bench TUI needs a terminal: use 'flashstation run --headless'")
+	}
+	if o.json && !o.headless {
+		return usageErrorf("--json goes with --headless")
+	}
+	st, err := loadStation(o.config, stderr)
+	if err != nil {
+		return err
+	}
+	hw := &lines.RealHardware{Sysfs: usbSystem()}
+	opts := headlessOptions{operator: o.operator, batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB}
+	if !o.headless {
+		return runTUI(ctx, st, hw, opts, tty, stderr)
+	}
+	return runHeadless(ctx, st, hw, opts, stdout, stderr)
+}
+
+func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o runFlags
+	cmd := &cobra.Command{
+		Use:   "run [--config FILE] [--headless] [--batch-size N] [--json]",
+		Short: "Run a batch on the configured bench (the bench TUI, or --headless)",
+		Long: `Run the station: every slot takes boards from insertion to a recorded serial
+assertion on its own. On a terminal the bench TUI shows every slot (the same
+as running flashstation with no command). With --headless (systemd, a second
+screen) each event is printed as it happens. With --batch-size N each line's
+batch plans N units: a headless run ends when every line finished them and
+prints a summary; otherwise it runs until stopped (SIGINT, SIGTERM, or q in
+the TUI). Exit 1 when a unit failed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), stdout, stderr) },
+	}
+	o.register(cmd.Flags(), true)
 	return cmd
 }
 
@@ -63,24 +86,83 @@ type headlessOptions struct {
 	timeout     time.Duration
 }
 
-// runHeadless runs a pipeline, printing events, then a summary.
-func runHeadless(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions, stdout, stderr io.Writer) error {
+// stationRun is a started station: its log, ledger and pipeline.
+type stationRun struct {
+	log     zerolog.Logger
+	led     *ledger.Ledger
+	p       *lines.Pipeline
+	closers []func()
+}
+
+func (r *stationRun) Close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+// batchIDs are the ids of the run's batches.
+func (r *stationRun) batchIDs() []int64 {
+	var ids []int64
+	for _, b := range sortedBatches(r.p.Batches()) {
+		ids = append(ids, b.ID)
+	}
+	return ids
+}
+
+// startStation opens the station's log and ledger and prepares its
+// pipeline (images, proxies, batches).
+func startStation(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions) (*stationRun, error) {
+	r := &stationRun{}
 	log, logFile, err := stationLogger(st)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer logFile.Close()
-	led, err := openLedger(ctx, st)
-	if err != nil {
-		return err
+	r.log = log
+	r.closers = append(r.closers, func() { logFile.Close() })
+	if r.led, err = openLedger(ctx, st); err != nil {
+		r.Close()
+		return nil, err
 	}
-	defer led.Close()
-	p, err := lines.NewPipeline(ctx, st, lines.Options{Hardware: hw, Ledger: led, Logger: log, Operator: o.operator,
+	r.closers = append(r.closers, func() { r.led.Close() })
+	r.p, err = lines.NewPipeline(ctx, st, lines.Options{Hardware: hw, Ledger: r.led, Logger: log, Operator: o.operator,
 		BatchSize: o.batchSize, AllowNonUSB: o.allowNonUSB})
 	if err != nil {
-		return &exitError{code: exitVerdict, err: err}
+		r.Close()
+		return nil, &exitError{code: exitVerdict, err: err}
 	}
-	defer p.Close()
+	r.closers = append(r.closers, r.p.Close)
+	return r, nil
+}
+
+// finish prints the run's summary and says how it went.
+func (r *stationRun) finish(o headlessOptions, took time.Duration, stdout io.Writer) error {
+	sum, err := lines.Summarize(context.Background(), r.led, r.batchIDs())
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		printSummary(stdout, sum, took)
+	}
+	if sum.Failed > 0 || sum.Interrupted > 0 {
+		return reported(exitVerdict, fmt.Errorf("%d units failed", sum.Failed+sum.Interrupted))
+	}
+	return nil
+}
+
+// runHeadless runs a pipeline, printing events, then a summary.
+func runHeadless(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions, stdout, stderr io.Writer) error {
+	r, err := startStation(ctx, st, hw, o)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	p := r.p
 	events := p.Subscribe(1024)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -113,27 +195,7 @@ loop:
 			break loop
 		}
 	}
-	var ids []int64
-	for _, b := range sortedBatches(p.Batches()) {
-		ids = append(ids, b.ID)
-	}
-	sum, err := lines.Summarize(context.Background(), led, ids)
-	if err != nil {
-		return err
-	}
-	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sum); err != nil {
-			return err
-		}
-	} else {
-		printSummary(stdout, sum, time.Since(start))
-	}
-	if sum.Failed > 0 || sum.Interrupted > 0 {
-		return reported(exitVerdict, fmt.Errorf("%d units failed", sum.Failed+sum.Interrupted))
-	}
-	return nil
+	return r.finish(o, time.Since(start), stdout)
 }
 
 func sortedBatches(m map[string]ledger.Batch) []ledger.Batch {

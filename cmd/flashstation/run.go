@@ -87,23 +87,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // newRootCommand builds the command tree. Only commands that work are
 // registered: --help never advertises one that does not.
 func newRootCommand(stdout, stderr io.Writer, entered *bool) *cobra.Command {
+	var rootRun runFlags
 	root := &cobra.Command{
-		Use:   "flashstation",
+		Use:   "flashstation [--config FILE]",
 		Short: "Flash, boot and register Ubuntu Core boards on a factory bench",
 		Long: `flashstation runs the flashing bench of an Ubuntu Core device factory: it flashes
 a production line's signed image onto many boards in parallel, watches each
 board's first boot over its serial console, and records the serial assertion
 the line's Serial Vault signs for it.
 
+With no command it opens the bench TUI on the configured bench (--config,
+default $FLASHSTATION_CONFIG or /etc/flashstation/station.yaml); see 'run'.
+Try it on a simulated bench with 'flashstation demo'.
+
 Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
 2 usage or configuration error.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
-		// The bench TUI becomes the default command with its issue; until
-		// then the root prints help.
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		RunE: func(cmd *cobra.Command, _ []string) error { return rootRun.run(cmd.Context(), stdout, stderr) },
 	}
+	rootRun.register(root.Flags(), false)
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: err}

@@ -53,7 +53,9 @@ func TestRunExitCodes(t *testing.T) {
 		notInHelp []string
 	}{
 		{name: "help", args: []string{"--help"}, code: 0, stdout: "config", notInHelp: nil},
-		{name: "no args prints help", args: nil, code: 0, stdout: "Available Commands"},
+		{name: "no args opens the TUI, which needs a terminal", args: nil, code: 2, stderr: "the bench TUI needs a terminal: use 'flashstation run --headless'", noStdout: true},
+		{name: "run without a terminal", args: []string{"run", "--config", "../../configs/station.example.yaml"}, code: 2, stderr: "needs a terminal", noStdout: true},
+		{name: "help shows the default command", args: []string{"--help"}, code: 0, stdout: "With no command it opens the bench TUI"},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`, noStdout: true},
 		{name: "unknown flag", args: []string{"--frob"}, code: 2, stderr: "unknown flag: --frob", noStdout: true},
 		{name: "missing argument", args: []string{"config", "check"}, code: 2, stderr: "Usage: flashstation config check FILE", noStdout: true},

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/term"
+
+	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/tui"
+)
+
+// terminal returns the terminal stdout writes to, if it is one.
+func terminal(stdout io.Writer) (*os.File, bool) {
+	f, ok := stdout.(*os.File)
+	if !ok || !term.IsTerminal(f.Fd()) {
+		return nil, false
+	}
+	return f, true
+}
+
+// runTUI runs the station with the bench interface on the terminal, then
+// prints the batch's summary.
+func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions, tty *os.File, stderr io.Writer) error {
+	fmt.Fprintf(tty, "flashstation: preparing %s (images, proxies, batches)...\n", st.ID)
+	r, err := startStation(ctx, st, hw, o)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := r.p.Subscribe(8192)
+	done := make(chan error, 1)
+	go func() { done <- r.p.Run(runCtx) }()
+
+	start := time.Now()
+	m := tui.New(runCtx, tui.Options{Station: r.p, Records: r.led, Events: events, Done: r.p.Done(),
+		StationID: st.ID, Operator: o.operator, ExportDir: filepath.Join(st.DataDir, "exports"), Logger: r.log})
+	prog := tea.NewProgram(m, tea.WithContext(runCtx), tea.WithOutput(tty))
+	r.log.Info().Msg("bench interface started")
+	_, tuiErr := prog.Run()
+	r.log.Info().Err(tuiErr).Int("working", m.Working()).Msg("bench interface ended")
+	cancel()
+	<-done
+	if tuiErr != nil && ctx.Err() == nil {
+		return fmt.Errorf("bench interface: %w", tuiErr)
+	}
+	return r.finish(o, time.Since(start), tty)
+}

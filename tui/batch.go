@@ -1,0 +1,197 @@
+package tui
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/lines"
+)
+
+// BatchKeyMap are the batch view's keys.
+type BatchKeyMap struct {
+	Back, Search, Help, Quit key.Binding
+}
+
+// ShortHelp is the footer's help.
+func (k BatchKeyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.Back, k.Search, k.Help, k.Quit}
+}
+
+// FullHelp is the help view's.
+func (k BatchKeyMap) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+
+// statsMsg carries a report of the station's batches.
+type statsMsg struct {
+	stats  ledger.Stats
+	recent []ledger.Unit
+	full   bool // recent units were asked for
+	err    error
+	at     time.Time
+}
+
+// fetchStats reads the report of the batches (and the recent units when
+// n > 0) off the interface's goroutine.
+func fetchStats(c *Common, batches []int64, n int) tea.Cmd {
+	if c.Records == nil || len(batches) == 0 {
+		return nil
+	}
+	rec, ctx, now := c.Records, c.Ctx, c.Now
+	return func() tea.Msg {
+		m := statsMsg{at: now(), full: n > 0}
+		m.stats, m.err = rec.Stats(ctx, ledger.StatsFilter{Batches: batches})
+		if m.err == nil && n > 0 {
+			m.recent, m.err = rec.Units(ctx, ledger.UnitFilter{Batches: batches, Limit: n})
+		}
+		return m
+	}
+}
+
+// BatchView is the supervisor's view: counts, yields, throughput, the
+// failure pareto, per-slot failure rates and the recent units.
+type BatchView struct {
+	c      *Common
+	s      *store
+	KeyMap BatchKeyMap
+	last   statsMsg
+	loaded bool
+}
+
+// NewBatchView returns the batch view.
+func NewBatchView(c *Common, s *store) BatchView {
+	k := c.Keys
+	return BatchView{c: c, s: s, KeyMap: BatchKeyMap{Back: k.Back, Search: k.Search, Help: k.Help, Quit: k.Quit}}
+}
+
+// Refresh asks for a new report.
+func (m BatchView) Refresh() tea.Cmd { return fetchStats(m.c, m.s.batches(), 50) }
+
+// Update takes reports.
+func (m BatchView) Update(msg tea.Msg) (BatchView, tea.Cmd) {
+	if sm, ok := msg.(statsMsg); ok && sm.full {
+		m.last, m.loaded = sm, true
+	}
+	return m, nil
+}
+
+// View renders the report in the screen less header and footer.
+func (m BatchView) View() string {
+	st, w := m.c.Styles, m.c.Width
+	h := max(8, m.c.Height-headerHeight-footerHeight)
+	var out []string
+	add := func(s string) { out = append(out, fit(s, w)) }
+	var bs []string
+	for _, lh := range m.s.health {
+		planned := "open-ended"
+		if lh.Batch.Planned > 0 {
+			planned = fmt.Sprintf("%d/%d done", lh.Finished, lh.Batch.Planned)
+		}
+		bs = append(bs, fmt.Sprintf("%s batch %d (%s, operator %s)", lh.Line, lh.Batch.ID, planned, lh.Batch.Operator))
+	}
+	for i, l := range flow(append([]string{st.Section.Render("BATCH")}, bs...), "  ", w) {
+		if i == 0 || l != "" {
+			add(l)
+		}
+	}
+	if !m.loaded {
+		add(st.Dim.Render("reading the ledger…"))
+		return strings.Join(out, "\n")
+	}
+	if m.last.err != nil {
+		add(st.Bad.Render("cannot read the ledger: " + m.last.err.Error()))
+		return strings.Join(out, "\n")
+	}
+	s := m.last.stats
+	dup := fmt.Sprintf("duplicate serials %d", s.Duplicates)
+	if s.Duplicates > 0 {
+		dup = st.Warn.Render("⚠ " + dup)
+	}
+	unmatched := fmt.Sprintf("serials without a unit %d", s.Unmatched)
+	if s.Unmatched > 0 {
+		unmatched = st.Warn.Render("⚠ " + unmatched)
+	}
+	for _, l := range flow([]string{
+		fmt.Sprintf("units %d", s.Units), st.OK.Render(fmt.Sprintf("passed %d", s.Passed)), st.Bad.Render(fmt.Sprintf("failed %d", s.Failed)),
+		fmt.Sprintf("in progress %d", s.InProgress), fmt.Sprintf("interrupted %d", s.Interrupted), fmt.Sprintf("boards %d", s.Boards),
+		fmt.Sprintf("planned %d", s.Planned),
+		"yield " + st.Bold.Render(pct(s.Yield)), "first-pass yield " + st.Bold.Render(pct(s.FirstPassYield)),
+		fmt.Sprintf("units/hour %.1f", s.UnitsPerHour), "median flash " + secs(s.MedianFlash), "median boot " + secs(s.MedianBoot),
+		dup, unmatched, st.Dim.Render("as of " + m.last.at.Local().Format("15:04:05")),
+	}, "   ", w) {
+		add(l)
+	}
+	add("")
+
+	// Pareto and slots side by side when wide, stacked otherwise.
+	pareto := []string{st.Section.Render("FAILURE PARETO")}
+	maxCount := 1
+	for _, r := range s.Pareto {
+		maxCount = max(maxCount, r.Count)
+	}
+	for _, r := range s.Pareto {
+		bar := strings.Repeat("█", max(1, r.Count*12/maxCount))
+		pareto = append(pareto, fmt.Sprintf("%-20s %-12s %3d  %s", r.Reason, bar, r.Count, lines.ReasonFor(r.Reason).What))
+	}
+	if len(s.Pareto) == 0 {
+		pareto = append(pareto, st.Dim.Render("no failures"))
+	}
+	slots := []string{st.Section.Render("SLOTS") + st.Dim.Render("  units failed   rate")}
+	for _, ss := range s.Slots {
+		line := fmt.Sprintf("%-6s %5d  %6d  %6s", ss.Slot, ss.Units, ss.Failed, pct(ss.FailRate))
+		if ss.Suspect {
+			line += " " + st.Warn.Render("⚠ check")
+		}
+		slots = append(slots, line)
+	}
+	if len(s.Slots) == 0 {
+		slots = append(slots, st.Dim.Render("no finished units"))
+	}
+	// Side by side; the recent units keep at least 4 rows.
+	room := max(3, h-len(out)-7)
+	more := func(list []string) []string {
+		if len(list) > room {
+			n := len(list) - room + 1
+			list = append(list[:room-1:room-1], st.Dim.Render(fmt.Sprintf("… %d more", n)))
+		}
+		return list
+	}
+	pareto, slots = more(pareto), more(slots)
+	lw := w * 3 / 5
+	for i := range max(len(pareto), len(slots)) {
+		var l, r string
+		if i < len(pareto) {
+			l = pareto[i]
+		}
+		if i < len(slots) {
+			r = slots[i]
+		}
+		add(fit(l, lw-1) + "│ " + r)
+	}
+	add("")
+	add(st.Section.Render("RECENT UNITS"))
+	add(st.Dim.Render(fmt.Sprintf("%-6s %-8s %-6s %-14s %-14s %-8s %-22s %s", "UNIT", "SLOT", "LINE", "BOARD", "SERIAL", "VERDICT", "REASON", "FINISHED")))
+	for _, u := range m.last.recent {
+		if len(out) >= h {
+			break
+		}
+		verdict := strings.ToUpper(u.State)
+		switch u.State {
+		case ledger.UnitPass:
+			verdict = st.OK.Render(fmt.Sprintf("%-8s", "✔ PASS"))
+		case ledger.UnitFail:
+			verdict = st.Bad.Render(fmt.Sprintf("%-8s", "✘ FAIL"))
+		default:
+			verdict = fmt.Sprintf("%-8s", verdict)
+		}
+		fin := ""
+		if !u.FinishedAt.IsZero() {
+			fin = u.FinishedAt.Local().Format("15:04:05")
+		}
+		add(fmt.Sprintf("%-6d %-8s %-6s %-14s %-14s %s %-22s %s", u.ID, u.SlotID, u.LineID, u.HWSerial, u.Serial, verdict, u.Reason, fin))
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,584 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/lines"
+)
+
+const (
+	headerHeight = 2
+	footerHeight = 1
+	// eventWindow is how long the event reader gathers events into one
+	// message after the first: the screen is redrawn at most 1/eventWindow
+	// times a second whatever the event rate.
+	eventWindow = 50 * time.Millisecond
+	tickEvery   = time.Second
+	statsEvery  = 5 * time.Second
+)
+
+// Options configure the interface.
+type Options struct {
+	Station Station
+	Records Records
+	// Events is the station's event stream (lines.Pipeline.Subscribe);
+	// Done, when closed, says every line finished its batch.
+	Events <-chan lines.Event
+	Done   <-chan struct{}
+
+	StationID string
+	Operator  string
+	ExportDir string
+	Logger    zerolog.Logger
+	Now       func() time.Time // default time.Now
+	Styles    *Styles          // default DefaultStyles
+	Keys      *KeyMap          // default DefaultKeyMap
+	// Width and Height are the size before the first WindowSizeMsg.
+	Width, Height int
+}
+
+type screen int
+
+const (
+	screenBench screen = iota
+	screenDetail
+	screenBatch
+	screenQA
+	screenHelp
+)
+
+// Messages of the root.
+type (
+	eventsMsg struct {
+		events []lines.Event
+		closed bool
+	}
+	tickMsg   time.Time
+	doneMsg   struct{}
+	actionMsg struct{ text string }
+)
+
+// Model is the root of the interface: it alone handles the terminal's
+// size, quitting (asking first while boards are in work), switching views
+// and the station's events.
+type Model struct {
+	c      *Common
+	s      *store
+	opts   Options
+	screen screen
+	prev   screen // the screen help returns to
+
+	bench  Bench
+	detail Detail
+	batch  BatchView
+	qa     QA
+	help   HelpView
+
+	confirmQuit bool
+	status      string
+	statusAt    time.Time
+	stats       *ledger.Stats // header counts
+	lastStats   time.Time
+	quitting    bool
+}
+
+// New returns the interface for a station.
+func New(ctx context.Context, o Options) *Model {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Styles == nil {
+		o.Styles = DefaultStyles()
+	}
+	if o.Keys == nil {
+		o.Keys = DefaultKeyMap()
+	}
+	if o.Width == 0 {
+		o.Width, o.Height = 80, 24
+	}
+	c := &Common{Ctx: ctx, Width: o.Width, Height: o.Height, Styles: o.Styles, Keys: o.Keys, Log: o.Logger, Now: o.Now,
+		Station: o.Station, Records: o.Records, StationID: o.StationID, Operator: o.Operator, ExportDir: o.ExportDir}
+	s := newStore(o.Station.Slots())
+	s.health = o.Station.Health()
+	m := &Model{c: c, s: s, opts: o}
+	m.bench = NewBench(c, s)
+	m.detail = NewDetail(c, s)
+	m.batch = NewBatchView(c, s)
+	m.qa = NewQA(c)
+	m.help = NewHelpView(c, m.bench.KeyMap, m.detail.KeyMap, m.batch.KeyMap, m.qa.KeyMap)
+	return m
+}
+
+// waitEvents reads the next events: it blocks for one, then gathers what
+// else arrives within eventWindow, so a busy bench costs a bounded number
+// of redraws.
+func waitEvents(ch <-chan lines.Event) tea.Cmd {
+	if ch == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		e, ok := <-ch
+		if !ok {
+			return eventsMsg{closed: true}
+		}
+		msg := eventsMsg{events: []lines.Event{e}}
+		t := time.NewTimer(eventWindow)
+		defer t.Stop()
+		for len(msg.events) < 8192 {
+			select {
+			case e, ok := <-ch:
+				if !ok {
+					msg.closed = true
+					return msg
+				}
+				msg.events = append(msg.events, e)
+			case <-t.C:
+				return msg
+			}
+		}
+		return msg
+	}
+}
+
+func waitDone(done <-chan struct{}) tea.Cmd {
+	if done == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		<-done
+		return doneMsg{}
+	}
+}
+
+func tick() tea.Cmd {
+	return tea.Tick(tickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
+}
+
+// Init starts reading events and the clock.
+func (m *Model) Init() tea.Cmd {
+	return tea.Batch(waitEvents(m.opts.Events), waitDone(m.opts.Done), tick(), m.refreshStats())
+}
+
+func (m *Model) refreshStats() tea.Cmd {
+	m.lastStats = m.c.Now()
+	if m.screen == screenBatch {
+		return tea.Batch(fetchStats(m.c, m.s.batches(), 0), m.batch.Refresh())
+	}
+	return fetchStats(m.c, m.s.batches(), 0)
+}
+
+// Update is the root's: resize, quit, events, view switching; the rest
+// goes to the current view.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.c.Width, m.c.Height = msg.Width, msg.Height
+		m.bench, _ = m.bench.Update(msg)
+		return m, nil
+	case eventsMsg:
+		verdict := false
+		for _, e := range msg.events {
+			m.s.apply(e)
+			if e.Kind == lines.EventVerdict {
+				verdict = true
+			}
+		}
+		m.s.refresh(m.c.Station.Slots())
+		var cmds []tea.Cmd
+		if !msg.closed {
+			cmds = append(cmds, waitEvents(m.opts.Events))
+		}
+		if verdict {
+			m.s.health = m.c.Station.Health()
+			cmds = append(cmds, m.refreshStats())
+		}
+		if m.screen == screenDetail {
+			var cmd tea.Cmd
+			m.detail, cmd = m.detail.Update(msg)
+			cmds = append(cmds, cmd)
+		}
+		return m, tea.Batch(cmds...)
+	case tickMsg:
+		m.s.refresh(m.c.Station.Slots())
+		m.s.health = m.c.Station.Health()
+		cmds := []tea.Cmd{tick()}
+		if m.c.Now().Sub(m.lastStats) >= statsEvery {
+			cmds = append(cmds, m.refreshStats())
+		}
+		if m.status != "" && m.c.Now().Sub(m.statusAt) > 8*time.Second {
+			m.status = ""
+		}
+		return m, tea.Batch(cmds...)
+	case doneMsg:
+		m.s.done = true
+		m.s.health = m.c.Station.Health()
+		return m, m.refreshStats()
+	case statsMsg:
+		if msg.err == nil {
+			s := msg.stats
+			m.stats = &s
+		}
+		var cmd tea.Cmd
+		m.batch, cmd = m.batch.Update(msg)
+		return m, cmd
+	case actionMsg:
+		m.setStatus(msg.text)
+		return m, nil
+	case assertionMsg:
+		var cmd tea.Cmd
+		m.detail, cmd = m.detail.Update(msg)
+		return m, cmd
+	case searchMsg, evidenceMsg, exportMsg:
+		var cmd tea.Cmd
+		m.qa, cmd = m.qa.Update(msg)
+		return m, cmd
+	case tea.KeyPressMsg:
+		return m.key(msg)
+	}
+	if m.screen == screenQA {
+		var cmd tea.Cmd
+		m.qa, cmd = m.qa.Update(msg)
+		return m, cmd
+	}
+	return m, nil
+}
+
+func (m *Model) setStatus(s string) {
+	m.status, m.statusAt = s, m.c.Now()
+}
+
+// key handles a key press: the quit guard first, then the global keys,
+// then the current view's.
+func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	k := m.c.Keys
+	if m.confirmQuit {
+		m.confirmQuit = false
+		if key.Matches(msg, k.Yes) {
+			m.c.Log.Warn().Msg("operator quit while boards were in work")
+			m.quitting = true
+			return m, tea.Quit
+		}
+		m.setStatus("not quitting")
+		return m, nil
+	}
+	typing := m.screen == screenQA && m.qa.Typing()
+	switch {
+	case key.Matches(msg, k.ForceQuit), key.Matches(msg, k.Quit) && !typing:
+		if n, _ := m.s.working(); n > 0 {
+			m.confirmQuit = true
+			return m, nil
+		}
+		m.quitting = true
+		return m, tea.Quit
+	case key.Matches(msg, k.Help) && !typing:
+		if m.screen == screenHelp {
+			m.screen = m.prev
+		} else {
+			m.prev, m.screen = m.screen, screenHelp
+		}
+		return m, nil
+	case key.Matches(msg, k.Batch) && !typing:
+		m.screen = screenBatch
+		return m, m.refreshStats()
+	case key.Matches(msg, k.Search) && !typing:
+		m.screen = screenQA
+		var cmd tea.Cmd
+		m.qa, cmd = m.qa.Focus()
+		return m, cmd
+	}
+	switch m.screen {
+	case screenBench:
+		switch {
+		case key.Matches(msg, k.Enter):
+			if id := m.bench.Selected(); id != "" {
+				m.screen = screenDetail
+				var cmd tea.Cmd
+				m.detail, cmd = m.detail.Show(id)
+				return m, cmd
+			}
+		case key.Matches(msg, k.Retry):
+			return m, m.retry(m.bench.Selected())
+		case key.Matches(msg, k.Disable):
+			return m, m.toggleDisabled(m.bench.Selected())
+		}
+		var cmd tea.Cmd
+		m.bench, cmd = m.bench.Update(msg)
+		return m, cmd
+	case screenDetail:
+		switch {
+		case key.Matches(msg, k.Back):
+			m.bench.Select(m.detail.Slot())
+			m.screen = screenBench
+			return m, nil
+		case key.Matches(msg, k.Retry):
+			return m, m.retry(m.detail.Slot())
+		case key.Matches(msg, k.Disable):
+			return m, m.toggleDisabled(m.detail.Slot())
+		}
+		var cmd tea.Cmd
+		m.detail, cmd = m.detail.Update(msg)
+		return m, cmd
+	case screenBatch, screenHelp:
+		if key.Matches(msg, k.Back) {
+			if m.screen == screenHelp {
+				m.screen = m.prev
+			} else {
+				m.screen = screenBench
+			}
+		}
+		return m, nil
+	case screenQA:
+		if key.Matches(msg, k.Back) && m.qa.Typing() {
+			m.screen = screenBench
+			return m, nil
+		}
+		var cmd tea.Cmd
+		m.qa, cmd = m.qa.Update(msg)
+		return m, cmd
+	}
+	return m, nil
+}
+
+// retry asks the station to retry a failed slot.
+func (m *Model) retry(id string) tea.Cmd {
+	d := m.s.slot(id)
+	if d == nil {
+		return nil
+	}
+	switch d.View.State {
+	case lines.StateFail, lines.StatePass, lines.StateStopped:
+	default:
+		m.setStatus(fmt.Sprintf("%s is %s: retry is for a slot with a verdict", id, BadgeOf(d.View.State).Word))
+		return nil
+	}
+	m.setStatus("retrying " + id + ": it starts when the board is in flash mode")
+	m.c.Log.Info().Str("slot", id).Str("board", d.View.HWSerial).Msg("operator retried a slot")
+	st := m.c.Station
+	return func() tea.Msg {
+		if err := st.Retry(id); err != nil {
+			return actionMsg{"retry " + id + ": " + err.Error()}
+		}
+		return nil
+	}
+}
+
+// toggleDisabled takes a slot out of service or puts it back.
+func (m *Model) toggleDisabled(id string) tea.Cmd {
+	d := m.s.slot(id)
+	if d == nil {
+		return nil
+	}
+	disable := !d.View.Disabled
+	switch {
+	case !disable:
+		m.setStatus(id + " back in service")
+	case d.View.State == lines.StateFlashing || d.View.State == lines.StateBooting || d.View.State == lines.StateRegister || d.View.State == lines.StatePresent:
+		m.setStatus(id + " will be out of service when its board's unit ends")
+	default:
+		m.setStatus(id + " out of service")
+	}
+	d.View.Disabled = disable // shown at once; the pipeline confirms
+	m.c.Log.Info().Str("slot", id).Bool("disabled", disable).Msg("operator changed a slot's service")
+	st := m.c.Station
+	return func() tea.Msg {
+		if err := st.SetDisabled(id, disable); err != nil {
+			return actionMsg{id + ": " + err.Error()}
+		}
+		return nil
+	}
+}
+
+// quitPrompt says what is still running: "3 slots still flashing - quit? y/n".
+func (m *Model) quitPrompt() string {
+	_, by := m.s.working()
+	words := map[string]string{lines.StatePresent: "starting", lines.StateFlashing: "flashing", lines.StateBooting: "booting",
+		lines.StateRegister: "registering"}
+	var parts []string
+	for _, st := range []string{lines.StateFlashing, lines.StateBooting, lines.StateRegister, lines.StatePresent} {
+		if n := by[st]; n > 0 {
+			if len(parts) == 0 {
+				parts = append(parts, plural(n, "slot", "slots")+" still "+words[st])
+			} else {
+				parts = append(parts, fmt.Sprintf("%d %s", n, words[st]))
+			}
+		}
+	}
+	return strings.Join(parts, ", ") + " - quit? y/n"
+}
+
+// View renders header, the current view and footer.
+func (m *Model) View() tea.View {
+	v := tea.NewView(m.Render())
+	v.AltScreen = true
+	v.WindowTitle = "flashstation " + m.c.StationID
+	return v
+}
+
+// Render is the screen as text (the View's content).
+func (m *Model) Render() string {
+	if m.quitting {
+		return ""
+	}
+	w, h := m.c.Width, m.c.Height
+	body := ""
+	bodyH := max(1, h-headerHeight-footerHeight)
+	switch m.screen {
+	case screenBench:
+		body = m.bench.View(bodyH)
+	case screenDetail:
+		body = m.detail.View()
+	case screenBatch:
+		body = m.batch.View()
+	case screenQA:
+		body = m.qa.View()
+	case screenHelp:
+		body = m.help.View()
+	}
+	rows := strings.Split(body, "\n")
+	if len(rows) > bodyH {
+		rows = rows[:bodyH]
+	}
+	for len(rows) < bodyH {
+		rows = append(rows, "")
+	}
+	for i, r := range rows {
+		rows[i] = fit(r, w)
+	}
+	return strings.Join(append(append(m.header(), rows...), m.footer()), "\n")
+}
+
+// header: the station, operator, counts and yield; each line's batch,
+// vault and proxy.
+func (m *Model) header() []string {
+	st, w := m.c.Styles, m.c.Width
+	wide := w >= 110
+	left := " FLASHSTATION " + m.c.StationID
+	if m.c.Operator != "" {
+		if wide {
+			left += " · operator " + m.c.Operator
+		} else {
+			left += " · " + m.c.Operator
+		}
+	}
+	left += " · " + m.c.Now().Local().Format("15:04:05")
+	n, _ := m.s.working()
+	var counts string
+	if m.stats != nil {
+		counts = fmt.Sprintf(" PASS %d  FAIL %d  working %d  yield %s", m.stats.Passed, m.stats.Failed, n, pct(m.stats.Yield))
+	} else {
+		var pass, fail int
+		for _, id := range m.s.order {
+			switch m.s.byID[id].View.State {
+			case lines.StatePass:
+				pass++
+			case lines.StateFail:
+				fail++
+			}
+		}
+		counts = fmt.Sprintf(" PASS %d  FAIL %d  working %d", pass, fail, n)
+	}
+	if m.s.done {
+		counts = st.Banner.Render("BATCH COMPLETE") + st.Title.Render(" "+counts)
+	} else {
+		counts = st.Title.Render(counts)
+	}
+	l1 := st.Title.Render(fit(left, max(0, w-lipgloss.Width(counts)))) + counts
+
+	lineInfo := func(wide bool) string {
+		var parts []string
+		for _, h := range m.s.health {
+			p := h.Line
+			if wide && h.Name != "" && h.Name != h.Line {
+				p += " (" + h.Name + ")"
+			}
+			if h.Batch.ID != 0 {
+				p += fmt.Sprintf(" #%d", h.Batch.ID)
+				if h.Batch.Planned > 0 {
+					p += fmt.Sprintf(" %d/%d", h.Finished, h.Batch.Planned)
+				}
+			}
+			switch {
+			case h.VaultChecked.IsZero():
+				p += " vault " + st.Dim.Render("…")
+			case h.VaultOK:
+				p += " vault " + st.OK.Render("✔")
+			default:
+				p += " vault " + st.Bad.Render("✘ DOWN")
+			}
+			if h.Proxy != "" {
+				addr := h.Proxy
+				if i := strings.LastIndex(addr, ":"); i >= 0 && !wide {
+					addr = addr[i:]
+				}
+				p += " proxy " + addr
+				if ps := h.ProxyStats; ps.Unavailable+ps.Rejected > 0 {
+					p += " " + st.Warn.Render(fmt.Sprintf("⚠ %d unavailable %d rejected", ps.Unavailable, ps.Rejected))
+				} else {
+					p += " " + st.OK.Render("✔") + fmt.Sprintf(" %d rec", ps.Recorded)
+				}
+			} else if h.Capture != "" {
+				p += " " + h.Capture
+			}
+			parts = append(parts, p)
+		}
+		return " " + strings.Join(parts, st.Dim.Render(" │ "))
+	}
+	l2 := lineInfo(wide)
+	if lipgloss.Width(l2) > w {
+		l2 = lineInfo(false)
+	}
+	return []string{l1, fit(l2, w)}
+}
+
+// footer: the quit guard, a message, or the keys.
+func (m *Model) footer() string {
+	st, w := m.c.Styles, m.c.Width
+	if m.confirmQuit {
+		return fit(st.Prompt.Render(m.quitPrompt()), w)
+	}
+	hm := help.New()
+	var keys help.KeyMap
+	switch m.screen {
+	case screenBench:
+		keys = m.bench.KeyMap
+	case screenDetail:
+		keys = m.detail.KeyMap
+	case screenBatch:
+		keys = m.batch.KeyMap
+	case screenQA:
+		keys = m.qa.Keys()
+	case screenHelp:
+		keys = m.help.KeyMap
+	}
+	right := ""
+	if m.screen == screenBench {
+		right = m.bench.scrollInfo()
+	}
+	if m.status != "" {
+		return spread(" "+st.Status.Render(m.status), st.Dim.Render(right), w)
+	}
+	if len(m.s.notices) > 0 {
+		last := m.s.notices[len(m.s.notices)-1]
+		if m.c.Now().Sub(last.At) < 15*time.Second {
+			return spread(" "+st.Warn.Render(sanitize(last.Text)), st.Dim.Render(right), w)
+		}
+	}
+	hm.SetWidth(max(10, w-lipgloss.Width(right)-2))
+	return spread(" "+hm.ShortHelpView(keys.ShortHelp()), st.Dim.Render(right), w)
+}
+
+// Working reports how many slots have a board in work.
+func (m *Model) Working() int {
+	n, _ := m.s.working()
+	return n
+}

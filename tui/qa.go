@@ -1,0 +1,347 @@
+package tui
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/flashstation/flashstation/ledger"
+)
+
+// QAKeyMap are the QA view's keys.
+type QAKeyMap struct {
+	Up, Down, Open, Export, PageUp, PageDown, Back key.Binding
+}
+
+// ShortHelp is the footer's help while searching.
+func (k QAKeyMap) ShortHelp() []key.Binding {
+	return []key.Binding{k.Up, k.Down, k.Open, k.Back}
+}
+
+// evidenceKeys are the keys while a unit's evidence is shown.
+type evidenceKeys struct{ k QAKeyMap }
+
+func (e evidenceKeys) ShortHelp() []key.Binding {
+	return []key.Binding{e.k.Export, e.k.PageUp, e.k.PageDown, e.k.Back}
+}
+
+func (e evidenceKeys) FullHelp() [][]key.Binding { return [][]key.Binding{e.ShortHelp()} }
+
+// Keys are the keys of the current mode, for the footer.
+func (m QA) Keys() help.KeyMap {
+	if m.open {
+		return evidenceKeys{m.KeyMap}
+	}
+	return m.KeyMap
+}
+
+// FullHelp is the help view's.
+func (k QAKeyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Up, k.Down, k.Open}, {k.Export, k.PageUp, k.PageDown, k.Back}}
+}
+
+// searchMsg carries the units matching a prefix.
+type searchMsg struct {
+	query string
+	units []ledger.Unit
+	err   error
+}
+
+// evidenceMsg carries a unit's evidence and its console transcript.
+type evidenceMsg struct {
+	ev      ledger.Evidence
+	console []string
+	err     error
+}
+
+// exportMsg says where a bundle went.
+type exportMsg struct {
+	path string
+	err  error
+}
+
+// QA finds units by serial prefix (assigned or hardware serial), shows a
+// unit's evidence and exports its bundle.
+type QA struct {
+	c      *Common
+	KeyMap QAKeyMap
+	input  textinput.Model
+	query  string
+	units  []ledger.Unit
+	err    error
+	sel    int
+	top    int
+
+	open    bool // the evidence of units[sel] is shown
+	ev      *ledger.Evidence
+	console []string
+	back    int
+	status  string
+}
+
+// NewQA returns the QA view.
+func NewQA(c *Common) QA {
+	k := c.Keys
+	in := textinput.New()
+	in.Prompt = "serial or board prefix: "
+	in.Placeholder = "type to search"
+	in.CharLimit = 64
+	in.SetWidth(32)
+	in.SetVirtualCursor(true)
+	return QA{c: c, input: in, KeyMap: QAKeyMap{Up: k.Up, Down: k.Down, Open: k.Enter, Export: k.Export,
+		PageUp: k.PageUp, PageDown: k.PageDown, Back: k.Back}}
+}
+
+// Focus starts a search: the input takes the keys.
+func (m QA) Focus() (QA, tea.Cmd) {
+	m.open = false
+	cmd := m.input.Focus()
+	return m, tea.Batch(cmd, m.search())
+}
+
+// Typing reports whether keys go to the search input.
+func (m QA) Typing() bool { return !m.open }
+
+func (m QA) search() tea.Cmd {
+	if m.c.Records == nil {
+		return nil
+	}
+	q, rec, ctx := m.input.Value(), m.c.Records, m.c.Ctx
+	return func() tea.Msg {
+		units, err := rec.Units(ctx, ledger.UnitFilter{SerialPrefix: q, Limit: 200})
+		return searchMsg{query: q, units: units, err: err}
+	}
+}
+
+func (m QA) loadEvidence(id int64) tea.Cmd {
+	rec, ctx := m.c.Records, m.c.Ctx
+	return func() tea.Msg {
+		ev, err := rec.Evidence(ctx, id)
+		if err != nil {
+			return evidenceMsg{err: err}
+		}
+		var console []string
+		if ev.Clean != "" {
+			if f, ferr := os.Open(ev.Clean); ferr == nil {
+				sc := bufio.NewScanner(f)
+				sc.Buffer(make([]byte, 64<<10), 1<<20)
+				for sc.Scan() {
+					console = append(console, sc.Text())
+					if len(console) > 2*consoleKeep {
+						console = append(console[:0], console[consoleKeep:]...)
+					}
+				}
+				f.Close()
+			}
+		}
+		return evidenceMsg{ev: ev, console: console}
+	}
+}
+
+func (m QA) export() tea.Cmd {
+	ev, dir := m.ev, m.c.ExportDir
+	log := m.c.Log
+	return func() tea.Msg {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return exportMsg{err: err}
+		}
+		path := filepath.Join(dir, ledger.BundleName(ev.Unit))
+		err := ledger.WriteBundleFile(path, *ev)
+		if err == nil {
+			log.Info().Int64("unit", ev.Unit.ID).Str("bundle", path).Msg("QA exported a unit's evidence")
+		}
+		return exportMsg{path: path, err: err}
+	}
+}
+
+// listHeight is the rows of results shown.
+func (m QA) listHeight() int { return max(3, m.c.Height-headerHeight-footerHeight-3) }
+
+// Update types, moves, opens and exports.
+func (m QA) Update(msg tea.Msg) (QA, tea.Cmd) {
+	switch msg := msg.(type) {
+	case searchMsg:
+		if msg.query == m.input.Value() {
+			m.units, m.err, m.query = msg.units, msg.err, msg.query
+			m.sel, m.top = 0, 0
+		}
+		return m, nil
+	case evidenceMsg:
+		if msg.err != nil {
+			m.status = "cannot read the evidence: " + msg.err.Error()
+			return m, nil
+		}
+		m.ev, m.console, m.back = &msg.ev, msg.console, 0
+		return m, nil
+	case exportMsg:
+		if msg.err != nil {
+			m.status = "export failed: " + msg.err.Error()
+		} else {
+			m.status = "bundle written to " + msg.path
+		}
+		return m, nil
+	case tea.KeyPressMsg:
+		if m.open {
+			page := max(1, m.listHeight()-10)
+			switch {
+			case key.Matches(msg, m.KeyMap.Back):
+				m.open, m.ev, m.status = false, nil, ""
+				return m, m.input.Focus()
+			case key.Matches(msg, m.KeyMap.Export):
+				if m.ev != nil {
+					m.status = "exporting…"
+					return m, m.export()
+				}
+			case key.Matches(msg, m.KeyMap.PageUp):
+				m.back = min(max(0, len(m.console)-1), m.back+page)
+			case key.Matches(msg, m.KeyMap.PageDown):
+				m.back = max(0, m.back-page)
+			}
+			return m, nil
+		}
+		switch {
+		case key.Matches(msg, m.KeyMap.Up) && msg.String() == "up":
+			m.sel = max(0, m.sel-1)
+		case key.Matches(msg, m.KeyMap.Down) && msg.String() == "down":
+			m.sel = min(max(0, len(m.units)-1), m.sel+1)
+		case key.Matches(msg, m.KeyMap.Open):
+			if m.sel < len(m.units) {
+				m.open, m.ev, m.status = true, nil, ""
+				m.input.Blur()
+				return m, m.loadEvidence(m.units[m.sel].ID)
+			}
+		default:
+			var cmd tea.Cmd
+			before := m.input.Value()
+			m.input, cmd = m.input.Update(msg)
+			if m.input.Value() != before {
+				return m, tea.Batch(cmd, m.search())
+			}
+			return m, cmd
+		}
+		h := m.listHeight()
+		if m.sel < m.top {
+			m.top = m.sel
+		}
+		if m.sel >= m.top+h {
+			m.top = m.sel - h + 1
+		}
+		return m, nil
+	}
+	var cmd tea.Cmd
+	m.input, cmd = m.input.Update(msg)
+	return m, cmd
+}
+
+// View renders the search and its results, or a unit's evidence.
+func (m QA) View() string {
+	st, w := m.c.Styles, m.c.Width
+	if m.open {
+		return m.evidenceView()
+	}
+	var out []string
+	add := func(s string) { out = append(out, fit(s, w)) }
+	count := plural(len(m.units), "unit", "units")
+	if len(m.units) == 200 {
+		count = "first 200 units"
+	}
+	add(spread(st.Section.Render("QA LOOKUP")+"  "+m.input.View(), st.Dim.Render(count), w))
+	if m.err != nil {
+		add(st.Bad.Render("search failed: " + m.err.Error()))
+	}
+	add(st.Dim.Render(fmt.Sprintf("  %-6s %-8s %-6s %-14s %-14s %-8s %-22s %s", "UNIT", "SLOT", "LINE", "BOARD", "SERIAL", "VERDICT", "REASON", "FINISHED")))
+	h := m.listHeight()
+	for i := m.top; i < len(m.units) && i < m.top+h; i++ {
+		u := m.units[i]
+		fin := ""
+		if !u.FinishedAt.IsZero() {
+			fin = u.FinishedAt.Local().Format("01-02 15:04")
+		}
+		row := fmt.Sprintf("%-6d %-8s %-6s %-14s %-14s %-8s %-22s %s", u.ID, u.SlotID, u.LineID, u.HWSerial, u.Serial, strings.ToUpper(u.State), u.Reason, fin)
+		if i == m.sel {
+			add(st.Selected.Render(fit("▸ "+row, w)))
+		} else {
+			add("  " + row)
+		}
+	}
+	if len(m.units) == 0 && m.query != "" {
+		add(st.Dim.Render("  no unit's serial or board starts with " + m.query))
+	}
+	return strings.Join(out, "\n")
+}
+
+func (m QA) evidenceView() string {
+	st, w := m.c.Styles, m.c.Width
+	h := max(8, m.c.Height-headerHeight-footerHeight)
+	var out []string
+	add := func(s string) { out = append(out, fit(s, w)) }
+	if m.ev == nil {
+		add(st.Dim.Render("reading the evidence…"))
+		return strings.Join(out, "\n")
+	}
+	u := m.ev.Unit
+	verdict := strings.ToUpper(u.State)
+	switch u.State {
+	case ledger.UnitPass:
+		verdict = st.OK.Render("✔ PASS")
+	case ledger.UnitFail:
+		verdict = st.Bad.Render("✘ FAIL " + u.Reason)
+	}
+	for _, l := range flow([]string{st.Section.Render("UNIT " + itoa(int(u.ID))), verdict, "board " + u.HWSerial, "serial " + u.Serial,
+		"slot " + u.SlotID, "line " + u.LineID, fmt.Sprintf("batch %d", u.BatchID), fmt.Sprintf("attempt %d", u.Attempt),
+		"started " + u.StartedAt.Local().Format("2006-01-02 15:04:05"), "finished " + u.FinishedAt.Local().Format("15:04:05"),
+		fmt.Sprintf("flash %s mapped, %s written in %s, read back in %s", bytesIEC(u.MappedBytes), bytesIEC(u.WrittenBytes), secs(u.FlashTime), secs(u.VerifyTime)),
+		"boot " + secs(u.BootTime)}, "  ", w) {
+		add(l)
+	}
+	if u.Detail != "" {
+		add(st.Dim.Render("detail: " + sanitize(strings.ReplaceAll(u.Detail, "\n", " | "))))
+	}
+	for _, a := range m.ev.Assertions {
+		dup := ""
+		if a.Duplicate {
+			dup = st.Warn.Render("  ⚠ duplicate")
+		}
+		add(fmt.Sprintf("serial assertion: serial %s  brand %s  model %s  revision %d  device key %s  via %s%s",
+			a.Serial, a.BrandID, a.Model, a.Revision, a.DeviceKeyID, a.Via, dup))
+	}
+	if len(m.ev.Assertions) == 0 {
+		add(st.Dim.Render("no serial assertion"))
+	}
+	add(st.Section.Render("TIMELINE"))
+	evs := m.ev.Events
+	room := max(3, (h-len(out))/3)
+	if len(evs) > room {
+		evs = evs[len(evs)-room:]
+		add(st.Dim.Render(fmt.Sprintf("  (%d earlier events)", len(m.ev.Events)-room)))
+	}
+	for _, e := range evs {
+		add(fmt.Sprintf("  %s  %-8s %-14s %s", e.At.Local().Format("15:04:05.000"), e.Kind, e.Stage, sanitize(e.Message)))
+	}
+	follow := fmt.Sprintf("%d lines", len(m.console))
+	if m.back > 0 {
+		follow = fmt.Sprintf("%d lines, %d up", len(m.console), m.back)
+	}
+	add(spread(st.Section.Render("CONSOLE")+st.Dim.Render(" "+m.ev.Clean), st.Dim.Render(follow), w))
+	ch := max(1, h-len(out)-1)
+	end := max(0, len(m.console)-m.back)
+	for _, l := range m.console[max(0, end-ch):end] {
+		add(sanitize(l))
+	}
+	for len(out) < h-1 {
+		out = append(out, "")
+	}
+	status := m.status
+	if status == "" {
+		status = "e: export the bundle to " + m.c.ExportDir
+	}
+	add(st.Status.Render(status))
+	return strings.Join(out, "\n")
+}
