@@ -252,7 +252,9 @@ func (m Detail) top() []string {
 		out = append(out, fit(st.Bad.Render("FAILED: "+v.Reason)+" - "+r.What, w),
 			fit(st.Bold.Render("→ "+r.Advice), w))
 		if v.Detail != "" {
-			out = append(out, fit(st.Dim.Render("detail: "+sanitize(strings.ReplaceAll(v.Detail, "\n", " | "))), w))
+			for _, l := range wrap("detail: "+sanitize(strings.ReplaceAll(v.Detail, "\n", " | ")), w, 2) {
+				out = append(out, fit(st.Dim.Render(l), w))
+			}
 		}
 	}
 	return out

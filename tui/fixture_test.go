@@ -61,7 +61,7 @@ func newFixture(t testing.TB, w, h int, slots []lines.SlotView) *fixture {
 	b1, b2 := seedLedger(t, led, dir)
 	st := tuitest.New(slots, health(b1, b2))
 	m := New(context.Background(), Options{Station: st, Records: led, StationID: "bench-01", Operator: "ana",
-		ExportDir: filepath.Join(dir, "exports"), Logger: zerolog.Nop(), Now: func() time.Time { return t0 }, Width: w, Height: h})
+		ExportDir: "/var/lib/flashstation/exports", Logger: zerolog.Nop(), Now: func() time.Time { return t0 }, Width: w, Height: h})
 	return &fixture{m: m, st: st, led: led, dir: dir}
 }
 
@@ -136,7 +136,7 @@ func (f *fixture) run(t testing.TB, cmd tea.Cmd, depth int) {
 	var msg tea.Msg
 	select {
 	case msg = <-ch:
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(100 * time.Millisecond):
 		return // a tick or a wait for events
 	}
 	switch msg := msg.(type) {
@@ -261,5 +261,51 @@ func slotsMixed() []lines.SlotView {
 		v.State, v.Stage, v.LastLine = lines.StatePresent, "present", ""
 		v.Progress = lines.Progress{}
 	})
+	return out
+}
+
+// unitEvents is a unit's life on a slot as the pipeline reports it:
+// present, flashing with progress, its figures, booting through stages
+// with console lines, then the verdict (reason "" passes).
+func unitEvents(slot, line string, unit int64, hw string, start time.Time, reason string) []lines.Event {
+	at := start
+	ev := func(d time.Duration, e lines.Event) lines.Event {
+		at = at.Add(d)
+		e.At, e.Slot, e.Line, e.Unit = at, slot, line, unit
+		return e
+	}
+	total := int64(96 << 20)
+	out := []lines.Event{
+		ev(0, lines.Event{Kind: lines.EventState, State: lines.StatePresent, HWSerial: hw}),
+		ev(100*time.Millisecond, lines.Event{Kind: lines.EventState, State: lines.StateFlashing, HWSerial: hw}),
+	}
+	for i := 1; i <= 4; i++ {
+		out = append(out, ev(time.Second, lines.Event{Kind: lines.EventProgress, Progress: lines.Progress{Phase: "write", Done: total * int64(i) / 4, Total: total, Rate: 25e6}}))
+	}
+	out = append(out, ev(time.Second, lines.Event{Kind: lines.EventProgress, Progress: lines.Progress{Phase: "verify", Done: total, Total: total, Rate: 96e6}}),
+		ev(0, lines.Event{Kind: lines.EventFlash, Flash: &lines.FlashFigures{Target: "/dev/sdc", Mapped: total, Written: total,
+			Write: 4 * time.Second, Verify: time.Second, Verified: true}}),
+		ev(200*time.Millisecond, lines.Event{Kind: lines.EventState, State: lines.StateBooting, HWSerial: hw}))
+	console := []string{"U-Boot 2024.01 (Nov 01 2026)", "DRAM:  948 MiB", "Starting kernel ...",
+		"[    0.000000] Booting Linux on physical CPU 0x0", "[    1.204000] mmcblk0: mmc0:aaaa SC32G 29.7 GiB",
+		"[    2.331000] Run /init as init process", "Feb 10 10:03:10 ubuntu snapd[412]: seeding the system",
+		"\x1b[0;32m  OK  \x1b[0m Reached target Multi-User System."}
+	stages := map[int]string{0: "bootloader", 2: "kernel", 5: "install-boot", 6: "seeding"}
+	for i, l := range console {
+		if st, ok := stages[i]; ok {
+			out = append(out, ev(1500*time.Millisecond, lines.Event{Kind: lines.EventStage, Stage: st}))
+		}
+		out = append(out, ev(300*time.Millisecond, lines.Event{Kind: lines.EventLine, Text: l}))
+		if reason == "kernel-panic" && i == 4 {
+			out = append(out, ev(time.Second, lines.Event{Kind: lines.EventLine, Text: "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(179,2)"}),
+				ev(0, lines.Event{Kind: lines.EventState, State: lines.StateFail, HWSerial: hw}),
+				ev(0, lines.Event{Kind: lines.EventVerdict, State: lines.StateFail, HWSerial: hw, Reason: reason,
+					Detail: "console: Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(179,2)"}))
+			return out
+		}
+	}
+	out = append(out, ev(2*time.Second, lines.Event{Kind: lines.EventState, State: lines.StateRegister, HWSerial: hw}),
+		ev(1500*time.Millisecond, lines.Event{Kind: lines.EventState, State: lines.StatePass, HWSerial: hw, Serial: "ACME-" + hw[2:]}),
+		ev(0, lines.Event{Kind: lines.EventVerdict, State: lines.StatePass, HWSerial: hw, Serial: "ACME-" + hw[2:]}))
 	return out
 }

@@ -134,3 +134,34 @@ func flow(fields []string, sep string, w int) []string {
 	}
 	return out
 }
+
+// wrap breaks plain text into at most n lines of width w, on spaces when
+// it can; the last line ends with … when text is left over.
+func wrap(s string, w, n int) []string {
+	var out []string
+	r := []rune(s)
+	for len(r) > 0 && len(out) < n {
+		if len(r) <= w {
+			out = append(out, string(r))
+			r = nil
+			break
+		}
+		cut := w
+		for i := w; i > w/2; i-- {
+			if r[i] == ' ' {
+				cut = i
+				break
+			}
+		}
+		out = append(out, string(r[:cut]))
+		r = []rune(strings.TrimLeft(string(r[cut:]), " "))
+	}
+	if len(r) > 0 && len(out) > 0 {
+		last := []rune(out[len(out)-1])
+		if len(last) >= w {
+			last = last[:w-1]
+		}
+		out[len(out)-1] = string(last) + "…"
+	}
+	return out
+}

@@ -329,7 +329,7 @@ func (m QA) evidenceView() string {
 	if m.back > 0 {
 		follow = fmt.Sprintf("%d lines, %d up", len(m.console), m.back)
 	}
-	add(spread(st.Section.Render("CONSOLE")+st.Dim.Render(" "+m.ev.Clean), st.Dim.Render(follow), w))
+	add(spread(st.Section.Render("CONSOLE")+st.Dim.Render(" "+filepath.Base(m.ev.Clean)), st.Dim.Render(follow), w))
 	ch := max(1, h-len(out)-1)
 	end := max(0, len(m.console)-m.back)
 	for _, l := range m.console[max(0, end-ch):end] {

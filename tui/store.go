@@ -90,7 +90,7 @@ func (s *store) refresh(views []lines.SlotView) {
 			s.order = append(s.order, v.ID)
 		}
 		d.View = v
-		if v.Unit != 0 && v.Unit != d.Unit {
+		if v.Unit > d.Unit { // unit ids only grow
 			d.newUnit(v.Unit)
 		}
 	}
@@ -120,8 +120,11 @@ func (s *store) apply(e lines.Event) {
 	if d == nil {
 		return
 	}
-	if e.Unit != 0 && e.Unit != d.Unit {
+	switch {
+	case e.Unit > d.Unit:
 		d.newUnit(e.Unit)
+	case e.Unit != 0 && e.Unit < d.Unit:
+		return // a late event of an earlier unit
 	}
 	switch e.Kind {
 	case lines.EventState:

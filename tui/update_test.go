@@ -1,0 +1,400 @@
+package tui
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/flashstation/flashstation/lines"
+)
+
+// isQuit reports whether a command quits the program.
+func isQuit(cmd tea.Cmd) bool {
+	if cmd == nil {
+		return false
+	}
+	_, ok := cmd().(tea.QuitMsg)
+	return ok
+}
+
+func TestMoveKeys(t *testing.T) {
+	// 16 slots at 80 columns: 3 per row.
+	tests := []struct {
+		keys []string
+		want string
+	}{
+		{nil, "A1"},
+		{[]string{"right"}, "B1"},
+		{[]string{"l", "l"}, "A2"},
+		{[]string{"l", "h"}, "A1"},
+		{[]string{"left"}, "A1"}, // stays at the first
+		{[]string{"down"}, "B2"},
+		{[]string{"j", "j"}, "A4"},
+		{[]string{"j", "k"}, "A1"},
+		{[]string{"up"}, "A1"},
+		{[]string{"j", "j", "j", "j", "j"}, "B8"}, // row 6 holds only B8 (index 15)
+		{[]string{"j", "j", "j", "j", "j", "j"}, "B8"},
+		{[]string{"l", "l", "j", "j", "j", "j", "j"}, "B8"}, // from A2's column to the shorter last row
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.keys, ","), func(t *testing.T) {
+			f := newFixture(t, 80, 24, slotsMixed())
+			f.keys(t, tt.keys...)
+			if got := f.m.bench.Selected(); got != tt.want {
+				t.Errorf("selected %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestScrolling: only the rows that fit are drawn, and the selection
+// stays in view.
+func TestScrolling(t *testing.T) {
+	f := newFixture(t, 80, 24, slotsMixed())
+	if s := f.screen(); !strings.Contains(s, "A5") || strings.Contains(s, "B8") || !strings.Contains(s, "rows 1-3 of 6 ↓") {
+		t.Fatalf("first rows:\n%s", s)
+	}
+	f.keys(t, "j", "j", "j", "j", "j")
+	s := f.screen()
+	if strings.Contains(s, " A1 ") || !strings.Contains(s, "B8") || !strings.Contains(s, "↑ rows 4-6 of 6") {
+		t.Fatalf("last rows:\n%s", s)
+	}
+	// A taller terminal shows everything: no scroll note.
+	f.send(t, tea.WindowSizeMsg{Width: 120, Height: 40})
+	if s := f.screen(); strings.Contains(s, "rows ") || !strings.Contains(s, "A1 ") || !strings.Contains(s, "B8 ") {
+		t.Fatalf("120x40:\n%s", s)
+	}
+	if cols, _, _ := f.m.bench.layout(f.m.bench.gridHeight()); cols != 4 {
+		t.Errorf("%d columns at 120", cols)
+	}
+	for _, tt := range []struct{ w, cols int }{{60, 2}, {80, 3}, {250, 8}, {400, 8}, {20, 1}} {
+		f.send(t, tea.WindowSizeMsg{Width: tt.w, Height: 40})
+		if cols, _, _ := f.m.bench.layout(40); cols != tt.cols {
+			t.Errorf("width %d: %d columns, want %d", tt.w, cols, tt.cols)
+		}
+	}
+}
+
+func TestDetailKeys(t *testing.T) {
+	f := detailFixture(t, 80, 24)
+	f.keys(t, "enter")
+	if f.m.screen != screenDetail || f.m.detail.Slot() != "A1" {
+		t.Fatalf("enter: screen %d slot %s", f.m.screen, f.m.detail.Slot())
+	}
+	if s := f.screen(); !strings.Contains(s, "serial ACME-1001") || !strings.Contains(s, "device key Cj9aXkQ1Zr0x") {
+		t.Errorf("assertion summary missing:\n%s", s)
+	}
+	// A long console: scroll back a page, to the top, back to the tail.
+	var evs []lines.Event
+	for i := range 200 {
+		evs = append(evs, lines.Event{At: t0, Kind: lines.EventLine, Slot: "A1", Unit: 1, Text: "line " + itoa(i)})
+	}
+	f.send(t, eventsMsg{events: evs, closed: true})
+	if s := f.screen(); !strings.Contains(s, "line 199") || !strings.Contains(s, "following") {
+		t.Fatalf("tail not followed:\n%s", s)
+	}
+	f.keys(t, "pgup")
+	if s := f.screen(); strings.Contains(s, "line 199") || !strings.Contains(s, "lines up - end to follow") {
+		t.Errorf("pgup:\n%s", s)
+	}
+	f.keys(t, "home")
+	if s := f.screen(); !strings.Contains(s, "U-Boot 2024.01") {
+		t.Errorf("home shows the first lines:\n%s", s)
+	}
+	f.keys(t, "pgdown")
+	if f.m.detail.back == 0 {
+		t.Error("pgdown from the top reached the tail at once")
+	}
+	f.keys(t, "end")
+	if f.m.detail.back != 0 || !strings.Contains(f.screen(), "line 199") {
+		t.Errorf("end: back %d", f.m.detail.back)
+	}
+	f.keys(t, "G", "pgup", "pgdown")
+	if f.m.detail.back != 0 {
+		t.Errorf("pgup then pgdown: back %d", f.m.detail.back)
+	}
+	// Next and previous slot.
+	f.keys(t, "right")
+	if f.m.detail.Slot() != "B1" || !strings.Contains(f.screen(), "FAILED: kernel-panic") {
+		t.Errorf("right: slot %s\n%s", f.m.detail.Slot(), f.screen())
+	}
+	f.keys(t, "h", "h")
+	if f.m.detail.Slot() != "A1" {
+		t.Errorf("left at the first slot: %s", f.m.detail.Slot())
+	}
+	f.keys(t, "l", "esc")
+	if f.m.screen != screenBench || f.m.bench.Selected() != "B1" {
+		t.Errorf("esc: screen %d, selected %s", f.m.screen, f.m.bench.Selected())
+	}
+}
+
+func TestRetryAndDisableKeys(t *testing.T) {
+	f := newFixture(t, 120, 40, slotsMixed())
+	f.keys(t, "r") // A1 passed: a retry is allowed (the board is rewritten)
+	f.keys(t, "l", "r")
+	f.keys(t, "l", "r") // A2 is booting: refused with a message
+	if !strings.Contains(f.screen(), "A2 is BOOTING: retry is for a slot with a verdict") {
+		t.Errorf("retry of a booting slot:\n%s", f.screen())
+	}
+	// 4 columns: A1 B1 A2 B2 / A3 B3 A4 B4 / A5 ...
+	f.keys(t, "l", "l", "l", "d") // B3, idle: disable
+	f.keys(t, "l", "d")           // A4, disabled: enable
+	f.keys(t, "h", "h", "h", "h", "h", "h", "enter", "r", "d", "esc")
+	want := []string{"retry A1", "retry B1", "disable B3", "enable A4", "retry A1", "disable A1"}
+	if got := f.st.Actions(); !slices.Equal(got, want) {
+		t.Errorf("actions %q, want %q", got, want)
+	}
+	if !strings.Contains(f.screen(), "A1 out of service") {
+		t.Errorf("status after disabling:\n%s", f.screen())
+	}
+	// Disabling a working slot says when it takes effect.
+	f.keys(t, "j", "j", "d") // A5 is flashing
+	if !strings.Contains(f.screen(), "A5 will be out of service when its board's unit ends") {
+		t.Errorf("disable while flashing:\n%s", f.screen())
+	}
+}
+
+func TestViewKeys(t *testing.T) {
+	f := newFixture(t, 120, 40, slotsMixed())
+	f.keys(t, "b")
+	if f.m.screen != screenBatch || !strings.Contains(f.screen(), "FAILURE PARETO") || !strings.Contains(f.screen(), "stage-timeout") {
+		t.Fatalf("b:\n%s", f.screen())
+	}
+	f.keys(t, "?")
+	if f.m.screen != screenHelp || !strings.Contains(f.screen(), "SLOT STATES") {
+		t.Fatalf("?:\n%s", f.screen())
+	}
+	f.keys(t, "?")
+	if f.m.screen != screenBatch {
+		t.Errorf("? again returns to the batch view: %d", f.m.screen)
+	}
+	f.keys(t, "?", "esc")
+	if f.m.screen != screenBatch {
+		t.Errorf("esc from help returns to the batch view: %d", f.m.screen)
+	}
+	f.keys(t, "esc")
+	if f.m.screen != screenBench {
+		t.Errorf("esc from batch: %d", f.m.screen)
+	}
+	// QA: keys type into the search, q and b included.
+	f.keys(t, "/", "H", "W", "1", "0", "0", "2")
+	if f.m.screen != screenQA || len(f.m.qa.units) != 2 {
+		t.Fatalf("search HW1002: %d units\n%s", len(f.m.qa.units), f.screen())
+	}
+	f.keys(t, "backspace", "backspace", "backspace", "backspace")
+	if len(f.m.qa.units) != 8 || f.m.qa.input.Value() != "HW" {
+		t.Fatalf("search HW after backspaces: %d units", len(f.m.qa.units))
+	}
+	f.keys(t, "q", "b")
+	if f.m.screen != screenQA || f.m.qa.input.Value() != "HWqb" || f.m.confirmQuit {
+		t.Errorf("q and b while typing: screen %d input %q", f.m.screen, f.m.qa.input.Value())
+	}
+	f.keys(t, "backspace", "backspace", "down", "down")
+	if f.m.qa.sel != 2 {
+		t.Errorf("down twice: selected %d", f.m.qa.sel)
+	}
+	f.keys(t, "up", "enter")
+	if !f.m.qa.open || f.m.qa.ev == nil || f.m.qa.ev.Unit.ID != f.m.qa.units[1].ID {
+		t.Fatalf("enter opens the evidence:\n%s", f.screen())
+	}
+	f.keys(t, "esc")
+	if f.m.qa.open || !f.m.qa.Typing() {
+		t.Error("esc from the evidence returns to the search")
+	}
+	f.keys(t, "esc")
+	if f.m.screen != screenBench {
+		t.Errorf("esc from the search: %d", f.m.screen)
+	}
+}
+
+// TestQAExport writes a unit's bundle from the evidence view.
+func TestQAExport(t *testing.T) {
+	f := newFixture(t, 120, 40, slotsMixed())
+	f.m.c.ExportDir = filepath.Join(f.dir, "exports")
+	f.keys(t, "/", "A", "C", "M", "E", "-", "1", "0", "0", "1", "enter")
+	if s := f.screen(); !strings.Contains(s, "Ubuntu Core 24 on 192.168.7.2") || !strings.Contains(s, "serial assertion: serial ACME-1001") {
+		t.Fatalf("evidence:\n%s", s)
+	}
+	f.keys(t, "e")
+	path := filepath.Join(f.dir, "exports", "ACME-1001-unit1.tar.gz")
+	if !strings.Contains(f.screen(), "bundle written to "+path) {
+		t.Errorf("export status:\n%s", f.screen())
+	}
+	names := tarNames(t, path)
+	for _, n := range []string{"unit.json", "serial.assertion", "console.log", "console.raw", "flash.json"} {
+		if !slices.Contains(names, n) {
+			t.Errorf("bundle lacks %s: %v", n, names)
+		}
+	}
+	// An export that cannot be written says why.
+	f.m.c.ExportDir = "/proc/no-such-dir"
+	f.keys(t, "e")
+	if !strings.Contains(f.screen(), "export failed") {
+		t.Errorf("failed export:\n%s", f.screen())
+	}
+}
+
+func tarNames(t *testing.T, path string) []string {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	gz, err := gzip.NewReader(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+}
+
+func TestQuitGuard(t *testing.T) {
+	t.Run("nothing working quits at once", func(t *testing.T) {
+		f := newFixture(t, 80, 24, slotsIdle(4))
+		_, cmd := f.m.Update(keyMsg("q"))
+		if !isQuit(cmd) {
+			t.Error("q did not quit")
+		}
+	})
+	t.Run("asks while flashing", func(t *testing.T) {
+		f := newFixture(t, 80, 24, slotsFlashing(3))
+		_, cmd := f.m.Update(keyMsg("q"))
+		if isQuit(cmd) || !f.m.confirmQuit || !strings.Contains(f.screen(), "3 slots still flashing - quit? y/n") {
+			t.Fatalf("q while flashing:\n%s", f.screen())
+		}
+		_, cmd = f.m.Update(keyMsg("n"))
+		if isQuit(cmd) || f.m.confirmQuit || !strings.Contains(f.screen(), "not quitting") {
+			t.Errorf("n did not return:\n%s", f.screen())
+		}
+		_, cmd = f.m.Update(keyMsg("ctrl+c"))
+		if isQuit(cmd) || !f.m.confirmQuit {
+			t.Error("ctrl+c did not ask")
+		}
+		_, cmd = f.m.Update(keyMsg("y"))
+		if !isQuit(cmd) {
+			t.Error("y did not quit")
+		}
+	})
+	t.Run("any other key returns", func(t *testing.T) {
+		f := newFixture(t, 80, 24, slotsFlashing(2))
+		f.keys(t, "q", "enter")
+		if f.m.confirmQuit || f.m.screen != screenBench {
+			t.Error("enter after q did more than dismiss the question")
+		}
+	})
+	t.Run("says what is running", func(t *testing.T) {
+		f := newFixture(t, 80, 24, slotsMixed())
+		f.keys(t, "q")
+		if !strings.Contains(f.screen(), "7 slots still flashing, 1 booting, 1 registering, 1 starting - quit? y/n") {
+			t.Errorf("mixed:\n%s", f.screen())
+		}
+	})
+}
+
+// TestEvents: events update the cards, the console ring and the timeline;
+// the reader gathers what arrives at once into one message.
+func TestEvents(t *testing.T) {
+	f := newFixture(t, 120, 40, slotsIdle(2))
+	evs := unitEvents("A1", "line1", 42, "HW9", t0.Add(-20*time.Second), "kernel-panic")
+	ch := make(chan lines.Event, len(evs))
+	for _, e := range evs {
+		ch <- e
+	}
+	close(ch)
+	msg := waitEvents(ch)().(eventsMsg)
+	if len(msg.events) != len(evs) || !msg.closed {
+		t.Fatalf("one message of %d events (closed %v), want %d", len(msg.events), msg.closed, len(evs))
+	}
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StateFail, HWSerial: "HW9", Unit: 42, Reason: "kernel-panic", StartedAt: t0.Add(-20 * time.Second)})
+	f.send(t, msg)
+	d := f.m.s.slot("A1")
+	if d.Unit != 42 || len(d.Console) != 6 || d.Flash == nil || d.Last == nil || d.Last.Reason != "kernel-panic" {
+		t.Fatalf("slot data %+v", d)
+	}
+	var names []string
+	for _, m := range d.Timeline {
+		names = append(names, m.Name)
+	}
+	if want := []string{"present", "flashing", "booting", "bootloader", "kernel", "fail"}; !slices.Equal(names, want) {
+		t.Errorf("timeline %v, want %v", names, want)
+	}
+	if s := f.screen(); !strings.Contains(s, "✘ FAIL") || !strings.Contains(s, "kernel-panic") || !strings.Contains(s, "→ retry / set aside") {
+		t.Errorf("card:\n%s", s)
+	}
+	// A new unit on the slot starts a new console and timeline.
+	f.send(t, eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventState, Slot: "A1", Unit: 43, State: lines.StatePresent}}})
+	if d := f.m.s.slot("A1"); d.Unit != 43 || len(d.Console) != 0 || len(d.Timeline) != 1 || d.Last == nil {
+		t.Errorf("new unit: %+v", d)
+	}
+	// The console ring keeps the newest lines.
+	var many []lines.Event
+	for i := range consoleKeep + 10 {
+		many = append(many, lines.Event{Kind: lines.EventLine, Slot: "A1", Unit: 43, Text: "l" + itoa(i)})
+	}
+	f.send(t, eventsMsg{events: many})
+	if d := f.m.s.slot("A1"); len(d.Console) > consoleKeep || d.Console[len(d.Console)-1] != "l"+itoa(consoleKeep+9) {
+		t.Errorf("ring: %d lines, last %q", len(d.Console), d.Console[len(d.Console)-1])
+	}
+	// A notice shows in the footer; an event of an unknown slot is ignored.
+	f.send(t, eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventNotice, Text: "the vault of line line1 does not answer"},
+		{At: t0, Kind: lines.EventLine, Slot: "Z9", Text: "?"}}})
+	if !strings.Contains(f.screen(), "the vault of line line1 does not answer") {
+		t.Errorf("notice:\n%s", f.screen())
+	}
+}
+
+// TestHealthInHeader: a vault that does not answer and a proxy refusing
+// answers are shown.
+func TestHealthInHeader(t *testing.T) {
+	f := newFixture(t, 200, 60, slotsIdle(2))
+	h := f.st.Health()
+	h[0].VaultOK, h[0].VaultError = false, "connection refused"
+	h[0].ProxyStats.Unavailable = 2
+	f.st.SetHealth(h)
+	f.send(t, tickMsg(t0))
+	s := f.screen()
+	if !strings.Contains(s, "vault ✘ DOWN") || !strings.Contains(s, "⚠ 2 unavailable 0 rejected") {
+		t.Errorf("header:\n%s", s)
+	}
+	f.send(t, doneMsg{})
+	if !strings.Contains(f.screen(), "BATCH COMPLETE") {
+		t.Errorf("done:\n%s", f.screen())
+	}
+}
+
+// TestConsoleGarbage: control bytes and escapes from a console never
+// reach the terminal.
+func TestConsoleGarbage(t *testing.T) {
+	f := newFixture(t, 80, 24, slotsIdle(1))
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StateBooting, Unit: 1, HWSerial: "HW1", StartedAt: t0})
+	f.send(t, eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventLine, Slot: "A1", Unit: 1, Text: "ok\x1b[2J\x1b[H\x07bell\rcr\x00"}}})
+	f.keys(t, "enter")
+	out := f.m.Render()
+	for _, bad := range []string{"\x1b[2J", "\x1b[H", "\x07", "\r", "\x00"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("screen holds %q", bad)
+		}
+	}
+	if !strings.Contains(f.screen(), "okbellcr") {
+		t.Errorf("printable text lost:\n%s", f.screen())
+	}
+}
