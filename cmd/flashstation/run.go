@@ -105,7 +105,7 @@ Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return rootRun.run(cmd.Context(), stdout, stderr) },
+		RunE:          func(cmd *cobra.Command, _ []string) error { return rootRun.run(cmd.Context(), stdout, stderr) },
 	}
 	rootRun.register(root.Flags(), false)
 	root.CompletionOptions.DisableDefaultCmd = true
