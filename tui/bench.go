@@ -9,7 +9,6 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 
 	"github.com/flashstation/flashstation/lines"
 )
@@ -131,26 +130,41 @@ func (b Bench) Update(msg tea.Msg) (Bench, tea.Cmd) {
 	return b, nil
 }
 
-// View renders the visible rows of cards in h lines.
+// View renders the visible rows of cards in h lines, each line exactly
+// the terminal's width.
 func (b Bench) View(h int) string {
+	w := b.c.Width
 	if len(b.s.order) == 0 {
-		return fit(b.c.Styles.Dim.Render("no slots configured"), b.c.Width)
+		return line(w, seg{"no slots configured", b.c.Styles.paints().dim})
 	}
 	cols, cardW, rows := b.layout(h)
-	var out []string
+	pad := strings.Repeat(" ", max(0, w-cols*cardW))
+	var out strings.Builder
 	n := len(b.s.order)
+	cards := make([][cardHeight]string, cols)
 	for r := b.top; r < b.top+rows && r*cols < n; r++ {
-		var cards []string
-		for c := 0; c < cols; c++ {
+		k := 0
+		for c := range cols {
 			i := r*cols + c
 			if i >= n {
 				break
 			}
-			cards = append(cards, b.card(b.s.byID[b.s.order[i]], cardW, i == b.sel))
+			cards[c] = b.card(b.s.byID[b.s.order[i]], cardW, i == b.sel)
+			k++
 		}
-		out = append(out, lipgloss.JoinHorizontal(lipgloss.Top, cards...))
+		blank := strings.Repeat(" ", (cols-k)*cardW)
+		for l := range cardHeight {
+			if out.Len() > 0 {
+				out.WriteByte('\n')
+			}
+			for c := range k {
+				out.WriteString(cards[c][l])
+			}
+			out.WriteString(blank)
+			out.WriteString(pad)
+		}
 	}
-	return strings.Join(out, "\n")
+	return out.String()
 }
 
 // scrollInfo says which rows are shown when not all fit.
@@ -170,97 +184,119 @@ func (b Bench) scrollInfo() string {
 	return s
 }
 
-// card renders one slot: its id and badge, board and serial, stage,
-// progress or reason, and what to do.
-func (b Bench) card(d *slotData, w int, selected bool) string {
-	st := b.c.Styles
+// Frame characters: a thin rounded frame, a heavy one when selected.
+var (
+	frameThin  = [6]string{"╭", "╮", "╰", "╯", "─", "│"}
+	frameThick = [6]string{"┏", "┓", "┗", "┛", "━", "┃"}
+)
+
+// card renders one slot in a frame of width w: its id, badge and elapsed
+// time; board and serial; stage; progress or reason; what to do.
+func (b Bench) card(d *slotData, w int, selected bool) [cardHeight]string {
+	p := b.c.Styles.paints()
 	v := d.View
 	inner := w - 4 // frame and padding
 	now := b.c.Now()
 	var elapsed string
-	if !v.StartedAt.IsZero() {
+	if !v.StartedAt.IsZero() && v.State != lines.StateIdle && v.State != lines.StateDisabled {
 		end := now
 		if !d.Ended.IsZero() && (v.State == lines.StatePass || v.State == lines.StateFail) {
 			end = d.Ended
 		}
-		if v.State != lines.StateIdle && v.State != lines.StateDisabled {
-			elapsed = clock(end.Sub(v.StartedAt))
-		}
+		elapsed = clock(end.Sub(v.StartedAt))
 	}
-	l1 := spread(st.Bold.Render(v.ID)+" "+st.badge(v.State), st.Dim.Render(elapsed), inner)
-	var l2, l3, l4, l5 string
+	badge := BadgeOf(v.State)
+	badgeText := " " + badge.Glyph + " " + badge.Word + " "
+	l1 := []seg{{v.ID, p.bold}, {" ", paint{}}, {badgeText, p.badge[v.State]}}
+	if gap := inner - cellWidth(v.ID) - 1 - cellWidth(badgeText) - len(elapsed); elapsed != "" && gap >= 1 {
+		l1 = append(l1, seg{strings.Repeat(" ", gap), paint{}}, seg{elapsed, p.dim})
+	}
+	var l2, l3, l4, l5 []seg
+	plain := func(s string) []seg { return []seg{{s, paint{}}} }
+	dim := func(s string) []seg { return []seg{{s, p.dim}} }
 	board := "board " + v.HWSerial
 	if v.Attempt > 1 {
 		board += " (try " + itoa(v.Attempt) + ")"
 	}
 	switch v.State {
 	case lines.StateIdle:
-		l2 = st.Dim.Render("no board")
+		l2 = dim("no board")
 		if last := d.Last; last != nil {
 			if last.State == lines.StatePass {
-				l3 = st.Dim.Render("last: ✔ " + last.HWSerial + " " + last.Serial)
+				l3 = dim("last: ✔ " + last.HWSerial + " " + last.Serial)
 			} else {
-				l3 = st.Dim.Render("last: ✘ " + last.HWSerial + " " + last.Reason)
+				l3 = dim("last: ✘ " + last.HWSerial + " " + last.Reason)
 			}
-			l4 = st.Dim.Render("at " + last.At.Local().Format("15:04:05"))
+			l4 = dim("at " + last.At.Local().Format("15:04:05"))
 		}
-		l5 = st.Dim.Render("insert a board")
+		l5 = dim("insert a board")
 	case lines.StateDisabled:
-		l2 = st.Dim.Render("out of service")
-		l5 = st.Dim.Render("d: put back in service")
+		l2 = dim("out of service")
+		l5 = dim("d: put back in service")
 	case lines.StateStopped:
-		l2 = st.Dim.Render("station stopping")
+		l2 = dim("station stopping")
 	case lines.StatePresent:
-		l2 = board
-		l3 = "opening console and target"
-		l5 = st.Dim.Render(cardLine(v.LastLine))
+		l2 = plain(board)
+		l3 = plain("opening console and target")
+		l5 = dim(cardLine(v.LastLine))
 	case lines.StateFlashing:
-		l2 = board
-		p := v.Progress
+		l2 = plain(board)
+		pr := v.Progress
 		frac := 0.0
-		if p.Total > 0 {
-			frac = float64(p.Done) / float64(p.Total)
+		if pr.Total > 0 {
+			frac = min(1, max(0, float64(pr.Done)/float64(pr.Total)))
 		}
 		what := "write"
-		if p.Phase == "verify" {
+		if pr.Phase == "verify" {
 			what = "verify"
 		}
-		l3 = what + " " + pct0(frac) + "  " + mbps(p.Rate)
+		l3 = plain(what + " " + pct0(frac) + "  " + mbps(pr.Rate))
 		eta := ""
-		if p.ETA > 0 {
-			eta = clock(p.ETA)
+		if pr.ETA > 0 {
+			eta = clock(pr.ETA)
 		}
-		l4 = st.bar(frac, inner-6) + " " + fmt.Sprintf("%5s", eta)
-		l5 = st.Dim.Render(cardLine(v.LastLine))
+		bw := max(0, inner-6)
+		done := int(frac*float64(bw) + 0.5)
+		l4 = []seg{{strings.Repeat("█", done), p.barDone}, {strings.Repeat("░", bw-done), p.barTodo}, {fmt.Sprintf(" %5s", eta), paint{}}}
+		l5 = dim(cardLine(v.LastLine))
 	case lines.StateBooting, lines.StateRegister:
-		l2 = board
-		l3 = "boot: " + v.Stage
+		l2 = plain(board)
+		l3 = plain("boot: " + v.Stage)
 		if v.State == lines.StateRegister {
-			l3 = "getting its serial"
+			l3 = plain("getting its serial")
 		}
-		l4 = st.Dim.Render(stageInfo(d.Timeline, now))
-		l5 = st.Dim.Render(cardLine(v.LastLine))
+		l4 = dim(stageInfo(d.Timeline, now))
+		l5 = dim(cardLine(v.LastLine))
 	case lines.StatePass:
-		l2 = board
-		l3 = st.OK.Render("serial " + v.Serial)
+		l2 = plain(board)
+		l3 = []seg{{"serial " + v.Serial, p.ok}}
+		l4 = plain("assertion recorded")
 		if v.Duplicate {
-			l4 = st.Warn.Render("⚠ serial signed before")
-		} else {
-			l4 = "assertion recorded"
+			l4 = []seg{{"⚠ serial signed before", p.warn}}
 		}
-		l5 = st.OK.Render("→ remove board")
+		l5 = []seg{{"→ remove board", p.ok}}
 	case lines.StateFail:
 		r := lines.ReasonFor(v.Reason)
-		l2 = board
-		l3 = st.Bad.Render(v.Reason)
-		l4 = r.What
-		l5 = st.Bold.Render("→ " + r.Do)
+		l2 = plain(board)
+		l3 = []seg{{v.Reason, p.bad}}
+		l4 = plain(r.What)
+		l5 = []seg{{"→ " + r.Do, p.bold}}
 	}
 	if v.HWSerial == "" && (v.State == lines.StateFail || v.State == lines.StatePass) {
-		l2 = st.Dim.Render("no board")
+		l2 = dim("no board")
 	}
-	body := strings.Join([]string{l1, fit(l2, inner), fit(l3, inner), fit(l4, inner), fit(l5, inner)}, "\n")
-	return st.card(v.State, selected).Width(w).Render(body)
+	fr, frame := frameThin, p.border[v.State]
+	if selected {
+		fr, frame = frameThick, p.accent
+	}
+	var out [cardHeight]string
+	out[0] = frame.on(fr[0] + strings.Repeat(fr[4], w-2) + fr[1])
+	side := frame.on(fr[5])
+	for i, l := range [][]seg{l1, l2, l3, l4, l5} {
+		out[i+1] = side + " " + line(inner, l...) + " " + side
+	}
+	out[cardHeight-1] = frame.on(fr[2] + strings.Repeat(fr[4], w-2) + fr[3])
+	return out
 }
 
 // stageInfo says how many boot stages were seen and how long the
@@ -277,7 +313,7 @@ func stageInfo(t []mark, now time.Time) string {
 	if n == 0 {
 		return "waiting for the console"
 	}
-	return plural(n, "stage", "stages") + " seen, this one " + clock(now.Sub(last))
+	return "stage " + itoa(n) + ", for " + clock(now.Sub(last))
 }
 
 // syslogPrefix is a journal line's "Feb 10 10:03:10 host " prefix.

@@ -448,11 +448,14 @@ func (m *Model) Render() string {
 	if len(rows) > bodyH {
 		rows = rows[:bodyH]
 	}
-	for len(rows) < bodyH {
-		rows = append(rows, "")
-	}
 	for i, r := range rows {
-		rows[i] = fit(r, w)
+		if m.screen != screenBench { // the bench draws exact lines itself
+			rows[i] = fit(r, w)
+		}
+	}
+	blank := strings.Repeat(" ", w)
+	for len(rows) < bodyH {
+		rows = append(rows, blank)
 	}
 	return strings.Join(append(append(m.header(), rows...), m.footer()), "\n")
 }

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"image/color"
+	"sync"
 
 	"charm.land/lipgloss/v2"
 
@@ -74,6 +75,29 @@ type Styles struct {
 	BarDone   lipgloss.Style
 	BarTodo   lipgloss.Style
 	Banner    lipgloss.Style // batch complete
+
+	once sync.Once
+	p    paints
+}
+
+// paints are the card styles reduced to escape sequences (see paint).
+type paints struct {
+	dim, bold, ok, bad, warn, barDone, barTodo, accent paint
+	badge, border                                      map[string]paint
+}
+
+// paints returns the card paints, made once.
+func (s *Styles) paints() *paints {
+	s.once.Do(func() {
+		s.p = paints{dim: painter(s.Dim), bold: painter(s.Bold), ok: painter(s.OK), bad: painter(s.Bad), warn: painter(s.Warn),
+			barDone: painter(s.BarDone), barTodo: painter(s.BarTodo), accent: painter(lipgloss.NewStyle().Foreground(colorAccent)),
+			badge: map[string]paint{}, border: map[string]paint{}}
+		for state, b := range badges {
+			s.p.badge[state] = painter(lipgloss.NewStyle().Bold(true).Foreground(colorOnBadge).Background(b.Color))
+			s.p.border[state] = painter(lipgloss.NewStyle().Foreground(b.Color))
+		}
+	})
+	return &s.p
 }
 
 // DefaultStyles returns the station's styles.
@@ -105,11 +129,3 @@ func (s *Styles) badge(state string) string {
 	return lipgloss.NewStyle().Bold(true).Foreground(colorOnBadge).Background(b.Color).Padding(0, 1).Render(b.Glyph + " " + b.Word)
 }
 
-// cardBorder is the frame colour of a card: its state's, or the accent
-// when selected (with a heavier border).
-func (s *Styles) card(state string, selected bool) lipgloss.Style {
-	if selected {
-		return s.Card.BorderStyle(lipgloss.ThickBorder()).BorderForeground(colorAccent)
-	}
-	return s.Card.BorderForeground(BadgeOf(state).Color)
-}

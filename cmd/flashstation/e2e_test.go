@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/charmbracelet/x/ansi"
+	"github.com/creack/pty"
 
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/serialvault"
@@ -198,4 +202,53 @@ func tarNames(t *testing.T, path string) map[string]bool {
 		names[n] = true
 	}
 	return names
+}
+
+// TestDemoTUIOnATerminal runs 'flashstation demo' on a pseudo-terminal as
+// an operator would: the bench TUI comes up, the batch completes, b shows
+// the batch view, q quits (nothing is working any more) and the summary
+// follows.
+func TestDemoTUIOnATerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	dir := t.TempDir()
+	args := []string{"demo", "--data", dir, "--boards", "4", "--speed", "50", "--fast-keys"}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(args, "\x1f"), "TERM=xterm-256color")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out syncBuffer
+	go io.Copy(&out, tty)
+	waitFor := func(what string, d time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !strings.Contains(ansi.Strip(out.String()), what) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("no %q on the terminal within %s; it shows:\n%s", what, d, ansi.Strip(out.String()))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("FLASHSTATION", time.Minute)
+	waitFor("BATCH COMPLETE", 2*time.Minute)
+	tty.Write([]byte("b"))
+	waitFor("FAILURE PARETO", 10*time.Second)
+	tty.Write([]byte("q"))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("q did not quit:\n%s", ansi.Strip(out.String()))
+	}
+	waitFor("4 passed, 0 failed", 5*time.Second)
 }
