@@ -128,4 +128,3 @@ func (s *Styles) badge(state string) string {
 	b := BadgeOf(state)
 	return lipgloss.NewStyle().Bold(true).Foreground(colorOnBadge).Background(b.Color).Padding(0, 1).Render(b.Glyph + " " + b.Word)
 }
-
