@@ -53,6 +53,12 @@ var (
 	passwordPrompt = regexp.MustCompile(`(?i)password: ?$`)
 )
 
+var markerLine = regexp.MustCompile(`^FS[A-Z]+-[0-9a-f]{12}$`)
+
+// IsMarker reports whether a console line is one of the markers the
+// station echoes to frame a shell exchange (not worth showing an operator).
+func IsMarker(line string) bool { return markerLine.MatchString(strings.TrimSpace(line)) }
+
 func marker(kind string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)

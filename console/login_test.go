@@ -185,3 +185,21 @@ func TestCaptureSerialFailures(t *testing.T) {
 		t.Errorf("console-conf: %v", err)
 	}
 }
+
+func TestIsMarker(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		want bool
+	}{
+		{"FSOK-0123456789ab\r", true},
+		{"FSEND-a97083f7b600", true},
+		{"$ echo FSEND-a97083f7b600", false},
+		{"FSEND-a97083f7b60", false},
+		{"serial: FSEND-a97083f7b600", false},
+		{"Ubuntu Core 22 on 10.42.0.36 (ttyS0)", false},
+	} {
+		if got := console.IsMarker(tt.line); got != tt.want {
+			t.Errorf("IsMarker(%q) = %v, want %v", tt.line, got, tt.want)
+		}
+	}
+}

@@ -509,7 +509,11 @@ func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
 		defer cancel()
 		text, err := console.CaptureSerial(cctx, u.con, console.LoginOptions{User: lr.cfg.Capture.User, Password: lr.password,
 			ReadyByConsoleConf: consoleConf, Wait: p.o.RegisterTimeout, Poll: time.Second,
-			OnLine: func(l string) { s.update(func(v *SlotView) { v.LastLine = l }) }})
+			OnLine: func(l string) {
+				if !console.IsMarker(l) {
+					s.update(func(v *SlotView) { v.LastLine = l })
+				}
+			}})
 		if err != nil {
 			if reason, ok := console.IsCaptureError(err); ok {
 				u.fail(reason, err.Error())

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -140,7 +141,24 @@ func (m BatchView) View() string {
 		pareto = append(pareto, st.Dim.Render("no failures"))
 	}
 	slots := []string{st.Section.Render("SLOTS") + st.Dim.Render("  units failed   rate")}
-	for _, ss := range s.Slots {
+	// The slots to look at first: suspects, then by failure rate.
+	byRate := slices.Clone(s.Slots)
+	slices.SortStableFunc(byRate, func(a, b ledger.SlotStat) int {
+		switch {
+		case a.Suspect != b.Suspect:
+			if a.Suspect {
+				return -1
+			}
+			return 1
+		case a.FailRate != b.FailRate:
+			if a.FailRate > b.FailRate {
+				return -1
+			}
+			return 1
+		}
+		return naturalCompare(a.Slot, b.Slot)
+	})
+	for _, ss := range byRate {
 		line := fmt.Sprintf("%-6s %5d  %6d  %6s", ss.Slot, ss.Units, ss.Failed, pct(ss.FailRate))
 		if ss.Suspect {
 			line += " " + st.Warn.Render("⚠ check")
@@ -194,4 +212,42 @@ func (m BatchView) View() string {
 		add(fmt.Sprintf("%-6d %-8s %-6s %-14s %-14s %s %-22s %s", u.ID, u.SlotID, u.LineID, u.HWSerial, u.Serial, verdict, u.Reason, fin))
 	}
 	return strings.Join(out, "\n")
+}
+
+// naturalCompare orders slot ids as people do: A2 before A10.
+func naturalCompare(a, b string) int {
+	for a != "" && b != "" {
+		ca, cb := a[0], b[0]
+		if isDigit(ca) && isDigit(cb) {
+			na, ra := leadingNumber(a)
+			nb, rb := leadingNumber(b)
+			if na != nb {
+				if na < nb {
+					return -1
+				}
+				return 1
+			}
+			a, b = ra, rb
+			continue
+		}
+		if ca != cb {
+			if ca < cb {
+				return -1
+			}
+			return 1
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) - len(b)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func leadingNumber(s string) (int, string) {
+	n, i := 0, 0
+	for i < len(s) && isDigit(s[i]) && i < 9 {
+		n = n*10 + int(s[i]-'0')
+		i++
+	}
+	return n, s[i:]
 }

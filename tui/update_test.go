@@ -398,3 +398,11 @@ func TestConsoleGarbage(t *testing.T) {
 		t.Errorf("printable text lost:\n%s", f.screen())
 	}
 }
+
+func TestNaturalCompare(t *testing.T) {
+	ids := []string{"A10", "B1", "A2", "A1", "A", "A1x", "B10", "B2"}
+	slices.SortFunc(ids, naturalCompare)
+	if want := []string{"A", "A1", "A1x", "A2", "A10", "B1", "B2", "B10"}; !slices.Equal(ids, want) {
+		t.Errorf("sorted %v, want %v", ids, want)
+	}
+}
