@@ -56,19 +56,28 @@ type Stats struct {
 	First, Last     time.Time     `json:"-"`
 }
 
-func (f StatsFilter) where(prefix string) (string, []any) {
+// Where a table keeps a row's batch, for where.
+const (
+	unitBatch      = "batch_id"
+	batchBatch     = "id"
+	assertionBatch = "(SELECT batch_id FROM units WHERE units.id = serial_assertions.unit_id)" // through its unit
+)
+
+// where is the filter's WHERE clause on a table whose rows' batch is
+// batchExpr (and whose line is line_id).
+func (f StatsFilter) where(batchExpr string) (string, []any) {
 	var conds []string
 	var args []any
 	if f.BatchID != 0 {
-		conds = append(conds, prefix+"batch_id = ?")
+		conds = append(conds, batchExpr+" = ?")
 		args = append(args, f.BatchID)
 	}
 	if f.LineID != "" {
-		conds = append(conds, prefix+"line_id = ?")
+		conds = append(conds, "line_id = ?")
 		args = append(args, f.LineID)
 	}
 	if len(f.Batches) > 0 {
-		conds = append(conds, prefix+"batch_id IN ("+placeholders(len(f.Batches))+")")
+		conds = append(conds, batchExpr+" IN ("+placeholders(len(f.Batches))+")")
 		for _, b := range f.Batches {
 			args = append(args, b)
 		}
@@ -83,7 +92,7 @@ func (f StatsFilter) where(prefix string) (string, []any) {
 // queries (indexed by batch and line), fast on large batches.
 func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 	var s Stats
-	where, args := f.where("")
+	where, args := f.where(unitBatch)
 	row := l.r.QueryRowContext(ctx, `SELECT count(*),
 		coalesce(sum(state = 'pass'), 0), coalesce(sum(state = 'fail'), 0),
 		coalesce(sum(state = 'running'), 0), coalesce(sum(state = 'interrupted'), 0),
@@ -98,7 +107,7 @@ func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 		s.Yield = float64(s.Passed) / float64(done)
 	}
 	// Boards that passed at their first attempt, among boards with a verdict.
-	bwhere, bargs := f.where("")
+	bwhere, bargs := f.where(unitBatch)
 	prefix := " WHERE "
 	if bwhere != "" {
 		prefix = bwhere + " AND "
@@ -116,8 +125,7 @@ func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 		s.UnitsPerHour = float64(s.Passed+s.Failed) / s.Last.Sub(s.First).Hours()
 	}
 	// Planned: the batches' plans.
-	bw, ba := f.where("")
-	bw = strings.ReplaceAll(bw, "batch_id", "id")
+	bw, ba := f.where(batchBatch)
 	if err := l.r.QueryRowContext(ctx, `SELECT coalesce(sum(planned), 0) FROM batches`+bw, ba...).Scan(&s.Planned); err != nil {
 		return s, fmt.Errorf("ledger: stats: %w", err)
 	}
@@ -163,13 +171,7 @@ func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 	rows.Close()
 	markSuspects(s.Slots)
 
-	// Serial assertions belong to a batch through their unit.
-	aw, aa := f.where("")
-	aw = strings.ReplaceAll(aw, "batch_id = ?", "unit_id IN (SELECT id FROM units WHERE batch_id = ?)")
-	aw = strings.ReplaceAll(aw, "batch_id IN (", "unit_id IN (SELECT id FROM units WHERE batch_id IN (")
-	if len(f.Batches) > 0 {
-		aw = strings.Replace(aw, placeholders(len(f.Batches))+")", placeholders(len(f.Batches))+"))", 1)
-	}
+	aw, aa := f.where(assertionBatch)
 	if err := l.r.QueryRowContext(ctx, `SELECT coalesce(sum(duplicate), 0), coalesce(sum(unit_id IS NULL), 0) FROM serial_assertions`+aw, aa...).Scan(&s.Duplicates, &s.Unmatched); err != nil {
 		return s, fmt.Errorf("ledger: stats: %w", err)
 	}
@@ -198,7 +200,7 @@ func markSuspects(slots []SlotStat) {
 }
 
 func (l *Ledger) median(ctx context.Context, expr string, f StatsFilter) (time.Duration, error) {
-	where, args := f.where("")
+	where, args := f.where(unitBatch)
 	prefix := " WHERE "
 	if where != "" {
 		prefix = where + " AND "

@@ -174,7 +174,7 @@ func (b Bench) scrollInfo() string {
 	if total <= rows {
 		return ""
 	}
-	s := "rows " + itoa(b.top+1) + "-" + itoa(min(total, b.top+rows)) + " of " + itoa(total)
+	s := "rows " + strconv.Itoa(b.top+1) + "-" + strconv.Itoa(min(total, b.top+rows)) + " of " + strconv.Itoa(total)
 	if b.top > 0 {
 		s = "↑ " + s
 	}
@@ -216,7 +216,7 @@ func (b Bench) card(d *slotData, w int, selected bool) [cardHeight]string {
 	dim := func(s string) []seg { return []seg{{s, p.dim}} }
 	board := "board " + v.HWSerial
 	if v.Attempt > 1 {
-		board += " (try " + itoa(v.Attempt) + ")"
+		board += " (try " + strconv.Itoa(v.Attempt) + ")"
 	}
 	switch v.State {
 	case lines.StateIdle:
@@ -313,7 +313,7 @@ func stageInfo(t []mark, now time.Time) string {
 	if n == 0 {
 		return "waiting for the console"
 	}
-	return "stage " + itoa(n) + ", for " + clock(now.Sub(last))
+	return "stage " + strconv.Itoa(n) + ", for " + clock(now.Sub(last))
 }
 
 // syslogPrefix is a journal line's "Feb 10 10:03:10 host " prefix.
@@ -326,6 +326,4 @@ func cardLine(s string) string {
 	return syslogPrefix.ReplaceAllString(s, "")
 }
 
-func pct0(x float64) string { return itoa(int(100*x)) + "%" }
-
-func itoa(n int) string { return strconv.Itoa(n) }
+func pct0(x float64) string { return strconv.Itoa(int(100*x)) + "%" }

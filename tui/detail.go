@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,7 +119,7 @@ func (m Detail) Update(msg tea.Msg) (Detail, tea.Cmd) {
 		case key.Matches(msg, m.KeyMap.Top):
 			m.back = maxBack
 		case key.Matches(msg, m.KeyMap.PrevSlot), key.Matches(msg, m.KeyMap.NextSlot):
-			i := indexOf(m.s.order, m.slot)
+			i := slices.Index(m.s.order, m.slot)
 			if key.Matches(msg, m.KeyMap.PrevSlot) {
 				i--
 			} else {
@@ -132,15 +133,6 @@ func (m Detail) Update(msg tea.Msg) (Detail, tea.Cmd) {
 	}
 	// Any other message (events): load the assertion once the slot passed.
 	return m, m.loadAssertion()
-}
-
-func indexOf(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // top is everything above the console: title, timeline next to flash

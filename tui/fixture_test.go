@@ -147,9 +147,6 @@ func (f *fixture) run(t testing.TB, cmd tea.Cmd, depth int) {
 		}
 	case tea.QuitMsg:
 	default:
-		if _, ok := msg.(tea.QuitMsg); ok {
-			return
-		}
 		_, next := f.m.Update(msg)
 		f.run(t, next, depth+1)
 	}

@@ -67,21 +67,6 @@ func spread(left, right string, w int) string {
 	return fit(left, w-rw-1) + " " + right
 }
 
-// bar is a progress bar of width w for a fraction done.
-func (s *Styles) bar(frac float64, w int) string {
-	if w <= 0 {
-		return ""
-	}
-	if frac < 0 {
-		frac = 0
-	}
-	if frac > 1 {
-		frac = 1
-	}
-	n := int(frac*float64(w) + 0.5)
-	return s.BarDone.Render(strings.Repeat("█", n)) + s.BarTodo.Render(strings.Repeat("░", w-n))
-}
-
 // plural says "1 slot" or "3 slots".
 func plural(n int, one, many string) string {
 	if n == 1 {

@@ -296,6 +296,18 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		m.qa, cmd = m.qa.Focus()
 		return m, cmd
 	}
+	if m.screen == screenBench || m.screen == screenDetail {
+		slot := m.bench.Selected()
+		if m.screen == screenDetail {
+			slot = m.detail.Slot()
+		}
+		switch {
+		case key.Matches(msg, k.Retry):
+			return m, m.retry(slot)
+		case key.Matches(msg, k.Disable):
+			return m, m.toggleDisabled(slot)
+		}
+	}
 	switch m.screen {
 	case screenBench:
 		switch {
@@ -306,10 +318,6 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 				m.detail, cmd = m.detail.Show(id)
 				return m, cmd
 			}
-		case key.Matches(msg, k.Retry):
-			return m, m.retry(m.bench.Selected())
-		case key.Matches(msg, k.Disable):
-			return m, m.toggleDisabled(m.bench.Selected())
 		}
 		var cmd tea.Cmd
 		m.bench, cmd = m.bench.Update(msg)
@@ -320,10 +328,6 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			m.bench.Select(m.detail.Slot())
 			m.screen = screenBench
 			return m, nil
-		case key.Matches(msg, k.Retry):
-			return m, m.retry(m.detail.Slot())
-		case key.Matches(msg, k.Disable):
-			return m, m.toggleDisabled(m.detail.Slot())
 		}
 		var cmd tea.Cmd
 		m.detail, cmd = m.detail.Update(msg)

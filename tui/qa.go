@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"charm.land/bubbles/v2/help"
@@ -294,7 +295,7 @@ func (m QA) evidenceView() string {
 	case ledger.UnitFail:
 		verdict = st.Bad.Render("✘ FAIL " + u.Reason)
 	}
-	for _, l := range flow([]string{st.Section.Render("UNIT " + itoa(int(u.ID))), verdict, "board " + u.HWSerial, "serial " + u.Serial,
+	for _, l := range flow([]string{st.Section.Render("UNIT " + strconv.Itoa(int(u.ID))), verdict, "board " + u.HWSerial, "serial " + u.Serial,
 		"slot " + u.SlotID, "line " + u.LineID, fmt.Sprintf("batch %d", u.BatchID), fmt.Sprintf("attempt %d", u.Attempt),
 		"started " + u.StartedAt.Local().Format("2006-01-02 15:04:05"), "finished " + u.FinishedAt.Local().Format("15:04:05"),
 		fmt.Sprintf("flash %s mapped, %s written in %s, read back in %s", bytesIEC(u.MappedBytes), bytesIEC(u.WrittenBytes), secs(u.FlashTime), secs(u.VerifyTime)),

@@ -59,22 +59,19 @@ func BadgeOf(state string) Badge {
 
 // Styles holds every style of the interface, by meaning.
 type Styles struct {
-	Title     lipgloss.Style // the header's title bar
-	HeaderDim lipgloss.Style
-	Text      lipgloss.Style
-	Dim       lipgloss.Style
-	Bold      lipgloss.Style
-	OK        lipgloss.Style
-	Bad       lipgloss.Style
-	Warn      lipgloss.Style
-	Section   lipgloss.Style // a section heading
-	Selected  lipgloss.Style // the selected row of a list
-	Status    lipgloss.Style // the footer's message
-	Prompt    lipgloss.Style // the quit guard
-	Card      lipgloss.Style // a slot card's frame
-	BarDone   lipgloss.Style
-	BarTodo   lipgloss.Style
-	Banner    lipgloss.Style // batch complete
+	Title    lipgloss.Style // the header's title bar
+	Dim      lipgloss.Style
+	Bold     lipgloss.Style
+	OK       lipgloss.Style
+	Bad      lipgloss.Style
+	Warn     lipgloss.Style
+	Section  lipgloss.Style // a section heading
+	Selected lipgloss.Style // the selected row of a list
+	Status   lipgloss.Style // the footer's message
+	Prompt   lipgloss.Style // the quit guard
+	BarDone  lipgloss.Style
+	BarTodo  lipgloss.Style
+	Banner   lipgloss.Style // batch complete
 
 	once sync.Once
 	p    paints
@@ -104,22 +101,19 @@ func (s *Styles) paints() *paints {
 func DefaultStyles() *Styles {
 	s := lipgloss.NewStyle()
 	return &Styles{
-		Title:     s.Bold(true).Foreground(colorText).Background(colorTitleBg),
-		HeaderDim: s.Foreground(colorDim),
-		Text:      s.Foreground(colorText),
-		Dim:       s.Foreground(colorDim),
-		Bold:      s.Bold(true),
-		OK:        s.Foreground(colorPass).Bold(true),
-		Bad:       s.Foreground(colorFail).Bold(true),
-		Warn:      s.Foreground(colorWarn).Bold(true),
-		Section:   s.Bold(true).Underline(true),
-		Selected:  s.Reverse(true),
-		Status:    s.Foreground(colorAccent).Bold(true),
-		Prompt:    s.Bold(true).Foreground(colorOnBadge).Background(colorWarn).Padding(0, 1),
-		Card:      s.Border(lipgloss.RoundedBorder()).Padding(0, 1),
-		BarDone:   s.Foreground(colorFlashing),
-		BarTodo:   s.Foreground(colorBarTodo),
-		Banner:    s.Bold(true).Foreground(colorOnBadge).Background(colorPass).Padding(0, 1),
+		Title:    s.Bold(true).Foreground(colorText).Background(colorTitleBg),
+		Dim:      s.Foreground(colorDim),
+		Bold:     s.Bold(true),
+		OK:       s.Foreground(colorPass).Bold(true),
+		Bad:      s.Foreground(colorFail).Bold(true),
+		Warn:     s.Foreground(colorWarn).Bold(true),
+		Section:  s.Bold(true).Underline(true),
+		Selected: s.Reverse(true),
+		Status:   s.Foreground(colorAccent).Bold(true),
+		Prompt:   s.Bold(true).Foreground(colorOnBadge).Background(colorWarn).Padding(0, 1),
+		BarDone:  s.Foreground(colorFlashing),
+		BarTodo:  s.Foreground(colorBarTodo),
+		Banner:   s.Bold(true).Foreground(colorOnBadge).Background(colorPass).Padding(0, 1),
 	}
 }
 

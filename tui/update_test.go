@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,7 +96,7 @@ func TestDetailKeys(t *testing.T) {
 	// A long console: scroll back a page, to the top, back to the tail.
 	var evs []lines.Event
 	for i := range 200 {
-		evs = append(evs, lines.Event{At: t0, Kind: lines.EventLine, Slot: "A1", Unit: 1, Text: "line " + itoa(i)})
+		evs = append(evs, lines.Event{At: t0, Kind: lines.EventLine, Slot: "A1", Unit: 1, Text: "line " + strconv.Itoa(i)})
 	}
 	f.send(t, eventsMsg{events: evs, closed: true})
 	if s := f.screen(); !strings.Contains(s, "line 199") || !strings.Contains(s, "following") {
@@ -348,10 +349,10 @@ func TestEvents(t *testing.T) {
 	// The console ring keeps the newest lines.
 	var many []lines.Event
 	for i := range consoleKeep + 10 {
-		many = append(many, lines.Event{Kind: lines.EventLine, Slot: "A1", Unit: 43, Text: "l" + itoa(i)})
+		many = append(many, lines.Event{Kind: lines.EventLine, Slot: "A1", Unit: 43, Text: "l" + strconv.Itoa(i)})
 	}
 	f.send(t, eventsMsg{events: many})
-	if d := f.m.s.slot("A1"); len(d.Console) > consoleKeep || d.Console[len(d.Console)-1] != "l"+itoa(consoleKeep+9) {
+	if d := f.m.s.slot("A1"); len(d.Console) > consoleKeep || d.Console[len(d.Console)-1] != "l"+strconv.Itoa(consoleKeep+9) {
 		t.Errorf("ring: %d lines, last %q", len(d.Console), d.Console[len(d.Console)-1])
 	}
 	// A notice shows in the footer; an event of an unknown slot is ignored.

@@ -68,7 +68,7 @@ export work on it afterwards:
 			perLine := (o.boards + 1) / 2
 			fmt.Fprintf(out, "demo: station %s, %d slots on 2 lines; vault double at %s\n", st.ID, len(st.Slots), bench.VaultURL)
 			if !o.head {
-				err = runTUI(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, allowNonUSB: true}, tty, stderr)
+				err = runTUI(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, allowNonUSB: true}, tty)
 			} else {
 				err = runHeadless(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, json: o.json,
 					allowNonUSB: true, timeout: 10 * time.Minute}, stdout, stderr)

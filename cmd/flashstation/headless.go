@@ -54,7 +54,7 @@ func (o *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	hw := &lines.RealHardware{Sysfs: usbSystem()}
 	opts := headlessOptions{operator: o.operator, batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB}
 	if !o.headless {
-		return runTUI(ctx, st, hw, opts, tty, stderr)
+		return runTUI(ctx, st, hw, opts, tty)
 	}
 	return runHeadless(ctx, st, hw, opts, stdout, stderr)
 }

@@ -26,7 +26,7 @@ func terminal(stdout io.Writer) (*os.File, bool) {
 
 // runTUI runs the station with the bench interface on the terminal, then
 // prints the batch's summary.
-func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions, tty *os.File, stderr io.Writer) error {
+func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions, tty *os.File) error {
 	fmt.Fprintf(tty, "flashstation: preparing %s (images, proxies, batches)...\n", st.ID)
 	r, err := startStation(ctx, st, hw, o)
 	if err != nil {
