@@ -126,6 +126,9 @@ func (m *Machine) take() []Event {
 
 // Feed gives the machine bytes received at now and returns what happened.
 func (m *Machine) Feed(now time.Time, b []byte) []Event {
+	// A deadline that passed before these bytes arrived has taken effect:
+	// a marker that comes late does not rescue a stage that timed out.
+	m.expire(now)
 	if m.done || len(b) == 0 {
 		return m.take()
 	}
@@ -277,57 +280,78 @@ func (m *Machine) failPanic(now time.Time) {
 	m.fail(now, ReasonKernelPanic, strings.Join(m.panicLines, "\n"))
 }
 
+// timeout names a deadline of the watch.
+type timeout int
+
+const (
+	timeoutWholeBoot  timeout = iota // the cap on the whole boot
+	timeoutFirstBytes                // no byte since the port opened
+	timeoutStage                     // the stage waited for
+	timeoutPanic                     // the grace for a panic's last lines
+)
+
+// nextTimeout is the deadline that falls first, and which one it is.
+// The deadlines are absolute, so the verdict does not depend on when the
+// check runs: a stage whose time ran out before the boot's cap fails as
+// a stage timeout even when the check comes after both (a loaded
+// machine). On a tie the more specific deadline wins: the panic grace,
+// then the first bytes or the stage, then the whole boot.
+func (m *Machine) nextTimeout() (time.Time, timeout) {
+	at, which := m.start.Add(m.p.WholeBoot), timeoutWholeBoot
+	sooner := func(t time.Time, w timeout) {
+		if !t.After(at) {
+			at, which = t, w
+		}
+	}
+	switch {
+	case !m.gotBytes:
+		sooner(m.start.Add(m.p.FirstBytes), timeoutFirstBytes)
+	case m.next < len(m.p.Stages):
+		sooner(m.waitSince.Add(m.p.Stages[m.next].Timeout), timeoutStage)
+	}
+	if m.panicking {
+		sooner(m.panicSince.Add(panicGrace), timeoutPanic)
+	}
+	return at, which
+}
+
 // Deadline is when Tick must next be called.
 func (m *Machine) Deadline() time.Time {
 	if m.done {
 		return time.Time{}
 	}
-	d := m.start.Add(m.p.WholeBoot)
-	if m.panicking {
-		d = earlier(d, m.panicSince.Add(panicGrace))
-	}
-	if !m.gotBytes {
-		return earlier(d, m.start.Add(m.p.FirstBytes))
-	}
-	if m.next < len(m.p.Stages) {
-		d = earlier(d, m.waitSince.Add(m.p.Stages[m.next].Timeout))
-	}
-	return d
+	at, _ := m.nextTimeout()
+	return at
 }
 
-func earlier(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-// Tick checks the timeouts at now.
+// Tick checks the timeouts at now. Each deadline that has passed by now
+// takes effect at its own time, in the order they fell.
 func (m *Machine) Tick(now time.Time) []Event {
+	m.expire(now)
+	return m.take()
+}
+
+func (m *Machine) expire(now time.Time) {
 	for !m.done {
-		switch {
-		case m.panicking && !now.Before(m.panicSince.Add(panicGrace)):
-			m.failPanic(now)
-		case !now.Before(m.start.Add(m.p.WholeBoot)):
-			m.fail(now, ReasonBootTimeout, fmt.Sprintf("the boot did not finish within %s (waiting for %s)", m.p.WholeBoot, m.Current()))
-		case !m.gotBytes:
-			if now.Before(m.start.Add(m.p.FirstBytes)) {
-				return m.take()
-			}
-			m.fail(now, ReasonNoOutput, fmt.Sprintf("no console output within %s: check the console cable, the baud rate and the board's power", m.p.FirstBytes))
-		case m.next < len(m.p.Stages):
+		at, which := m.nextTimeout()
+		if now.Before(at) {
+			return
+		}
+		switch which {
+		case timeoutPanic:
+			m.failPanic(at)
+		case timeoutWholeBoot:
+			m.fail(at, ReasonBootTimeout, fmt.Sprintf("the boot did not finish within %s (waiting for %s)", m.p.WholeBoot, m.Current()))
+		case timeoutFirstBytes:
+			m.fail(at, ReasonNoOutput, fmt.Sprintf("no console output within %s: check the console cable, the baud rate and the board's power", m.p.FirstBytes))
+		case timeoutStage:
 			st := m.p.Stages[m.next]
-			if now.Before(m.waitSince.Add(st.Timeout)) {
-				return m.take()
-			}
 			if st.Optional {
 				// Skipped when its time was up; the next stage's wait
 				// starts then.
-				end := m.waitSince.Add(st.Timeout)
-				at := end.Sub(m.start)
-				m.stages = append(m.stages, StageTime{Name: st.Name, At: at, Skipped: true})
-				m.emit(Event{Kind: EventStage, At: at, Stage: st.Name, Skipped: true})
-				m.next, m.waitSince = m.next+1, end
+				m.stages = append(m.stages, StageTime{Name: st.Name, At: at.Sub(m.start), Skipped: true})
+				m.emit(Event{Kind: EventStage, At: at.Sub(m.start), Stage: st.Name, Skipped: true})
+				m.next, m.waitSince = m.next+1, at
 				continue
 			}
 			detail := fmt.Sprintf("%s not reached within %s", st.Name, st.Timeout)
@@ -337,12 +361,9 @@ func (m *Machine) Tick(now time.Time) []Event {
 			if m.next == m.installIdx && m.installIdx >= 0 {
 				detail += " (no install boot seen: was the image written, or did the board boot an older system?)"
 			}
-			m.fail(now, ReasonStageTimeout, detail)
-		default:
-			return m.take()
+			m.fail(at, ReasonStageTimeout, detail)
 		}
 	}
-	return m.take()
 }
 
 // Chunk is console input for Watch: bytes received at a time, or a gap.
