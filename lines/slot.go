@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,16 +45,23 @@ type slotRun struct {
 	cfg  *Slot
 	line *lineRun
 
-	presence chan *usb.Device // latest presence, overwritten
-	control  chan string      // "retry", "disable", "enable"
+	// wake tells the slot's loop that its ports or its controls changed.
+	wake chan struct{}
 
-	mu   sync.Mutex
-	v    SlotView
-	here *usb.Device
+	mu sync.Mutex
+	v  SlotView
+	// What is on the slot's ports (nil: nothing) and a count of its
+	// changes, so a quick swap between two looks of the loop still counts.
+	here    *usb.Device
+	changes uint64
+	// The operator's controls, kept until the loop acts on them, so none
+	// is lost and none waits behind a board.
+	disabled bool
+	retry    bool
 }
 
 func newSlotRun(p *Pipeline, cfg *Slot) *slotRun {
-	s := &slotRun{p: p, cfg: cfg, line: p.lines[cfg.Line], presence: make(chan *usb.Device, 1), control: make(chan string, 4)}
+	s := &slotRun{p: p, cfg: cfg, line: p.lines[cfg.Line], wake: make(chan struct{}, 1), disabled: cfg.Disabled}
 	s.v = SlotView{ID: cfg.ID, Line: cfg.Line, State: StateIdle, Disabled: cfg.Disabled}
 	if cfg.Disabled {
 		s.v.State = StateDisabled
@@ -74,14 +82,37 @@ func (s *slotRun) update(f func(v *SlotView)) SlotView {
 	return s.v
 }
 
-// setPresence delivers the device on the slot's ports (nil: none),
-// keeping only the latest.
-func (s *slotRun) setPresence(d *usb.Device) {
+func (s *slotRun) poke() {
 	select {
-	case <-s.presence:
+	case s.wake <- struct{}{}:
 	default:
 	}
-	s.presence <- d
+}
+
+// setPresence tells the slot what is on its ports (nil: none). Every
+// change counts: a board pulled and another put in between two looks of
+// the loop re-arms the slot as surely as an empty slot seen in between.
+func (s *slotRun) setPresence(d *usb.Device) {
+	s.mu.Lock()
+	changed := !sameDevice(s.here, d)
+	if changed {
+		s.here = d
+		s.changes++
+	}
+	s.mu.Unlock()
+	if changed {
+		s.poke()
+	}
+}
+
+// sameDevice reports whether two looks at a port saw the same device in
+// the same mode (a re-enumeration gets a new address).
+func sameDevice(a, b *usb.Device) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.PortPath == b.PortPath && a.Serial == b.Serial && a.Bus == b.Bus && a.Address == b.Address &&
+		a.Fastboot == b.Fastboot && slices.Equal(a.Disks, b.Disks)
 }
 
 // Slots returns every slot's view, in configuration order.
@@ -103,27 +134,33 @@ func (p *Pipeline) slot(id string) (*slotRun, error) {
 }
 
 // Retry lets a slot start again with the board that is in it (after a
-// failure, once the board is back in its flash mode).
+// verdict, once the board is back in its flash mode). A retry asked for
+// while the slot works is dropped when its unit ends.
 func (p *Pipeline) Retry(slot string) error {
 	s, err := p.slot(slot)
 	if err != nil {
 		return err
 	}
-	s.control <- "retry"
+	s.mu.Lock()
+	s.retry = true
+	s.mu.Unlock()
+	s.poke()
 	return nil
 }
 
-// SetDisabled takes a slot out of service (or puts it back).
+// SetDisabled takes a slot out of service (or puts it back). It holds
+// from the moment it returns: a board already in work finishes its unit,
+// and no new one starts in a disabled slot.
 func (p *Pipeline) SetDisabled(slot string, disabled bool) error {
 	s, err := p.slot(slot)
 	if err != nil {
 		return err
 	}
-	if disabled {
-		s.control <- "disable"
-	} else {
-		s.control <- "enable"
-	}
+	s.mu.Lock()
+	s.disabled = disabled
+	s.v.Disabled = disabled
+	s.mu.Unlock()
+	s.poke()
 	return nil
 }
 
@@ -141,46 +178,48 @@ func (s *slotRun) state(state string, unit int64) {
 func inFlashMode(d *usb.Device) bool { return d != nil && (d.Fastboot || len(d.Disks) > 0) }
 
 // run is the slot's life: wait for a board, work it, show the verdict
-// until the board leaves (or a retry), again.
+// until the board leaves (or a retry), again. Each look handles the
+// operator's controls before what is on the ports, so a slot disabled
+// before a board shows never takes it.
 func (s *slotRun) run(ctx context.Context) {
-	armed := true // a board present now may start (false right after a verdict)
-	disabled := s.cfg.Disabled
+	shownDisabled := s.cfg.Disabled
+	var worked uint64 // the ports' change count when the last unit ended
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			s.state(StateStopped, 0)
 			return
-		case cmd := <-s.control:
-			switch cmd {
-			case "disable":
-				disabled = true
-				s.update(func(v *SlotView) { v.Disabled = true })
+		}
+		s.mu.Lock()
+		disabled, retry, dev, changes := s.disabled, s.retry, s.here, s.changes
+		s.retry = false
+		s.mu.Unlock()
+
+		if disabled != shownDisabled {
+			shownDisabled = disabled
+			if disabled {
 				s.state(StateDisabled, 0)
-			case "enable":
-				disabled = false
-				s.update(func(v *SlotView) { v.Disabled = false })
-				s.state(StateIdle, 0)
-			case "retry":
-				armed = true
+			} else {
 				s.state(StateIdle, 0)
 			}
-			continue
-		case d := <-s.presence:
+		}
+		if retry && !disabled {
+			s.state(StateIdle, 0)
+		}
+		if changes != worked && dev == nil {
+			if st := s.view().State; st == StatePass || st == StateFail {
+				s.state(StateIdle, 0) // the board was taken away
+			}
+		}
+		if !disabled && inFlashMode(dev) && (retry || changes != worked) {
+			s.work(ctx, *dev)
 			s.mu.Lock()
-			s.here = d
+			worked, s.retry = s.changes, false
 			s.mu.Unlock()
-			if !inFlashMode(d) {
-				if !armed && (s.view().State == StatePass || s.view().State == StateFail) && d == nil {
-					s.state(StateIdle, 0) // the board was taken away
-				}
-				armed = true
-				continue
-			}
-			if disabled || !armed {
-				continue
-			}
-			armed = false
-			s.work(ctx, *d)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-s.wake:
 		}
 	}
 }
