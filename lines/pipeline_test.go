@@ -193,49 +193,118 @@ func TestBatchWithFaults(t *testing.T) {
 	}
 }
 
-// TestRetryAndDisable: a failed board can be retried once it is back in
-// flash mode; a disabled slot takes no board.
+// watcher collects a pipeline's events so a test can wait for the one
+// that proves a state, never for a time.
+type watcher struct {
+	mu   sync.Mutex
+	evs  []lines.Event
+	more chan struct{} // closed and replaced on each event
+}
+
+func watch(p *lines.Pipeline) *watcher {
+	w := &watcher{more: make(chan struct{})}
+	ch := p.Subscribe(4096)
+	go func() {
+		for ev := range ch {
+			w.mu.Lock()
+			w.evs = append(w.evs, ev)
+			close(w.more)
+			w.more = make(chan struct{})
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+// await returns the first event from index from on that matches, and the
+// index after it. The ceiling only turns a hang into a failure.
+func (w *watcher) await(t *testing.T, from int, what string, match func(lines.Event) bool) (lines.Event, int) {
+	t.Helper()
+	ceiling := time.After(3 * time.Minute)
+	for {
+		w.mu.Lock()
+		for i := from; i < len(w.evs); i++ {
+			if match(w.evs[i]) {
+				ev := w.evs[i]
+				w.mu.Unlock()
+				return ev, i + 1
+			}
+		}
+		from = len(w.evs)
+		more := w.more
+		w.mu.Unlock()
+		select {
+		case <-more:
+		case <-ceiling:
+			t.Fatalf("no event: %s", what)
+		}
+	}
+}
+
+func (w *watcher) events() []lines.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]lines.Event(nil), w.evs...)
+}
+
+func verdictOf(slot string) func(lines.Event) bool {
+	return func(ev lines.Event) bool { return ev.Kind == lines.EventVerdict && ev.Slot == slot }
+}
+
+// TestRetryAndDisable: a slot disabled before the station runs never takes
+// the board waiting in it; a fresh board swapped in quicker than the poll
+// can see an empty slot starts on its own; a slot put back in service
+// takes its board.
 func TestRetryAndDisable(t *testing.T) {
 	e := startBench(t, sim.BenchConfig{Boards: 2, Speed: 100}, 0)
-	// Slot B1 out of service: its board waits.
+	// Slot B1 out of service before Run: its board waits.
 	if err := e.p.SetDisabled("B1", true); err != nil {
 		t.Fatal(err)
 	}
+	w := watch(e.p)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.p.Run(ctx)
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s: %+v", what, e.p.Slots())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	done := make(chan struct{})
+	go func() { e.p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	v, i := w.await(t, 0, "A1's verdict", verdictOf("A1"))
+	if v.State != lines.StatePass {
+		t.Fatalf("A1: %s %s %s", v.State, v.Reason, v.Detail)
 	}
-	slot := func(id string) lines.SlotView {
-		for _, v := range e.p.Slots() {
-			if v.ID == id {
-				return v
-			}
-		}
-		return lines.SlotView{}
-	}
-	waitFor("A1 to pass", func() bool { return slot("A1").State == lines.StatePass })
-	if v := slot("B1"); v.State != lines.StateDisabled || v.Unit != 0 {
-		t.Errorf("disabled slot worked: %+v", v)
-	}
-	// The operator puts a fresh board in A1 and it starts on its own.
+	first := v.Unit
+	// The operator swaps a fresh board in A1 at once (the poll never sees
+	// the slot empty) and it starts on its own.
 	if _, err := e.bench.Replace(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	first := slot("A1").Unit
-	waitFor("A1 to start a new unit", func() bool { return slot("A1").Unit != first && slot("A1").Unit != 0 })
-	waitFor("A1 to pass again", func() bool { return slot("A1").State == lines.StatePass })
-	e.p.SetDisabled("B1", false)
-	waitFor("B1 to pass once enabled", func() bool { return slot("B1").State == lines.StatePass })
+	v, i = w.await(t, i, "A1's second verdict", verdictOf("A1"))
+	if v.State != lines.StatePass || v.Unit == first {
+		t.Fatalf("A1 again: unit %d (first %d) %s %s", v.Unit, first, v.State, v.Reason)
+	}
+	for _, ev := range w.events() {
+		if ev.Slot == "B1" && (ev.Unit != 0 || ev.State != lines.StateDisabled) {
+			t.Fatalf("the disabled slot worked: %+v", ev)
+		}
+	}
+	if s := slotView(e.p, "B1"); s.State != lines.StateDisabled || s.Unit != 0 {
+		t.Errorf("B1 while disabled: %+v", s)
+	}
+	if err := e.p.SetDisabled("B1", false); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ = w.await(t, i, "B1's verdict once enabled", verdictOf("B1")); v.State != lines.StatePass {
+		t.Errorf("B1: %s %s %s", v.State, v.Reason, v.Detail)
+	}
 	if err := e.p.Retry("nope"); err == nil {
 		t.Error("retry of an unknown slot accepted")
 	}
+}
+
+func slotView(p *lines.Pipeline, id string) lines.SlotView {
+	for _, v := range p.Slots() {
+		if v.ID == id {
+			return v
+		}
+	}
+	return lines.SlotView{}
 }

@@ -202,17 +202,23 @@ func (b *Bench) plugBoard(ctx context.Context, i int, mode Mode, service string,
 	if err != nil {
 		return nil, err
 	}
+	// In the slot before it shows on the bus: the station may open it the
+	// moment it appears.
+	b.mu.Lock()
+	slot.Board = board
+	b.mu.Unlock()
 	if err := board.Start(ctx); err != nil {
 		return nil, err
 	}
-	slot.Board = board
 	return board, nil
 }
 
 // Replace removes the board of slot i (the operator pulls it) and puts a
 // fresh one, without faults, in its place.
 func (b *Bench) Replace(ctx context.Context, i int) (*Board, error) {
+	b.mu.Lock()
 	old := b.Slots[i].Board
+	b.mu.Unlock()
 	mode, service, headers := old.cfg.Mode, old.cfg.DeviceService, old.cfg.Headers
 	old.Remove()
 	return b.plugBoard(ctx, i, mode, service, headers, Faults{})
@@ -373,10 +379,8 @@ slots:
 
 // Close stops the boards and the vault.
 func (b *Bench) Close() {
-	for _, s := range b.Slots {
-		if s.Board != nil {
-			s.Board.Close()
-		}
+	for _, board := range b.boards(func(*SlotInfo) bool { return true }) {
+		board.Close()
 	}
 	if b.srv != nil {
 		b.srv.Close()
@@ -385,6 +389,8 @@ func (b *Bench) Close() {
 
 // BoardAt returns the board on a USB port path.
 func (b *Bench) BoardAt(port string) (*Board, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for _, s := range b.Slots {
 		if s.Port == port && s.Board != nil {
 			return s.Board, true
@@ -422,10 +428,23 @@ func (b *Bench) SetPortPower(hub string, port int, on bool) error {
 	if err := b.Hubs.SetPortPower(hub, port, on); err != nil {
 		return err
 	}
-	for _, s := range b.Slots {
-		if s.Hub == hub && s.HubPort == port && s.Board != nil && on {
-			s.Board.PowerCycle()
+	if on {
+		for _, board := range b.boards(func(s *SlotInfo) bool { return s.Hub == hub && s.HubPort == port }) {
+			board.PowerCycle()
 		}
 	}
 	return nil
+}
+
+// boards returns the boards in the slots that match.
+func (b *Bench) boards(match func(*SlotInfo) bool) []*Board {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*Board
+	for i := range b.Slots {
+		if s := &b.Slots[i]; s.Board != nil && match(s) {
+			out = append(out, s.Board)
+		}
+	}
+	return out
 }
