@@ -61,7 +61,8 @@ func newFixture(t testing.TB, w, h int, slots []lines.SlotView) *fixture {
 	b1, b2 := seedLedger(t, led, dir)
 	st := tuitest.New(slots, health(b1, b2))
 	m := New(context.Background(), Options{Station: st, Records: led, StationID: "bench-01", Operator: "ana",
-		ExportDir: "/var/lib/flashstation/exports", Logger: zerolog.Nop(), Now: func() time.Time { return t0 }, Width: w, Height: h})
+		ExportDir: "/var/lib/flashstation/exports", Logger: zerolog.Nop(), Now: func() time.Time { return t0 }, Width: w, Height: h,
+		Tick: func(time.Duration, func(time.Time) tea.Msg) tea.Cmd { return nil }})
 	return &fixture{m: m, st: st, led: led, dir: dir}
 }
 
@@ -119,8 +120,9 @@ func seedLedger(t testing.TB, led *ledger.Ledger, dir string) (int64, int64) {
 	return batches[0], batches[1]
 }
 
-// send runs a message through the root and then the commands it returns
-// (each given a moment: clock ticks and event waits are left out).
+// send runs a message through the root and then the commands it returns,
+// each to its end: the fixture's interface has no clock and no event
+// stream, so no command waits for anything but its own work.
 func (f *fixture) send(t testing.TB, msg tea.Msg) {
 	t.Helper()
 	_, cmd := f.m.Update(msg)
@@ -131,15 +133,7 @@ func (f *fixture) run(t testing.TB, cmd tea.Cmd, depth int) {
 	if cmd == nil || depth > 4 {
 		return
 	}
-	ch := make(chan tea.Msg, 1)
-	go func() { ch <- cmd() }()
-	var msg tea.Msg
-	select {
-	case msg = <-ch:
-	case <-time.After(100 * time.Millisecond):
-		return // a tick or a wait for events
-	}
-	switch msg := msg.(type) {
+	switch msg := cmd().(type) {
 	case nil:
 	case tea.BatchMsg:
 		for _, c := range msg {

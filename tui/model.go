@@ -41,6 +41,9 @@ type Options struct {
 	ExportDir string
 	Logger    zerolog.Logger
 	Now       func() time.Time // default time.Now
+	// Tick schedules the next clock tick (default tea.Tick); tests that
+	// step the interface themselves give one that schedules nothing.
+	Tick func(d time.Duration, fn func(time.Time) tea.Msg) tea.Cmd
 	Styles    *Styles          // default DefaultStyles
 	Keys      *KeyMap          // default DefaultKeyMap
 	// Width and Height are the size before the first WindowSizeMsg.
@@ -94,6 +97,9 @@ type Model struct {
 
 // New returns the interface for a station.
 func New(ctx context.Context, o Options) *Model {
+	if o.Tick == nil {
+		o.Tick = tea.Tick
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -160,13 +166,13 @@ func waitDone(done <-chan struct{}) tea.Cmd {
 	}
 }
 
-func tick() tea.Cmd {
-	return tea.Tick(tickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
+func (m *Model) tick() tea.Cmd {
+	return m.opts.Tick(tickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
 }
 
 // Init starts reading events and the clock.
 func (m *Model) Init() tea.Cmd {
-	return tea.Batch(waitEvents(m.opts.Events), waitDone(m.opts.Done), tick(), m.refreshStats())
+	return tea.Batch(waitEvents(m.opts.Events), waitDone(m.opts.Done), m.tick(), m.refreshStats())
 }
 
 func (m *Model) refreshStats() tea.Cmd {
@@ -211,7 +217,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tickMsg:
 		m.s.refresh(m.c.Station.Slots())
 		m.s.health = m.c.Station.Health()
-		cmds := []tea.Cmd{tick()}
+		cmds := []tea.Cmd{m.tick()}
 		if m.c.Now().Sub(m.lastStats) >= statsEvery {
 			cmds = append(cmds, m.refreshStats())
 		}
