@@ -21,7 +21,8 @@ import (
 // stderr; errors make it a configuration error (exit 2).
 func loadStation(path string, stderr io.Writer) (*lines.Station, error) {
 	if path == "" {
-		return nil, usageHint(errors.New("--config FILE is required"), stationFileHint)
+		return nil, usageHint(errors.New("--config FILE is required"),
+			"Give the station file with --config FILE; 'flashstation demo --data DIR' makes one on a simulated bench.")
 	}
 	st, problems, err := lines.Load(path)
 	if err != nil {

@@ -201,6 +201,8 @@ func TestExitContract(t *testing.T) {
 			stderr: []string{"--baud 1234 is not a standard baud rate", "115200 is usual", "57600"}},
 		{name: "watch non-standard baud json", args: []string{"watch", "--port", "/dev/null", "--baud", "1234", "--json"}, code: exitUsage,
 			reason: reasonUsage},
+		{name: "watch unwritable transcript json", args: []string{"watch", "--port", "/dev/null", "--transcript", dir + "/no/such/boot.raw", "--json"},
+			code: exitUsage, reason: reasonUsage, stderr: []string{"--transcript", "existing directory"}},
 		{name: "watch unknown profile json", args: []string{"watch", "--port", "/dev/null", "--profile", "uc99", "--json"}, code: exitUsage,
 			reason: reasonUsage, stderr: []string{"uc99"}},
 		{name: "station file from FLASHSTATION_CONFIG missing", args: []string{"status"}, env: map[string]string{"FLASHSTATION_CONFIG": dir + "/none.yaml"},

@@ -92,7 +92,8 @@ func runWatch(ctx context.Context, port string, baud int, p *console.Profile, tr
 	if transcript != "" {
 		var err error
 		if tr, err = console.CreateTranscript(transcript); err != nil {
-			return err
+			return usageHint(fmt.Errorf("--transcript %s: %w", transcript, err),
+				"Give --transcript a path in an existing directory this user can write to.")
 		}
 		defer tr.Close()
 	}
