@@ -154,7 +154,8 @@ func newAssertionsCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Print the recorded serial assertions as an assertion stream",
 		Long: `Print the serial assertions the station recorded, exactly as received, as one
 assertion stream (application/x.ubuntu.assertion) on stdout. --since takes a
-time (2026-11-28, 2026-11-28T08:00:00Z) or a duration back from now (8h).`,
+time (2026-11-28, 2026-11-28T08:00:00Z) or a duration back from now (8h).
+Exit 3 when no recorded assertion matches (an unknown line or serial).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := loadStation(configPath, stderr)
@@ -164,7 +165,7 @@ time (2026-11-28, 2026-11-28T08:00:00Z) or a duration back from now (8h).`,
 			f := ledger.AssertionFilter{LineID: lineID, Serial: serial}
 			if since != "" {
 				if f.Since, err = parseSince(since, time.Now()); err != nil {
-					return usageErrorf("--since: %v", err)
+					return usageErrorf("--since: %w", err)
 				}
 			}
 			return printAssertions(cmd.Context(), st, f, stdout, stderr)
@@ -197,9 +198,17 @@ func printAssertions(ctx context.Context, st *lines.Station, f ledger.AssertionF
 		return err
 	}
 	defer led.Close()
+	if f.LineID != "" {
+		if err := checkLine(ctx, led, st, f.LineID); err != nil {
+			return err
+		}
+	}
 	as, err := led.SerialAssertions(ctx, f)
 	if err != nil {
 		return err
+	}
+	if len(as) == 0 {
+		return noAssertions(f, led.Path())
 	}
 	for i, a := range as {
 		if i > 0 {
@@ -213,4 +222,27 @@ func printAssertions(ctx context.Context, st *lines.Station, f ledger.AssertionF
 	}
 	fmt.Fprintf(stderr, "%s\n", plural(len(as), "serial assertion"))
 	return nil
+}
+
+// noAssertions says no recorded serial assertion matches f (exit 3).
+func noAssertions(f ledger.AssertionFilter, ledgerPath string) error {
+	var what []string
+	if f.LineID != "" {
+		what = append(what, "line "+f.LineID)
+	}
+	if f.Serial != "" {
+		what = append(what, "serial "+f.Serial)
+	}
+	if !f.Since.IsZero() {
+		what = append(what, "received since "+f.Since.Local().Format(time.DateTime))
+	}
+	if len(what) == 0 {
+		return noMatch("Serial assertions are recorded as boards register; run a batch first, or check --config.",
+			"the ledger %s holds no serial assertion yet", ledgerPath)
+	}
+	hint := "Widen the selection: leave out --line, --serial or --since."
+	if f.Serial != "" {
+		hint = "Check the serial; 'flashstation logs SERIAL' finds a board by its hardware serial too."
+	}
+	return noMatch(hint, "no serial assertion in the ledger %s matches %s", ledgerPath, strings.Join(what, ", "))
 }

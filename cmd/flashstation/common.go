@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,19 +21,43 @@ import (
 // stderr; errors make it a configuration error (exit 2).
 func loadStation(path string, stderr io.Writer) (*lines.Station, error) {
 	if path == "" {
-		return nil, usageErrorf("--config FILE is required")
+		return nil, usageHint(errors.New("--config FILE is required"),
+			"Give the station file with --config FILE; 'flashstation demo --data DIR' makes one on a simulated bench.")
 	}
 	st, problems, err := lines.Load(path)
 	if err != nil {
-		return nil, &exitError{code: exitUsage, err: err}
+		return nil, stationFileError(path, err)
 	}
 	for _, p := range problems {
 		fmt.Fprintln(stderr, p)
 	}
 	if n := len(problems.Errors()); n > 0 {
-		return nil, reported(exitUsage, fmt.Errorf("%s: invalid configuration (%s)", path, plural(n, "error")))
+		return nil, &exitError{code: exitUsage, reason: reasonConfig, quiet: true,
+			err: fmt.Errorf("%s: invalid configuration (%s)", path, plural(n, "error"))}
 	}
 	return st, nil
+}
+
+// stationFileHint says where a station file comes from.
+const stationFileHint = "Give the station file with --config FILE or FLASHSTATION_CONFIG=FILE; " +
+	"to try flashstation without a bench, 'flashstation demo' makes one on a simulated bench."
+
+// stationFileError explains a station file that could not be read.
+func stationFileError(path string, err error) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return configError(fmt.Errorf("station file %s: %w", path, err),
+			"Check the file's permissions, or give another station file with --config FILE or FLASHSTATION_CONFIG=FILE.")
+	}
+	switch {
+	case os.Getenv("FLASHSTATION_CONFIG") == path:
+		err = fmt.Errorf("no station file: %s (from FLASHSTATION_CONFIG) does not exist: %w", path, err)
+	case path == defaultStationFile:
+		err = fmt.Errorf("no station file: no --config given, FLASHSTATION_CONFIG is not set, and the default %s does not exist: %w",
+			path, err)
+	default:
+		err = fmt.Errorf("no station file: %s does not exist: %w", path, err)
+	}
+	return configError(err, stationFileHint)
 }
 
 // stationLine returns the line a --line flag names.
@@ -83,7 +109,8 @@ func openLedger(ctx context.Context, st *lines.Station) (*ledger.Ledger, error) 
 func openReadLedger(ctx context.Context, st *lines.Station) (*ledger.Ledger, error) {
 	path := filepath.Join(st.DataDir, ledger.FileName)
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("no ledger at %s (has the station run with this configuration?)", path)
+		return nil, configError(fmt.Errorf("no ledger at %s: %w", path, err),
+			fmt.Sprintf("Run the station with %s first, or check station.data-dir in it.", st.Path))
 	}
 	return ledger.Open(ctx, path)
 }

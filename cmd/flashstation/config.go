@@ -35,14 +35,14 @@ A valid file prints a one-line summary on stdout (exit 0).`,
 func configCheck(path string, stdout, stderr io.Writer) error {
 	st, problems, err := lines.Load(path)
 	if err != nil {
-		return &exitError{code: exitUsage, err: err}
+		return configError(err, "Check the path; 'flashstation demo --data DIR' writes a working station file to DIR.")
 	}
 	for _, p := range problems {
 		fmt.Fprintln(stderr, p)
 	}
 	if errs := problems.Errors(); len(errs) > 0 {
 		fmt.Fprintf(stderr, "%s: %s\n", path, countProblems(problems))
-		return reported(exitUsage, fmt.Errorf("%s: invalid configuration", path))
+		return &exitError{code: exitUsage, reason: reasonConfig, quiet: true, err: fmt.Errorf("%s: invalid configuration", path)}
 	}
 	fmt.Fprintln(stdout, summary(st, problems))
 	return nil

@@ -186,8 +186,8 @@ func TestDemoEvidence(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "unit,batch,line,slot,hardware_serial") || strings.Count(out, "type: serial") != 4 {
 		t.Errorf("csv export: %d %s", code, out[:min(len(out), 300)])
 	}
-	if code, _, _ := runCmd("logs", "NO-SUCH-BOARD", "--config", cfg); code != 1 {
-		t.Errorf("logs of an unknown serial: exit %d", code)
+	if code, _, _ := runCmd("logs", "NO-SUCH-BOARD", "--config", cfg); code != exitNoMatch {
+		t.Errorf("logs of an unknown serial: exit %d, want %d", code, exitNoMatch)
 	}
 }
 

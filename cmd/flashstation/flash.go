@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -115,7 +116,7 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 	}
 	cache, err := flash.NewCache(o.cache)
 	if err != nil {
-		return err
+		return configError(fmt.Errorf("--cache %s: %w", o.cache, err), "Give --cache a directory this user can write to.")
 	}
 	tty := isTerminal(stderr)
 	var lastPrep time.Time
@@ -130,8 +131,12 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	if err != nil {
-		if errors.Is(err, flash.ErrImageRefused) {
-			return &exitError{code: exitVerdict, err: err}
+		switch {
+		case errors.Is(err, flash.ErrImageRefused):
+			return &exitError{code: exitVerdict, reason: flash.ReasonImage, err: err,
+				hint: "Check the image against what was published (file, --sha256, --bmap) before flashing."}
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+			return usageHint(fmt.Errorf("image %s: %w", image, err), "Check the IMAGE path (and --bmap); the first argument is the image.")
 		}
 		return err
 	}

@@ -3,16 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/usb"
@@ -115,7 +119,7 @@ func startStation(ctx context.Context, st *lines.Station, hw lines.Hardware, o h
 	r := &stationRun{}
 	log, logFile, err := stationLogger(st)
 	if err != nil {
-		return nil, err
+		return nil, configError(err, fmt.Sprintf("Check station.data-dir in %s: the station's user must be able to write there.", st.Path))
 	}
 	r.log = log
 	r.closers = append(r.closers, func() { logFile.Close() })
@@ -128,10 +132,32 @@ func startStation(ctx context.Context, st *lines.Station, hw lines.Hardware, o h
 		BatchSize: o.batchSize, AllowNonUSB: o.allowNonUSB})
 	if err != nil {
 		r.Close()
-		return nil, &exitError{code: exitVerdict, err: err}
+		return nil, pipelineError(ctx, st, err)
 	}
 	r.closers = append(r.closers, r.p.Close)
 	return r, nil
+}
+
+// pipelineError explains why the station could not start. No board was
+// touched, so it is no verdict: the station file, a secret it names, an
+// image or an address is wrong (exit 2).
+func pipelineError(ctx context.Context, st *lines.Station, err error) error {
+	if ctx.Err() != nil {
+		return err // stopped while preparing
+	}
+	hint := fmt.Sprintf("Fix the station file %s; 'flashstation config check %[1]s' lists its problems.", st.Path)
+	reason := reasonConfig
+	switch {
+	case errors.Is(err, flash.ErrImageRefused):
+		reason, hint = flash.ReasonImage, fmt.Sprintf("Fix the line's image (file, sha256, bmap) in %s.", st.Path)
+	case errors.Is(err, syscall.EADDRINUSE):
+		hint = "Another program listens on a line's proxy address: stop it, or change lines[].proxy.listen in " + st.Path + "."
+	case strings.Contains(err.Error(), "environment variable"):
+		// lines.SecretRef.Resolve names the variable it misses.
+		hint = "Set the variable in the station's environment (systemd: Environment= or EnvironmentFile=), " +
+			"or reference a file with {file: PATH} in " + st.Path + "."
+	}
+	return &exitError{code: exitUsage, reason: reason, err: fmt.Errorf("station %s cannot start: %w", st.ID, err), hint: hint}
 }
 
 // finish prints the run's summary and says how it went.

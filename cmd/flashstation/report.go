@@ -17,12 +17,16 @@ import (
 	"github.com/flashstation/flashstation/lines"
 )
 
+// defaultStationFile is the station file when neither --config nor
+// FLASHSTATION_CONFIG names one.
+const defaultStationFile = "/etc/flashstation/station.yaml"
+
 // defaultConfig is the station file when --config is not given.
 func defaultConfig() string {
 	if c := os.Getenv("FLASHSTATION_CONFIG"); c != "" {
 		return c
 	}
-	return "/etc/flashstation/station.yaml"
+	return defaultStationFile
 }
 
 func newStatusCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -32,7 +36,10 @@ func newStatusCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [--config FILE] [--line ID] [--batch ID] [--json]",
 		Short: "Batch status for supervisors: counts, yield, throughput, failure pareto",
-		Args:  cobra.NoArgs,
+		Long: `Supervisor figures of the station, a line or a batch: counts, yield,
+first-pass yield, units/hour, medians, failure pareto and suspect slots.
+Exit 3 when --line or --batch names nothing the record holds.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			st, err := loadStation(config, stderr)
@@ -44,6 +51,9 @@ func newStatusCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer led.Close()
+			if err := checkScope(ctx, led, st, line, batch); err != nil {
+				return err
+			}
 			s, err := led.Stats(ctx, ledger.StatsFilter{LineID: line, BatchID: batch})
 			if err != nil {
 				return err
@@ -108,7 +118,7 @@ func newLogsCommand(stdout, stderr io.Writer) *cobra.Command {
 serial in its assertion: every attempt, its timeline, its flash figures, the
 clean console transcript and the serial assertion. --bundle writes the latest
 attempt as a tar.gz with unit.json, console.log, console.raw, serial.assertion
-and flash.json.`,
+and flash.json. Exit 3 when no unit has that serial.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -127,7 +137,8 @@ and flash.json.`,
 			}
 			if bundle != "" {
 				if err := ledger.WriteBundleFile(bundle, ev[0]); err != nil {
-					return err
+					return usageHint(fmt.Errorf("--bundle %s: %w", bundle, err),
+						"Give --bundle a path in an existing directory this user can write to.")
 				}
 				fmt.Fprintf(stderr, "wrote %s\n", bundle)
 			}
@@ -151,7 +162,8 @@ func gatherEvidence(ctx context.Context, led *ledger.Ledger, serial string) ([]l
 		return nil, err
 	}
 	if len(units) == 0 {
-		return nil, &exitError{code: exitVerdict, err: fmt.Errorf("no unit with serial %s in the ledger", serial)}
+		return nil, noMatch("Give a board's hardware serial or the serial in its assertion; "+
+			"'flashstation export' lists every unit with both.", "no unit with serial %s in the ledger %s", serial, led.Path())
 	}
 	var out []ledger.Evidence
 	for _, u := range units {
@@ -215,10 +227,13 @@ func newExportCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export [--config FILE] [--batch ID] [--format csv|json]",
 		Short: "Export units with their serial assertions (csv or json)",
-		Args:  cobra.NoArgs,
+		Long: `Export every unit (or a batch's) with its verdict, figures and serial
+assertion, as CSV or as one JSON document. Exit 3 when --batch names no
+recorded batch.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "csv" && format != "json" {
-				return usageErrorf("--format: want csv or json")
+				return usageErrorf("--format %q: want csv or json", format)
 			}
 			ctx := cmd.Context()
 			st, err := loadStation(config, stderr)
@@ -230,6 +245,9 @@ func newExportCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer led.Close()
+			if err := checkScope(ctx, led, st, "", batch); err != nil {
+				return err
+			}
 			return export(ctx, led, batch, format, stdout)
 		},
 	}

@@ -9,54 +9,15 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes of the command-line contract.
-const (
-	exitOK      = 0
-	exitVerdict = 1 // a verdict failed: flash, verify, boot or capture
-	exitUsage   = 2 // usage or configuration error
-)
-
-// exitError carries an exit code. Its message has already been printed
-// when quiet is set (a command that reports its own problems).
-type exitError struct {
-	code  int
-	err   error
-	quiet bool
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-// usageErrorf is a usage or configuration error (exit 2).
-func usageErrorf(format string, args ...any) error {
-	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
-}
-
-// reported wraps an error whose details the command already printed.
-func reported(code int, err error) error {
-	return &exitError{code: code, err: err, quiet: true}
-}
-
-// exitCode maps run's error to the process exit status.
-func exitCode(err error) int {
-	if err == nil {
-		return exitOK
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	return exitVerdict
-}
-
 // run is the whole program: it parses args, runs the command and returns
 // an error whose exit code says how it went. Errors are printed to stderr
 // here, once.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	entered := false
-	root := newRootCommand(stdout, stderr, &entered)
+	out := &trackedWriter{w: stdout}
+	root := newRootCommand(out, stderr, &entered)
 	root.SetArgs(args)
-	root.SetOut(stdout)
+	root.SetOut(out)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -72,15 +33,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ee = &exitError{code: code, err: err}
 		err = ee
 	}
-	if !ee.quiet {
-		fmt.Fprintf(stderr, "flashstation: %v\n", ee.err)
-		if ee.code == exitUsage && !entered {
-			if cmd != nil && cmd != root {
-				fmt.Fprintf(stderr, "Usage: %s\n", cmd.UseLine())
-			}
-			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	if ee.code == exitUsage && !entered && ee.hint == "" && cmd != nil {
+		ee.hint = fmt.Sprintf("Run '%s --help' for usage.", cmd.CommandPath())
+		if cmd != root {
+			ee.hint = fmt.Sprintf("Usage: %s\n%s", cmd.UseLine(), ee.hint)
 		}
 	}
+	printError(err, ee, wantsJSON(cmd, args), out, stderr)
 	return err
 }
 
@@ -100,8 +59,7 @@ With no command it opens the bench TUI on the configured bench (--config,
 default $FLASHSTATION_CONFIG or /etc/flashstation/station.yaml); see 'run'.
 Try it on a simulated bench with 'flashstation demo'.
 
-Exit codes: 0 success, 1 a verdict failed (flash, verify, boot or capture),
-2 usage or configuration error.`,
+` + exitCodesHelp(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,

@@ -17,6 +17,13 @@ import (
 
 // terminal returns the terminal stdout writes to, if it is one.
 func terminal(stdout io.Writer) (*os.File, bool) {
+	for {
+		u, ok := stdout.(interface{ Unwrap() io.Writer })
+		if !ok {
+			break
+		}
+		stdout = u.Unwrap()
+	}
 	f, ok := stdout.(*os.File)
 	if !ok || !term.IsTerminal(f.Fd()) {
 		return nil, false

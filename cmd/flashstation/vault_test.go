@@ -171,8 +171,9 @@ slots:
 	if code, out, _ = runCmd("assertion", "verify", streamFile); code != 1 || !strings.Contains(out, "not trusted") {
 		t.Errorf("verify without key: %d %s", code, out)
 	}
-	if code, out, _ := runCmd("assertions", "--config", cfg, "--since", "1h", "--line", "wrongkey"); code != 0 || out != "" {
-		t.Errorf("filtered assertions: %d %q", code, out)
+	if code, out, errOut := runCmd("assertions", "--config", cfg, "--since", "1h", "--line", "wrongkey"); code != exitNoMatch || out != "" ||
+		!strings.Contains(errOut, "no serial assertion in the ledger") || !strings.Contains(errOut, "line wrongkey") {
+		t.Errorf("assertions matching nothing: %d %q %s", code, out, errOut)
 	}
 
 	// The vault stops: check says so.

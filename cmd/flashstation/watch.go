@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flashstation/flashstation/console"
+	"github.com/flashstation/flashstation/lines"
 )
 
 func newWatchCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -34,11 +38,15 @@ the adapter (1-1.4.2). --transcript keeps the raw bytes with their times.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.port == "" {
-				return usageErrorf("--port PATH is required")
+				return usageHint(errors.New("--port PATH is required"),
+					"Give the console's device (/dev/ttyUSB0, /dev/serial/by-id/...) or its USB port path; 'flashstation devices' lists them.")
+			}
+			if !slices.Contains(lines.StandardBauds, o.baud) {
+				return usageHint(fmt.Errorf("--baud %d is not a standard baud rate", o.baud), standardBaudHint())
 			}
 			p, err := console.LoadProfile(o.profile)
 			if err != nil {
-				return &exitError{code: exitUsage, err: err}
+				return usageHint(fmt.Errorf("--profile: %w", err), "Give uc16, uc18, uc20, uc22, uc24 or a profile .yaml file.")
 			}
 			return runWatch(cmd.Context(), o.port, o.baud, p, o.transcript, o.json, o.follow, stdout)
 		},
@@ -46,11 +54,21 @@ the adapter (1-1.4.2). --transcript keeps the raw bytes with their times.`,
 	f := cmd.Flags()
 	f.StringVar(&o.port, "port", "", "console device or USB port path")
 	f.StringVar(&o.profile, "profile", "uc20", "boot profile: uc16, uc18, uc20, uc22, uc24 or a .yaml file")
-	f.IntVar(&o.baud, "baud", 115200, "baud rate (8N1)")
+	f.IntVar(&o.baud, "baud", lines.DefaultBaud, "baud rate (8N1): a standard rate, the same that config check accepts")
 	f.StringVar(&o.transcript, "transcript", "", "write the raw console transcript to FILE")
 	f.BoolVar(&o.json, "json", false, "print one JSON document on stdout")
 	f.BoolVar(&o.follow, "follow", false, "print the console lines as they come")
 	return cmd
+}
+
+// standardBaudHint lists the rates --baud takes: those a station file's
+// slots may use.
+func standardBaudHint() string {
+	rates := make([]string, len(lines.StandardBauds))
+	for i, b := range lines.StandardBauds {
+		rates[i] = strconv.Itoa(b)
+	}
+	return fmt.Sprintf("Use one of %s (%d is usual).", strings.Join(rates, ", "), lines.DefaultBaud)
 }
 
 type watchJSON struct {
@@ -74,7 +92,8 @@ func runWatch(ctx context.Context, port string, baud int, p *console.Profile, tr
 	if transcript != "" {
 		var err error
 		if tr, err = console.CreateTranscript(transcript); err != nil {
-			return err
+			return usageHint(fmt.Errorf("--transcript %s: %w", transcript, err),
+				"Give --transcript a path in an existing directory this user can write to.")
 		}
 		defer tr.Close()
 	}
