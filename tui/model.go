@@ -43,9 +43,9 @@ type Options struct {
 	Now       func() time.Time // default time.Now
 	// Tick schedules the next clock tick (default tea.Tick); tests that
 	// step the interface themselves give one that schedules nothing.
-	Tick func(d time.Duration, fn func(time.Time) tea.Msg) tea.Cmd
-	Styles    *Styles          // default DefaultStyles
-	Keys      *KeyMap          // default DefaultKeyMap
+	Tick   func(d time.Duration, fn func(time.Time) tea.Msg) tea.Cmd
+	Styles *Styles // default DefaultStyles
+	Keys   *KeyMap // default DefaultKeyMap
 	// Width and Height are the size before the first WindowSizeMsg.
 	Width, Height int
 }
