@@ -96,6 +96,11 @@ func NewQA(c *Common) QA {
 	in.CharLimit = 64
 	in.SetWidth(32)
 	in.SetVirtualCursor(true)
+	// A steady cursor: a blinking one would redraw the bench twice a
+	// second for nothing.
+	st := in.Styles()
+	st.Cursor.Blink = false
+	in.SetStyles(st)
 	return QA{c: c, input: in, KeyMap: QAKeyMap{Up: k.Up, Down: k.Down, Open: k.Enter, Export: k.Export,
 		PageUp: k.PageUp, PageDown: k.PageDown, Back: k.Back}}
 }
