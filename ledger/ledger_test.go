@@ -111,7 +111,7 @@ func TestUnitLifecycle(t *testing.T) {
 		t.Errorf("interrupted = %v, %v", ids, err)
 	}
 	second, _ = l.Unit(ctx, u2)
-	if second.State != ledger.UnitInterrupted || second.Reason != "station-restart" {
+	if second.State != ledger.UnitAborted || second.Reason != "station-restart" {
 		t.Errorf("unit 2 after restart = %+v", second)
 	}
 	if _, err := l.Unit(ctx, 999); !errors.Is(err, ledger.ErrNotFound) {
@@ -127,14 +127,17 @@ func TestBatches(t *testing.T) {
 	if err != nil || len(open) != 1 || open[0].ID != b || open[0].Operator != "ana" || open[0].Planned != 8 {
 		t.Fatalf("open batches = %+v, %v", open, err)
 	}
-	if err := l.CloseBatch(ctx, b); err != nil {
+	if err := l.CloseBatch(ctx, b, "tired"); err == nil {
+		t.Error("closed for no known reason")
+	}
+	if err := l.CloseBatch(ctx, b, ledger.BatchComplete); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.CloseBatch(ctx, b); !errors.Is(err, ledger.ErrNotFound) {
+	if err := l.CloseBatch(ctx, b, ledger.BatchStopped); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("closing twice: %v", err)
 	}
 	got, err := l.Batch(ctx, b)
-	if err != nil || got.State != ledger.BatchClosed || got.ClosedAt.IsZero() {
+	if err != nil || got.State != ledger.BatchClosed || got.CloseReason != ledger.BatchComplete || got.ClosedAt.IsZero() {
 		t.Errorf("batch = %+v, %v", got, err)
 	}
 	if _, err := l.StartBatch(ctx, ledger.Batch{LineID: "no-such-line"}); err == nil {
@@ -347,6 +350,14 @@ func TestMigrations(t *testing.T) {
 				u, err := l.Unit(ctx, 1)
 				if err != nil || u.HWSerial != "HW0001" || u.State != ledger.UnitPass {
 					t.Errorf("fixture unit lost: %+v %v", u, err)
+				}
+				// Version 2: an interrupted unit is aborted, its references kept.
+				u, err = l.Unit(ctx, 2)
+				if err != nil || u.State != ledger.UnitAborted || u.Reason != "interrupted" {
+					t.Errorf("fixture unit 2 after upgrade: %+v %v", u, err)
+				}
+				if ts, err := l.Transcripts(ctx, 1); err != nil || len(ts) != 1 {
+					t.Errorf("fixture transcript lost: %+v %v", ts, err)
 				}
 			}
 		})

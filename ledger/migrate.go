@@ -80,31 +80,56 @@ func migrate(ctx context.Context, db *sql.DB, target int) error {
 		return fmt.Errorf("ledger schema version %d is newer than this flashstation understands (%d): use a newer flashstation", cur, len(migrations))
 	}
 	for _, m := range migrations[cur:target] {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("ledger: migrate to version %d: %w", m.version, err)
-		}
-		// Another process may have migrated while we waited for the lock.
-		v, err := schemaVersion(ctx, tx)
-		if err != nil {
-			tx.Rollback()
+		if err := m.apply(ctx, db); err != nil {
 			return err
-		}
-		if v >= m.version {
-			tx.Rollback()
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("ledger: migration %s: %w", m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("ledger: migration %s: %w", m.name, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("ledger: migration %s: %w", m.name, err)
 		}
 	}
 	return nil
+}
+
+// fkOff marks a migration that rebuilds a table others refer to: it runs
+// with foreign keys off (SQLite's procedure for changing a table's
+// constraints) and checks every reference before it commits.
+const fkOff = "-- foreign-keys: off"
+
+// apply runs one step in a transaction on one connection.
+func (m migration) apply(ctx context.Context, db *sql.DB) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger: migrate to version %d: %w", m.version, err)
+	}
+	defer conn.Close()
+	rebuild := strings.HasPrefix(m.sql, fkOff)
+	if rebuild {
+		// Outside a transaction: SQLite ignores it inside one.
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			return fmt.Errorf("ledger: migration %s: %w", m.name, err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON")
+	}
+	return inTx(ctx, conn, func(tx *sql.Tx) error {
+		// Another process may have migrated while we waited for the lock.
+		v, err := schemaVersion(ctx, tx)
+		if err != nil || v >= m.version {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("ledger: migration %s: %w", m.name, err)
+		}
+		if rebuild {
+			rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+			if err != nil {
+				return fmt.Errorf("ledger: migration %s: %w", m.name, err)
+			}
+			broken := rows.Next()
+			rows.Close()
+			if broken {
+				return fmt.Errorf("ledger: migration %s would break a reference between records: not applied", m.name)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
+			return fmt.Errorf("ledger: migration %s: %w", m.name, err)
+		}
+		return nil
+	})
 }

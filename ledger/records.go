@@ -82,6 +82,13 @@ const (
 	BatchClosed = "closed"
 )
 
+// Why a batch closed.
+const (
+	BatchComplete = "complete" // its planned boards are done
+	BatchOperator = "operator" // the operator ended it
+	BatchStopped  = "stopped"  // the station stopped cleanly with it open
+)
+
 // Batch is one production run on a line.
 type Batch struct {
 	ID          int64
@@ -90,6 +97,7 @@ type Batch struct {
 	Planned     int
 	ImageSHA256 string
 	State       string
+	CloseReason string // BatchComplete, BatchOperator or BatchStopped once closed
 	StartedAt   time.Time
 	ClosedAt    time.Time
 }
@@ -109,11 +117,17 @@ func (l *Ledger) StartBatch(ctx context.Context, b Batch) (int64, error) {
 	return id, err
 }
 
-// CloseBatch closes an open batch.
-func (l *Ledger) CloseBatch(ctx context.Context, id int64) error {
+// CloseBatch closes an open batch, saying why (BatchComplete,
+// BatchOperator or BatchStopped). A new run opens a new batch.
+func (l *Ledger) CloseBatch(ctx context.Context, id int64, reason string) error {
+	switch reason {
+	case BatchComplete, BatchOperator, BatchStopped:
+	default:
+		return fmt.Errorf("ledger: close batch %d: %q is not a reason to close", id, reason)
+	}
 	return l.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'`,
-			l.stamp(time.Time{}), id)
+		res, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'closed', close_reason = ?, closed_at = ? WHERE id = ? AND state = 'open'`,
+			reason, l.stamp(time.Time{}), id)
 		if err != nil {
 			return fmt.Errorf("ledger: close batch %d: %w", id, err)
 		}
@@ -124,13 +138,13 @@ func (l *Ledger) CloseBatch(ctx context.Context, id int64) error {
 	})
 }
 
-const batchColumns = `id, line_id, operator, planned, image_sha256, state, started_at, closed_at`
+const batchColumns = `id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at`
 
 func scanBatch(sc interface{ Scan(...any) error }) (Batch, error) {
 	var b Batch
 	var started string
 	var closed sql.NullString
-	err := sc.Scan(&b.ID, &b.LineID, &b.Operator, &b.Planned, &b.ImageSHA256, &b.State, &started, &closed)
+	err := sc.Scan(&b.ID, &b.LineID, &b.Operator, &b.Planned, &b.ImageSHA256, &b.State, &b.CloseReason, &started, &closed)
 	b.StartedAt, b.ClosedAt = parseTime(started), parseNullTime(closed)
 	return b, err
 }
@@ -163,12 +177,15 @@ func (l *Ledger) OpenBatches(ctx context.Context) ([]Batch, error) {
 	return out, rows.Err()
 }
 
-// Unit states.
+// Unit states: running, then one outcome. Only pass and fail say
+// anything of the board, so only they enter yield and the failure pareto;
+// error and aborted are counted apart.
 const (
-	UnitRunning     = "running"
-	UnitPass        = "pass"
-	UnitFail        = "fail"
-	UnitInterrupted = "interrupted"
+	UnitRunning = "running"
+	UnitPass    = "pass"
+	UnitFail    = "fail"    // the board's fault (write error, kernel panic, ...)
+	UnitError   = "error"   // the station's fault (storage, boot trigger, vault)
+	UnitAborted = "aborted" // stopped: the operator quit, the station stopped, the batch ended
 )
 
 // Unit is one board's attempt in a batch.
@@ -256,11 +273,12 @@ func (l *Ledger) UpdateUnit(ctx context.Context, id int64, p UnitProgress) error
 	})
 }
 
-// FinishUnit ends a running unit with a verdict (UnitPass, UnitFail or
-// UnitInterrupted), a reason code and a detail. A unit is finished once.
+// FinishUnit ends a running unit with an outcome (UnitPass, UnitFail,
+// UnitError or UnitAborted), a reason code and a detail. A unit is
+// finished once.
 func (l *Ledger) FinishUnit(ctx context.Context, id int64, state, reason, detail string) error {
 	switch state {
-	case UnitPass, UnitFail, UnitInterrupted:
+	case UnitPass, UnitFail, UnitError, UnitAborted:
 	default:
 		return fmt.Errorf("ledger: finish unit %d: %q is not a verdict", id, state)
 	}
@@ -277,12 +295,13 @@ func (l *Ledger) FinishUnit(ctx context.Context, id int64, state, reason, detail
 	})
 }
 
-// InterruptRunning marks every unit still running as interrupted (after a
-// station restart) and returns their ids. Their events and transcripts stay.
+// InterruptRunning ends every unit still running as aborted, with reason
+// and detail (after a station was killed), and returns their ids. Their
+// events and transcripts stay.
 func (l *Ledger) InterruptRunning(ctx context.Context, reason, detail string) ([]int64, error) {
 	var ids []int64
 	err := l.write(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE units SET state = 'interrupted', reason = ?, detail = ?, finished_at = ?
+		rows, err := tx.QueryContext(ctx, `UPDATE units SET state = 'aborted', reason = ?, detail = ?, finished_at = ?
 			WHERE state = 'running' RETURNING id`, reason, detail, l.stamp(time.Time{}))
 		if err != nil {
 			return fmt.Errorf("ledger: interrupt running units: %w", err)

@@ -63,10 +63,12 @@ func TestStatsOverSeveralBatches(t *testing.T) {
 		yield, firstPass       float64
 		pareto                 int
 	}{
-		{"line1 batch", ledger.StatsFilter{BatchID: b1}, 3, 2, 1, 8, 2, 2, 2.0 / 3, 0.5, 1},
+		{"line1 batch", ledger.StatsFilter{BatchID: b1}, 3, 2, 1, 8, 2, 2, 1, 0.5, 1},
 		{"line2 batch", ledger.StatsFilter{BatchID: b2}, 1, 0, 1, 4, 1, 1, 0, 0, 1},
-		{"both batches", ledger.StatsFilter{Batches: []int64{b1, b2}}, 4, 2, 2, 12, 3, 3, 0.5, 1.0 / 3, 2},
-		{"everything", ledger.StatsFilter{}, 4, 2, 2, 12, 3, 3, 0.5, 1.0 / 3, 2},
+		{"both batches", ledger.StatsFilter{Batches: []int64{b1, b2}}, 4, 2, 2, 12, 3, 3, 2.0 / 3, 1.0 / 3, 2},
+		{"everything", ledger.StatsFilter{}, 4, 2, 2, 12, 3, 3, 2.0 / 3, 1.0 / 3, 2},
+		{"line2 by line", ledger.StatsFilter{LineID: "line2"}, 1, 0, 1, 4, 1, 1, 0, 0, 1},
+		{"failures only", ledger.StatsFilter{Verdict: ledger.UnitFail}, 2, 0, 2, 12, 2, 2, 0, 0, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,11 +80,11 @@ func TestStatsOverSeveralBatches(t *testing.T) {
 				s.Boards != tt.boards || len(s.Slots) != tt.slots || len(s.Pareto) != tt.pareto {
 				t.Errorf("stats = %+v", s)
 			}
-			if d := s.Yield - tt.yield; d > 1e-9 || d < -1e-9 {
-				t.Errorf("yield = %v, want %v", s.Yield, tt.yield)
+			if !near(s.Yield, tt.yield) {
+				t.Errorf("yield = %v, want %v", fig(s.Yield), tt.yield)
 			}
-			if d := s.FirstPassYield - tt.firstPass; d > 1e-9 || d < -1e-9 {
-				t.Errorf("first-pass yield = %v, want %v", s.FirstPassYield, tt.firstPass)
+			if !near(s.FirstPassYield, tt.firstPass) {
+				t.Errorf("first-pass yield = %v, want %v", fig(s.FirstPassYield), tt.firstPass)
 			}
 		})
 	}
