@@ -355,6 +355,8 @@ type UnitFilter struct {
 	// SerialPrefix matches either the hardware serial or the assigned
 	// serial by prefix (QA search).
 	SerialPrefix string
+	// Since and Until bound when units started: [Since, Until).
+	Since, Until time.Time
 	Limit        int
 }
 
@@ -383,6 +385,12 @@ func (l *Ledger) Units(ctx context.Context, f UnitFilter) ([]Unit, error) {
 	}
 	if f.Serial != "" {
 		add("serial = ?", f.Serial)
+	}
+	if !f.Since.IsZero() {
+		add("started_at >= ?", fmtTime(f.Since))
+	}
+	if !f.Until.IsZero() {
+		add("started_at < ?", fmtTime(f.Until))
 	}
 	if f.SerialPrefix != "" {
 		p := escapeLike(f.SerialPrefix) + "%"

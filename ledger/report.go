@@ -362,3 +362,22 @@ func (l *Ledger) UnitsBySerial(ctx context.Context, serial string) ([]Unit, erro
 	}
 	return out, rows.Err()
 }
+
+// NoData is how a figure without data is shown.
+const NoData = "—"
+
+// Percent shows a ratio as a percentage, NoData without data.
+func Percent(r *float64) string {
+	if r == nil {
+		return NoData
+	}
+	return fmt.Sprintf("%.1f%%", 100**r)
+}
+
+// Rate shows a rate with one decimal, NoData without data.
+func Rate(r *float64) string {
+	if r == nil {
+		return NoData
+	}
+	return fmt.Sprintf("%.1f", *r)
+}

@@ -68,8 +68,10 @@ type Event struct {
 	Text     string        // a console line, a notice
 	HWSerial string
 	Serial   string
-	Reason   string
-	Detail   string
+	// Outcome of a verdict: pass, fail, error or aborted.
+	Outcome string
+	Reason  string
+	Detail  string
 }
 
 // hub fans events out to subscribers. A slow subscriber loses progress

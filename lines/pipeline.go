@@ -75,8 +75,8 @@ type Options struct {
 	Ledger   *ledger.Ledger
 	Logger   zerolog.Logger
 	Operator string
-	// BatchSize is the planned units per line; the pipeline is Done when
-	// every line finished that many (0: it runs until stopped).
+	// BatchSize is the planned boards per line; the pipeline is Done when
+	// every line's batch closed (0: batches run until stopped).
 	BatchSize int
 	// PollEvery is the USB presence poll (default 200 ms); RegisterTimeout
 	// the wait for a serial assertion after the console is ready (default
@@ -121,11 +121,11 @@ type lineRun struct {
 	image    *flash.Prepared
 	profile  *console.Profile
 	password secret.Value
-	batch    ledger.Batch
 
-	mu       sync.Mutex
-	finished int
-	health   vaultHealth
+	mu     sync.Mutex
+	batch  ledger.Batch
+	run    *batchRun
+	health vaultHealth
 }
 
 type vaultHealth struct {
@@ -198,9 +198,26 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		if lr.image, err = p.cache.Prepare(ctx, ImageSpecOf(l), nil); err != nil {
 			return nil, fmt.Errorf("line %s: %w", l.ID, err)
 		}
+		lr.run = newBatchRun(context.Background())
 		for _, b := range open {
 			if b.LineID == l.ID {
 				lr.batch = b
+			}
+		}
+		if lr.batch.ID != 0 {
+			done, err := p.led.Units(ctx, ledger.UnitFilter{BatchID: lr.batch.ID})
+			if err != nil {
+				return nil, err
+			}
+			lr.run.resume(done)
+			if lr.batch.Planned > 0 && len(lr.run.done) >= lr.batch.Planned {
+				// Complete when the station was killed: closed now, and a new batch.
+				if err := p.led.CloseBatch(ctx, lr.batch.ID, ledger.BatchComplete); err != nil {
+					return nil, err
+				}
+				lr.batch, lr.run = ledger.Batch{}, newBatchRun(context.Background())
+			} else {
+				p.log.Info().Str("line", l.ID).Int64("batch", lr.batch.ID).Int("done", len(lr.run.done)).Msg("resuming open batch")
 			}
 		}
 		if lr.batch.ID == 0 {
@@ -211,17 +228,6 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 			if lr.batch, err = p.led.Batch(ctx, id); err != nil {
 				return nil, err
 			}
-		} else {
-			done, err := p.led.Units(ctx, ledger.UnitFilter{BatchID: lr.batch.ID})
-			if err != nil {
-				return nil, err
-			}
-			for _, u := range done {
-				if u.State == ledger.UnitPass || u.State == ledger.UnitFail {
-					lr.finished++
-				}
-			}
-			p.log.Info().Str("line", l.ID).Int64("batch", lr.batch.ID).Int("finished", lr.finished).Msg("resuming open batch")
 		}
 		p.lines[l.ID] = lr
 	}
@@ -266,14 +272,17 @@ func (p *Pipeline) Subscribe(buffer int) <-chan Event { return p.hub.Subscribe(b
 
 func (p *Pipeline) emit(e Event) { p.hub.publish(e) }
 
-// Done is closed when every line finished its planned units.
+// Done is closed when every line's batch closed (its planned boards done,
+// or ended by the operator).
 func (p *Pipeline) Done() <-chan struct{} { return p.done }
 
 // Batches returns each line's batch.
 func (p *Pipeline) Batches() map[string]ledger.Batch {
 	out := map[string]ledger.Batch{}
 	for id, lr := range p.lines {
+		lr.mu.Lock()
 		out[id] = lr.batch
+		lr.mu.Unlock()
 	}
 	return out
 }
@@ -308,9 +317,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer wg.Done()
 		p.watchVaults(ctx)
 	}()
-	p.checkDone()
 	<-ctx.Done()
 	wg.Wait()
+	// Every slot has stopped and its unit ended: a clean stop.
+	p.stopBatches()
 	return nil
 }
 
@@ -329,7 +339,7 @@ type LineHealth struct {
 	Name     string
 	Capture  string
 	Batch    ledger.Batch
-	Finished int // units with a verdict in the batch
+	Finished int // boards done with the batch (pass, fail or error)
 	// Vault is the vault's URL (never with credentials); VaultOK says
 	// whether it answered its last check (VaultChecked zero: not yet).
 	Vault        string
@@ -347,7 +357,7 @@ func (p *Pipeline) Health() []LineHealth {
 	for i := range p.st.Lines {
 		l := &p.st.Lines[i]
 		lr := p.lines[l.ID]
-		h := LineHealth{Line: l.ID, Name: l.Name, Capture: l.Capture.Method, Batch: lr.batch}
+		h := LineHealth{Line: l.ID, Name: l.Name, Capture: l.Capture.Method}
 		if h.Name == "" {
 			h.Name = l.ID
 		}
@@ -355,7 +365,8 @@ func (p *Pipeline) Health() []LineHealth {
 			h.Vault = u.Redacted()
 		}
 		lr.mu.Lock()
-		h.Finished = lr.finished
+		h.Batch = lr.batch
+		h.Finished = len(lr.run.done)
 		h.VaultOK, h.VaultError, h.VaultChecked = lr.health.ok, lr.health.err, lr.health.checked
 		lr.mu.Unlock()
 		for _, pr := range p.proxies {
@@ -522,30 +533,6 @@ func (p *Pipeline) awaitSerial(ctx context.Context, hwSerial string, timeout tim
 }
 
 var errRegistrationTimeout = errors.New("registration timeout")
-
-// finished counts a unit's verdict towards its line's batch.
-func (p *Pipeline) finished(line string) {
-	lr := p.lines[line]
-	lr.mu.Lock()
-	lr.finished++
-	lr.mu.Unlock()
-	p.checkDone()
-}
-
-func (p *Pipeline) checkDone() {
-	if p.o.BatchSize <= 0 {
-		return
-	}
-	for _, lr := range p.lines {
-		lr.mu.Lock()
-		n := lr.finished
-		lr.mu.Unlock()
-		if n < p.o.BatchSize {
-			return
-		}
-	}
-	p.doneOnce.Do(func() { close(p.done) })
-}
 
 // transcriptPaths names a unit's transcript files.
 func (p *Pipeline) transcriptPaths(batch, unit int64, slot string) (raw, clean string) {

@@ -114,8 +114,8 @@ func TestBatchWithFaults(t *testing.T) {
 		"B6": "", "A7": console.ReasonBootLoop, "B7": "", "A8": lines.ReasonVaultRefused, "B8": "",
 	}
 	s := e.summary(t)
-	if s.Passed != 9 || s.Failed != 7 {
-		t.Errorf("passed %d failed %d, want 9 and 7", s.Passed, s.Failed)
+	if s.Passed != 9 || s.Failed != 5 || s.Errors != 2 || s.Aborted != 0 {
+		t.Errorf("passed %d failed %d errors %d aborted %d, want 9, 5, 2 and 0", s.Passed, s.Failed, s.Errors, s.Aborted)
 	}
 	ring := serialvault.NewKeyRing()
 	if err := ring.AddFile(filepath.Join(e.bench.Dir, "vault-key.pub")); err != nil {
@@ -152,8 +152,14 @@ func TestBatchWithFaults(t *testing.T) {
 			}
 			continue
 		}
-		if u.Verdict != ledger.UnitFail || u.Reason != reason {
-			t.Errorf("%s: %s %q, want fail %q (%s)", u.Slot, u.Verdict, u.Reason, reason, u.Detail)
+		// The board's faults fail; the station's (its console set-up, the
+		// vault) are errors.
+		want := ledger.UnitFail
+		if reason == console.ReasonBaudMismatch || reason == lines.ReasonVaultRefused {
+			want = ledger.UnitError
+		}
+		if u.Verdict != want || u.Reason != reason {
+			t.Errorf("%s: %s %q, want %s %q (%s)", u.Slot, u.Verdict, u.Reason, want, reason, u.Detail)
 		}
 	}
 	// The event stream carried every verdict, and transcripts were kept.
@@ -174,7 +180,7 @@ func TestBatchWithFaults(t *testing.T) {
 		}
 	}
 	st, err := e.led.Stats(context.Background(), ledger.StatsFilter{})
-	if err != nil || st.Passed != 9 || len(st.Pareto) != 7 || st.Planned != 16 {
+	if err != nil || st.Passed != 9 || len(st.Pareto) != 5 || len(st.ErrorReasons) != 2 || st.Planned != 16 {
 		t.Errorf("stats %+v %v", st, err)
 	}
 	// Each line's health: its batch done, its vault checked, line1's proxy
@@ -184,7 +190,7 @@ func TestBatchWithFaults(t *testing.T) {
 		t.Fatalf("health of %d lines", len(hs))
 	}
 	for _, h := range hs {
-		if h.Finished != 8 || !h.VaultOK || h.VaultChecked.IsZero() || h.Batch.ID == 0 || strings.Contains(h.Vault, "@") {
+		if h.Finished != 8 || h.Batch.State != ledger.BatchClosed || h.Batch.CloseReason != ledger.BatchComplete || !h.VaultOK || h.VaultChecked.IsZero() || h.Batch.ID == 0 || strings.Contains(h.Vault, "@") {
 			t.Errorf("health %+v", h)
 		}
 	}

@@ -3,6 +3,7 @@ package lines
 import (
 	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/ledger"
 )
 
 // Reason codes the pipeline adds to those of flash and console.
@@ -16,10 +17,18 @@ const (
 	ReasonStorage             = "storage-error"
 )
 
+// Outcome classes of a unit that did not pass (ledger unit states).
+const (
+	ClassFail    = ledger.UnitFail    // the board's fault: enters yield and the failure pareto
+	ClassError   = ledger.UnitError   // the station's fault (storage, trigger, vault, setup)
+	ClassAborted = ledger.UnitAborted // stopped by the operator, the station or the batch's end
+)
+
 // Reason explains a reason code to an operator: what happened and what to
-// do at the bench.
+// do at the bench, and whose fault it is.
 type Reason struct {
 	Code   string
+	Class  string // ClassFail, ClassError or ClassAborted
 	What   string
 	Advice string
 	// Do is the advice in a few words, for a slot card.
@@ -28,43 +37,44 @@ type Reason struct {
 
 // Reasons is the one table of failure reasons (the README shows it).
 var Reasons = []Reason{
-	{flash.ReasonUnplugged, "the board disappeared during the write", "check the USB cable; retry", "check cable, retry"},
-	{flash.ReasonWriteError, "a write to the board failed", "retry; if it repeats, the eMMC is bad: set the board aside", "retry / set aside"},
-	{flash.ReasonTooSmall, "the board's storage is smaller than the image", "wrong board or wrong image: check the line", "wrong board/image"},
-	{flash.ReasonBusy, "the board's disk is in use by something else", "unmount it or stop the program using it; retry", "free the disk, retry"},
-	{flash.ReasonMounted, "the board's disk is mounted on this PC", "unmount it (desktop automount?); retry", "unmount, retry"},
-	{flash.ReasonSystemDisk, "the target is this PC's system disk", "check the slot's USB port paths", "check slot ports"},
-	{flash.ReasonNotUSB, "the disk is not on the slot's USB port", "check the slot's USB port paths", "check slot ports"},
-	{flash.ReasonOpen, "the target could not be opened", "check permissions and the cable; retry", "check cable, retry"},
-	{flash.ReasonVerify, "read-back differs from what was written", "retry; if it repeats, the eMMC is bad: set the board aside", "retry / set aside"},
-	{flash.ReasonReadError, "read-back failed", "check the USB cable; retry", "check cable, retry"},
-	{flash.ReasonFastboot, "the board's fastboot refused a command", "check the partition name and U-Boot; retry", "check U-Boot, retry"},
-	{flash.ReasonImage, "the image failed its checks", "fix the line's image (hash, bmap) before flashing", "fix the line's image"},
-	{console.ReasonNoOutput, "nothing on the console", "check the console cable, the baud rate and the board's power", "check console cable"},
-	{console.ReasonBaudMismatch, "only unreadable bytes on the console", "set the slot's baud rate; check the console wiring", "check baud, wiring"},
-	{console.ReasonBootloaderError, "the bootloader gave up", "retry; check the image", "retry"},
-	{console.ReasonKernelPanic, "the kernel panicked", "retry; if it repeats, the board or the image is bad", "retry / set aside"},
-	{console.ReasonBootLoop, "the board keeps rebooting", "remove the board: hardware or image fault", "remove board"},
-	{console.ReasonSeedError, "snapd could not seed the system", "check the image (snaps, model)", "check the image"},
-	{console.ReasonStageTimeout, "a boot stage did not come in time", "retry; a slow eMMC needs a profile with longer timeouts", "retry"},
-	{console.ReasonBootTimeout, "the boot took longer than its cap", "retry; check the profile", "retry"},
-	{console.ReasonUnplugged, "the console adapter went away", "reseat the console cable", "reseat console cable"},
-	{console.ReasonPortBusy, "the console port is in use", "stop what holds it (brltty, ModemManager, another station)", "free console port"},
-	{console.ReasonPortMissing, "the console port is missing", "plug the console adapter; check the slot's console port", "plug console adapter"},
-	{console.ReasonPortPermission, "no permission on the console port", "add the station's user to the dialout group", "dialout group"},
-	{console.ReasonPort, "the console port failed", "reseat the console adapter", "reseat console cable"},
-	{console.ReasonConsoleConf, "the board shows console-conf: it has no factory user", "fix the image (system-user), or capture through the proxy", "fix the image"},
-	{console.ReasonLoginFailed, "the console login was refused", "check the line's console user and password", "check password"},
-	{console.ReasonNoShell, "no shell answered on the console", "retry", "retry"},
-	{console.ReasonRegistration, "snapd gave up registering", "check the vault (model, api-key); retry", "check vault, retry"},
-	{console.ReasonNoSerial, "the board printed no serial assertion", "retry", "retry"},
-	{ReasonRegistrationTimeout, "no serial assertion arrived in time (snapd did not finish registering)", "check the board's network to the station and the vault; retry", "check network, retry"},
-	{ReasonVaultRefused, "the vault refused the board's registration", "check the vault (model, api-key, signing key); retry", "check vault, retry"},
-	{ReasonAssertionInvalid, "the serial assertion does not verify", "check the line's brand keys and the vault's signing key", "check brand keys"},
-	{ReasonTriggerFailed, "the boot could not be triggered", "check the hub's power switching; power-cycle by hand", "power-cycle by hand"},
-	{ReasonInterrupted, "the station stopped while the board was in work", "retry the board", "retry"},
-	{ReasonCancelled, "the operator stopped the slot", "retry when ready", "retry"},
-	{ReasonStorage, "the station could not record the unit", "check the station's disk; retry", "check disk, retry"},
+	{flash.ReasonUnplugged, ClassFail, "the board disappeared during the write", "check the USB cable; retry", "check cable, retry"},
+	{flash.ReasonWriteError, ClassFail, "a write to the board failed", "retry; if it repeats, the eMMC is bad: set the board aside", "retry / set aside"},
+	{flash.ReasonTooSmall, ClassFail, "the board's storage is smaller than the image", "wrong board or wrong image: check the line", "wrong board/image"},
+	{flash.ReasonBusy, ClassError, "the board's disk is in use by something else", "unmount it or stop the program using it; retry", "free the disk, retry"},
+	{flash.ReasonMounted, ClassError, "the board's disk is mounted on this PC", "unmount it (desktop automount?); retry", "unmount, retry"},
+	{flash.ReasonSystemDisk, ClassError, "the target is this PC's system disk", "check the slot's USB port paths", "check slot ports"},
+	{flash.ReasonNotUSB, ClassError, "the disk is not on the slot's USB port", "check the slot's USB port paths", "check slot ports"},
+	{flash.ReasonOpen, ClassFail, "the target could not be opened", "check permissions and the cable; retry", "check cable, retry"},
+	{flash.ReasonVerify, ClassFail, "read-back differs from what was written", "retry; if it repeats, the eMMC is bad: set the board aside", "retry / set aside"},
+	{flash.ReasonReadError, ClassFail, "read-back failed", "check the USB cable; retry", "check cable, retry"},
+	{flash.ReasonFastboot, ClassFail, "the board's fastboot refused a command", "check the partition name and U-Boot; retry", "check U-Boot, retry"},
+	{flash.ReasonImage, ClassError, "the image failed its checks", "fix the line's image (hash, bmap) before flashing", "fix the line's image"},
+	{console.ReasonNoOutput, ClassFail, "nothing on the console", "check the console cable, the baud rate and the board's power", "check console cable"},
+	{console.ReasonBaudMismatch, ClassError, "only unreadable bytes on the console", "set the slot's baud rate; check the console wiring", "check baud, wiring"},
+	{console.ReasonBootloaderError, ClassFail, "the bootloader gave up", "retry; check the image", "retry"},
+	{console.ReasonKernelPanic, ClassFail, "the kernel panicked", "retry; if it repeats, the board or the image is bad", "retry / set aside"},
+	{console.ReasonBootLoop, ClassFail, "the board keeps rebooting", "remove the board: hardware or image fault", "remove board"},
+	{console.ReasonSeedError, ClassFail, "snapd could not seed the system", "check the image (snaps, model)", "check the image"},
+	{console.ReasonStageTimeout, ClassFail, "a boot stage did not come in time", "retry; a slow eMMC needs a profile with longer timeouts", "retry"},
+	{console.ReasonBootTimeout, ClassFail, "the boot took longer than its cap", "retry; check the profile", "retry"},
+	{console.ReasonUnplugged, ClassError, "the console adapter went away", "reseat the console cable", "reseat console cable"},
+	{console.ReasonPortBusy, ClassError, "the console port is in use", "stop what holds it (brltty, ModemManager, another station)", "free console port"},
+	{console.ReasonPortMissing, ClassError, "the console port is missing", "plug the console adapter; check the slot's console port", "plug console adapter"},
+	{console.ReasonPortPermission, ClassError, "no permission on the console port", "add the station's user to the dialout group", "dialout group"},
+	{console.ReasonPort, ClassError, "the console port failed", "reseat the console adapter", "reseat console cable"},
+	{console.ReasonConsoleConf, ClassError, "the board shows console-conf: it has no factory user", "fix the image (system-user), or capture through the proxy", "fix the image"},
+	{console.ReasonLoginFailed, ClassError, "the console login was refused", "check the line's console user and password", "check password"},
+	{console.ReasonNoShell, ClassFail, "no shell answered on the console", "retry", "retry"},
+	{console.ReasonRegistration, ClassError, "snapd gave up registering", "check the vault (model, api-key); retry", "check vault, retry"},
+	{console.ReasonNoSerial, ClassFail, "the board printed no serial assertion", "retry", "retry"},
+	{ReasonRegistrationTimeout, ClassFail, "no serial assertion arrived in time (snapd did not finish registering)", "check the board's network to the station and the vault; retry", "check network, retry"},
+	{ReasonVaultRefused, ClassError, "the vault refused the board's registration", "check the vault (model, api-key, signing key); retry", "check vault, retry"},
+	{ReasonAssertionInvalid, ClassError, "the serial assertion does not verify", "check the line's brand keys and the vault's signing key", "check brand keys"},
+	{ReasonTriggerFailed, ClassError, "the boot could not be triggered", "check the hub's power switching; power-cycle by hand", "power-cycle by hand"},
+	{ReasonInterrupted, ClassAborted, "the station stopped while the board was in work", "retry the board", "retry"},
+	{ReasonBatchEnded, ClassAborted, "the batch was ended while the board was in work", "work the board in the next batch", "next batch"},
+	{ReasonCancelled, ClassAborted, "the operator stopped the slot", "retry when ready", "retry"},
+	{ReasonStorage, ClassError, "the station could not record the unit", "check the station's disk; retry", "check disk, retry"},
 }
 
 // ReasonFor returns the entry of a reason code (a generic one for codes
@@ -75,5 +85,5 @@ func ReasonFor(code string) Reason {
 			return r
 		}
 	}
-	return Reason{Code: code, What: "the boot matched a failure pattern (" + code + ")", Advice: "retry; see the console lines", Do: "retry"}
+	return Reason{Code: code, Class: ClassFail, What: "the boot matched a failure pattern (" + code + ")", Advice: "retry; see the console lines", Do: "retry"}
 }

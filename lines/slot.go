@@ -36,6 +36,9 @@ type SlotView struct {
 	LastLine  string
 	Reason    string
 	Detail    string
+	// Outcome is the last unit's: pass, fail (the board's fault), error
+	// (the station's) or aborted.
+	Outcome   string
 	Disabled  bool
 	Duplicate bool
 }
@@ -211,11 +214,20 @@ func (s *slotRun) run(ctx context.Context) {
 			}
 		}
 		if !disabled && inFlashMode(dev) && (retry || changes != worked) {
-			s.work(ctx, *dev)
-			s.mu.Lock()
-			worked, s.retry = s.changes, false
-			s.mu.Unlock()
-			continue
+			if ok, why := s.line.admit(dev.Serial); !ok {
+				// The line's batch has no room: the board waits, said once.
+				if why != s.view().Detail {
+					s.update(func(v *SlotView) { v.Detail = why })
+					s.p.emit(Event{Kind: EventNotice, Slot: s.cfg.ID, Line: s.cfg.Line, HWSerial: dev.Serial, Text: why})
+				}
+				worked = changes
+			} else {
+				s.work(ctx, *dev)
+				s.mu.Lock()
+				worked, s.retry = s.changes, false
+				s.mu.Unlock()
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -226,15 +238,16 @@ func (s *slotRun) run(ctx context.Context) {
 
 // unitRun is one board's attempt in a slot.
 type unitRun struct {
-	s      *slotRun
-	id     int64
-	dev    usb.Device
-	start  time.Time
-	con    *console.Console
-	tr     *console.Transcript
-	raw    string
-	clean  string
-	failed bool
+	s       *slotRun
+	ctx     context.Context // ends when the station stops or the batch ends
+	id      int64
+	dev     usb.Device
+	start   time.Time
+	con     *console.Console
+	tr      *console.Transcript
+	raw     string
+	clean   string
+	outcome string // set once the unit ended
 }
 
 func (u *unitRun) event(e Event) {
@@ -257,22 +270,33 @@ func (u *unitRun) record(kind, stage, message string, data any) {
 	}
 }
 
-// fail ends the unit with a reason.
+// fail ends the unit with a reason; the reason's class is the outcome
+// (fail, error or aborted). Whatever a step reports once the station is
+// stopping or the batch was ended, the unit is aborted, not failed.
 func (u *unitRun) fail(reason, detail string) {
-	if u.failed {
+	if u.outcome != "" {
 		return
 	}
-	u.failed = true
-	ctx := context.Background()
-	r := ReasonFor(reason)
-	if err := u.s.p.led.FinishUnit(ctx, u.id, ledger.UnitFail, reason, detail); err != nil {
-		u.s.p.log.Error().Err(err).Int64("unit", u.id).Msg("cannot record failure")
+	if cause := context.Cause(u.ctx); cause != nil {
+		stopped := ReasonInterrupted
+		if errors.Is(cause, errBatchEnded) {
+			stopped = ReasonBatchEnded
+		}
+		if reason != stopped {
+			detail = fmt.Sprintf("%s (%s: %s)", ReasonFor(stopped).What, reason, detail)
+			reason = stopped
+		}
 	}
-	u.record("verdict", u.s.view().Stage, "fail: "+reason, map[string]string{"reason": reason, "detail": detail})
-	u.s.update(func(v *SlotView) { v.Reason, v.Detail = reason, detail })
+	r := ReasonFor(reason)
+	u.outcome = r.Class
+	if err := u.s.p.led.FinishUnit(context.Background(), u.id, r.Class, reason, detail); err != nil {
+		u.s.p.log.Error().Err(err).Int64("unit", u.id).Msg("cannot record the unit's end")
+	}
+	u.record("verdict", u.s.view().Stage, r.Class+": "+reason, map[string]string{"outcome": r.Class, "reason": reason, "detail": detail})
+	u.s.update(func(v *SlotView) { v.Reason, v.Detail, v.Outcome = reason, detail, r.Class })
 	u.s.state(StateFail, u.id)
-	u.event(Event{Kind: EventVerdict, State: StateFail, Reason: reason, Detail: detail, HWSerial: u.dev.Serial, Text: r.What + ": " + r.Advice})
-	u.s.p.log.Warn().Str("slot", u.s.cfg.ID).Str("board", u.dev.Serial).Str("reason", reason).Str("detail", firstLine(detail)).Msg("unit failed")
+	u.event(Event{Kind: EventVerdict, State: StateFail, Outcome: r.Class, Reason: reason, Detail: detail, HWSerial: u.dev.Serial, Text: r.What + ": " + r.Advice})
+	u.s.p.log.Warn().Str("slot", u.s.cfg.ID).Str("board", u.dev.Serial).Str("outcome", r.Class).Str("reason", reason).Str("detail", firstLine(detail)).Msg("unit did not pass")
 }
 
 func firstLine(s string) string {
@@ -293,7 +317,12 @@ func (s *slotRun) work(ctx context.Context, dev usb.Device) {
 		return
 	}
 	unit, _ := p.led.Unit(ctx, id)
-	u := &unitRun{s: s, id: id, dev: dev, start: time.Now()}
+	lr.take(hw, id)
+	// The unit's work stops when the station stops or the batch is ended.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(lr.run.ctx, func() { cancel(context.Cause(lr.run.ctx)) })()
+	u := &unitRun{s: s, ctx: ctx, id: id, dev: dev, start: time.Now()}
 	s.update(func(v *SlotView) {
 		*v = SlotView{ID: v.ID, Line: v.Line, State: StatePresent, HWSerial: hw, Unit: id, Attempt: unit.Attempt, StartedAt: u.start, Disabled: v.Disabled}
 	})
@@ -344,10 +373,12 @@ func (s *slotRun) work(ctx context.Context, dev usb.Device) {
 		u.fail(ReasonStorage, err.Error())
 		return
 	}
+	u.outcome = ledger.UnitPass
+	s.update(func(v *SlotView) { v.Outcome = ledger.UnitPass })
 	view := s.view()
 	u.record("verdict", "registered", "pass", map[string]any{"serial": view.Serial, "duplicate": view.Duplicate})
 	s.state(StatePass, id)
-	u.event(Event{Kind: EventVerdict, State: StatePass, HWSerial: hw, Serial: view.Serial})
+	u.event(Event{Kind: EventVerdict, State: StatePass, Outcome: ledger.UnitPass, HWSerial: hw, Serial: view.Serial})
 	p.log.Info().Str("slot", s.cfg.ID).Str("board", hw).Str("serial", view.Serial).Dur("took", time.Since(u.start)).Msg("unit passed")
 }
 
@@ -374,11 +405,11 @@ func (u *unitRun) finish() {
 			}
 		}
 	}
-	if !u.failed && u.s.view().State != StatePass {
+	if u.outcome == "" {
 		// Stopped in the middle (the station is stopping).
 		u.fail(ReasonInterrupted, "the station stopped while the board was in work")
 	}
-	u.s.p.finished(u.s.cfg.Line)
+	u.s.p.unitEnded(u.s.line, u.dev.Serial, u.id, u.outcome)
 }
 
 func renderCleanFile(raw, clean string) error {

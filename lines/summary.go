@@ -14,7 +14,7 @@ type UnitSummary struct {
 	Slot     string  `json:"slot"`
 	HWSerial string  `json:"hardware_serial"`
 	Serial   string  `json:"serial,omitempty"`
-	Verdict  string  `json:"verdict"` // pass, fail, interrupted, running
+	Verdict  string  `json:"verdict"` // pass, fail, error, aborted, running
 	Reason   string  `json:"reason,omitempty"`
 	Detail   string  `json:"detail,omitempty"`
 	Attempt  int     `json:"attempt"`
@@ -23,11 +23,12 @@ type UnitSummary struct {
 
 // Summary is the outcome of batches.
 type Summary struct {
-	Passed      int           `json:"passed"`
-	Failed      int           `json:"failed"`
-	Interrupted int           `json:"interrupted"`
-	Running     int           `json:"running"`
-	Units       []UnitSummary `json:"units"`
+	Passed  int           `json:"passed"`
+	Failed  int           `json:"failed"`  // the boards' faults
+	Errors  int           `json:"errors"`  // the station's faults
+	Aborted int           `json:"aborted"` // stopped by the operator, the station or the batch's end
+	Running int           `json:"running"`
+	Units   []UnitSummary `json:"units"`
 }
 
 // Summarize reads the units of batches from the ledger.
@@ -49,8 +50,10 @@ func Summarize(ctx context.Context, led *ledger.Ledger, batches []int64) (Summar
 				s.Passed++
 			case ledger.UnitFail:
 				s.Failed++
-			case ledger.UnitInterrupted:
-				s.Interrupted++
+			case ledger.UnitError:
+				s.Errors++
+			case ledger.UnitAborted:
+				s.Aborted++
 			default:
 				s.Running++
 			}

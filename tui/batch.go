@@ -117,10 +117,10 @@ func (m BatchView) View() string {
 	}
 	for _, l := range flow([]string{
 		fmt.Sprintf("units %d", s.Units), st.OK.Render(fmt.Sprintf("passed %d", s.Passed)), st.Bad.Render(fmt.Sprintf("failed %d", s.Failed)),
-		fmt.Sprintf("in progress %d", s.InProgress), fmt.Sprintf("interrupted %d", s.Interrupted), fmt.Sprintf("boards %d", s.Boards),
-		fmt.Sprintf("planned %d", s.Planned),
-		"yield " + st.Bold.Render(pct(s.Yield)), "first-pass yield " + st.Bold.Render(pct(s.FirstPassYield)),
-		fmt.Sprintf("units/hour %.1f", s.UnitsPerHour), "median flash " + secs(s.MedianFlash), "median boot " + secs(s.MedianBoot),
+		fmt.Sprintf("in progress %d", s.InProgress), errorsText(st, s.Errors), fmt.Sprintf("aborted %d", s.Aborted),
+		fmt.Sprintf("boards %d", s.Boards), fmt.Sprintf("planned %d", s.Planned),
+		"yield " + st.Bold.Render(ledger.Percent(s.Yield)), "first-pass yield " + st.Bold.Render(ledger.Percent(s.FirstPassYield)),
+		"units/hour " + ledger.Rate(s.UnitsPerHour), "median flash " + secs(s.MedianFlash), "median boot " + secs(s.MedianBoot),
 		dup, unmatched, st.Dim.Render("as of " + m.last.at.Local().Format("15:04:05")),
 	}, "   ", w) {
 		add(l)
@@ -139,6 +139,12 @@ func (m BatchView) View() string {
 	}
 	if len(s.Pareto) == 0 {
 		pareto = append(pareto, st.Dim.Render("no failures"))
+	}
+	if len(s.ErrorReasons) > 0 {
+		pareto = append(pareto, st.Section.Render("STATION ERRORS")+st.Dim.Render("  not in yield"))
+		for _, r := range s.ErrorReasons {
+			pareto = append(pareto, fmt.Sprintf("%-20s %3d  %s", r.Reason, r.Count, lines.ReasonFor(r.Reason).What))
+		}
 	}
 	slots := []string{st.Section.Render("SLOTS") + st.Dim.Render("  units failed   rate")}
 	// The slots to look at first: suspects, then by failure rate.
@@ -250,4 +256,13 @@ func leadingNumber(s string) (int, string) {
 		i++
 	}
 	return n, s[i:]
+}
+
+// errorsText counts the station's errors, marked when there are any.
+func errorsText(st *Styles, n int) string {
+	t := fmt.Sprintf("station errors %d", n)
+	if n > 0 {
+		return st.Warn.Render("⚠ " + t)
+	}
+	return t
 }

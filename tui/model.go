@@ -487,7 +487,7 @@ func (m *Model) header() []string {
 	n, _ := m.s.working()
 	var counts string
 	if m.stats != nil {
-		counts = fmt.Sprintf(" PASS %d  FAIL %d  working %d  yield %s", m.stats.Passed, m.stats.Failed, n, pct(m.stats.Yield))
+		counts = fmt.Sprintf(" PASS %d  FAIL %d  working %d  yield %s", m.stats.Passed, m.stats.Failed, n, ledger.Percent(m.stats.Yield))
 	} else {
 		var pass, fail int
 		for _, id := range m.s.order {

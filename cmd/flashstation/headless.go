@@ -175,8 +175,8 @@ func (r *stationRun) finish(o headlessOptions, took time.Duration, stdout io.Wri
 	} else {
 		printSummary(stdout, sum, took)
 	}
-	if sum.Failed > 0 || sum.Interrupted > 0 {
-		return reported(exitVerdict, fmt.Errorf("%d units failed", sum.Failed+sum.Interrupted))
+	if n := sum.Failed + sum.Errors + sum.Aborted; n > 0 {
+		return reported(exitVerdict, fmt.Errorf("%d units did not pass: %d failed, %d station errors, %d aborted", n, sum.Failed, sum.Errors, sum.Aborted))
 	}
 	return nil
 }
@@ -263,8 +263,11 @@ func printEvent(w io.Writer, start time.Time, e lines.Event) {
 
 func printSummary(w io.Writer, s lines.Summary, took time.Duration) {
 	fmt.Fprintf(w, "\n%d passed, %d failed", s.Passed, s.Failed)
-	if s.Interrupted > 0 {
-		fmt.Fprintf(w, ", %d interrupted", s.Interrupted)
+	if s.Errors > 0 {
+		fmt.Fprintf(w, ", %d station errors", s.Errors)
+	}
+	if s.Aborted > 0 {
+		fmt.Fprintf(w, ", %d aborted", s.Aborted)
 	}
 	fmt.Fprintf(w, " in %s\n", took.Round(time.Second))
 	fmt.Fprintf(w, "%-5s %-4s %-10s %-12s %-7s %s\n", "UNIT", "SLOT", "BOARD", "SERIAL", "VERDICT", "REASON")

@@ -29,12 +29,52 @@ func defaultConfig() string {
 	return defaultStationFile
 }
 
+// scope is the units a report covers: the --line, --batch, --since,
+// --until and --verdict flags of status and export.
+type scope struct {
+	line, since, until, verdict string
+	batch                       int64
+}
+
+func (s *scope) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.line, "line", "", "only this line")
+	cmd.Flags().Int64Var(&s.batch, "batch", 0, "only this batch")
+	cmd.Flags().StringVar(&s.since, "since", "", "only units started at or after this time (2026-11-28T08:00:00Z, 2026-11-28) or this long ago (8h)")
+	cmd.Flags().StringVar(&s.until, "until", "", "only units started before this time, or this long ago")
+	cmd.Flags().StringVar(&s.verdict, "verdict", "", "only units with this outcome: pass, fail, error, aborted or running")
+}
+
+// filters checks the flags and returns the units they select.
+func (s *scope) filters(now time.Time) (ledger.StatsFilter, ledger.UnitFilter, error) {
+	f := ledger.StatsFilter{LineID: s.line, BatchID: s.batch, Verdict: s.verdict}
+	switch s.verdict {
+	case "", ledger.UnitPass, ledger.UnitFail, ledger.UnitError, ledger.UnitAborted, ledger.UnitRunning:
+	default:
+		return f, ledger.UnitFilter{}, usageErrorf("--verdict %q: want pass, fail, error, aborted or running", s.verdict)
+	}
+	var err error
+	if s.since != "" {
+		if f.Since, err = parseSince(s.since, now); err != nil {
+			return f, ledger.UnitFilter{}, usageErrorf("--since: %v", err)
+		}
+	}
+	if s.until != "" {
+		if f.Until, err = parseSince(s.until, now); err != nil {
+			return f, ledger.UnitFilter{}, usageErrorf("--until: %v", err)
+		}
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		return f, ledger.UnitFilter{}, usageErrorf("--until %s is not after --since %s", s.until, s.since)
+	}
+	return f, ledger.UnitFilter{LineID: f.LineID, BatchID: f.BatchID, State: f.Verdict, Since: f.Since, Until: f.Until}, nil
+}
+
 func newStatusCommand(stdout, stderr io.Writer) *cobra.Command {
-	var config, line string
-	var batch int64
+	var config string
+	var sc scope
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status [--config FILE] [--line ID] [--batch ID] [--json]",
+		Use:   "status [--config FILE] [--line ID] [--batch ID] [--since T] [--until T] [--verdict V] [--json]",
 		Short: "Batch status for supervisors: counts, yield, throughput, failure pareto",
 		Long: `Supervisor figures of the station, a line or a batch: counts, yield,
 first-pass yield, units/hour, medians, failure pareto and suspect slots.
@@ -42,6 +82,10 @@ Exit 3 when --line or --batch names nothing the record holds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			f, _, err := sc.filters(time.Now())
+			if err != nil {
+				return err
+			}
 			st, err := loadStation(config, stderr)
 			if err != nil {
 				return err
@@ -51,10 +95,10 @@ Exit 3 when --line or --batch names nothing the record holds.`,
 				return err
 			}
 			defer led.Close()
-			if err := checkScope(ctx, led, st, line, batch); err != nil {
+			if err := checkScope(ctx, led, st, sc.line, sc.batch); err != nil {
 				return err
 			}
-			s, err := led.Stats(ctx, ledger.StatsFilter{LineID: line, BatchID: batch})
+			s, err := led.Stats(ctx, f)
 			if err != nil {
 				return err
 			}
@@ -63,31 +107,39 @@ Exit 3 when --line or --batch names nothing the record holds.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(s)
 			}
-			printStats(stdout, st.ID, line, batch, s)
+			printStats(stdout, st.ID, sc, s)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
-	cmd.Flags().StringVar(&line, "line", "", "only this line")
-	cmd.Flags().Int64Var(&batch, "batch", 0, "only this batch")
+	sc.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
 	return cmd
 }
 
-func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
-
-func printStats(w io.Writer, station, line string, batch int64, s ledger.Stats) {
-	scope := "station " + station
-	if line != "" {
-		scope += ", line " + line
+func printStats(w io.Writer, station string, sc scope, s ledger.Stats) {
+	title := "station " + station
+	if sc.line != "" {
+		title += ", line " + sc.line
 	}
-	if batch != 0 {
-		scope += fmt.Sprintf(", batch %d", batch)
+	if sc.batch != 0 {
+		title += fmt.Sprintf(", batch %d", sc.batch)
 	}
-	fmt.Fprintln(w, scope)
-	fmt.Fprintf(w, "  planned %d   passed %d   failed %d   in progress %d   interrupted %d   boards %d\n",
-		s.Planned, s.Passed, s.Failed, s.InProgress, s.Interrupted, s.Boards)
-	fmt.Fprintf(w, "  yield %s   first-pass yield %s   %.1f units/hour\n", pct(s.Yield), pct(s.FirstPassYield), s.UnitsPerHour)
+	if sc.since != "" {
+		title += ", since " + sc.since
+	}
+	if sc.until != "" {
+		title += ", until " + sc.until
+	}
+	if sc.verdict != "" {
+		title += ", only " + sc.verdict
+	}
+	fmt.Fprintln(w, title)
+	fmt.Fprintf(w, "  planned %d   boards %d (finished %d, passed %d)   units %d: passed %d   failed %d   in progress %d\n",
+		s.Planned, s.Boards, s.BoardsFinished, s.BoardsPassed, s.Units, s.Passed, s.Failed, s.InProgress)
+	fmt.Fprintf(w, "  not the boards' doing (not in yield): station errors %d   aborted %d\n", s.Errors, s.Aborted)
+	fmt.Fprintf(w, "  yield %s   first-pass yield %s   %s passes/hour (active %s)\n", ledger.Percent(s.Yield),
+		ledger.Percent(s.FirstPassYield), ledger.Rate(s.UnitsPerHour), s.ActiveTime.Round(time.Second))
 	fmt.Fprintf(w, "  median flash (write + read-back) %.1fs   median boot %.1fs\n", s.MedianFlashSecs, s.MedianBootSecs)
 	if s.Duplicates > 0 || s.Unmatched > 0 {
 		fmt.Fprintf(w, "  serials: %d duplicates, %d unmatched\n", s.Duplicates, s.Unmatched)
@@ -98,10 +150,16 @@ func printStats(w io.Writer, station, line string, batch int64, s ledger.Stats) 
 			fmt.Fprintf(w, "  %4d  %-22s %s\n", r.Count, r.Reason, lines.ReasonFor(r.Reason).What)
 		}
 	}
+	if len(s.ErrorReasons) > 0 {
+		fmt.Fprintln(w, "station errors:")
+		for _, r := range s.ErrorReasons {
+			fmt.Fprintf(w, "  %4d  %-22s %s\n", r.Count, r.Reason, lines.ReasonFor(r.Reason).What)
+		}
+	}
 	var suspects []string
 	for _, sl := range s.Slots {
 		if sl.Suspect {
-			suspects = append(suspects, fmt.Sprintf("%s (%d of %d failed)", sl.Slot, sl.Failed, sl.Units))
+			suspects = append(suspects, fmt.Sprintf("%s (%d of %d failed, %d boards)", sl.Slot, sl.Failed, sl.Units, sl.FailedBoards))
 		}
 	}
 	if len(suspects) > 0 {
@@ -223,9 +281,9 @@ func human(n int64) string {
 
 func newExportCommand(stdout, stderr io.Writer) *cobra.Command {
 	var config, format string
-	var batch int64
+	var sc scope
 	cmd := &cobra.Command{
-		Use:   "export [--config FILE] [--batch ID] [--format csv|json]",
+		Use:   "export [--config FILE] [--line ID] [--batch ID] [--since T] [--until T] [--verdict V] [--format csv|json]",
 		Short: "Export units with their serial assertions (csv or json)",
 		Long: `Export every unit (or a batch's) with its verdict, figures and serial
 assertion, as CSV or as one JSON document. Exit 3 when --batch names no
@@ -234,6 +292,10 @@ recorded batch.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "csv" && format != "json" {
 				return usageErrorf("--format %q: want csv or json", format)
+			}
+			_, f, err := sc.filters(time.Now())
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			st, err := loadStation(config, stderr)
@@ -245,14 +307,14 @@ recorded batch.`,
 				return err
 			}
 			defer led.Close()
-			if err := checkScope(ctx, led, st, "", batch); err != nil {
+			if err := checkScope(ctx, led, st, sc.line, sc.batch); err != nil {
 				return err
 			}
-			return export(ctx, led, batch, format, stdout)
+			return export(ctx, led, f, format, stdout)
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
-	cmd.Flags().Int64Var(&batch, "batch", 0, "only this batch")
+	sc.register(cmd)
 	cmd.Flags().StringVar(&format, "format", "csv", "csv or json")
 	return cmd
 }
@@ -276,8 +338,8 @@ type exportRow struct {
 	Assertion string  `json:"assertion"`
 }
 
-func export(ctx context.Context, led *ledger.Ledger, batch int64, format string, w io.Writer) error {
-	units, err := led.Units(ctx, ledger.UnitFilter{BatchID: batch})
+func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format string, w io.Writer) error {
+	units, err := led.Units(ctx, f)
 	if err != nil {
 		return err
 	}
