@@ -36,6 +36,7 @@ var Reasons = []Reason{
 	{flash.ReasonSystemDisk, "the target is this PC's system disk", "check the slot's USB port paths", "check slot ports"},
 	{flash.ReasonNotUSB, "the disk is not on the slot's USB port", "check the slot's USB port paths", "check slot ports"},
 	{flash.ReasonOpen, "the target could not be opened", "check permissions and the cable; retry", "check cable, retry"},
+	{flash.ReasonNoDevice, "the target is not there or is not a block device (no board's disk at that path)", "check the board is plugged in and shows as a disk (`flashstation devices`); check the target path", "check board, path"},
 	{flash.ReasonVerify, "read-back differs from what was written", "retry; if it repeats, the eMMC is bad: set the board aside", "retry / set aside"},
 	{flash.ReasonReadError, "read-back failed", "check the USB cable; retry", "check cable, retry"},
 	{flash.ReasonFastboot, "the board's fastboot refused a command", "check the partition name and U-Boot; retry", "check U-Boot, retry"},
