@@ -147,10 +147,20 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 		fmt.Fprint(stderr, "\r\033[K")
 	}
 	if err != nil {
-		if errors.Is(err, flash.ErrImageRefused) {
+		if !errors.Is(err, flash.ErrImageRefused) {
+			return err
+		}
+		if !o.json {
 			return &exitError{code: exitVerdict, err: err}
 		}
-		return err
+		// --json still prints its document: no target was touched, each
+		// fails with image-refused.
+		for i, spec := range targets {
+			if results[i].Failure == nil {
+				results[i] = flash.Result{Target: spec, Failure: &flash.Failure{Reason: flash.ReasonImage, Offset: -1, Detail: err.Error(), Err: err}}
+			}
+		}
+		return reportFlash(o, image, nil, results, stdout)
 	}
 	if !o.json {
 		how := fmt.Sprintf("prepared in %.1fs", img.PrepareTime)
