@@ -186,9 +186,17 @@ type BlockTarget struct {
 }
 
 // OpenBlockTarget checks that a disk is safe to overwrite and opens it
-// with O_DIRECT|O_EXCL. Refusals are Failures with reasons mounted,
-// system-disk, busy, not-usb or open-error.
+// with O_DIRECT|O_EXCL. Refusals are Failures with reasons no-device
+// (missing, or not a block device), mounted, system-disk, busy, not-usb or
+// open-error.
 func OpenBlockTarget(path string, o BlockOptions) (*BlockTarget, error) {
+	_, resolved, exists, err := resolvePath(path)
+	if err != nil {
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+	}
+	if err := checkDevNode(path, resolved, exists); err != nil {
+		return nil, err
+	}
 	d, err := InspectDisk(path)
 	if err != nil {
 		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}

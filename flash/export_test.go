@@ -12,3 +12,10 @@ func UsePureGoXz() func() {
 	xzCommand = ""
 	return func() { xzCommand = old }
 }
+
+// UseXzCommand makes the system-xz decoder run path (tests give a fake).
+func UseXzCommand(path string) func() {
+	old := xzCommand
+	xzCommand = path
+	return func() { xzCommand = old }
+}

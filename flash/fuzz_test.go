@@ -2,10 +2,17 @@ package flash_test
 
 import (
 	"bytes"
+	stdgzip "compress/gzip"
+	"context"
 	"encoding/binary"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 
 	"github.com/flashstation/flashstation/flash"
 )
@@ -120,4 +127,85 @@ func FuzzApplySparse(f *testing.F) {
 			t.Fatalf("wrote %d bytes into a %d-byte partition", len(disk.b), limit)
 		}
 	})
+}
+
+// FuzzPrepareStream feeds any file to Prepare (the image is outside
+// input): it never panics, and it accepts exactly the files that decode
+// cleanly to a non-empty image, which it then holds byte for byte. The
+// reference decoders read the whole stream by other means (the standard
+// library's gzip; zstd's and the pure-Go xz's readers to the end).
+func FuzzPrepareStream(f *testing.F) {
+	defer flash.UsePureGoXz()()
+	small := bytes.Repeat([]byte("flashstation\x00\x00\x01"), 700)
+	for _, format := range []string{"zst", "gz", "xz"} {
+		good := compressBytes(f, format, small)
+		f.Add(good)
+		f.Add(good[:len(good)/2])
+		f.Add(append(bytes.Clone(good), "garbage"...))
+		f.Add(append(bytes.Clone(good), good...))
+		f.Add(compressBytes(f, format, nil))
+	}
+	f.Add(small)
+	f.Add([]byte{})
+	c, err := flash.NewCache(filepath.Join(f.TempDir(), "cache"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	c.SetChunkSize(64 << 10)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const limit = 8 << 20 // decompression bombs are not the point here
+		want, ok := referenceDecode(data, limit)
+		if len(want) > limit {
+			return
+		}
+		path := filepath.Join(t.TempDir(), "image.img")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		img, err := c.Prepare(context.Background(), flash.ImageSpec{Path: path}, nil)
+		switch {
+		case err != nil && !errors.Is(err, flash.ErrImageRefused):
+			t.Fatalf("not a refusal: %v", err)
+		case err != nil && ok && len(want) > 0:
+			t.Fatalf("a good stream of %d bytes refused: %v", len(want), err)
+		case err == nil && (!ok || len(want) == 0):
+			t.Fatalf("a bad or empty stream accepted as a %d-byte %s image", img.Size, img.Format)
+		case err == nil:
+			got, rerr := os.ReadFile(img.RawPath)
+			if rerr != nil || !bytes.Equal(got, want) {
+				t.Fatalf("prepared image differs from the stream (%v)", rerr)
+			}
+		}
+	})
+}
+
+// referenceDecode decodes data (format by content) up to limit+1 bytes;
+// ok says the whole stream decoded without error.
+func referenceDecode(data []byte, limit int64) ([]byte, bool) {
+	var r io.Reader
+	switch flash.DetectFormat(data) {
+	case flash.FormatRaw:
+		return data, true
+	case flash.FormatGzip:
+		zr, err := stdgzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, false
+		}
+		r = zr
+	case flash.FormatZstd:
+		zr, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, false
+		}
+		defer zr.Close()
+		r = zr
+	case flash.FormatXz:
+		xr, err := xz.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, false
+		}
+		r = xr
+	}
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
+	return out, err == nil
 }

@@ -2,9 +2,7 @@ package flash
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 
@@ -40,17 +38,79 @@ type TargetOptions struct {
 	LibUSB func() (*usb.LibUSB, error)
 }
 
-// OpenJob opens a target spec: fastboot:tcp:HOST:PORT, fastboot:usb:PORT,
-// a block device, or a regular file (created when missing).
-func OpenJob(ctx context.Context, spec string, o TargetOptions) (Job, error) {
+// Kinds of target spec.
+const (
+	targetFastbootTCP = iota + 1
+	targetFastbootUSB
+	targetBlock
+	targetFile
+)
+
+// CheckTarget checks a target spec without opening it (nothing is
+// created): fastboot:tcp:HOST:PORT and fastboot:usb:PORTPATH by form; a
+// path in /dev (or leading there through symbolic links, such as
+// /dev/disk/by-path/...) must be a block device, else the Failure's reason
+// is no-device; another path must be a block device, a regular file, or
+// missing (a lab file, created when flashed).
+func CheckTarget(spec string) error {
+	_, err := classifyTarget(spec)
+	return err
+}
+
+func classifyTarget(spec string) (int, error) {
 	switch {
 	case strings.HasPrefix(spec, "fastboot:tcp:"):
+		return targetFastbootTCP, nil
+	case strings.HasPrefix(spec, "fastboot:usb:"):
+		return targetFastbootUSB, nil
+	case strings.HasPrefix(spec, "fastboot:"):
+		return 0, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%q: want fastboot:tcp:HOST:PORT or fastboot:usb:PORTPATH", spec)}
+	case spec == "":
+		return 0, &Failure{Reason: ReasonOpen, Offset: -1, Detail: "empty target"}
+	}
+	abs, resolved, exists, err := resolvePath(spec)
+	if err != nil {
+		return 0, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+	}
+	if underDev(abs) || underDev(resolved) {
+		if err := checkDevNode(spec, resolved, exists); err != nil {
+			return 0, err
+		}
+		return targetBlock, nil
+	}
+	if !exists {
+		return targetFile, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(resolved, &st); err != nil {
+		return 0, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%s: %v", spec, err), Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFBLK:
+		return targetBlock, nil
+	case unix.S_IFREG:
+		return targetFile, nil
+	}
+	return 0, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%s is neither a block device nor a regular file", spec)}
+}
+
+// OpenJob opens a target spec: fastboot:tcp:HOST:PORT, fastboot:usb:PORT,
+// a block device, or a regular file (created when missing, never in /dev).
+// The spec is checked first (CheckTarget): a refused one is left as it was.
+func OpenJob(ctx context.Context, spec string, o TargetOptions) (Job, error) {
+	kind, err := classifyTarget(spec)
+	if err != nil {
+		return nil, err
+	}
+	var t Target
+	switch kind {
+	case targetFastbootTCP:
 		tr, err := DialFastbootTCP(ctx, strings.TrimPrefix(spec, "fastboot:tcp:"))
 		if err != nil {
 			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
 		}
 		return &fastbootJob{name: spec, c: NewFastbootClient(tr), o: o}, nil
-	case strings.HasPrefix(spec, "fastboot:usb:"):
+	case targetFastbootUSB:
 		if o.LibUSB == nil {
 			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: "USB access not available"}
 		}
@@ -63,23 +123,13 @@ func OpenJob(ctx context.Context, spec string, o TargetOptions) (Job, error) {
 			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
 		}
 		return &fastbootJob{name: spec, c: NewFastbootClient(tr), o: o}, nil
-	case strings.HasPrefix(spec, "fastboot:"):
-		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%q: want fastboot:tcp:HOST:PORT or fastboot:usb:PORTPATH", spec)}
-	}
-	var t Target
-	var st unix.Stat_t
-	if err := unix.Stat(spec, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+	case targetBlock:
 		bt, err := OpenBlockTarget(spec, o.Block)
 		if err != nil {
 			return nil, err
 		}
 		t = bt
-	} else if err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%s is neither a block device nor a regular file", spec)}
-	} else {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
-		}
+	default:
 		ft, err := OpenFileTarget(spec)
 		if err != nil {
 			return nil, err

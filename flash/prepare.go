@@ -231,7 +231,7 @@ func (p *preparer) run(ctx context.Context, r io.Reader) (size int64, err error)
 		if err := ctx.Err(); err != nil {
 			return off, err
 		}
-		n, rerr := io.ReadFull(r, buf)
+		n, rerr := fill(r, buf)
 		if n > 0 {
 			if err := p.window(buf[:n], off); err != nil {
 				return off, err
@@ -241,14 +241,22 @@ func (p *preparer) run(ctx context.Context, r io.Reader) (size int64, err error)
 				p.progress(off)
 			}
 		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return off, fmt.Errorf("%w: cannot decompress the image at byte %d: %v", ErrImageRefused, off, rerr)
+			// A decoder's io.ErrUnexpectedEOF is a truncated stream, not
+			// the end of the image.
+			if ctx.Err() != nil {
+				return off, ctx.Err()
+			}
+			return off, fmt.Errorf("%w: cannot decompress the image at byte %d (truncated or corrupt file): %w", ErrImageRefused, off, rerr)
 		}
 	}
 	p.flushChunk()
+	if off == 0 {
+		return off, fmt.Errorf("%w: the image is empty (0 bytes)", ErrImageRefused)
+	}
 	if p.bmap != nil {
 		if off != p.bmap.ImageSize {
 			return off, fmt.Errorf("%w: the image is %d bytes, its bmap says %d", ErrImageRefused, off, p.bmap.ImageSize)
@@ -261,6 +269,22 @@ func (p *preparer) run(ctx context.Context, r io.Reader) (size int64, err error)
 		return off, err
 	}
 	return off, nil
+}
+
+// fill reads r until buf is full or r fails. Unlike io.ReadFull it hands
+// back r's own error: io.EOF only for a stream that ended cleanly, so a
+// decoder's io.ErrUnexpectedEOF (a cut stream) is never taken for the end
+// of the image.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // dataSegments lists the allocated regions of a raw file with

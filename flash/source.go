@@ -84,48 +84,70 @@ func decompressor(ctx context.Context, format Format, r io.Reader) (raw io.Reade
 	return nil, nil, fmt.Errorf("unknown image format %q", format)
 }
 
-// systemXz decompresses through `xz -dc`, feeding it r.
+// systemXz decompresses through `xz -dc`, feeding it r. The stream is good
+// only if xz exits 0 and says nothing on stderr: a cut or corrupt .xz
+// makes xz stop (its output then just ends) and complain, and the reader
+// turns that into the error at the end of the stream.
 func systemXz(ctx context.Context, path string, r io.Reader) (io.Reader, func() error, error) {
 	cmd := exec.CommandContext(ctx, path, "--decompress", "--stdout", "--threads=0")
 	cmd.Stdin = r
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	x := &xzProcess{cmd: cmd}
+	cmd.Stderr = &x.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("xz: %w", err)
 	}
+	x.out = out
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start xz: %w", err)
 	}
-	var once sync.Once
-	var waitErr error
-	wait := func() error {
-		once.Do(func() {
-			_, _ = io.Copy(io.Discard, out) // let xz finish writing
-			if err := cmd.Wait(); err != nil {
-				waitErr = fmt.Errorf("xz: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
-			}
-		})
-		return waitErr
-	}
-	return &xzReader{out: out, wait: wait}, wait, nil
+	return x, func() error { return x.finish(true) }, nil
 }
 
-// xzReader turns xz's exit status into the error at the end of the stream,
-// so a corrupt .xz is not mistaken for a short image.
-type xzReader struct {
-	out  io.Reader
-	wait func() error
+// xzProcess reads a running xz's output and turns its exit status and
+// stderr into the error at the end of the stream, so a corrupt .xz is not
+// mistaken for a short image.
+type xzProcess struct {
+	cmd    *exec.Cmd
+	out    io.Reader
+	stderr bytes.Buffer
+
+	once sync.Once
+	err  error
 }
 
-func (x *xzReader) Read(p []byte) (int, error) {
+func (x *xzProcess) Read(p []byte) (int, error) {
 	n, err := x.out.Read(p)
 	if errors.Is(err, io.EOF) {
-		if werr := x.wait(); werr != nil {
+		if werr := x.finish(false); werr != nil {
 			return n, werr
 		}
 	}
 	return n, err
+}
+
+// finish waits for xz and returns why the stream is not good, if it is
+// not. With abandon (the reader stops before the end: the image was
+// refused on the way, or the work cancelled) xz is killed first and its
+// end does not matter.
+func (x *xzProcess) finish(abandon bool) error {
+	x.once.Do(func() {
+		if abandon {
+			_ = x.cmd.Process.Kill()
+		}
+		err := x.cmd.Wait()
+		msg := bytes.TrimSpace(x.stderr.Bytes())
+		switch {
+		case abandon:
+		case err != nil && len(msg) > 0:
+			x.err = fmt.Errorf("xz: %w: %s", err, msg)
+		case err != nil:
+			x.err = fmt.Errorf("xz: %w", err)
+		case len(msg) > 0:
+			x.err = fmt.Errorf("xz exited 0 but reported: %s", msg)
+		}
+	})
+	return x.err
 }
 
 // openImage opens an image file and reports its format.

@@ -2,8 +2,12 @@ package flash
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -38,8 +42,20 @@ type FileTarget struct {
 	path string
 }
 
-// OpenFileTarget opens (creating) a regular file target.
+// OpenFileTarget opens (creating) a regular file target. A path in /dev
+// (or leading there through symbolic links) is refused with no-device:
+// /dev holds device nodes, and a file made there would pass for a board.
 func OpenFileTarget(path string) (*FileTarget, error) {
+	abs, resolved, exists, err := resolvePath(path)
+	if err != nil {
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+	}
+	if underDev(abs) || underDev(resolved) {
+		if err := checkDevNode(path, resolved, exists); err != nil {
+			return nil, err
+		}
+		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%s is a block device, not a file target", path)}
+	}
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: fmt.Sprintf("%s is not a regular file", path)}
 	}
@@ -83,6 +99,104 @@ func (t *FileTarget) EnsureSize(size int64) error {
 		return t.f.Truncate(size)
 	}
 	return nil
+}
+
+// devDir holds device nodes: a target there must be a block device, never
+// a file the station makes up (it would be "flashed" and "verified" while
+// no board is there).
+const devDir = "/dev"
+
+// underDev reports whether an absolute, clean path is in /dev.
+func underDev(path string) bool {
+	return path == devDir || strings.HasPrefix(path, devDir+"/")
+}
+
+// maxSymlinks bounds the links followed when resolving a target (as the
+// kernel's ELOOP does).
+const maxSymlinks = 40
+
+// resolvePath follows the symbolic links of path, a dangling last one
+// included (a missing device behind /dev/disk/by-path, or a lab file
+// linking to a /dev node that is not there), and returns the absolute
+// path as given, where it leads and whether that exists.
+func resolvePath(path string) (abs, resolved string, exists bool, err error) {
+	abs, err = filepath.Abs(path)
+	if err != nil {
+		return "", "", false, fmt.Errorf("target %s: %w", path, err)
+	}
+	p := abs
+	for range maxSymlinks {
+		dir, base := filepath.Split(p)
+		rd, err := filepath.EvalSymlinks(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return abs, p, false, nil
+		}
+		if err != nil {
+			return abs, p, false, fmt.Errorf("target %s: %w", path, err)
+		}
+		p = filepath.Join(rd, base)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return abs, p, false, nil
+		}
+		if err != nil {
+			return abs, p, false, fmt.Errorf("target %s: %w", path, err)
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return abs, p, true, nil
+		}
+		link, err := os.Readlink(p)
+		if err != nil {
+			return abs, p, false, fmt.Errorf("target %s: %w", path, err)
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(p), link)
+		}
+		p = filepath.Clean(link)
+	}
+	return abs, p, false, fmt.Errorf("target %s: too many levels of symbolic links", path)
+}
+
+// noDeviceAdvice tells the operator what to do about a missing device.
+const noDeviceAdvice = "check the board is plugged in and enumerated as a disk (USB mass-storage mode): `flashstation devices` lists the boards and their disks"
+
+// checkDevNode returns nil when resolved (where spec leads) is a block
+// device, and a no-device Failure saying what is there instead.
+func checkDevNode(spec, resolved string, exists bool) error {
+	where := spec
+	if abs, err := filepath.Abs(spec); err == nil && abs != resolved {
+		where = fmt.Sprintf("%s (-> %s)", spec, resolved)
+	}
+	if !exists {
+		return &Failure{Reason: ReasonNoDevice, Offset: -1, Detail: fmt.Sprintf("%s does not exist: no device is there; %s", where, noDeviceAdvice)}
+	}
+	fi, err := os.Stat(resolved)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return &Failure{Reason: ReasonNoDevice, Offset: -1, Detail: fmt.Sprintf("%s does not exist: no device is there; %s", where, noDeviceAdvice), Err: err}
+		}
+		return &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+	}
+	m := fi.Mode()
+	if m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0 {
+		return nil
+	}
+	what, hint := "", ""
+	switch {
+	case m.IsRegular():
+		what, hint = "a regular file", " (left by an earlier write? remove it)"
+	case m.IsDir():
+		what = "a directory"
+	case m&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	default:
+		what = "a special file"
+	}
+	return &Failure{Reason: ReasonNoDevice, Offset: -1, Detail: fmt.Sprintf("%s is %s, not a block device%s: no board's disk is there; %s", where, what, hint, noDeviceAdvice)}
 }
 
 // Throttled limits a target's throughput, standing in for a slow medium

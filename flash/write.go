@@ -23,6 +23,7 @@ const (
 	ReasonSystemDisk = "system-disk"     // the disk holds the running system
 	ReasonNotUSB     = "not-usb"         // the disk is not on (the slot's) USB port
 	ReasonOpen       = "open-error"      // the target cannot be opened
+	ReasonNoDevice   = "no-device"       // a /dev target is missing or not a block device
 	ReasonVerify     = "verify-mismatch" // read-back differs (offset in Failure)
 	ReasonReadError  = "read-error"      // read-back failed (offset in Failure)
 	ReasonFastboot   = "fastboot-error"  // the fastboot device refused a command

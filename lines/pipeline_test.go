@@ -2,6 +2,9 @@ package lines_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +19,7 @@ import (
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/sim"
+	"github.com/flashstation/flashstation/usb"
 )
 
 type e2e struct {
@@ -313,4 +317,34 @@ func slotView(p *lines.Pipeline, id string) lines.SlotView {
 		}
 	}
 	return lines.SlotView{}
+}
+
+// TestRealHardwareRefusesMissingDisk: a disk that sysfs listed but that is
+// gone (or is not a block device) by the time the slot opens it is refused
+// with no-device, and no file is made in its place.
+func TestRealHardwareRefusesMissingDisk(t *testing.T) {
+	missing := fmt.Sprintf("/dev/flashstation-test-gone-%d-%d", os.Getpid(), time.Now().UnixNano())
+	t.Cleanup(func() { os.Remove(missing) })
+	for _, tc := range []struct {
+		name, disk string
+	}{
+		{"gone", missing},
+		{"character device", "/dev/null"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hw lines.RealHardware
+			job, err := hw.OpenJob(context.Background(), usb.Device{PortPath: "1-1.2", Disks: []string{tc.disk}},
+				flash.TargetOptions{Block: flash.BlockOptions{AllowNonUSB: true}})
+			if job != nil {
+				job.Close()
+			}
+			var f *flash.Failure
+			if !errors.As(err, &f) || f.Reason != flash.ReasonNoDevice {
+				t.Fatalf("OpenJob(%s) = %v, want reason %s", tc.disk, err, flash.ReasonNoDevice)
+			}
+		})
+	}
+	if _, err := os.Lstat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s was created (%v)", missing, err)
+	}
 }

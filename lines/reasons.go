@@ -48,6 +48,7 @@ var Reasons = []Reason{
 	{flash.ReasonVerify, ClassFail, "read-back differs from what was written", "retry; if it repeats, the eMMC is bad: set the board aside", "retry / set aside"},
 	{flash.ReasonReadError, ClassFail, "read-back failed", "check the USB cable; retry", "check cable, retry"},
 	{flash.ReasonFastboot, ClassFail, "the board's fastboot refused a command", "check the partition name and U-Boot; retry", "check U-Boot, retry"},
+	{flash.ReasonNoDevice, ClassFail, "the target is not there or is not a block device (no board's disk at that path)", "check the board is plugged in and shows as a disk (`flashstation devices`); check the target path", "check board, path"},
 	{flash.ReasonImage, ClassError, "the image failed its checks", "fix the line's image (hash, bmap) before flashing", "fix the line's image"},
 	{console.ReasonNoOutput, ClassFail, "nothing on the console", "check the console cable, the baud rate and the board's power", "check console cable"},
 	{console.ReasonBaudMismatch, ClassError, "only unreadable bytes on the console", "set the slot's baud rate; check the console wiring", "check baud, wiring"},

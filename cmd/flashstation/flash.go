@@ -42,7 +42,10 @@ compared (unless --no-verify).
 TARGET is a block device (a board's eMMC in USB mass-storage mode; only disks
 on a USB port unless --allow-non-usb, never a mounted or system disk), a
 regular file, fastboot:tcp:HOST:PORT or fastboot:usb:PORTPATH. Fastboot
-devices cannot be read back: their result says so.
+devices cannot be read back: their result says so. A path in /dev (also
+through symbolic links, like /dev/disk/by-path/...) must be a block device:
+anything else there is refused (no-device) before any work, and a missing
+file target is created only outside /dev.
 
 The image is prepared once into a cache (decompressed, mapped, checksummed)
 and reused. Exit 1 when any target failed.`,
@@ -111,6 +114,20 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 		}
 		throttle[name] = mbps * 1e6
 	}
+	// Targets that cannot be flashed (a /dev path with no block device
+	// behind it, a malformed fastboot URL) are refused before any work:
+	// nothing is prepared for them, nothing is created.
+	results := make([]flash.Result, len(targets))
+	refused := 0
+	for i, spec := range targets {
+		if err := flash.CheckTarget(spec); err != nil {
+			results[i] = flash.Result{Target: spec, Failure: asFailure(err)}
+			refused++
+		}
+	}
+	if refused == len(targets) {
+		return reportFlash(o, image, nil, results, stdout)
+	}
 	if o.cache == "" {
 		o.cache = defaultCacheDir()
 	}
@@ -132,13 +149,22 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 	}
 	if err != nil {
 		switch {
-		case errors.Is(err, flash.ErrImageRefused):
-			return &exitError{code: exitVerdict, reason: flash.ReasonImage, err: err,
-				hint: "Check the image against what was published (file, --sha256, --bmap) before flashing."}
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
 			return usageHint(fmt.Errorf("image %s: %w", image, err), "Check the IMAGE path (and --bmap); the first argument is the image.")
+		case !errors.Is(err, flash.ErrImageRefused):
+			return err
+		case !o.json:
+			return &exitError{code: exitVerdict, reason: flash.ReasonImage, err: err,
+				hint: "Check the image against what was published (file, --sha256, --bmap) before flashing."}
 		}
-		return err
+		// --json still prints its document: no target was touched, each
+		// fails with image-refused.
+		for i, spec := range targets {
+			if results[i].Failure == nil {
+				results[i] = flash.Result{Target: spec, Failure: &flash.Failure{Reason: flash.ReasonImage, Offset: -1, Detail: err.Error(), Err: err}}
+			}
+		}
+		return reportFlash(o, image, nil, results, stdout)
 	}
 	if !o.json {
 		how := fmt.Sprintf("prepared in %.1fs", img.PrepareTime)
@@ -166,17 +192,15 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 		}
 	}()
 
-	results := make([]flash.Result, len(targets))
 	var jobs []flash.Job
 	var jobIdx []int
 	for i, spec := range targets {
+		if results[i].Failure != nil {
+			continue
+		}
 		j, err := flash.OpenJob(ctx, spec, topts)
 		if err != nil {
-			var f *flash.Failure
-			if !errors.As(err, &f) {
-				f = &flash.Failure{Reason: flash.ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
-			}
-			results[i] = flash.Result{Target: spec, Failure: f}
+			results[i] = flash.Result{Target: spec, Failure: asFailure(err)}
 			continue
 		}
 		defer j.Close()
@@ -196,6 +220,21 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 		display.finish()
 	}
 
+	return reportFlash(o, image, img, results, stdout)
+}
+
+// asFailure returns err's Failure, or makes an open-error of it.
+func asFailure(err error) *flash.Failure {
+	var f *flash.Failure
+	if !errors.As(err, &f) {
+		f = &flash.Failure{Reason: flash.ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
+	}
+	return f
+}
+
+// reportFlash prints the results (img is nil when every target was refused
+// before the image was prepared) and fails when any target failed.
+func reportFlash(o flashFlags, image string, img *flash.Prepared, results []flash.Result, stdout io.Writer) error {
 	failed := 0
 	for _, r := range results {
 		if r.Failure != nil {
@@ -204,12 +243,15 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 	}
 	if o.json {
 		doc := struct {
-			Image   flashImageJSON    `json:"image"`
+			Image   *flashImageJSON   `json:"image,omitempty"`
 			Targets []flashTargetJSON `json:"targets"`
-		}{Image: flashImageJSON{Source: image, SHA256: img.SourceSHA256, Format: string(img.Format), Size: img.Size,
-			MappedBytes: img.MappedBytes, PrepareSeconds: img.PrepareTime, Cached: img.Cached}}
-		if img.Bmap != nil {
-			doc.Image.Bmap = img.Bmap.Path
+		}{}
+		if img != nil {
+			doc.Image = &flashImageJSON{Source: image, SHA256: img.SourceSHA256, Format: string(img.Format), Size: img.Size,
+				MappedBytes: img.MappedBytes, PrepareSeconds: img.PrepareTime, Cached: img.Cached}
+			if img.Bmap != nil {
+				doc.Image.Bmap = img.Bmap.Path
+			}
 		}
 		for _, r := range results {
 			t := flashTargetJSON{Target: r.Target, MappedBytes: r.MappedBytes, WrittenBytes: r.WrittenBytes,
