@@ -209,6 +209,15 @@ func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 	}
 	markSuspects(s.Slots)
 
+	// Lists are [] in JSON, never null.
+	for _, l := range []*[]ReasonCount{&s.Pareto, &s.ErrorReasons} {
+		if *l == nil {
+			*l = []ReasonCount{}
+		}
+	}
+	if s.Slots == nil {
+		s.Slots = []SlotStat{}
+	}
 	aw, aa := f.where(assertionsTable)
 	if err := l.r.QueryRowContext(ctx, `SELECT coalesce(sum(duplicate), 0), coalesce(sum(unit_id IS NULL), 0) FROM serial_assertions`+aw, aa...).Scan(&s.Duplicates, &s.Unmatched); err != nil {
 		return s, fmt.Errorf("ledger: stats: %w", err)

@@ -56,9 +56,10 @@ func (b *batchRun) resume(units []ledger.Unit) {
 	}
 }
 
-// admit reports whether the line may start a unit for a board, and why
-// not.
-func (lr *lineRun) admit(hw string) (bool, string) {
+// admit reports whether a slot may start a unit for a board, and why not;
+// a new board's place in the batch is taken at once, so two slots never
+// both take the last place.
+func (lr *lineRun) admit(slot, hw string) (bool, string) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	b, planned := lr.run, lr.batch.Planned
@@ -70,7 +71,17 @@ func (lr *lineRun) admit(hw string) (bool, string) {
 	case planned > 0 && len(b.taken) >= planned:
 		return false, fmt.Sprintf("batch %d of line %s has its %d boards: board %s waits for the next batch", lr.batch.ID, lr.cfg.ID, planned, hw)
 	}
+	b.taken[placeOf(slot, hw)] = true
 	return true, ""
+}
+
+// placeOf is the place a board takes in its batch until its unit has an
+// id: its hardware serial, or its slot for a board without one.
+func placeOf(slot, hw string) string {
+	if hw != "" {
+		return hw
+	}
+	return "slot:" + slot
 }
 
 func closedWords(reason string) string {
@@ -83,11 +94,18 @@ func closedWords(reason string) string {
 	return "closed"
 }
 
-// take records that a board started a unit in the batch.
-func (lr *lineRun) take(hw string, unit int64) {
+// started gives a board's place to its unit (unit 0: the unit could not
+// be recorded, and the place is free again).
+func (lr *lineRun) started(slot, hw string, unit int64) {
 	lr.mu.Lock()
-	lr.run.taken[boardOf(hw, unit)] = true
-	lr.mu.Unlock()
+	defer lr.mu.Unlock()
+	if hw != "" && unit != 0 {
+		return
+	}
+	delete(lr.run.taken, placeOf(slot, hw))
+	if unit != 0 {
+		lr.run.taken[boardOf(hw, unit)] = true
+	}
 }
 
 // unitEnded counts a unit's outcome; it closes the batch when its planned

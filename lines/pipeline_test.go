@@ -348,3 +348,86 @@ func TestRealHardwareRefusesMissingDisk(t *testing.T) {
 		t.Errorf("%s was created (%v)", missing, err)
 	}
 }
+
+// TestBatchPlanned: a batch of one board per line takes one board; the
+// line's other board waits (said once), and the batch closes complete.
+func TestBatchPlanned(t *testing.T) {
+	e := startBench(t, sim.BenchConfig{Boards: 4, Speed: 100}, 1)
+	evs := e.runUntilDone(t, 3*time.Minute)
+	units, err := e.led.Units(context.Background(), ledger.UnitFilter{})
+	if err != nil || len(units) != 2 {
+		t.Fatalf("%d units, want one per line: %+v %v", len(units), units, err)
+	}
+	waits := map[string]int{}
+	for _, ev := range evs {
+		if ev.Kind == lines.EventNotice && strings.Contains(ev.Text, "waits for the next batch") {
+			waits[ev.Slot]++
+		}
+	}
+	if len(waits) != 2 {
+		t.Errorf("boards told to wait: %v", waits)
+	}
+	for slot, n := range waits {
+		if n != 1 {
+			t.Errorf("%s told %d times", slot, n)
+		}
+	}
+	for line, b := range e.p.Batches() {
+		if b.State != ledger.BatchClosed || b.CloseReason != ledger.BatchComplete {
+			t.Errorf("%s: batch %+v", line, b)
+		}
+	}
+}
+
+// TestEndBatchAndCleanStop: the operator ends line1's batch while its board
+// flashes: that unit is aborted (batch-ended), the batch closes "operator"
+// and the line takes no new board; line2 goes on; the clean stop closes
+// line2's batch "stopped", and a new pipeline on the same ledger opens new
+// batches.
+func TestEndBatchAndCleanStop(t *testing.T) {
+	e := startBench(t, sim.BenchConfig{Boards: 2, Speed: 20}, 0)
+	w := watch(e.p)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.p.Run(ctx); close(done) }()
+	_, i := w.await(t, 0, "A1 flashing", func(ev lines.Event) bool {
+		return ev.Slot == "A1" && ev.Kind == lines.EventState && ev.State == lines.StateFlashing
+	})
+	if err := e.p.EndBatch("line1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.EndBatch("nope"); err == nil {
+		t.Error("ended the batch of an unknown line")
+	}
+	v, _ := w.await(t, i, "A1's verdict", verdictOf("A1"))
+	if v.Outcome != ledger.UnitAborted || v.Reason != lines.ReasonBatchEnded {
+		t.Errorf("A1 after the batch ended: %s %s %s", v.Outcome, v.Reason, v.Detail)
+	}
+	if v, _ = w.await(t, 0, "B1's verdict", verdictOf("B1")); v.Outcome != ledger.UnitPass {
+		t.Errorf("B1: %s %s %s", v.Outcome, v.Reason, v.Detail)
+	}
+	cancel()
+	<-done
+	b := e.p.Batches()
+	if b["line1"].CloseReason != ledger.BatchOperator || b["line2"].CloseReason != ledger.BatchStopped {
+		t.Errorf("batches after the stop: %+v", b)
+	}
+	u, err := e.led.Unit(context.Background(), v.Unit)
+	if err != nil || u.State != ledger.UnitPass {
+		t.Errorf("B1's unit: %+v %v", u, err)
+	}
+	open, err := e.led.OpenBatches(context.Background())
+	if err != nil || len(open) != 0 {
+		t.Errorf("open batches after a clean stop: %+v %v", open, err)
+	}
+	p2, err := lines.NewPipeline(context.Background(), e.st, lines.Options{Hardware: e.bench, Ledger: e.led, Logger: zerolog.Nop(), AllowNonUSB: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	for line, nb := range p2.Batches() {
+		if nb.ID == b[line].ID || nb.State != ledger.BatchOpen {
+			t.Errorf("%s: the new run has batch %+v (old %d)", line, nb, b[line].ID)
+		}
+	}
+}

@@ -214,7 +214,7 @@ func (s *slotRun) run(ctx context.Context) {
 			}
 		}
 		if !disabled && inFlashMode(dev) && (retry || changes != worked) {
-			if ok, why := s.line.admit(dev.Serial); !ok {
+			if ok, why := s.line.admit(s.cfg.ID, dev.Serial); !ok {
 				// The line's batch has no room: the board waits, said once.
 				if why != s.view().Detail {
 					s.update(func(v *SlotView) { v.Detail = why })
@@ -312,12 +312,13 @@ func (s *slotRun) work(ctx context.Context, dev usb.Device) {
 	id, err := p.led.StartUnit(ctx, ledger.Unit{BatchID: lr.batch.ID, LineID: s.cfg.Line, SlotID: s.cfg.ID, HWSerial: hw, Stage: "present"})
 	if err != nil {
 		p.log.Error().Err(err).Str("slot", s.cfg.ID).Msg("cannot start unit")
-		s.update(func(v *SlotView) { v.Reason, v.Detail = ReasonStorage, err.Error() })
+		lr.started(s.cfg.ID, hw, 0)
+		s.update(func(v *SlotView) { v.Reason, v.Detail, v.Outcome = ReasonStorage, err.Error(), ClassError })
 		s.state(StateFail, 0)
 		return
 	}
 	unit, _ := p.led.Unit(ctx, id)
-	lr.take(hw, id)
+	lr.started(s.cfg.ID, hw, id)
 	// The unit's work stops when the station stops or the batch is ended.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

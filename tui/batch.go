@@ -120,7 +120,7 @@ func (m BatchView) View() string {
 		fmt.Sprintf("in progress %d", s.InProgress), errorsText(st, s.Errors), fmt.Sprintf("aborted %d", s.Aborted),
 		fmt.Sprintf("boards %d", s.Boards), fmt.Sprintf("planned %d", s.Planned),
 		"yield " + st.Bold.Render(ledger.Percent(s.Yield)), "first-pass yield " + st.Bold.Render(ledger.Percent(s.FirstPassYield)),
-		"units/hour " + ledger.Rate(s.UnitsPerHour), "median flash " + secs(s.MedianFlash), "median boot " + secs(s.MedianBoot),
+		"passes/hour " + ledger.Rate(s.UnitsPerHour), "median flash " + secs(s.MedianFlash), "median boot " + secs(s.MedianBoot),
 		dup, unmatched, st.Dim.Render("as of " + m.last.at.Local().Format("15:04:05")),
 	}, "   ", w) {
 		add(l)
@@ -197,20 +197,12 @@ func (m BatchView) View() string {
 	}
 	add("")
 	add(st.Section.Render("RECENT UNITS"))
-	add(st.Dim.Render(fmt.Sprintf("%-6s %-8s %-6s %-14s %-14s %-8s %-22s %s", "UNIT", "SLOT", "LINE", "BOARD", "SERIAL", "VERDICT", "REASON", "FINISHED")))
+	add(st.Dim.Render(fmt.Sprintf("%-6s %-8s %-6s %-14s %-14s %-9s %-22s %s", "UNIT", "SLOT", "LINE", "BOARD", "SERIAL", "VERDICT", "REASON", "FINISHED")))
 	for _, u := range m.last.recent {
 		if len(out) >= h {
 			break
 		}
-		verdict := strings.ToUpper(u.State)
-		switch u.State {
-		case ledger.UnitPass:
-			verdict = st.OK.Render(fmt.Sprintf("%-8s", "✔ PASS"))
-		case ledger.UnitFail:
-			verdict = st.Bad.Render(fmt.Sprintf("%-8s", "✘ FAIL"))
-		default:
-			verdict = fmt.Sprintf("%-8s", verdict)
-		}
+		verdict := fit(outcomeWord(st, u.State), 9)
 		fin := ""
 		if !u.FinishedAt.IsZero() {
 			fin = u.FinishedAt.Local().Format("15:04:05")

@@ -25,6 +25,7 @@ const (
 type BenchKeyMap struct {
 	Up, Down, Left, Right key.Binding
 	Enter, Retry, Disable key.Binding
+	EndBatch              key.Binding
 	Batch, Search, Help   key.Binding
 	Quit                  key.Binding
 }
@@ -36,7 +37,7 @@ func (k BenchKeyMap) ShortHelp() []key.Binding {
 
 // FullHelp is the help view's.
 func (k BenchKeyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Left, k.Right}, {k.Enter, k.Retry, k.Disable}, {k.Batch, k.Search, k.Help, k.Quit}}
+	return [][]key.Binding{{k.Up, k.Down, k.Left, k.Right}, {k.Enter, k.Retry, k.Disable, k.EndBatch}, {k.Batch, k.Search, k.Help, k.Quit}}
 }
 
 // Bench is the grid of slot cards.
@@ -52,7 +53,7 @@ type Bench struct {
 func NewBench(c *Common, s *store) Bench {
 	k := c.Keys
 	return Bench{c: c, s: s, KeyMap: BenchKeyMap{Up: k.Up, Down: k.Down, Left: k.Left, Right: k.Right,
-		Enter: k.Enter, Retry: k.Retry, Disable: k.Disable, Batch: k.Batch, Search: k.Search, Help: k.Help, Quit: k.Quit}}
+		Enter: k.Enter, Retry: k.Retry, Disable: k.Disable, EndBatch: k.EndBatch, Batch: k.Batch, Search: k.Search, Help: k.Help, Quit: k.Quit}}
 }
 
 // Selected returns the selected slot's id.

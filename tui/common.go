@@ -17,6 +17,7 @@ type Station interface {
 	Health() []lines.LineHealth
 	Retry(slot string) error
 	SetDisabled(slot string, disabled bool) error
+	EndBatch(line string) error
 }
 
 // Records is what the interface reads from the ledger (*ledger.Ledger is

@@ -7,6 +7,8 @@ import (
 
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
+
+	"github.com/flashstation/flashstation/ledger"
 )
 
 // clock formats a duration as m:ss (or h:mm:ss).
@@ -149,4 +151,21 @@ func wrap(s string, w, n int) []string {
 		out[len(out)-1] = string(last) + "…"
 	}
 	return out
+}
+
+// outcomeWord is a unit's outcome as it is shown, glyph and word, in its
+// colour: the board's fault (FAIL) never looks like the station's (ERROR)
+// or a stop (ABORTED).
+func outcomeWord(st *Styles, state string) string {
+	switch state {
+	case ledger.UnitPass:
+		return st.OK.Render("✔ PASS")
+	case ledger.UnitFail:
+		return st.Bad.Render("✘ FAIL")
+	case ledger.UnitError:
+		return st.Warn.Render("⚠ ERROR")
+	case ledger.UnitAborted:
+		return st.Dim.Render("■ ABORTED")
+	}
+	return strings.ToUpper(state)
 }

@@ -8,6 +8,7 @@ type KeyMap struct {
 	Up, Down, Left, Right key.Binding
 	Enter, Back           key.Binding
 	Retry, Disable        key.Binding
+	EndBatch              key.Binding
 	Batch, Search, Help   key.Binding
 	Quit, ForceQuit       key.Binding
 	PageUp, PageDown      key.Binding
@@ -31,6 +32,7 @@ func DefaultKeyMap() *KeyMap {
 		Back:      b("esc", "back", "esc"),
 		Retry:     b("r", "retry", "r"),
 		Disable:   b("d", "disable/enable", "d"),
+		EndBatch:  b("E", "end the line's batch", "E"),
 		Batch:     b("b", "batch", "b"),
 		Search:    b("/", "QA search", "/"),
 		Help:      b("?", "help", "?"),

@@ -88,6 +88,7 @@ type Model struct {
 	help   HelpView
 
 	confirmQuit bool
+	confirmEnd  string // the line whose batch the operator is asked to end
 	status      string
 	statusAt    time.Time
 	stats       *ledger.Stats // header counts
@@ -267,6 +268,15 @@ func (m *Model) setStatus(s string) {
 // then the current view's.
 func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	k := m.c.Keys
+	if m.confirmEnd != "" {
+		line := m.confirmEnd
+		m.confirmEnd = ""
+		if key.Matches(msg, k.Yes) {
+			return m, m.endBatch(line)
+		}
+		m.setStatus("batch of " + line + " not ended")
+		return m, nil
+	}
 	if m.confirmQuit {
 		m.confirmQuit = false
 		if key.Matches(msg, k.Yes) {
@@ -312,6 +322,11 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			return m, m.retry(slot)
 		case key.Matches(msg, k.Disable):
 			return m, m.toggleDisabled(slot)
+		case key.Matches(msg, k.EndBatch):
+			if d := m.s.slot(slot); d != nil {
+				m.confirmEnd = d.View.Line
+			}
+			return m, nil
 		}
 	}
 	switch m.screen {
@@ -406,6 +421,35 @@ func (m *Model) toggleDisabled(id string) tea.Cmd {
 		}
 		return nil
 	}
+}
+
+// endBatch asks the station to end a line's batch.
+func (m *Model) endBatch(line string) tea.Cmd {
+	m.setStatus("ending the batch of " + line + ": its slots take no new board")
+	m.c.Log.Info().Str("line", line).Msg("operator ended the line's batch")
+	st := m.c.Station
+	return func() tea.Msg {
+		if err := st.EndBatch(line); err != nil {
+			return actionMsg{"end batch of " + line + ": " + err.Error()}
+		}
+		return nil
+	}
+}
+
+// endPrompt asks before a line's batch ends, saying what it stops.
+func (m *Model) endPrompt() string {
+	n := 0
+	for _, id := range m.s.order {
+		v := m.s.byID[id].View
+		if v.Line == m.confirmEnd && working(v.State) {
+			n++
+		}
+	}
+	p := "end the batch of line " + m.confirmEnd
+	if n > 0 {
+		p += " (" + plural(n, "board", "boards") + " in work will be stopped)"
+	}
+	return p + "? y/n"
 }
 
 // quitPrompt says what is still running: "3 slots still flashing - quit? y/n".
@@ -558,6 +602,9 @@ func (m *Model) footer() string {
 	st, w := m.c.Styles, m.c.Width
 	if m.confirmQuit {
 		return fit(st.Prompt.Render(m.quitPrompt()), w)
+	}
+	if m.confirmEnd != "" {
+		return fit(st.Prompt.Render(m.endPrompt()), w)
 	}
 	hm := help.New()
 	var keys help.KeyMap

@@ -293,12 +293,9 @@ func (m QA) evidenceView() string {
 		return strings.Join(out, "\n")
 	}
 	u := m.ev.Unit
-	verdict := strings.ToUpper(u.State)
-	switch u.State {
-	case ledger.UnitPass:
-		verdict = st.OK.Render("✔ PASS")
-	case ledger.UnitFail:
-		verdict = st.Bad.Render("✘ FAIL " + u.Reason)
+	verdict := outcomeWord(st, u.State)
+	if u.Reason != "" {
+		verdict += " " + u.Reason
 	}
 	for _, l := range flow([]string{st.Section.Render("UNIT " + strconv.Itoa(int(u.ID))), verdict, "board " + u.HWSerial, "serial " + u.Serial,
 		"slot " + u.SlotID, "line " + u.LineID, fmt.Sprintf("batch %d", u.BatchID), fmt.Sprintf("attempt %d", u.Attempt),

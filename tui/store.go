@@ -179,13 +179,21 @@ func (s *store) apply(e lines.Event) {
 func (s *store) working() (total int, byState map[string]int) {
 	byState = map[string]int{}
 	for _, id := range s.order {
-		switch st := s.byID[id].View.State; st {
-		case lines.StatePresent, lines.StateFlashing, lines.StateBooting, lines.StateRegister:
+		if st := s.byID[id].View.State; working(st) {
 			byState[st]++
 			total++
 		}
 	}
 	return total, byState
+}
+
+// working reports whether a slot in this state has a board in work.
+func working(state string) bool {
+	switch state {
+	case lines.StatePresent, lines.StateFlashing, lines.StateBooting, lines.StateRegister:
+		return true
+	}
+	return false
 }
 
 // batches are the ids of the lines' batches.

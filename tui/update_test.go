@@ -163,6 +163,24 @@ func TestRetryAndDisableKeys(t *testing.T) {
 	}
 }
 
+// TestEndBatchKey: E asks before it ends the selected slot's line's
+// batch, says how many boards it stops, and only y ends it.
+func TestEndBatchKey(t *testing.T) {
+	f := newFixture(t, 120, 40, slotsMixed())
+	f.keys(t, "E") // A1: line1
+	if s := f.screen(); !strings.Contains(s, "end the batch of line line1 (") || !strings.Contains(s, "in work will be stopped)? y/n") {
+		t.Fatalf("E:\n%s", s)
+	}
+	f.keys(t, "n")
+	if len(f.st.Actions()) != 0 || !strings.Contains(f.screen(), "batch of line1 not ended") {
+		t.Fatalf("n ended the batch: %q\n%s", f.st.Actions(), f.screen())
+	}
+	f.keys(t, "E", "y")
+	if got := f.st.Actions(); !slices.Equal(got, []string{"end batch line1"}) {
+		t.Errorf("actions %q", got)
+	}
+}
+
 func TestViewKeys(t *testing.T) {
 	f := newFixture(t, 120, 40, slotsMixed())
 	f.keys(t, "b")

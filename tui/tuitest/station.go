@@ -60,6 +60,19 @@ func (s *Station) SetHealth(h []lines.LineHealth) {
 // Retry records a retry request.
 func (s *Station) Retry(slot string) error { return s.act("retry " + slot) }
 
+// EndBatch records a request to end a line's batch.
+func (s *Station) EndBatch(line string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range s.slots {
+		if v.Line == line {
+			s.actions = append(s.actions, "end batch "+line)
+			return nil
+		}
+	}
+	return fmt.Errorf("no line %q", line)
+}
+
 // SetDisabled records a disable or enable request.
 func (s *Station) SetDisabled(slot string, disabled bool) error {
 	if disabled {
