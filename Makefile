@@ -5,8 +5,12 @@ GO      ?= go
 BIN     ?= bin/flashstation
 PKGS    ?= ./...
 TIMEOUT ?= 15m
+GOBIN   := $(shell $(GO) env GOPATH)/bin
+# The linter, pinned; make deps installs it through the Go toolchain.
+STATICCHECK_VERSION ?= 0.8.2
+STATICCHECK ?= $(GOBIN)/staticcheck
 
-.PHONY: all deps build test vet demo bench lint fmt clean
+.PHONY: all deps tools build test vet demo bench lint fmt clean
 
 all: build
 
@@ -16,16 +20,22 @@ all: build
 deps:
 	@scripts/deps.sh
 
+# The Go tools the lint needs, installed through the Go toolchain.
+tools:
+	@if ! "$(STATICCHECK)" -version 2>/dev/null | grep -qF "($(STATICCHECK_VERSION))"; then \
+		echo "deps: go install honnef.co/go/tools/cmd/staticcheck@v$(STATICCHECK_VERSION)" >&2; \
+		$(GO) install honnef.co/go/tools/cmd/staticcheck@v$(STATICCHECK_VERSION); fi
+
 build: deps
 	$(GO) build -o $(BIN) ./cmd/flashstation
 
 vet:
 	$(GO) vet $(PKGS)
 
-# Every test: vet, the race-enabled unit and integration tests, the
-# command-line scripts and (as they land) the end-to-end tests on simulated
-# boards.
-test: deps vet
+# Every test: lint (gofmt, vet, staticcheck; any finding fails), then the
+# race-enabled unit and integration tests, the command-line scripts and the
+# end-to-end tests on simulated boards.
+test: deps lint
 	$(GO) test -race -timeout $(TIMEOUT) $(PKGS)
 
 # The station on a simulated bench (DEMO_ARGS: e.g. --faults --boards 16).
@@ -37,9 +47,9 @@ demo: build
 bench: deps
 	GO=$(GO) scripts/bench.sh
 
-lint: vet
+lint: tools vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	@if command -v staticcheck >/dev/null 2>&1; then staticcheck $(PKGS); else echo "staticcheck not installed: skipped (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
+	$(STATICCHECK) $(PKGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
