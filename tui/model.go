@@ -531,7 +531,11 @@ func (m *Model) header() []string {
 	n, _ := m.s.working()
 	var counts string
 	if m.stats != nil {
-		counts = fmt.Sprintf(" PASS %d  FAIL %d  working %d  yield %s", m.stats.Passed, m.stats.Failed, n, ledger.Percent(m.stats.Yield))
+		counts = fmt.Sprintf(" PASS %d  FAIL %d", m.stats.Passed, m.stats.Failed)
+		if m.stats.Errors > 0 {
+			counts += fmt.Sprintf("  ERROR %d", m.stats.Errors)
+		}
+		counts += fmt.Sprintf("  working %d  yield %s", n, ledger.Percent(m.stats.Yield))
 	} else {
 		var pass, fail int
 		for _, id := range m.s.order {
@@ -545,7 +549,13 @@ func (m *Model) header() []string {
 		counts = fmt.Sprintf(" PASS %d  FAIL %d  working %d", pass, fail, n)
 	}
 	if m.s.done {
-		counts = st.Banner.Render("BATCH COMPLETE") + st.Title.Render(" "+counts)
+		banner := "BATCH COMPLETE"
+		for _, h := range m.s.health {
+			if h.Batch.CloseReason != "" && h.Batch.CloseReason != ledger.BatchComplete {
+				banner = "BATCH ENDED"
+			}
+		}
+		counts = st.Banner.Render(banner) + st.Title.Render(" "+counts)
 	} else {
 		counts = st.Title.Render(counts)
 	}
