@@ -313,10 +313,15 @@ func (b *Bench) writeImage(ctx context.Context) error {
 
 // writeProfile writes the boot profile with the station's timeouts scaled
 // to the bench's speed, so a hung board fails in seconds, not minutes.
+//
+// Each stage gets at least 15 s and the whole boot at least 2 min: a
+// board that hangs in one stage then fails that stage's timeout well
+// before the boot's cap, however slowly a loaded machine got it there.
 func (b *Bench) writeProfile() error {
-	scale := func(d time.Duration) string {
-		return max(time.Duration(float64(d)/b.cfg.Speed), 15*time.Second).Round(time.Second).String()
+	scaleMin := func(d, least time.Duration) string {
+		return max(time.Duration(float64(d)/b.cfg.Speed), least).Round(time.Second).String()
 	}
+	scale := func(d time.Duration) string { return scaleMin(d, 15*time.Second) }
 	p := fmt.Sprintf(`# The uc22 profile with timeouts divided by the simulated bench's speed (%g).
 name: sim-uc22
 base: uc22
@@ -328,7 +333,7 @@ stages:
   - {name: run-boot, timeout: %s}
   - {name: seeding, timeout: %s}
   - {name: console-ready, timeout: %s}
-`, b.cfg.Speed, scale(30*time.Second), scale(30*time.Minute), scale(60*time.Second), scale(15*time.Minute),
+`, b.cfg.Speed, scale(30*time.Second), scaleMin(30*time.Minute, 2*time.Minute), scale(60*time.Second), scale(15*time.Minute),
 		scale(5*time.Minute), scale(20*time.Minute), scale(3*time.Minute))
 	return os.WriteFile(filepath.Join(b.Dir, "sim-profile.yaml"), []byte(p), 0o644)
 }
