@@ -130,24 +130,21 @@ func ReadFile(path string, lim Limits) ([]byte, error) {
 }
 
 func tooLarge(file string, lim Limits, size int64) *Error {
-	what := "more than " + humanBytes(int64(lim.MaxBytes))
+	msg := fmt.Sprintf("the %s is larger than the %s limit", lim.What, humanBytes(int64(lim.MaxBytes)))
 	if size >= 0 {
-		what = humanBytes(size)
+		msg = fmt.Sprintf("the %s is %d bytes, over the %s limit", lim.What, size, humanBytes(int64(lim.MaxBytes)))
 	}
-	return &Error{File: file, Err: ErrTooLarge,
-		Msg: fmt.Sprintf("the %s is %s, over the %s limit", lim.What, what, humanBytes(int64(lim.MaxBytes)))}
+	return &Error{File: file, Err: ErrTooLarge, Msg: msg}
 }
 
 func humanBytes(n int64) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
 		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	case n >= 1<<10 && n%(1<<10) == 0:
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
-	return fmt.Sprintf("%d bytes", n)
+	return fmt.Sprintf("%d-byte", n)
 }
 
 // Parse checks data against the limits and parses it into a syntax tree.
@@ -194,7 +191,9 @@ func Body(file string, f *ast.File) (ast.Node, error) {
 			continue
 		}
 		if body != nil {
-			return nil, errorAt(file, d.Body.GetToken(), ErrDocuments, "only one YAML document is allowed (document %d)", i+1)
+			line, col := nodeStart(d.Body)
+			return nil, &Error{File: file, Line: line, Col: col, Err: ErrDocuments,
+				Msg: fmt.Sprintf("only one YAML document is allowed (document %d)", i+1)}
 		}
 		body = d.Body
 	}
@@ -203,7 +202,7 @@ func Body(file string, f *ast.File) (ast.Node, error) {
 
 // Decode checks data against the limits, parses it and decodes its single
 // document into v (a pointer) with the library's decoder.
-func Decode(file string, data []byte, v any, lim Limits, opts ...yaml.DecodeOption) (err error) {
+func Decode(file string, data []byte, v any, lim Limits, opts ...yaml.DecodeOption) error {
 	f, err := Parse(file, data, lim)
 	if err != nil {
 		return err
@@ -212,12 +211,19 @@ func Decode(file string, data []byte, v any, lim Limits, opts ...yaml.DecodeOpti
 	if err != nil || body == nil {
 		return err
 	}
+	return DecodeNode(file, body, v, opts...)
+}
+
+// DecodeNode decodes a node of a tree that Parse accepted into v (a
+// pointer) with the library's decoder. A panic in the library becomes an
+// ErrLibraryPanic error naming the file.
+func DecodeNode(file string, n ast.Node, v any, opts ...yaml.DecodeOption) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = libraryPanic(file, r)
 		}
 	}()
-	if err := yaml.NodeToValue(body, v, opts...); err != nil {
+	if err := yaml.NodeToValue(n, v, opts...); err != nil {
 		return fromLibrary(file, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -109,7 +110,7 @@ func TestParseLimits(t *testing.T) {
 
 func TestTooLargeMessage(t *testing.T) {
 	_, err := yamlbound.Parse("big.yaml", make([]byte, 3<<20), yamlbound.Limits{What: "station file", MaxBytes: 1 << 20})
-	if want := "big.yaml: the station file is 3 MiB, over the 1 MiB limit"; err == nil || err.Error() != want {
+	if want := "big.yaml: the station file is 3145728 bytes, over the 1 MiB limit"; err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}
 }
@@ -129,8 +130,8 @@ func TestReadFile(t *testing.T) {
 			continue
 		}
 		_, err := yamlbound.ReadFile(path, lim)
-		if !errors.Is(err, yamlbound.ErrTooLarge) || !strings.Contains(err.Error(), path+": the profile is") ||
-			!strings.Contains(err.Error(), "over the 1 KiB limit") {
+		if !errors.Is(err, yamlbound.ErrTooLarge) || !strings.HasPrefix(err.Error(), path+": the profile is ") ||
+			!strings.HasSuffix(err.Error(), " the 1 KiB limit") {
 			t.Errorf("%s: %v", path, err)
 		}
 	}
@@ -205,6 +206,47 @@ func BenchmarkParseMaxSize(b *testing.B) {
 	for b.Loop() {
 		if _, err := yamlbound.Parse("max.yaml", data, yamlbound.Limits{MaxAliasNodes: 1 << 30}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestPosition(t *testing.T) {
+	doc := `name: x
+base: uc20
+stages:
+  - name: seeding
+    timeout: soon
+  - {name: ready, markers: ["(" ]}
+  - name:
+fail-on:
+  - pattern: "["
+`
+	f, err := yamlbound.Parse("p.yaml", []byte(doc), yamlbound.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := yamlbound.Body("p.yaml", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want string
+	}{
+		{"", "1:1"},
+		{"base", "2:7"},
+		{"stages", "4:3"},
+		{"stages[0].timeout", "5:14"},
+		{"stages[1]", "6:5"},
+		{"stages[1].markers[0]", "6:29"},
+		{"stages[2].name", "7:5"},   // no value: the key
+		{"stages[0].prompt", "4:5"}, // no such key: the parent
+		{"stages[9].name", "4:3"},   // no such element: the list
+		{"fail-on[0].pattern", "9:14"},
+	} {
+		l, c := yamlbound.Position(body, tc.path)
+		if got := strconv.Itoa(l) + ":" + strconv.Itoa(c); got != tc.want {
+			t.Errorf("%q at %s, want %s", tc.path, got, tc.want)
 		}
 	}
 }
