@@ -10,6 +10,8 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/flashstation/flashstation/internal/yamlbound"
 )
 
 // Position is a place in a configuration file, 1-based.
@@ -96,17 +98,24 @@ type walker struct {
 	problems Problems
 	anchors  map[string][]anchorDef // every anchor in the document, in order
 	pos      map[string]Position    // field path -> position of its value
+	errPaths map[string]bool        // field paths with an error-level problem
 	depth    int
 	budget   int // merge-key entries left to expand (stops "billion laughs")
 }
 
 const (
+	// maxDepth bounds the nesting of a station file (yamlbound refuses a
+	// deeper one before it is parsed) and the walker's own recursion.
 	maxDepth       = 64
 	maxMergeBudget = 100000
+	// maxTreeDepth bounds recursion over the syntax tree, where a level of
+	// nesting is a few tree levels (mapping, key-value pair, anchor, tag).
+	maxTreeDepth = 4 * (maxDepth + 1)
 )
 
 func newWalker(file string) *walker {
-	return &walker{file: file, anchors: map[string][]anchorDef{}, pos: map[string]Position{}, budget: maxMergeBudget}
+	return &walker{file: file, anchors: map[string][]anchorDef{}, pos: map[string]Position{},
+		errPaths: map[string]bool{}, budget: maxMergeBudget}
 }
 
 func (w *walker) add(pos Position, path string, warning bool, format string, args ...any) {
@@ -136,21 +145,25 @@ func (w *walker) at(path string) Position {
 	return Position{Line: 1, Col: 1}
 }
 
-// parseDocument parses data and returns the body of its single document, or
-// nil after recording a problem.
+// parseDocument parses data within the station file limits and returns the
+// body of its single document, or nil after recording a problem.
 func (w *walker) parseDocument(data []byte) ast.Node {
-	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	f, err := yamlbound.Parse(w.file, data, stationLimits, parser.AllowDuplicateMapKey())
 	if err != nil {
-		var ye yaml.Error
 		pos := Position{Line: 1, Col: 1}
 		msg := err.Error()
-		if errors.As(err, &ye) {
-			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-				pos = Position{Line: tk.Position.Line, Col: tk.Position.Column}
+		var be *yamlbound.Error
+		if errors.As(err, &be) {
+			if be.Line > 0 {
+				pos = Position{Line: be.Line, Col: max(be.Col, 1)}
 			}
-			msg = ye.GetMessage()
+			msg = be.Msg
+			var ye yaml.Error
+			if errors.As(be.Err, &ye) {
+				msg = "YAML syntax: " + msg
+			}
 		}
-		w.errorf(pos, "", "YAML syntax: %s", msg)
+		w.errorf(pos, "", "%s", msg)
 		return nil
 	}
 	var body ast.Node
@@ -159,6 +172,7 @@ func (w *walker) parseDocument(data []byte) ast.Node {
 			continue
 		}
 		if body != nil {
+			// The first document is still checked.
 			w.errorf(nodePos(d.Body), "", "only one YAML document is allowed (document %d)", i+1)
 			break
 		}
@@ -224,7 +238,7 @@ type anchorDef struct {
 // finds its anchor even where the anchor sits under a key the station file
 // does not know.
 func (w *walker) collectAnchors(n ast.Node, depth int) {
-	if n == nil || depth > maxDepth {
+	if n == nil || depth > maxTreeDepth {
 		return
 	}
 	switch v := n.(type) {
