@@ -272,6 +272,7 @@ func Parse(name string, data []byte) (*Station, Problems) {
 	if body := w.parseDocument(data); body != nil {
 		w.pos[""] = nodePos(body)
 		w.collectAnchors(body, 0)
+		w.sortAnchors()
 		decodeStation(w, body, st)
 		validate(w, st)
 	}

@@ -45,7 +45,13 @@ var StandardBauds = []int{
 // validate applies defaults, resolves relative paths and records every
 // semantic problem.
 func validate(w *walker, st *Station) {
-	v := validator{w: w, st: st}
+	v := validator{w: w, st: st, lines: make(map[string]*Line, len(st.Lines))}
+	for i := range st.Lines {
+		if _, dup := v.lines[st.Lines[i].ID]; !dup {
+			v.lines[st.Lines[i].ID] = &st.Lines[i]
+			v.lineIDs = append(v.lineIDs, st.Lines[i].ID)
+		}
+	}
 	v.station()
 	for i := range st.Lines {
 		v.line(i, &st.Lines[i])
@@ -57,8 +63,10 @@ func validate(w *walker, st *Station) {
 }
 
 type validator struct {
-	w  *walker
-	st *Station
+	w       *walker
+	st      *Station
+	lines   map[string]*Line // by id, the first of each id
+	lineIDs []string         // distinct line ids, in file order
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
@@ -68,18 +76,7 @@ func (v *validator) errorf(path, format string, args ...any) {
 // reported reports whether an error was already found at path or at one of
 // its parents (a value of the wrong type), so that a "required" does not
 // repeat it.
-func (v *validator) reported(path string) bool {
-	for _, p := range v.w.problems {
-		if p.Warning {
-			continue
-		}
-		if p.Path == path || p.Path != "" &&
-			strings.HasPrefix(path, p.Path) && (path[len(p.Path)] == '.' || path[len(p.Path)] == '[') {
-			return true
-		}
-	}
-	return false
-}
+func (v *validator) reported(path string) bool { return v.w.reported(path) }
 
 func (v *validator) warnf(path, format string, args ...any) {
 	v.w.add(v.w.at(path), path, true, format, args...)
@@ -340,16 +337,10 @@ func (v *validator) slot(i int, s *Slot) {
 	var line *Line
 	if v.required(p+".line", s.Line) {
 		var ok bool
-		if line, ok = v.st.LineByID(s.Line); !ok {
-			var ids []string
-			for _, l := range v.st.Lines {
-				if !slices.Contains(ids, l.ID) {
-					ids = append(ids, l.ID)
-				}
-			}
+		if line, ok = v.lines[s.Line]; !ok {
 			known := "the file defines no lines"
-			if len(ids) > 0 {
-				known = "lines: " + strings.Join(ids, ", ")
+			if len(v.lineIDs) > 0 {
+				known = "lines: " + strings.Join(v.lineIDs, ", ")
 			}
 			v.errorf(p+".line", "line %q is not defined (%s)", s.Line, known)
 		}
@@ -433,6 +424,10 @@ func (v *validator) crossChecks() {
 	}
 	lineID := unique("line id")
 	listen := unique("proxy port")
+	served := make(map[string]bool, len(v.st.Lines))
+	for _, s := range v.st.Slots {
+		served[s.Line] = true
+	}
 	for i, l := range v.st.Lines {
 		p := fmt.Sprintf("lines[%d]", i)
 		lineID(l.ID, p+".id", "another line")
@@ -442,7 +437,7 @@ func (v *validator) crossChecks() {
 				listen(port, p+".proxy.listen", "line "+l.ID)
 			}
 		}
-		if len(v.st.SlotsOf(l.ID)) == 0 && l.ID != "" {
+		if !served[l.ID] && l.ID != "" {
 			v.warnf(p, "no slot serves line %s", l.ID)
 		}
 	}

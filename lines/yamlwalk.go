@@ -123,6 +123,24 @@ func (w *walker) add(pos Position, path string, warning bool, format string, arg
 		pos = w.at(path)
 	}
 	w.problems = append(w.problems, Problem{File: w.file, Pos: pos, Path: path, Msg: fmt.Sprintf(format, args...), Warning: warning})
+	if !warning {
+		w.errPaths[path] = true
+	}
+}
+
+// reported reports whether an error was already found at path or at one of
+// its parents (a value of the wrong type). It costs a lookup per level of
+// the path, whatever the number of problems.
+func (w *walker) reported(path string) bool {
+	if w.errPaths[path] {
+		return true
+	}
+	for i := 1; i < len(path); i++ {
+		if (path[i] == '.' || path[i] == '[') && w.errPaths[path[:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *walker) errorf(pos Position, path, format string, args ...any) {
@@ -264,15 +282,30 @@ func (w *walker) collectAnchors(n ast.Node, depth int) {
 	}
 }
 
-// anchorBefore returns the latest definition of an anchor before pos.
-func (w *walker) anchorBefore(name string, pos Position) (ast.Node, bool) {
-	var found ast.Node
-	for _, d := range w.anchors[name] {
-		if d.pos.Line < pos.Line || d.pos.Line == pos.Line && d.pos.Col < pos.Col {
-			found = d.node
-		}
+// sortAnchors puts every anchor's definitions in file order (the walk
+// meets them so; this makes sure of it for anchorBefore).
+func (w *walker) sortAnchors() {
+	for _, defs := range w.anchors {
+		sort.SliceStable(defs, func(i, j int) bool {
+			a, b := defs[i].pos, defs[j].pos
+			return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+		})
 	}
-	return found, found != nil
+}
+
+// anchorBefore returns the latest definition of an anchor before pos. The
+// definitions are in file order, so it is a binary search: a file that
+// redefines one anchor for each of thousands of slots stays linear.
+func (w *walker) anchorBefore(name string, pos Position) (ast.Node, bool) {
+	defs := w.anchors[name]
+	i := sort.Search(len(defs), func(i int) bool {
+		d := defs[i].pos
+		return d.Line > pos.Line || d.Line == pos.Line && d.Col >= pos.Col
+	})
+	if i == 0 || defs[i-1].node == nil {
+		return nil, false
+	}
+	return defs[i-1].node, true
 }
 
 func anchorName(n ast.Node) string {
