@@ -25,6 +25,11 @@ const (
 	DefaultConsoleCommand = "reset"
 	maxUSBPortsPerSlot    = 2
 	maxHubPort            = 255
+
+	// Files the check reads whole are bounded, so that a station file
+	// naming a huge file or a device (/dev/zero) cannot stall it.
+	maxAssertionBytes = 1 << 20  // a model assertion or a brand key file
+	maxSecretBytes    = 64 << 10 // an api-key or password file
 )
 
 var (
@@ -112,8 +117,9 @@ func (v *validator) id(path, value string) {
 	}
 }
 
-// file resolves *p and checks that it names a readable regular file.
-func (v *validator) file(path string, p *string, required bool) {
+// file resolves *p and checks that it names a readable regular file of at
+// most maxBytes (0: any size, the file is not read whole).
+func (v *validator) file(path string, p *string, required bool, maxBytes int64) {
 	if *p == "" {
 		if required {
 			v.missing(path, "required")
@@ -129,6 +135,10 @@ func (v *validator) file(path string, p *string, required bool) {
 		v.errorf(path, "cannot use %s: %v", *p, err)
 	case fi.IsDir():
 		v.errorf(path, "%s is a directory, want a file", *p)
+	case !fi.Mode().IsRegular():
+		v.errorf(path, "%s is not a regular file", *p)
+	case maxBytes > 0 && fi.Size() > maxBytes:
+		v.errorf(path, "%s is %d bytes, over the %d KiB a file of this kind may have", *p, fi.Size(), maxBytes>>10)
 	default:
 		f, err := os.Open(*p)
 		if err != nil {
@@ -165,7 +175,7 @@ func (v *validator) line(i int, l *Line) {
 	if l.Name == "" {
 		l.Name = l.ID
 	}
-	v.file(p+".model", &l.Model, true)
+	v.file(p+".model", &l.Model, true, maxAssertionBytes)
 	if len(l.BrandKeys) == 0 {
 		v.missing(p+".brand-keys", "at least one trusted brand key is required (account-key assertion or encoded public key file)")
 	}
@@ -176,7 +186,7 @@ func (v *validator) line(i int, l *Line) {
 	}
 	for k := range l.BrandKeys {
 		kp := fmt.Sprintf("%s.brand-keys[%d]", p, k)
-		v.file(kp, &l.BrandKeys[k], true)
+		v.file(kp, &l.BrandKeys[k], true, maxAssertionBytes)
 		if !v.reported(kp) {
 			if err := serialvault.NewKeyRing().AddFile(l.BrandKeys[k]); err != nil {
 				v.errorf(kp, "not an account-key assertion or encoded public key: %v", err)
@@ -184,8 +194,8 @@ func (v *validator) line(i int, l *Line) {
 		}
 	}
 
-	v.file(p+".image.file", &l.Image.File, true)
-	v.file(p+".image.bmap", &l.Image.Bmap, false)
+	v.file(p+".image.file", &l.Image.File, true, 0)
+	v.file(p+".image.bmap", &l.Image.Bmap, false, 0)
 	if l.Image.SHA256 != "" {
 		l.Image.SHA256 = strings.ToLower(l.Image.SHA256)
 		if !sha256Pattern.MatchString(l.Image.SHA256) {
@@ -224,7 +234,7 @@ func (v *validator) line(i int, l *Line) {
 		l.Boot.Profile = DefaultProfile
 	}
 	if isProfileFile(l.Boot.Profile) {
-		v.file(p+".boot.profile", &l.Boot.Profile, true)
+		v.file(p+".boot.profile", &l.Boot.Profile, true, 0) // LoadProfile bounds its read
 		if !v.reported(p + ".boot.profile") {
 			if _, err := console.LoadProfile(l.Boot.Profile); err != nil {
 				v.errorf(p+".boot.profile", "%v", err)
@@ -266,7 +276,7 @@ func (v *validator) vault(p string, vt *Vault) {
 		}
 	}
 	v.secretRef(p+".api-key", &vt.APIKey, true)
-	v.file(p+".ca-file", &vt.CAFile, false)
+	v.file(p+".ca-file", &vt.CAFile, false, 0)
 	if sl := vt.SigningLog; sl != nil {
 		sp := p + ".signing-log"
 		if v.required(sp+".url", sl.URL) {
@@ -316,7 +326,10 @@ func (v *validator) secretRef(p string, r *SecretRef, required bool) {
 	case r.File != "" && r.Env != "":
 		v.errorf(p, "give either file or env, not both")
 	case r.File != "":
-		v.file(p+".file", &r.File, true)
+		v.file(p+".file", &r.File, true, maxSecretBytes)
+		if v.reported(p + ".file") {
+			return
+		}
 		if b, err := os.ReadFile(r.File); err == nil && strings.TrimSpace(string(b)) == "" {
 			v.errorf(p+".file", "%s is empty", r.File)
 		}
