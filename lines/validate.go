@@ -393,7 +393,7 @@ func (v *validator) slot(i int, s *Slot) {
 		if s.Power.Port < 1 || s.Power.Port > maxHubPort {
 			v.errorf(p+".power.port", "%d is not a hub port number (1 to %d)", s.Power.Port, maxHubPort)
 		} else if usbPortPattern.MatchString(s.Power.Hub) && len(s.USBPorts) > 0 && !feeds(s.Power, s.USBPorts) {
-			v.warnf(p+".power", "hub %s port %d does not feed the slot's USB port %s: a power cycle would hit another board",
+			v.errorf(p+".power", "hub %s port %d does not feed the slot's USB port %s: a power cycle would hit another board",
 				s.Power.Hub, s.Power.Port, s.USBPorts[0])
 		}
 	}
