@@ -1,14 +1,14 @@
 package console
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/flashstation/flashstation/internal/yamlbound"
 )
 
 // Reason codes of a failed boot, for operators (the README has the table).
@@ -171,8 +171,22 @@ func Builtin(name string) (*Profile, bool) {
 	return nil, false
 }
 
+// MaxProfileBytes bounds a profile file. A profile is a few KiB; 256 KiB is
+// a hundred times that and still parses in a fraction of a second.
+const MaxProfileBytes = 256 << 10
+
+// profileLimits bound profile files, which come from outside (a station
+// file names them, an operator passes them to watch).
+var profileLimits = yamlbound.Limits{
+	What:          "boot profile",
+	MaxBytes:      MaxProfileBytes,
+	MaxDepth:      yamlbound.DefaultMaxDepth,
+	MaxAliasNodes: yamlbound.DefaultMaxAliasNodes,
+}
+
 // LoadProfile returns a built-in profile by name or reads a profile file
-// (a name with a "/" or a .yaml/.yml suffix).
+// (a name with a "/" or a .yaml/.yml suffix). Errors about the file's
+// content name it as FILE:LINE:COLUMN where the place is known.
 func LoadProfile(nameOrFile string) (*Profile, error) {
 	if p, ok := Builtin(nameOrFile); ok {
 		return p, nil
@@ -180,13 +194,13 @@ func LoadProfile(nameOrFile string) (*Profile, error) {
 	if !strings.ContainsRune(nameOrFile, '/') && !strings.HasSuffix(nameOrFile, ".yaml") && !strings.HasSuffix(nameOrFile, ".yml") {
 		return nil, fmt.Errorf("unknown boot profile %q (built-in: %s, or a .yaml file)", nameOrFile, strings.Join(BuiltinProfiles, ", "))
 	}
-	data, err := os.ReadFile(nameOrFile)
+	data, err := yamlbound.ReadFile(nameOrFile, profileLimits)
+	if err != nil {
+		return nil, err
+	}
+	p, err := ParseProfileFile(nameOrFile, data)
 	if err != nil {
 		return nil, fmt.Errorf("boot profile: %w", err)
-	}
-	p, err := ParseProfile(data)
-	if err != nil {
-		return nil, fmt.Errorf("boot profile %s: %w", nameOrFile, err)
 	}
 	return p, nil
 }
@@ -218,25 +232,54 @@ type failFile struct {
 	Reason  string `yaml:"reason"`
 }
 
-// ParseProfile reads a profile file. With `base`, the file starts from that
-// built-in profile: each listed stage overrides the named stage's fields
-// (markers and fail-on replace the base's; timeouts and optional change).
-// Without a base, the stages listed are the whole profile, in order.
+// ParseProfile reads a profile file's content; errors name it "profile".
 func ParseProfile(data []byte) (*Profile, error) {
+	return ParseProfileFile("profile", data)
+}
+
+// ParseProfileFile reads a profile file's content; name is the file in
+// errors. With `base`, the file starts from that built-in profile: each
+// listed stage overrides the named stage's fields (markers and fail-on
+// replace the base's; timeouts and optional change). Without a base, the
+// stages listed are the whole profile, in order. The content is bounded
+// (size, nesting, alias expansion: see yamlbound) and every error is a
+// *yamlbound.Error with the place of the field at fault.
+func ParseProfileFile(name string, data []byte) (*Profile, error) {
+	tree, err := yamlbound.Parse(name, data, profileLimits)
+	if err != nil {
+		return nil, err
+	}
+	body, err := yamlbound.Body(name, tree)
+	if err != nil {
+		return nil, err
+	}
 	var f profileFile
-	if err := yaml.UnmarshalWithOptions(data, &f, yaml.DisallowUnknownField(), yaml.Strict()); err != nil {
-		return nil, errors.New(yaml.FormatError(err, false, true))
+	if body != nil {
+		if err := yamlbound.DecodeNode(name, body, &f, yaml.DisallowUnknownField(), yaml.Strict()); err != nil {
+			return nil, err
+		}
+	}
+	// at is an error at a field path of the file.
+	at := func(path, format string, args ...any) error {
+		e := &yamlbound.Error{File: name, Msg: fmt.Sprintf(format, args...)}
+		if path != "" {
+			e.Msg = path + ": " + e.Msg
+		}
+		if body != nil {
+			e.Line, e.Col = yamlbound.Position(body, path)
+		}
+		return e
 	}
 	var p *Profile
 	if f.Base != "" {
 		base, ok := Builtin(f.Base)
 		if !ok {
-			return nil, fmt.Errorf("base %q is not a built-in profile (%s)", f.Base, strings.Join(BuiltinProfiles, ", "))
+			return nil, at("base", "%q is not a built-in profile (%s)", f.Base, strings.Join(BuiltinProfiles, ", "))
 		}
 		p = base
 	} else {
 		if len(f.Stages) == 0 {
-			return nil, errors.New("a profile without a base needs stages")
+			return nil, at("", "a profile without a base needs stages")
 		}
 		p = &Profile{FirstBytes: 30 * time.Second, WholeBoot: 30 * time.Minute, BannerMarkers: res(bannerPattern), MaxBanners: 2}
 	}
@@ -244,14 +287,14 @@ func ParseProfile(data []byte) (*Profile, error) {
 	if p.Name == "" {
 		p.Name = "custom"
 	}
-	var err error
+	// err (nil here) keeps the first error about a value; the walk goes on.
 	dur := func(field, s string, dst *time.Duration) {
 		if s == "" || err != nil {
 			return
 		}
 		d, perr := time.ParseDuration(s)
 		if perr != nil || d <= 0 {
-			err = fmt.Errorf("%s: %q is not a duration such as 90s or 20m", field, s)
+			err = at(field, "%q is not a duration such as 90s or 20m", s)
 			return
 		}
 		*dst = d
@@ -263,10 +306,10 @@ func ParseProfile(data []byte) (*Profile, error) {
 	}
 	compile := func(field string, pats []string) []*regexp.Regexp {
 		var out []*regexp.Regexp
-		for _, s := range pats {
+		for i, s := range pats {
 			re, cerr := regexp.Compile(s)
 			if cerr != nil && err == nil {
-				err = fmt.Errorf("%s: %q: %v", field, s, cerr)
+				err = at(fmt.Sprintf("%s[%d]", field, i), "%q: %v", s, cerr)
 			}
 			if cerr == nil {
 				out = append(out, re)
@@ -276,10 +319,10 @@ func ParseProfile(data []byte) (*Profile, error) {
 	}
 	failList := func(field string, fs []failFile) []FailPattern {
 		var out []FailPattern
-		for _, ff := range fs {
+		for i, ff := range fs {
 			re, cerr := regexp.Compile(ff.Pattern)
 			if cerr != nil && err == nil {
-				err = fmt.Errorf("%s: %q: %v", field, ff.Pattern, cerr)
+				err = at(fmt.Sprintf("%s[%d].pattern", field, i), "%q: %v", ff.Pattern, cerr)
 			}
 			reason := ff.Reason
 			if reason == "" {
@@ -298,7 +341,7 @@ func ParseProfile(data []byte) (*Profile, error) {
 	for i, sf := range f.Stages {
 		field := fmt.Sprintf("stages[%d]", i)
 		if sf.Name == "" {
-			return nil, fmt.Errorf("%s: name required", field)
+			return nil, at(field+".name", "name required")
 		}
 		var st *Stage
 		if f.Base != "" {
@@ -308,11 +351,11 @@ func ParseProfile(data []byte) (*Profile, error) {
 				for _, s := range p.Stages {
 					names = append(names, s.Name)
 				}
-				return nil, fmt.Errorf("%s: base %s has no stage %q (stages: %s)", field, f.Base, sf.Name, strings.Join(names, ", "))
+				return nil, at(field+".name", "base %s has no stage %q (stages: %s)", f.Base, sf.Name, strings.Join(names, ", "))
 			}
 		} else {
 			if _, dup := p.Stage(sf.Name); dup {
-				return nil, fmt.Errorf("%s: stage %q listed twice", field, sf.Name)
+				return nil, at(field+".name", "stage %q listed twice", sf.Name)
 			}
 			p.Stages = append(p.Stages, Stage{Name: sf.Name, Timeout: 5 * time.Minute})
 			st = &p.Stages[len(p.Stages)-1]
@@ -331,14 +374,20 @@ func ParseProfile(data []byte) (*Profile, error) {
 			st.FailOn = failList(field+".fail-on", sf.FailOn)
 		}
 		if len(st.Markers) == 0 && len(st.Prompt) == 0 && err == nil {
-			err = fmt.Errorf("%s: stage %q has no markers", field, sf.Name)
+			err = at(field, "stage %q has no markers", sf.Name)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	if last := p.Stages[len(p.Stages)-1]; last.Optional {
-		return nil, fmt.Errorf("the last stage (%s) cannot be optional: it is the verdict", last.Name)
+		path := "stages"
+		for i, sf := range f.Stages {
+			if sf.Name == last.Name {
+				path = fmt.Sprintf("stages[%d].optional", i)
+			}
+		}
+		return nil, at(path, "the last stage (%s) cannot be optional: it is the verdict", last.Name)
 	}
 	return p, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 
+	"github.com/flashstation/flashstation/internal/yamlbound"
 	"github.com/flashstation/flashstation/secret"
 )
 
@@ -216,14 +217,28 @@ func (s *Station) SlotsOf(lineID string) []Slot {
 	return out
 }
 
+// MaxStationBytes bounds a station file. A bench of 64 slots is about
+// 10 KiB of YAML; 1 MiB is a hundred times that and still parses in well
+// under a second (BenchmarkParseMaxSize).
+const MaxStationBytes = 1 << 20
+
+// stationLimits bound station files: their size, their nesting and what
+// their aliases and merge keys (<<: *slot) may expand to.
+var stationLimits = yamlbound.Limits{
+	What:          "station file",
+	MaxBytes:      MaxStationBytes,
+	MaxDepth:      maxDepth,
+	MaxAliasNodes: yamlbound.DefaultMaxAliasNodes,
+}
+
 // Load reads, decodes and validates a station file. It returns the
 // configuration and every problem found; the configuration is usable only
 // when problems holds no errors (warnings are fine). err is set for a file
-// that cannot be read at all.
+// that cannot be read at all, or is larger than MaxStationBytes.
 func Load(path string) (*Station, Problems, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlbound.ReadFile(path, stationLimits)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read config: %w", err)
+		return nil, nil, err // names the file and says what failed
 	}
 	st, problems := Parse(path, data)
 	return st, problems, nil
@@ -243,7 +258,9 @@ func LoadValid(path string) (*Station, Problems, error) {
 }
 
 // Parse decodes and validates a station file's content. name is used in
-// problems and to resolve relative paths (against its directory).
+// problems and to resolve relative paths (against its directory). The
+// content is bounded like Load's (size, nesting, alias expansion); what
+// is over a bound is one problem.
 func Parse(name string, data []byte) (*Station, Problems) {
 	w := newWalker(name)
 	st := &Station{Path: name}
@@ -255,6 +272,7 @@ func Parse(name string, data []byte) (*Station, Problems) {
 	if body := w.parseDocument(data); body != nil {
 		w.pos[""] = nodePos(body)
 		w.collectAnchors(body, 0)
+		w.sortAnchors()
 		decodeStation(w, body, st)
 		validate(w, st)
 	}

@@ -25,6 +25,11 @@ const (
 	DefaultConsoleCommand = "reset"
 	maxUSBPortsPerSlot    = 2
 	maxHubPort            = 255
+
+	// Files the check reads whole are bounded, so that a station file
+	// naming a huge file or a device (/dev/zero) cannot stall it.
+	maxAssertionBytes = 1 << 20  // a model assertion or a brand key file
+	maxSecretBytes    = 64 << 10 // an api-key or password file
 )
 
 var (
@@ -45,7 +50,13 @@ var StandardBauds = []int{
 // validate applies defaults, resolves relative paths and records every
 // semantic problem.
 func validate(w *walker, st *Station) {
-	v := validator{w: w, st: st}
+	v := validator{w: w, st: st, lines: make(map[string]*Line, len(st.Lines))}
+	for i := range st.Lines {
+		if _, dup := v.lines[st.Lines[i].ID]; !dup {
+			v.lines[st.Lines[i].ID] = &st.Lines[i]
+			v.lineIDs = append(v.lineIDs, st.Lines[i].ID)
+		}
+	}
 	v.station()
 	for i := range st.Lines {
 		v.line(i, &st.Lines[i])
@@ -57,8 +68,10 @@ func validate(w *walker, st *Station) {
 }
 
 type validator struct {
-	w  *walker
-	st *Station
+	w       *walker
+	st      *Station
+	lines   map[string]*Line // by id, the first of each id
+	lineIDs []string         // distinct line ids, in file order
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
@@ -68,18 +81,7 @@ func (v *validator) errorf(path, format string, args ...any) {
 // reported reports whether an error was already found at path or at one of
 // its parents (a value of the wrong type), so that a "required" does not
 // repeat it.
-func (v *validator) reported(path string) bool {
-	for _, p := range v.w.problems {
-		if p.Warning {
-			continue
-		}
-		if p.Path == path || p.Path != "" &&
-			strings.HasPrefix(path, p.Path) && (path[len(p.Path)] == '.' || path[len(p.Path)] == '[') {
-			return true
-		}
-	}
-	return false
-}
+func (v *validator) reported(path string) bool { return v.w.reported(path) }
 
 func (v *validator) warnf(path, format string, args ...any) {
 	v.w.add(v.w.at(path), path, true, format, args...)
@@ -115,8 +117,9 @@ func (v *validator) id(path, value string) {
 	}
 }
 
-// file resolves *p and checks that it names a readable regular file.
-func (v *validator) file(path string, p *string, required bool) {
+// file resolves *p and checks that it names a readable regular file of at
+// most maxBytes (0: any size, the file is not read whole).
+func (v *validator) file(path string, p *string, required bool, maxBytes int64) {
 	if *p == "" {
 		if required {
 			v.missing(path, "required")
@@ -132,6 +135,10 @@ func (v *validator) file(path string, p *string, required bool) {
 		v.errorf(path, "cannot use %s: %v", *p, err)
 	case fi.IsDir():
 		v.errorf(path, "%s is a directory, want a file", *p)
+	case !fi.Mode().IsRegular():
+		v.errorf(path, "%s is not a regular file", *p)
+	case maxBytes > 0 && fi.Size() > maxBytes:
+		v.errorf(path, "%s is %d bytes, over the %d KiB a file of this kind may have", *p, fi.Size(), maxBytes>>10)
 	default:
 		f, err := os.Open(*p)
 		if err != nil {
@@ -168,7 +175,7 @@ func (v *validator) line(i int, l *Line) {
 	if l.Name == "" {
 		l.Name = l.ID
 	}
-	v.file(p+".model", &l.Model, true)
+	v.file(p+".model", &l.Model, true, maxAssertionBytes)
 	if len(l.BrandKeys) == 0 {
 		v.missing(p+".brand-keys", "at least one trusted brand key is required (account-key assertion or encoded public key file)")
 	}
@@ -179,7 +186,7 @@ func (v *validator) line(i int, l *Line) {
 	}
 	for k := range l.BrandKeys {
 		kp := fmt.Sprintf("%s.brand-keys[%d]", p, k)
-		v.file(kp, &l.BrandKeys[k], true)
+		v.file(kp, &l.BrandKeys[k], true, maxAssertionBytes)
 		if !v.reported(kp) {
 			if err := serialvault.NewKeyRing().AddFile(l.BrandKeys[k]); err != nil {
 				v.errorf(kp, "not an account-key assertion or encoded public key: %v", err)
@@ -187,8 +194,8 @@ func (v *validator) line(i int, l *Line) {
 		}
 	}
 
-	v.file(p+".image.file", &l.Image.File, true)
-	v.file(p+".image.bmap", &l.Image.Bmap, false)
+	v.file(p+".image.file", &l.Image.File, true, 0)
+	v.file(p+".image.bmap", &l.Image.Bmap, false, 0)
 	if l.Image.SHA256 != "" {
 		l.Image.SHA256 = strings.ToLower(l.Image.SHA256)
 		if !sha256Pattern.MatchString(l.Image.SHA256) {
@@ -227,7 +234,7 @@ func (v *validator) line(i int, l *Line) {
 		l.Boot.Profile = DefaultProfile
 	}
 	if isProfileFile(l.Boot.Profile) {
-		v.file(p+".boot.profile", &l.Boot.Profile, true)
+		v.file(p+".boot.profile", &l.Boot.Profile, true, 0) // LoadProfile bounds its read
 		if !v.reported(p + ".boot.profile") {
 			if _, err := console.LoadProfile(l.Boot.Profile); err != nil {
 				v.errorf(p+".boot.profile", "%v", err)
@@ -269,7 +276,7 @@ func (v *validator) vault(p string, vt *Vault) {
 		}
 	}
 	v.secretRef(p+".api-key", &vt.APIKey, true)
-	v.file(p+".ca-file", &vt.CAFile, false)
+	v.file(p+".ca-file", &vt.CAFile, false, 0)
 	if sl := vt.SigningLog; sl != nil {
 		sp := p + ".signing-log"
 		if v.required(sp+".url", sl.URL) {
@@ -319,7 +326,10 @@ func (v *validator) secretRef(p string, r *SecretRef, required bool) {
 	case r.File != "" && r.Env != "":
 		v.errorf(p, "give either file or env, not both")
 	case r.File != "":
-		v.file(p+".file", &r.File, true)
+		v.file(p+".file", &r.File, true, maxSecretBytes)
+		if v.reported(p + ".file") {
+			return
+		}
 		if b, err := os.ReadFile(r.File); err == nil && strings.TrimSpace(string(b)) == "" {
 			v.errorf(p+".file", "%s is empty", r.File)
 		}
@@ -340,16 +350,10 @@ func (v *validator) slot(i int, s *Slot) {
 	var line *Line
 	if v.required(p+".line", s.Line) {
 		var ok bool
-		if line, ok = v.st.LineByID(s.Line); !ok {
-			var ids []string
-			for _, l := range v.st.Lines {
-				if !slices.Contains(ids, l.ID) {
-					ids = append(ids, l.ID)
-				}
-			}
+		if line, ok = v.lines[s.Line]; !ok {
 			known := "the file defines no lines"
-			if len(ids) > 0 {
-				known = "lines: " + strings.Join(ids, ", ")
+			if len(v.lineIDs) > 0 {
+				known = "lines: " + strings.Join(v.lineIDs, ", ")
 			}
 			v.errorf(p+".line", "line %q is not defined (%s)", s.Line, known)
 		}
@@ -389,7 +393,7 @@ func (v *validator) slot(i int, s *Slot) {
 		if s.Power.Port < 1 || s.Power.Port > maxHubPort {
 			v.errorf(p+".power.port", "%d is not a hub port number (1 to %d)", s.Power.Port, maxHubPort)
 		} else if usbPortPattern.MatchString(s.Power.Hub) && len(s.USBPorts) > 0 && !feeds(s.Power, s.USBPorts) {
-			v.warnf(p+".power", "hub %s port %d does not feed the slot's USB port %s: a power cycle would hit another board",
+			v.errorf(p+".power", "hub %s port %d does not feed the slot's USB port %s: a power cycle would hit another board",
 				s.Power.Hub, s.Power.Port, s.USBPorts[0])
 		}
 	}
@@ -433,6 +437,10 @@ func (v *validator) crossChecks() {
 	}
 	lineID := unique("line id")
 	listen := unique("proxy port")
+	served := make(map[string]bool, len(v.st.Lines))
+	for _, s := range v.st.Slots {
+		served[s.Line] = true
+	}
 	for i, l := range v.st.Lines {
 		p := fmt.Sprintf("lines[%d]", i)
 		lineID(l.ID, p+".id", "another line")
@@ -442,7 +450,7 @@ func (v *validator) crossChecks() {
 				listen(port, p+".proxy.listen", "line "+l.ID)
 			}
 		}
-		if len(v.st.SlotsOf(l.ID)) == 0 && l.ID != "" {
+		if !served[l.ID] && l.ID != "" {
 			v.warnf(p, "no slot serves line %s", l.ID)
 		}
 	}

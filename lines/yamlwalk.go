@@ -10,6 +10,8 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/flashstation/flashstation/internal/yamlbound"
 )
 
 // Position is a place in a configuration file, 1-based.
@@ -96,17 +98,24 @@ type walker struct {
 	problems Problems
 	anchors  map[string][]anchorDef // every anchor in the document, in order
 	pos      map[string]Position    // field path -> position of its value
+	errPaths map[string]bool        // field paths with an error-level problem
 	depth    int
 	budget   int // merge-key entries left to expand (stops "billion laughs")
 }
 
 const (
+	// maxDepth bounds the nesting of a station file (yamlbound refuses a
+	// deeper one before it is parsed) and the walker's own recursion.
 	maxDepth       = 64
 	maxMergeBudget = 100000
+	// maxTreeDepth bounds recursion over the syntax tree, where a level of
+	// nesting is a few tree levels (mapping, key-value pair, anchor, tag).
+	maxTreeDepth = 4 * (maxDepth + 1)
 )
 
 func newWalker(file string) *walker {
-	return &walker{file: file, anchors: map[string][]anchorDef{}, pos: map[string]Position{}, budget: maxMergeBudget}
+	return &walker{file: file, anchors: map[string][]anchorDef{}, pos: map[string]Position{},
+		errPaths: map[string]bool{}, budget: maxMergeBudget}
 }
 
 func (w *walker) add(pos Position, path string, warning bool, format string, args ...any) {
@@ -114,6 +123,24 @@ func (w *walker) add(pos Position, path string, warning bool, format string, arg
 		pos = w.at(path)
 	}
 	w.problems = append(w.problems, Problem{File: w.file, Pos: pos, Path: path, Msg: fmt.Sprintf(format, args...), Warning: warning})
+	if !warning {
+		w.errPaths[path] = true
+	}
+}
+
+// reported reports whether an error was already found at path or at one of
+// its parents (a value of the wrong type). It costs a lookup per level of
+// the path, whatever the number of problems.
+func (w *walker) reported(path string) bool {
+	if w.errPaths[path] {
+		return true
+	}
+	for i := 1; i < len(path); i++ {
+		if (path[i] == '.' || path[i] == '[') && w.errPaths[path[:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *walker) errorf(pos Position, path, format string, args ...any) {
@@ -136,21 +163,25 @@ func (w *walker) at(path string) Position {
 	return Position{Line: 1, Col: 1}
 }
 
-// parseDocument parses data and returns the body of its single document, or
-// nil after recording a problem.
+// parseDocument parses data within the station file limits and returns the
+// body of its single document, or nil after recording a problem.
 func (w *walker) parseDocument(data []byte) ast.Node {
-	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	f, err := yamlbound.Parse(w.file, data, stationLimits, parser.AllowDuplicateMapKey())
 	if err != nil {
-		var ye yaml.Error
 		pos := Position{Line: 1, Col: 1}
 		msg := err.Error()
-		if errors.As(err, &ye) {
-			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-				pos = Position{Line: tk.Position.Line, Col: tk.Position.Column}
+		var be *yamlbound.Error
+		if errors.As(err, &be) {
+			if be.Line > 0 {
+				pos = Position{Line: be.Line, Col: max(be.Col, 1)}
 			}
-			msg = ye.GetMessage()
+			msg = be.Msg
+			var ye yaml.Error
+			if errors.As(be.Err, &ye) {
+				msg = "YAML syntax: " + msg
+			}
 		}
-		w.errorf(pos, "", "YAML syntax: %s", msg)
+		w.errorf(pos, "", "%s", msg)
 		return nil
 	}
 	var body ast.Node
@@ -159,6 +190,7 @@ func (w *walker) parseDocument(data []byte) ast.Node {
 			continue
 		}
 		if body != nil {
+			// The first document is still checked.
 			w.errorf(nodePos(d.Body), "", "only one YAML document is allowed (document %d)", i+1)
 			break
 		}
@@ -224,7 +256,7 @@ type anchorDef struct {
 // finds its anchor even where the anchor sits under a key the station file
 // does not know.
 func (w *walker) collectAnchors(n ast.Node, depth int) {
-	if n == nil || depth > maxDepth {
+	if n == nil || depth > maxTreeDepth {
 		return
 	}
 	switch v := n.(type) {
@@ -250,15 +282,30 @@ func (w *walker) collectAnchors(n ast.Node, depth int) {
 	}
 }
 
-// anchorBefore returns the latest definition of an anchor before pos.
-func (w *walker) anchorBefore(name string, pos Position) (ast.Node, bool) {
-	var found ast.Node
-	for _, d := range w.anchors[name] {
-		if d.pos.Line < pos.Line || d.pos.Line == pos.Line && d.pos.Col < pos.Col {
-			found = d.node
-		}
+// sortAnchors puts every anchor's definitions in file order (the walk
+// meets them so; this makes sure of it for anchorBefore).
+func (w *walker) sortAnchors() {
+	for _, defs := range w.anchors {
+		sort.SliceStable(defs, func(i, j int) bool {
+			a, b := defs[i].pos, defs[j].pos
+			return a.Line < b.Line || a.Line == b.Line && a.Col < b.Col
+		})
 	}
-	return found, found != nil
+}
+
+// anchorBefore returns the latest definition of an anchor before pos. The
+// definitions are in file order, so it is a binary search: a file that
+// redefines one anchor for each of thousands of slots stays linear.
+func (w *walker) anchorBefore(name string, pos Position) (ast.Node, bool) {
+	defs := w.anchors[name]
+	i := sort.Search(len(defs), func(i int) bool {
+		d := defs[i].pos
+		return d.Line > pos.Line || d.Line == pos.Line && d.Col >= pos.Col
+	})
+	if i == 0 || defs[i-1].node == nil {
+		return nil, false
+	}
+	return defs[i-1].node, true
 }
 
 func anchorName(n ast.Node) string {

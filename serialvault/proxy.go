@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/rs/zerolog"
 
+	"github.com/flashstation/flashstation/internal/yamlbound"
 	"github.com/flashstation/flashstation/ledger"
 )
 
@@ -357,6 +357,10 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	p.deliver(ctx, w, entry, r.RemoteAddr, log)
 }
 
+// requestBodyLimits bound the YAML body of a serial-request, which any
+// device on the line's network can send: no alias bomb or deep nesting.
+var requestBodyLimits = yamlbound.Limits{What: "serial-request body", MaxBytes: MaxBodySize}
+
 // ProposedSerial is the serial a request proposes: its serial header, else
 // the serial key of its YAML body (the vault's rule).
 func ProposedSerial(req *SerialRequest) string {
@@ -364,7 +368,7 @@ func ProposedSerial(req *SerialRequest) string {
 		return req.Serial
 	}
 	var body map[string]any
-	if yaml.Unmarshal(req.Body(), &body) == nil {
+	if yamlbound.Decode("serial-request body", req.Body(), &body, requestBodyLimits) == nil {
 		if s, ok := body["serial"]; ok && s != nil {
 			return fmt.Sprint(s)
 		}

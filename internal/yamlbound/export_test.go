@@ -1,0 +1,6 @@
+package yamlbound
+
+// Hooks for the tests.
+var (
+	ScanDepth = scanDepth
+)
