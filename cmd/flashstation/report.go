@@ -102,6 +102,9 @@ Exit 3 when --line or --batch names nothing the record holds.`,
 			if err != nil {
 				return err
 			}
+			if s.Units == 0 && (!f.Since.IsZero() || !f.Until.IsZero() || f.Verdict != "") {
+				return noMatch("Widen --since/--until or drop --verdict.", "no unit matches --since/--until/--verdict")
+			}
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
@@ -342,6 +345,10 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 	units, err := led.Units(ctx, f)
 	if err != nil {
 		return err
+	}
+	if len(units) == 0 && (!f.Since.IsZero() || !f.Until.IsZero() || f.State != "") {
+		return noMatch("Widen --since/--until or drop --verdict; `flashstation status` shows what the record holds.",
+			"no unit matches --since/--until/--verdict")
 	}
 	var rows []exportRow
 	for i := len(units) - 1; i >= 0; i-- {
