@@ -48,7 +48,14 @@ type BenchConfig struct {
 	FastKeys bool
 	// ImageSize is the raw image size (default 64 MiB, about a tenth data).
 	ImageSize int64
-	Logger    zerolog.Logger
+	// FaultsOf, when set, gives board i its faults instead of Faults'
+	// mix (tests hold a board in a known state with it).
+	FaultsOf func(board int) Faults
+	// MinTimeout is the least of the boot profile's timeouts once they
+	// are divided by Speed (default 15 s); tests raise it so that a loaded
+	// machine never times out a boot that works.
+	MinTimeout time.Duration
+	Logger     zerolog.Logger
 }
 
 // SlotInfo is one slot of the simulated bench and its board.
@@ -102,6 +109,9 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 	}
 	if cfg.ImageSize <= 0 {
 		cfg.ImageSize = 64 << 20
+	}
+	if cfg.MinTimeout <= 0 {
+		cfg.MinTimeout = 15 * time.Second
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
@@ -162,6 +172,9 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 		var faults Faults
 		if cfg.Faults {
 			faults = FaultMix[i%len(FaultMix)]
+		}
+		if cfg.FaultsOf != nil {
+			faults = cfg.FaultsOf(i)
 		}
 		if _, err := b.plugBoard(ctx, i, mode, service, headers, faults); err != nil {
 			b.Close()
@@ -315,7 +328,7 @@ func (b *Bench) writeImage(ctx context.Context) error {
 // to the bench's speed, so a hung board fails in seconds, not minutes.
 func (b *Bench) writeProfile() error {
 	scale := func(d time.Duration) string {
-		return max(time.Duration(float64(d)/b.cfg.Speed), 15*time.Second).Round(time.Second).String()
+		return max(time.Duration(float64(d)/b.cfg.Speed), b.cfg.MinTimeout).Round(time.Second).String()
 	}
 	p := fmt.Sprintf(`# The uc22 profile with timeouts divided by the simulated bench's speed (%g).
 name: sim-uc22
