@@ -60,7 +60,6 @@ func (s *shell) run() {
 		}
 		s.gotPass.Store(pass)
 		if user != "factory" || pass != s.password {
-			time.Sleep(20 * time.Millisecond)
 			write("\r\nLogin incorrect")
 			continue
 		}
@@ -112,11 +111,11 @@ func TestCaptureSerialOverConsole(t *testing.T) {
 	sh := &shell{b: b, password: "s3cret-factory-pw", pendingFor: 2, assertion: string(vec)}
 	go sh.run()
 	// The boot ends at the login prompt.
-	if _, _, err := c.Expect(context.Background(), regexp.MustCompile(`login: $`), true, 5*time.Second, nil); err != nil {
+	if _, _, err := c.Expect(context.Background(), regexp.MustCompile(`login: $`), true, ceiling, nil); err != nil {
 		t.Fatal(err)
 	}
 	text, err := console.CaptureSerial(context.Background(), c, console.LoginOptions{
-		User: "factory", Password: secret.New("s3cret-factory-pw"), Poll: 10 * time.Millisecond, Step: 5 * time.Second,
+		User: "factory", Password: secret.New("s3cret-factory-pw"), Poll: 10 * time.Millisecond, Step: ceiling,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -155,12 +154,16 @@ func TestCaptureSerialFailures(t *testing.T) {
 		c := openConsole(t, b.link, nil)
 		sh.b = b
 		go sh.run()
-		if _, _, err := c.Expect(context.Background(), regexp.MustCompile(`login: $`), true, 5*time.Second, nil); err != nil {
+		if _, _, err := c.Expect(context.Background(), regexp.MustCompile(`login: $`), true, ceiling, nil); err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
-	opts := console.LoginOptions{User: "factory", Password: secret.New("right"), Poll: 10 * time.Millisecond, Step: 2 * time.Second, Wait: 300 * time.Millisecond}
+	// Step only bounds each exchange (a hang fails). Wait is the
+	// registration wait under test: the board answers "Doing" to the first
+	// thousand polls, ten seconds of polls at the least, so the wait ends
+	// first however loaded the machine.
+	opts := console.LoginOptions{User: "factory", Password: secret.New("right"), Poll: 10 * time.Millisecond, Step: ceiling, Wait: 300 * time.Millisecond}
 
 	c := start(t, &shell{password: "other", assertion: string(vec)})
 	_, err := console.CaptureSerial(context.Background(), c, opts)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,31 +46,128 @@ func (b *board) unplug() {
 	b.slave.Close()
 }
 
-// play writes data to the console, paced at baud (0: full speed).
-func (b *board) play(data []byte, baud int) {
-	if baud == 0 {
-		b.master.Write(data)
-		return
-	}
-	const chunk = 64
-	perChunk := time.Duration(float64(chunk) * 10 / float64(baud) * float64(time.Second))
-	start := time.Now()
-	for i := 0; i < len(data); i += chunk {
-		b.master.Write(data[i:min(i+chunk, len(data))])
-		if d := time.Until(start.Add(perChunk * time.Duration(i/chunk+1))); d > 0 {
+// ceiling bounds a wait on an event; it only turns a hang into a failure.
+const ceiling = 2 * time.Minute
+
+// playChunk is the size of the writes of a paced play.
+const playChunk = 64
+
+// perChunk is how long a paced play's chunk takes on the wire at baud.
+func perChunk(baud int) time.Duration {
+	return time.Duration(float64(playChunk) * 10 / float64(baud) * float64(time.Second))
+}
+
+// play writes data to the console at full speed.
+func (b *board) play(data []byte) { b.master.Write(data) }
+
+// playPaced writes data to the console like a line at baud: chunk k is
+// written no earlier than start + k*perChunk(baud). The pacing only
+// shapes the input, it decides no result: the test checks what follows
+// from it (a verdict cannot come before its bytes were written).
+func (b *board) playPaced(data []byte, baud int, start time.Time) {
+	for k := 0; k*playChunk < len(data); k++ {
+		if d := time.Until(start.Add(perChunk(baud) * time.Duration(k))); d > 0 {
 			time.Sleep(d)
 		}
+		b.master.Write(data[k*playChunk : min((k+1)*playChunk, len(data))])
 	}
 }
 
 func openConsole(t *testing.T, path string, tr *console.Transcript) *console.Console {
 	t.Helper()
-	c, err := console.OpenConsole(context.Background(), &console.Capture{Path: path, Baud: 115200, Transcript: tr, Reopen: 20 * time.Millisecond})
+	return openConsoleWith(t, &console.Capture{Path: path, Baud: 115200, Transcript: tr, Reopen: 20 * time.Millisecond})
+}
+
+func openConsoleWith(t *testing.T, c *console.Capture) *console.Console {
+	t.Helper()
+	con, err := console.OpenConsole(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	t.Cleanup(func() { con.Close() })
+	return con
+}
+
+// probe is a console opener that reports what the capture does with the
+// port: how many times it opened it and how many bytes it read, so a
+// test waits for the capture itself rather than for a while.
+type probe struct {
+	mu    sync.Mutex
+	opens int
+	read  int
+	more  chan struct{} // closed and replaced on each change
+}
+
+func newProbe() *probe { return &probe{more: make(chan struct{})} }
+
+func (p *probe) change(f func()) {
+	p.mu.Lock()
+	f()
+	close(p.more)
+	p.more = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// open is a console.Opener.
+func (p *probe) open(path string, baud int) (console.Port, error) {
+	port, err := console.OpenSerial(path, baud)
+	if err != nil {
+		return nil, err
+	}
+	p.change(func() { p.opens++ })
+	return probedPort{Port: port, p: p}, nil
+}
+
+// await waits until ok holds for the opens and bytes read so far.
+func (p *probe) await(t *testing.T, what string, ok func(opens, read int) bool) {
+	t.Helper()
+	limit := time.After(ceiling)
+	for {
+		p.mu.Lock()
+		opens, read, more := p.opens, p.read, p.more
+		p.mu.Unlock()
+		if ok(opens, read) {
+			return
+		}
+		select {
+		case <-more:
+		case <-limit:
+			t.Fatalf("%s: not after %s (%d opens, %d bytes read)", what, ceiling, opens, read)
+		}
+	}
+}
+
+type probedPort struct {
+	console.Port
+	p *probe
+}
+
+func (pp probedPort) Read(b []byte) (int, error) {
+	n, err := pp.Port.Read(b)
+	if n > 0 {
+		pp.p.change(func() { pp.p.read += n })
+	}
+	return n, err
+}
+
+// earliestVerdict is when a boot playing data paced at baud can pass at
+// the earliest: the machine is fed every byte at the time its chunk may be
+// written, one byte at a time so that no read boundary could end a stage
+// sooner.
+func earliestVerdict(t *testing.T, p *console.Profile, data []byte, baud int) time.Duration {
+	t.Helper()
+	t0 := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	m := console.NewMachine(p, t0)
+	for i := range data {
+		m.Feed(t0.Add(perChunk(baud)*time.Duration(i/playChunk)), data[i:i+1])
+		if m.Done() {
+			break
+		}
+	}
+	if v := m.Verdict(); !m.Done() || !v.Passed {
+		t.Fatalf("the data does not pass offline: %+v", v)
+	}
+	return m.Verdict().Elapsed
 }
 
 func TestCompositeOverPty(t *testing.T) {
@@ -86,9 +184,14 @@ func TestCompositeOverPty(t *testing.T) {
 			}
 			c := openConsole(t, b.link, tr)
 			data := composite(t)
-			go b.play(data, baud)
+			start := time.Now()
+			if baud == 0 {
+				go b.play(data)
+			} else {
+				go b.playPaced(data, baud, start)
+			}
 			var stages []string
-			v := c.WatchBoot(context.Background(), profile(t, "uc20"), time.Now(), func(e console.Event) {
+			v := c.WatchBoot(context.Background(), profile(t, "uc20"), start, func(e console.Event) {
 				if e.Kind == console.EventStage {
 					stages = append(stages, e.Stage)
 				}
@@ -99,8 +202,12 @@ func TestCompositeOverPty(t *testing.T) {
 			if strings.Join(stages, " ") != "first-bytes bootloader install-boot run-boot seeding console-ready" {
 				t.Errorf("stages %v", stages)
 			}
-			if baud != 0 && v.Elapsed < time.Second {
-				t.Errorf("paced boot took only %v", v.Elapsed)
+			// The bytes that end the boot were written no earlier than the
+			// pacing allows, and the verdict is timed by their arrival.
+			if baud != 0 {
+				if least := earliestVerdict(t, profile(t, "uc20"), data, baud); v.Elapsed < least || least < time.Second {
+					t.Errorf("paced boot passed after %v, but its last stage cannot be reached before %v", v.Elapsed, least)
+				}
 			}
 			c.Close()
 			tr.Close()
@@ -130,34 +237,37 @@ func TestCompositeOverPty(t *testing.T) {
 
 // TestUnpluggedAndBack unplugs the console adapter in the middle of the
 // boot; it comes back (same stable name, a new device) and the boot still
-// passes, with the gap marked.
+// passes, with the gap marked. Each step waits for the capture: it read
+// the first half before the unplug, and reopened the new device before
+// the second half is written.
 func TestUnpluggedAndBack(t *testing.T) {
 	b1 := newBoard(t, "")
-	c := openConsole(t, b1.link, nil)
+	pr := newProbe()
+	c := openConsoleWith(t, &console.Capture{Path: b1.link, Baud: 115200, Reopen: 20 * time.Millisecond, Open: pr.open})
 	data := composite(t)
 	half := bytes.Index(data, []byte("Starting Reboot..."))
 	var gaps []string
 	done := make(chan console.Verdict, 1)
+	start := time.Now()
 	go func() {
-		done <- c.WatchBoot(context.Background(), profile(t, "uc20"), time.Now(), func(e console.Event) {
+		done <- c.WatchBoot(context.Background(), profile(t, "uc20"), start, func(e console.Event) {
 			if e.Kind == console.EventGap {
 				gaps = append(gaps, e.Detail)
 			}
 		})
 	}()
-	b1.play(data[:half], 0)
-	time.Sleep(200 * time.Millisecond)
+	go b1.play(data[:half]) // blocks while nothing reads it
+	pr.await(t, "the capture reads the first half", func(_, read int) bool { return read >= half })
 	b1.unplug()
-	time.Sleep(100 * time.Millisecond)
 	b2 := newBoard(t, b1.link)
-	time.Sleep(200 * time.Millisecond)
-	b2.play(data[half:], 0)
+	pr.await(t, "the capture reopens the console", func(opens, _ int) bool { return opens >= 2 })
+	go b2.play(data[half:])
 	select {
 	case v := <-done:
 		if !v.Passed {
 			t.Fatalf("verdict %+v", v)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(ceiling):
 		t.Fatal("no verdict")
 	}
 	if strings.Join(gaps, ",") != "console disconnected,console reconnected" {

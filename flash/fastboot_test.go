@@ -159,7 +159,7 @@ func TestFastbootTCP(t *testing.T) {
 	}
 	select {
 	case <-rebooted:
-	case <-time.After(5 * time.Second):
+	case <-time.After(2 * time.Minute): // only turns a hang into a failure
 		t.Fatal("device not rebooted")
 	}
 	storage, _ := os.ReadFile(d.Storage())
@@ -197,12 +197,21 @@ func TestFastbootFailures(t *testing.T) {
 		t.Errorf("unknown partition: %+v", r.Failure)
 	}
 
-	// Unplugged mid-download: the device goes away.
-	gone := startDevice(t, fastboottest.Config{Throttle: 4e6, MaxDownload: 2 << 20})
+	// Unplugged mid-download: the device goes away once it received 3 MiB,
+	// in the middle of the second 2 MiB download.
+	unplugged := make(chan struct{})
+	gone := startDevice(t, fastboottest.Config{MaxDownload: 2 << 20, UnplugAfter: 3 << 20, OnUnplug: func() { close(unplugged) }})
 	c := dial(t, gone)
-	go func() { time.Sleep(300 * time.Millisecond); gone.Close() }()
 	if r := flash.FlashFastboot(ctx, img, c, flash.FastbootFlashOptions{}); r.Failure == nil || r.Failure.Reason != flash.ReasonUnplugged {
 		t.Errorf("unplugged: %+v", r.Failure)
+	}
+	select {
+	case <-unplugged: // the device pulls itself out just after dropping the link
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the device was never unplugged")
+	}
+	if n := len(gone.Flashed()); n != 1 {
+		t.Errorf("flashed %v before the unplug, want the first piece only", gone.Flashed())
 	}
 }
 

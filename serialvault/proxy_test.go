@@ -25,12 +25,16 @@ import (
 type flakyRecorder struct {
 	led     *ledger.Ledger
 	failing atomic.Bool
-	calls   atomic.Int32
+	done    atomic.Int32  // records that returned
 	gate    chan struct{} // when set, each record waits for it
+	called  chan struct{} // when set, each record signals it first
 }
 
 func (f *flakyRecorder) RecordSerialAssertion(ctx context.Context, a ledger.SerialAssertion) (int64, bool, error) {
-	f.calls.Add(1)
+	defer f.done.Add(1)
+	if f.called != nil {
+		f.called <- struct{}{}
+	}
 	if f.gate != nil {
 		<-f.gate
 	}
@@ -40,6 +44,81 @@ func (f *flakyRecorder) RecordSerialAssertion(ctx context.Context, a ledger.Seri
 	return f.led.RecordSerialAssertion(ctx, a)
 }
 
+// ceiling bounds a wait on an event; it only turns a hang into a failure.
+const ceiling = 2 * time.Minute
+
+// answer is one answer of the proxy as it starts: the request's path, the
+// status, and how many ledger writes had returned by then.
+type answer struct {
+	path     string
+	status   int
+	recorded int32
+}
+
+// answerObserver is the bench's view of the proxy's answers, taken in the
+// HTTP server in front of the proxy when the proxy writes the header.
+type answerObserver struct {
+	mu      sync.Mutex
+	answers []answer
+	more    chan struct{} // closed and replaced on each answer
+}
+
+func (o *answerObserver) add(a answer) {
+	o.mu.Lock()
+	o.answers = append(o.answers, a)
+	close(o.more)
+	o.more = make(chan struct{})
+	o.mu.Unlock()
+}
+
+func (o *answerObserver) all() []answer {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]answer(nil), o.answers...)
+}
+
+// await waits until at least n answers match.
+func (o *answerObserver) await(t testing.TB, n int, what string, match func(answer) bool) {
+	t.Helper()
+	limit := time.After(ceiling)
+	for {
+		o.mu.Lock()
+		got := 0
+		for _, a := range o.answers {
+			if match(a) {
+				got++
+			}
+		}
+		more := o.more
+		o.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-more:
+		case <-limit:
+			t.Fatalf("%s: %d of %d answers after %s", what, got, n, ceiling)
+		}
+	}
+}
+
+// observedWriter reports the proxy's answer when its header is written.
+type observedWriter struct {
+	http.ResponseWriter
+	report func(status int)
+	once   sync.Once
+}
+
+func (w *observedWriter) WriteHeader(code int) {
+	w.once.Do(func() { w.report(code) })
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *observedWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { w.report(http.StatusOK) })
+	return w.ResponseWriter.Write(p)
+}
+
 type bench struct {
 	vault    *vaulttest.Vault
 	vaultSrv *httptest.Server
@@ -47,6 +126,7 @@ type bench struct {
 	proxySrv *httptest.Server
 	led      *ledger.Ledger
 	rec      *flakyRecorder
+	answers  *answerObserver
 	model    *serialvault.Assertion
 
 	mu       sync.Mutex
@@ -102,7 +182,12 @@ func newBench(t testing.TB, o benchOpt) *bench {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.proxySrv = httptest.NewServer(b.proxy)
+	b.answers = &answerObserver{more: make(chan struct{})}
+	b.proxySrv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.proxy.ServeHTTP(&observedWriter{ResponseWriter: w, report: func(status int) {
+			b.answers.add(answer{path: r.URL.Path, status: status, recorded: b.rec.done.Load()})
+		}}, r)
+	}))
 	t.Cleanup(b.proxySrv.Close)
 	return b
 }
@@ -165,27 +250,29 @@ func TestProxyHappyPath(t *testing.T) {
 }
 
 // TestProxyRecordsBeforeAnswering holds the ledger write and checks the
-// device has no answer until it completes.
+// device has no answer until it completes: the proxy's answer to the
+// serial request starts only after the ledger write returned.
 func TestProxyRecordsBeforeAnswering(t *testing.T) {
 	b := newBench(t, benchOpt{})
 	b.rec.gate = make(chan struct{})
+	b.rec.called = make(chan struct{}, 1)
 	done := make(chan error, 1)
 	go func() {
 		_, err := b.device(t, 1, "ORDER-1").Register(context.Background())
 		done <- err
 	}()
-	deadline := time.After(10 * time.Second)
-	for b.rec.calls.Load() == 0 {
-		select {
-		case <-deadline:
-			t.Fatal("recorder never called")
-		case <-time.After(time.Millisecond):
-		}
+	select {
+	case <-b.rec.called:
+	case err := <-done:
+		t.Fatalf("device done before the serial was recorded (%v)", err)
+	case <-time.After(ceiling):
+		t.Fatal("recorder never called")
 	}
+	// The ledger write is held: the device cannot have its answer.
 	select {
 	case err := <-done:
 		t.Fatalf("device got its answer before the serial was recorded (%v)", err)
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 	close(b.rec.gate)
 	if err := <-done; err != nil {
@@ -193,6 +280,18 @@ func TestProxyRecordsBeforeAnswering(t *testing.T) {
 	}
 	if len(b.recorded(t)) != 1 {
 		t.Error("not recorded")
+	}
+	serials := 0
+	for _, a := range b.answers.all() {
+		if strings.HasSuffix(a.path, "/serial") {
+			serials++
+			if a.recorded == 0 {
+				t.Errorf("the proxy answered %d to the serial request before the ledger write returned", a.status)
+			}
+		}
+	}
+	if serials != 1 {
+		t.Errorf("%d answers to serial requests, want 1", serials)
 	}
 }
 
@@ -332,13 +431,9 @@ func TestProxyVaultDown(t *testing.T) {
 		res, err = dev.Register(context.Background())
 		done <- err
 	}()
-	deadline := time.After(10 * time.Second)
-	for b.proxy.Stats().Unavailable < 3 {
-		select {
-		case <-deadline:
-			t.Fatal("no 503s seen")
-		case <-time.After(time.Millisecond):
-		}
+	b.answers.await(t, 3, "503s while the vault is down", func(a answer) bool { return a.status == http.StatusServiceUnavailable })
+	if st := b.proxy.Stats(); st.Unavailable < 3 {
+		t.Errorf("stats %+v after three 503s", st)
 	}
 	b.vault.SetUnavailable(false)
 	if err := <-done; err != nil {

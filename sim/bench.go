@@ -48,7 +48,14 @@ type BenchConfig struct {
 	FastKeys bool
 	// ImageSize is the raw image size (default 64 MiB, about a tenth data).
 	ImageSize int64
-	Logger    zerolog.Logger
+	// FaultsOf, when set, gives board i its faults instead of Faults'
+	// mix (tests hold a board in a known state with it).
+	FaultsOf func(board int) Faults
+	// MinTimeout is the least of the boot profile's timeouts once they
+	// are divided by Speed (default 15 s); tests raise it so that a loaded
+	// machine never times out a boot that works.
+	MinTimeout time.Duration
+	Logger     zerolog.Logger
 }
 
 // SlotInfo is one slot of the simulated bench and its board.
@@ -102,6 +109,9 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 	}
 	if cfg.ImageSize <= 0 {
 		cfg.ImageSize = 64 << 20
+	}
+	if cfg.MinTimeout <= 0 {
+		cfg.MinTimeout = 15 * time.Second
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
@@ -162,6 +172,9 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 		var faults Faults
 		if cfg.Faults {
 			faults = FaultMix[i%len(FaultMix)]
+		}
+		if cfg.FaultsOf != nil {
+			faults = cfg.FaultsOf(i)
 		}
 		if _, err := b.plugBoard(ctx, i, mode, service, headers, faults); err != nil {
 			b.Close()
@@ -314,14 +327,15 @@ func (b *Bench) writeImage(ctx context.Context) error {
 // writeProfile writes the boot profile with the station's timeouts scaled
 // to the bench's speed, so a hung board fails in seconds, not minutes.
 //
-// Each stage gets at least 15 s and the whole boot at least 2 min: a
+// Each stage gets at least MinTimeout (15 s) and the whole boot at least
+// 2 min and four times that: a
 // board that hangs in one stage then fails that stage's timeout well
 // before the boot's cap, however slowly a loaded machine got it there.
 func (b *Bench) writeProfile() error {
 	scaleMin := func(d, least time.Duration) string {
 		return max(time.Duration(float64(d)/b.cfg.Speed), least).Round(time.Second).String()
 	}
-	scale := func(d time.Duration) string { return scaleMin(d, 15*time.Second) }
+	scale := func(d time.Duration) string { return scaleMin(d, b.cfg.MinTimeout) }
 	p := fmt.Sprintf(`# The uc22 profile with timeouts divided by the simulated bench's speed (%g).
 name: sim-uc22
 base: uc22
@@ -333,7 +347,7 @@ stages:
   - {name: run-boot, timeout: %s}
   - {name: seeding, timeout: %s}
   - {name: console-ready, timeout: %s}
-`, b.cfg.Speed, scale(30*time.Second), scaleMin(30*time.Minute, 2*time.Minute), scale(60*time.Second), scale(15*time.Minute),
+`, b.cfg.Speed, scale(30*time.Second), scaleMin(30*time.Minute, max(2*time.Minute, 4*b.cfg.MinTimeout)), scale(60*time.Second), scale(15*time.Minute),
 		scale(5*time.Minute), scale(20*time.Minute), scale(3*time.Minute))
 	return os.WriteFile(filepath.Join(b.Dir, "sim-profile.yaml"), []byte(p), 0o644)
 }

@@ -36,9 +36,16 @@ func TestProxySeesRefusalAndDuplicate(t *testing.T) {
 	client, _ := serialvault.NewClient(k.url, serialvault.ClientOptions{APIKey: secret.New("key"), Attempts: 1})
 	var mu sync.Mutex
 	var captures []serialvault.Capture
+	refusals := make(chan serialvault.Refusal, 16)
 	proxy, err := serialvault.NewProxy(serialvault.ProxyConfig{LineID: "line1", BrandID: "acme", Model: "acme-gw-sim", Keys: ring,
 		Vault: client, Recorder: led, Logger: zerolog.Nop(),
-		OnCapture: func(c serialvault.Capture) { mu.Lock(); captures = append(captures, c); mu.Unlock() }})
+		OnCapture: func(c serialvault.Capture) { mu.Lock(); captures = append(captures, c); mu.Unlock() },
+		OnRefusal: func(r serialvault.Refusal) {
+			select {
+			case refusals <- r:
+			default: // enough seen; OnRefusal must not block
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,14 +67,14 @@ func TestProxySeesRefusalAndDuplicate(t *testing.T) {
 		c, _ := console.OpenConsole(context.Background(), &console.Capture{Path: b.ConsolePath()})
 		t.Cleanup(func() { c.Close() })
 		b.PowerCycle()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 		defer cancel()
 		if v := c.WatchBoot(ctx, quickProfile(t), time.Now(), nil); !v.Passed {
 			t.Fatalf("%s: %+v", serial, v)
 		}
 		return b
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
 	first := boot("DUP-0001", sim.Faults{}, 1)
 	if _, err := first.WaitRegistered(ctx); err != nil {
@@ -85,9 +92,17 @@ func TestProxySeesRefusalAndDuplicate(t *testing.T) {
 	mu.Unlock()
 
 	refused := boot("REF-0001", sim.Faults{VaultRefuses: true}, 3)
-	deadline := time.Now().Add(10 * time.Second)
-	for proxy.Stats().VaultErrors < 2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	// The board asks again after each refusal: wait for two of them.
+	for n := 0; n < 2; {
+		select {
+		case r := <-refusals:
+			if r.Serial != "REF-0001" || r.Code != "invalid-nonce" {
+				t.Fatalf("refusal %+v", r)
+			}
+			n++
+		case <-ctx.Done():
+			t.Fatalf("%d refusals of REF-0001 seen; proxy stats %+v", n, proxy.Stats())
+		}
 	}
 	if proxy.Stats().VaultErrors < 2 {
 		t.Errorf("proxy stats %+v: the vault's refusals did not show", proxy.Stats())
@@ -115,7 +130,7 @@ func TestConsoleTrigger(t *testing.T) {
 	defer c.Close()
 	c.Send("\x03")
 	c.Send("reset\r")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
 	if v := c.WatchBoot(ctx, quickProfile(t), time.Now(), nil); !v.Passed {
 		t.Fatalf("%+v", v)

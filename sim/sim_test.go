@@ -82,16 +82,40 @@ func (k *kit) board(t *testing.T, serial string, mode sim.Mode, f sim.Faults, ke
 	return b, bus
 }
 
-func quickProfile(t *testing.T) *console.Profile {
+// ceiling bounds a wait; it only turns a hang into a failure.
+const ceiling = 2 * time.Minute
+
+func parseProfile(t *testing.T, text string) *console.Profile {
 	t.Helper()
-	p, err := console.ParseProfile([]byte("base: uc22\nfirst-bytes: 5s\nstages: [{name: seeding, timeout: 3s}, {name: install-boot, timeout: 10s}, {name: run-boot, timeout: 10s}]\n"))
+	p, err := console.ParseProfile([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
+// quickProfile is uc22 with timeouts that only turn a hang into a
+// failure: a boot that works passes however loaded the machine is.
+func quickProfile(t *testing.T) *console.Profile {
+	t.Helper()
+	return parseProfile(t, "base: uc22\nfirst-bytes: 2m\nstages: [{name: seeding, timeout: 2m}, {name: install-boot, timeout: 2m}, {name: run-boot, timeout: 2m}]\n")
+}
+
+// hangProfile is quickProfile with a short seeding timeout: the timeout
+// under test, for a board that stops before seeding. Only that timeout is
+// short, so however loaded the machine is, it is the one that ends the
+// boot.
+func hangProfile(t *testing.T) *console.Profile {
+	t.Helper()
+	return parseProfile(t, "base: uc22\nfirst-bytes: 2m\nstages: [{name: seeding, timeout: 3s}, {name: install-boot, timeout: 2m}, {name: run-boot, timeout: 2m}]\n")
+}
+
 func watch(t *testing.T, b *sim.Board) console.Verdict {
+	t.Helper()
+	return watchWith(t, b, quickProfile(t))
+}
+
+func watchWith(t *testing.T, b *sim.Board, p *console.Profile) console.Verdict {
 	t.Helper()
 	c, err := console.OpenConsole(context.Background(), &console.Capture{Path: b.ConsolePath(), Baud: 115200})
 	if err != nil {
@@ -99,9 +123,9 @@ func watch(t *testing.T, b *sim.Board) console.Verdict {
 	}
 	defer c.Close()
 	b.PowerCycle()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
-	return c.WatchBoot(ctx, quickProfile(t), time.Now(), nil)
+	return c.WatchBoot(ctx, p, time.Now(), nil)
 }
 
 // TestUMSBoardFlashBootRegister: the station's engine writes the board's
@@ -129,7 +153,7 @@ func TestUMSBoardFlashBootRegister(t *testing.T) {
 	if len(devs) != 1 || devs[0].Kind != "booted" {
 		t.Errorf("after boot the board shows as %+v", devs)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
 	s, err := b.WaitRegistered(ctx)
 	if err != nil {
@@ -179,19 +203,19 @@ func TestFaultsAreObservable(t *testing.T) {
 		t.Errorf("slow medium: %.1f MB/s %v", r.MBPerSec(), r.Failure)
 	}
 
-	bootFault := func(f sim.Faults, reason string) {
+	bootFault := func(f sim.Faults, p *console.Profile, reason string) {
 		t.Helper()
 		b, _ := k.board(t, "SIM-B", sim.ModeUMS, f, 1)
 		target, _ := b.Target()
 		flash.Write(context.Background(), k.img, target, flash.Options{})
-		if v := watch(t, b); v.Passed || v.Reason != reason {
+		if v := watchWith(t, b, p); v.Passed || v.Reason != reason {
 			t.Errorf("%v: verdict %s %q", f, v.Reason, v.Detail)
 		}
 	}
-	bootFault(sim.Faults{KernelPanic: true}, console.ReasonKernelPanic)
-	bootFault(sim.Faults{BootLoop: true}, console.ReasonBootLoop)
-	bootFault(sim.Faults{Garbage: true}, console.ReasonBaudMismatch)
-	bootFault(sim.Faults{HangAt: "seeding"}, console.ReasonStageTimeout)
+	bootFault(sim.Faults{KernelPanic: true}, quickProfile(t), console.ReasonKernelPanic)
+	bootFault(sim.Faults{BootLoop: true}, quickProfile(t), console.ReasonBootLoop)
+	bootFault(sim.Faults{Garbage: true}, quickProfile(t), console.ReasonBaudMismatch)
+	bootFault(sim.Faults{HangAt: "seeding"}, hangProfile(t), console.ReasonStageTimeout)
 }
 
 // TestFastbootBoard: our fastboot host flashes the board over TCP, the
@@ -217,7 +241,7 @@ func TestFastbootBoard(t *testing.T) {
 	if r.Failure != nil {
 		t.Fatal(r.Failure)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
 	if v := c.WatchBoot(ctx, quickProfile(t), time.Now(), nil); !v.Passed {
 		t.Fatalf("%+v", v)
@@ -225,7 +249,7 @@ func TestFastbootBoard(t *testing.T) {
 	if _, err := b.WaitRegistered(ctx); err != nil {
 		t.Fatal(err)
 	}
-	text, err := console.CaptureSerial(ctx, c, console.LoginOptions{User: "factory", Password: secretOf("pw"), Poll: 50 * time.Millisecond, Step: 10 * time.Second})
+	text, err := console.CaptureSerial(ctx, c, console.LoginOptions{User: "factory", Password: secretOf("pw"), Poll: 50 * time.Millisecond, Step: ceiling})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +286,7 @@ func TestDebianFastbootAgainstBoard(t *testing.T) {
 	}
 	run("flash", "mmc0", k.raw)
 	run("reboot")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
 	if v := c.WatchBoot(ctx, quickProfile(t), time.Now(), nil); !v.Passed {
 		t.Fatalf("after fastboot flash and reboot: %+v", v)

@@ -12,6 +12,11 @@ import (
 	"github.com/flashstation/flashstation/sim"
 )
 
+// benchConfigHook, when set, adjusts the simulated bench before the demo
+// builds it. Only tests set it (generous boot timeouts, a board held in a
+// known state); the demo never does.
+var benchConfigHook func(*sim.BenchConfig)
+
 func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o struct {
 		boards             int
@@ -55,8 +60,12 @@ export work on it afterwards:
 			}
 			fmt.Fprintf(out, "demo: building a simulated bench of %d boards in %s (vault key, image, boards)...\n", o.boards, dir)
 			benchLog, _ := logging.New(io.Discard, "")
-			bench, err := sim.NewBench(ctx, sim.BenchConfig{Dir: dir, Boards: o.boards, Speed: o.speed, Faults: o.faults,
-				FastKeys: o.fastKeys, Logger: benchLog})
+			benchCfg := sim.BenchConfig{Dir: dir, Boards: o.boards, Speed: o.speed, Faults: o.faults,
+				FastKeys: o.fastKeys, Logger: benchLog}
+			if benchConfigHook != nil {
+				benchConfigHook(&benchCfg)
+			}
+			bench, err := sim.NewBench(ctx, benchCfg)
 			if err != nil {
 				return err
 			}

@@ -4,17 +4,41 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/flashstation/flashstation/sim"
 )
 
 // childEnv makes the test binary run flashstation with the arguments in
 // it (separated by 0x1f), for tests that kill the station.
 const childEnv = "FLASHSTATION_TEST_CHILD_ARGS"
 
+// holdEnv, in a child's environment, names a simulated board (its index)
+// that never registers: its unit stays in flight for the station's
+// registration timeout (10 minutes), so a test that kills the station
+// knows one is.
+const holdEnv = "FLASHSTATION_TEST_HOLD_BOARD"
+
+// ceiling bounds a wait on an event; it only turns a hang into a failure.
+const ceiling = 3 * time.Minute
+
+// testBench is the simulated bench of the demos tests run: boot timeouts
+// that only turn a hang into a failure, so that a loaded machine never
+// times out a boot that works, and the board of holdEnv held.
+func testBench(c *sim.BenchConfig) {
+	c.MinTimeout = ceiling
+	if held, err := strconv.Atoi(os.Getenv(holdEnv)); err == nil {
+		c.FaultsOf = func(i int) sim.Faults { return sim.Faults{NeverRegisters: i == held} }
+	}
+}
+
 func TestMain(m *testing.M) {
+	benchConfigHook = testBench
 	if args := os.Getenv(childEnv); args != "" {
 		os.Args = append([]string{"flashstation"}, strings.Split(args, "\x1f")...)
 		main()

@@ -16,15 +16,21 @@ import (
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
 )
 
-// syncBuffer is a buffer safe for a command writing while the test reads.
+// syncBuffer is a buffer safe for a command writing while the test reads;
+// each write wakes those waiting for it.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	more chan struct{} // closed at the next write; nil until someone waits
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.more != nil {
+		close(s.more)
+		s.more = nil
+	}
 	return s.b.Write(p)
 }
 
@@ -34,22 +40,45 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// snapshot returns what was written and a channel closed at the next
+// write.
+func (s *syncBuffer) snapshot() (string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.more == nil {
+		s.more = make(chan struct{})
+	}
+	return s.b.String(), s.more
+}
+
+// await waits until what was written satisfies ok, waking at each write;
+// the ceiling only turns a hang into a failure. It returns what was
+// written.
+func (s *syncBuffer) await(t *testing.T, what string, ok func(string) bool) string {
+	t.Helper()
+	limit := time.After(ceiling)
+	for {
+		text, more := s.snapshot()
+		if ok(text) {
+			return text
+		}
+		select {
+		case <-more:
+		case <-limit:
+			t.Fatalf("no %s within %s in:\n%s", what, ceiling, text)
+		}
+	}
+}
+
 // waitFor waits until the buffer matches re and returns the first group.
 func waitFor(t *testing.T, buf *syncBuffer, re string) string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := rx.FindStringSubmatch(buf.String()); m != nil {
-			if len(m) > 1 {
-				return m[1]
-			}
-			return m[0]
-		}
-		time.Sleep(10 * time.Millisecond)
+	m := rx.FindStringSubmatch(buf.await(t, fmt.Sprintf("%q", re), rx.MatchString))
+	if len(m) > 1 {
+		return m[1]
 	}
-	t.Fatalf("timed out waiting for %q in:\n%s", re, buf.String())
-	return ""
+	return m[0]
 }
 
 type background struct {
@@ -68,13 +97,26 @@ func start(t *testing.T, args ...string) *background {
 	return bg
 }
 
+// wait waits for the command to end by itself and returns its error.
+func (bg *background) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-bg.done:
+		bg.done <- err // for the cleanup
+		return err
+	case <-time.After(ceiling):
+		t.Fatal("the command did not end")
+		return nil
+	}
+}
+
 func (bg *background) stop(t *testing.T) error {
 	bg.cancel()
 	select {
 	case err := <-bg.done:
 		bg.done <- err
 		return err
-	case <-time.After(10 * time.Second):
+	case <-time.After(ceiling):
 		t.Error("command did not stop on cancel")
 		return nil
 	}
@@ -148,7 +190,7 @@ slots:
 	dev, _ := serialvault.GenerateKey(2048)
 	model, _ := serialvault.Decode(mustRead(t, repo+"/configs/assets/acme-gw-armhf.model"))
 	d := &vaulttest.Device{Key: dev, Model: model, Serial: "CLI-0001", URL: proxyURL, MaxFailures: 1}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
 	if _, err := d.Register(ctx); err != nil {
 		t.Fatalf("register through the proxy: %v\n%s", err, proxy.stderr.String())

@@ -6,10 +6,27 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
+
+// makeRaw puts a terminal in raw mode (cfmakeraw): no echo, no line
+// editing, bytes as they are.
+func makeRaw(f *os.File) error {
+	fd := int(f.Fd())
+	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	tio.Oflag &^= unix.OPOST
+	tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	tio.Cflag &^= unix.CSIZE | unix.PARENB
+	tio.Cflag |= unix.CS8
+	tio.Cc[unix.VMIN], tio.Cc[unix.VTIME] = 1, 0
+	return unix.IoctlSetTermios(fd, unix.TCSETS, tio)
+}
 
 func TestWatchCommand(t *testing.T) {
 	composite, err := os.ReadFile("../../console/testdata/uc20-first-boot-composite.txt")
@@ -33,17 +50,16 @@ func TestWatchCommand(t *testing.T) {
 			}
 			defer m.Close()
 			defer s.Close()
+			// The boot is written before the watch opens the port: the
+			// pseudo-terminal keeps the bytes, raw as the watch reads them,
+			// until it does. No wait for the watch to be ready is needed.
+			if err := makeRaw(s); err != nil {
+				t.Fatal(err)
+			}
+			go m.Write(tc.data) // returns once the watch has read what the pty cannot hold
 			trPath := filepath.Join(t.TempDir(), "boot.raw")
 			bg := start(t, "watch", "--port", s.Name(), "--json", "--transcript", trPath)
-			time.Sleep(200 * time.Millisecond)
-			m.Write(tc.data)
-			var err2 error
-			select {
-			case err2 = <-bg.done:
-				bg.done <- err2 // for the cleanup
-			case <-time.After(10 * time.Second):
-				t.Fatal("watch did not end")
-			}
+			err2 := bg.wait(t)
 			if got := exitCode(err2); got != tc.code {
 				t.Errorf("exit %d, want %d (%v)\n%s", got, tc.code, err2, bg.stdout.String())
 			}
