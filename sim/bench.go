@@ -328,9 +328,9 @@ func (b *Bench) writeImage(ctx context.Context) error {
 // to the bench's speed, so a hung board fails in seconds, not minutes.
 //
 // Each stage gets at least MinTimeout (15 s) and the whole boot at least
-// 2 min and four times that: a
-// board that hangs in one stage then fails that stage's timeout well
-// before the boot's cap, however slowly a loaded machine got it there.
+// 2 min and four times that: a board that hangs in one stage then fails
+// that stage's timeout well before the boot's cap, however slowly a
+// loaded machine got it there.
 func (b *Bench) writeProfile() error {
 	scaleMin := func(d, least time.Duration) string {
 		return max(time.Duration(float64(d)/b.cfg.Speed), least).Round(time.Second).String()
