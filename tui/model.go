@@ -227,7 +227,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, tea.Batch(cmds...)
 	case doneMsg:
+		// Done can overtake the last slot events on their channel: the
+		// station's own views are already final, so the cards are too.
 		m.s.done = true
+		m.s.refresh(m.c.Station.Slots())
 		m.s.health = m.c.Station.Health()
 		return m, m.refreshStats()
 	case statsMsg:

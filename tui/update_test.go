@@ -394,9 +394,11 @@ func TestHealthInHeader(t *testing.T) {
 	if !strings.Contains(s, "vault ✘ DOWN") || !strings.Contains(s, "⚠ 2 unavailable 0 rejected") {
 		t.Errorf("header:\n%s", s)
 	}
+	// Done overtakes A1's last events: the card still shows its verdict.
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StatePass, Unit: 1, HWSerial: "HW1", Serial: "S1", StartedAt: t0})
 	f.send(t, doneMsg{})
-	if !strings.Contains(f.screen(), "BATCH COMPLETE") {
-		t.Errorf("done:\n%s", f.screen())
+	if s := f.screen(); !strings.Contains(s, "BATCH COMPLETE") || !strings.Contains(s, "A1  ✔ PASS") || f.m.Working() != 0 {
+		t.Errorf("done:\n%s", s)
 	}
 }
 
