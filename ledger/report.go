@@ -103,13 +103,15 @@ func ratio(a, b float64) *float64 {
 }
 
 // table names the columns a filter applies to in one table ("" where it
-// does not apply).
+// does not apply); batch is a condition with %s where the comparison goes.
 type table struct{ batch, time, state string }
 
 var (
-	unitsTable      = table{batch: "batch_id", time: "started_at", state: "state"}
-	batchesTable    = table{batch: "id", time: "started_at"}
-	assertionsTable = table{batch: "(SELECT batch_id FROM units WHERE units.id = serial_assertions.unit_id)", time: "received_at"} // through its unit
+	unitsTable   = table{batch: "batch_id %s", time: "started_at", state: "state"}
+	batchesTable = table{batch: "id %s", time: "started_at"}
+	// An assertion's batch is its unit's: the units of the batch by their
+	// index, then their assertions by theirs.
+	assertionsTable = table{batch: "unit_id IN (SELECT id FROM units WHERE batch_id %s)", time: "received_at"}
 )
 
 // where is the filter's WHERE clause on a table (whose line is line_id),
@@ -118,7 +120,7 @@ func (f StatsFilter) where(t table, extra ...string) (string, []any) {
 	conds := []string{"1"}
 	var args []any
 	if f.BatchID != 0 {
-		conds = append(conds, t.batch+" = ?")
+		conds = append(conds, fmt.Sprintf(t.batch, "= ?"))
 		args = append(args, f.BatchID)
 	}
 	if f.LineID != "" {
@@ -126,7 +128,7 @@ func (f StatsFilter) where(t table, extra ...string) (string, []any) {
 		args = append(args, f.LineID)
 	}
 	if len(f.Batches) > 0 {
-		conds = append(conds, t.batch+" IN ("+placeholders(len(f.Batches))+")")
+		conds = append(conds, fmt.Sprintf(t.batch, "IN ("+placeholders(len(f.Batches))+")"))
 		for _, b := range f.Batches {
 			args = append(args, b)
 		}
