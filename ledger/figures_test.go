@@ -202,3 +202,32 @@ func TestStatsTimeWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestInterruptedUnitEndsAtItsLastEvent: a unit a killed station left
+// running ends at its last recorded event, not at the restart, so the
+// hours the station was down are not active time.
+func TestInterruptedUnitEndsAtItsLastEvent(t *testing.T) {
+	b := newFigureBench(t)
+	ctx := context.Background()
+	id, err := b.l.StartUnit(ctx, ledger.Unit{BatchID: b.batch, LineID: "line1", SlotID: "s1", HWSerial: "HW1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := b.now
+	b.now = b.now.Add(3 * time.Minute)
+	if err := b.l.AppendEvents(ctx, ledger.Event{BatchID: b.batch, UnitID: id, SlotID: "s1", Kind: "stage", Stage: "seeding"}); err != nil {
+		t.Fatal(err)
+	}
+	b.now = b.now.Add(14 * time.Hour) // killed; restarted the next morning
+	if _, err := b.l.InterruptRunning(ctx, "interrupted", "killed"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := b.l.Unit(ctx, id)
+	if err != nil || u.State != ledger.UnitAborted || !u.FinishedAt.Equal(start.Add(3*time.Minute)) {
+		t.Fatalf("unit %+v %v, want aborted at %s", u, err, start.Add(3*time.Minute))
+	}
+	s, err := b.l.Stats(ctx, ledger.StatsFilter{BatchID: b.batch})
+	if err != nil || s.ActiveTime != 3*time.Minute {
+		t.Errorf("active time %s %v, want 3m", s.ActiveTime, err)
+	}
+}

@@ -356,6 +356,14 @@ func TestMigrations(t *testing.T) {
 				if err != nil || u.State != ledger.UnitAborted || u.Reason != "interrupted" {
 					t.Errorf("fixture unit 2 after upgrade: %+v %v", u, err)
 				}
+				// A station fault written as fail by version 1 is an error; a
+				// board's fault stays a fail.
+				if u, err := l.Unit(ctx, 3); err != nil || u.State != ledger.UnitError {
+					t.Errorf("fixture unit 3 (storage-error) after upgrade: %+v %v", u, err)
+				}
+				if u, err := l.Unit(ctx, 4); err != nil || u.State != ledger.UnitFail {
+					t.Errorf("fixture unit 4 (kernel-panic) after upgrade: %+v %v", u, err)
+				}
 				if ts, err := l.Transcripts(ctx, 1); err != nil || len(ts) != 1 {
 					t.Errorf("fixture transcript lost: %+v %v", ts, err)
 				}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -93,7 +94,7 @@ func migrate(ctx context.Context, db *sql.DB, target int) error {
 const fkOff = "-- foreign-keys: off"
 
 // apply runs one step in a transaction on one connection.
-func (m migration) apply(ctx context.Context, db *sql.DB) error {
+func (m migration) apply(ctx context.Context, db *sql.DB) (err error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger: migrate to version %d: %w", m.version, err)
@@ -105,7 +106,15 @@ func (m migration) apply(ctx context.Context, db *sql.DB) error {
 		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
 			return fmt.Errorf("ledger: migration %s: %w", m.name, err)
 		}
-		defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON")
+		defer func() {
+			if _, ferr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON"); ferr != nil {
+				// Never back in the pool without its foreign keys.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+				if err == nil {
+					err = fmt.Errorf("ledger: migration %s: foreign keys back on: %w", m.name, ferr)
+				}
+			}
+		}()
 	}
 	return inTx(ctx, conn, func(tx *sql.Tx) error {
 		// Another process may have migrated while we waited for the lock.
@@ -122,7 +131,11 @@ func (m migration) apply(ctx context.Context, db *sql.DB) error {
 				return fmt.Errorf("ledger: migration %s: %w", m.name, err)
 			}
 			broken := rows.Next()
+			rerr := rows.Err()
 			rows.Close()
+			if rerr != nil {
+				return fmt.Errorf("ledger: migration %s: %w", m.name, rerr)
+			}
 			if broken {
 				return fmt.Errorf("ledger: migration %s would break a reference between records: not applied", m.name)
 			}

@@ -301,8 +301,11 @@ func (l *Ledger) FinishUnit(ctx context.Context, id int64, state, reason, detail
 func (l *Ledger) InterruptRunning(ctx context.Context, reason, detail string) ([]int64, error) {
 	var ids []int64
 	err := l.write(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE units SET state = 'aborted', reason = ?, detail = ?, finished_at = ?
-			WHERE state = 'running' RETURNING id`, reason, detail, l.stamp(time.Time{}))
+		// It ended when its last event was recorded, not at the restart:
+		// the time the station was down is no unit's work.
+		rows, err := tx.QueryContext(ctx, `UPDATE units SET state = 'aborted', reason = ?, detail = ?,
+			finished_at = max(started_at, coalesce((SELECT max(at) FROM events WHERE events.unit_id = units.id), started_at))
+			WHERE state = 'running' RETURNING id`, reason, detail)
 		if err != nil {
 			return fmt.Errorf("ledger: interrupt running units: %w", err)
 		}

@@ -44,14 +44,15 @@ func boardOf(hw string, unit int64) string {
 }
 
 // resume counts what a batch already holds (a station restarted after it
-// was killed).
+// was killed): the boards done with it. A board whose units were all
+// aborted holds no place: it takes one again if it comes back, and the
+// batch can still be completed without it.
 func (b *batchRun) resume(units []ledger.Unit) {
 	for _, u := range units {
-		k := boardOf(u.HWSerial, u.ID)
-		b.taken[k] = true
 		switch u.State {
 		case ledger.UnitPass, ledger.UnitFail, ledger.UnitError:
-			b.done[k] = true
+			k := boardOf(u.HWSerial, u.ID)
+			b.taken[k], b.done[k] = true, true
 		}
 	}
 }
@@ -59,20 +60,22 @@ func (b *batchRun) resume(units []ledger.Unit) {
 // admit reports whether a slot may start a unit for a board, and why not;
 // a new board's place in the batch is taken at once, so two slots never
 // both take the last place.
-func (lr *lineRun) admit(slot, hw string) (bool, string) {
+// It returns the place it took ("" for a board the batch holds already).
+func (lr *lineRun) admit(slot, hw string) (place string, ok bool, why string) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	b, planned := lr.run, lr.batch.Planned
 	switch {
 	case b.closed != "":
-		return false, fmt.Sprintf("batch %d of line %s is %s: board %s waits for the next run", lr.batch.ID, lr.cfg.ID, closedWords(b.closed), hw)
+		return "", false, fmt.Sprintf("batch %d of line %s is %s: board %s waits for the next run", lr.batch.ID, lr.cfg.ID, closedWords(b.closed), hw)
 	case hw != "" && b.taken[hw]:
-		return true, "" // the same board again (a retry)
+		return "", true, "" // the same board again (a retry)
 	case planned > 0 && len(b.taken) >= planned:
-		return false, fmt.Sprintf("batch %d of line %s has its %d boards: board %s waits for the next batch", lr.batch.ID, lr.cfg.ID, planned, hw)
+		return "", false, fmt.Sprintf("batch %d of line %s has its %d boards: board %s waits for the next batch", lr.batch.ID, lr.cfg.ID, planned, hw)
 	}
-	b.taken[placeOf(slot, hw)] = true
-	return true, ""
+	place = placeOf(slot, hw)
+	b.taken[place] = true
+	return place, true, ""
 }
 
 // placeOf is the place a board takes in its batch until its unit has an
@@ -94,15 +97,16 @@ func closedWords(reason string) string {
 	return "closed"
 }
 
-// started gives a board's place to its unit (unit 0: the unit could not
-// be recorded, and the place is free again).
-func (lr *lineRun) started(slot, hw string, unit int64) {
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	if hw != "" && unit != 0 {
+// started gives the place admit took to the board's unit (unit 0: the
+// unit could not be recorded, and the place is free again). A board the
+// batch held already ("" place) keeps its place either way.
+func (lr *lineRun) started(place, hw string, unit int64) {
+	if place == "" {
 		return
 	}
-	delete(lr.run.taken, placeOf(slot, hw))
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	delete(lr.run.taken, place)
 	if unit != 0 {
 		lr.run.taken[boardOf(hw, unit)] = true
 	}

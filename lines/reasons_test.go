@@ -37,3 +37,40 @@ func TestReasonTableInReadme(t *testing.T) {
 		t.Errorf("a profile's own reason: %+v", r)
 	}
 }
+
+// TestMigrationClasses: the ledger's version-2 migration turns version 1's
+// failures into errors by reason code; each code it names is an error
+// (or, for the stops, aborted) in the reason table.
+func TestMigrationClasses(t *testing.T) {
+	sql, err := os.ReadFile("../ledger/migrations/0002_outcomes.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(after string) []string {
+		i := strings.Index(string(sql), after)
+		if i < 0 {
+			t.Fatalf("no %q in the migration", after)
+		}
+		rest := string(sql)[i+len(after):]
+		rest = rest[:strings.Index(rest, ")")]
+		var codes []string
+		for _, f := range strings.Split(rest, ",") {
+			codes = append(codes, strings.Trim(strings.TrimSpace(f), "'"))
+		}
+		return codes
+	}
+	for _, c := range list("state = 'fail' AND reason IN (") {
+		if r := lines.ReasonFor(c); r.Class != lines.ClassAborted {
+			t.Errorf("the migration aborts %s; the table says %s", c, r.Class)
+		}
+	}
+	errs := list("THEN 'aborted'\n\t\tWHEN state = 'fail' AND reason IN (")
+	if len(errs) < 10 {
+		t.Fatalf("error codes of the migration: %v", errs)
+	}
+	for _, c := range errs {
+		if r := lines.ReasonFor(c); r.Class != lines.ClassError {
+			t.Errorf("the migration makes %s an error; the table says %s", c, r.Class)
+		}
+	}
+}

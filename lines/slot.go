@@ -151,9 +151,9 @@ func (p *Pipeline) Retry(slot string) error {
 	return nil
 }
 
-// SetDisabled takes a slot out of service (or puts it back). It holds
-// from the moment it returns: a board already in work finishes its unit,
-// and no new one starts in a disabled slot.
+// SetDisabled takes a slot out of service (or puts it back). A board
+// already in work (or whose unit is starting at that instant) finishes its
+// unit; no new one starts in the slot once it returns.
 func (p *Pipeline) SetDisabled(slot string, disabled bool) error {
 	s, err := p.slot(slot)
 	if err != nil {
@@ -214,7 +214,10 @@ func (s *slotRun) run(ctx context.Context) {
 			}
 		}
 		if !disabled && inFlashMode(dev) && (retry || changes != worked) {
-			if ok, why := s.line.admit(s.cfg.ID, dev.Serial); !ok {
+			if s.nowDisabled() {
+				continue // disabled since the look above
+			}
+			if place, ok, why := s.line.admit(s.cfg.ID, dev.Serial); !ok {
 				// The line's batch has no room: the board waits, said once.
 				if why != s.view().Detail {
 					s.update(func(v *SlotView) { v.Detail = why })
@@ -222,7 +225,7 @@ func (s *slotRun) run(ctx context.Context) {
 				}
 				worked = changes
 			} else {
-				s.work(ctx, *dev)
+				s.work(ctx, *dev, place)
 				s.mu.Lock()
 				worked, s.retry = s.changes, false
 				s.mu.Unlock()
@@ -306,19 +309,28 @@ func firstLine(s string) string {
 	return s
 }
 
-func (s *slotRun) work(ctx context.Context, dev usb.Device) {
+// nowDisabled reports whether the operator has disabled the slot.
+func (s *slotRun) nowDisabled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.disabled
+}
+
+// work is one unit of a board; place is the batch place admit took for a
+// new board ("" for a board the batch holds already).
+func (s *slotRun) work(ctx context.Context, dev usb.Device, place string) {
 	p, lr := s.p, s.line
 	hw := dev.Serial
 	id, err := p.led.StartUnit(ctx, ledger.Unit{BatchID: lr.batch.ID, LineID: s.cfg.Line, SlotID: s.cfg.ID, HWSerial: hw, Stage: "present"})
 	if err != nil {
 		p.log.Error().Err(err).Str("slot", s.cfg.ID).Msg("cannot start unit")
-		lr.started(s.cfg.ID, hw, 0)
+		lr.started(place, hw, 0)
 		s.update(func(v *SlotView) { v.Reason, v.Detail, v.Outcome = ReasonStorage, err.Error(), ClassError })
 		s.state(StateFail, 0)
 		return
 	}
 	unit, _ := p.led.Unit(ctx, id)
-	lr.started(s.cfg.ID, hw, id)
+	lr.started(place, hw, id)
 	// The unit's work stops when the station stops or the batch is ended.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -370,7 +382,9 @@ func (s *slotRun) work(ctx context.Context, dev usb.Device) {
 	if !u.register(ctx, v) {
 		return
 	}
-	if err := p.led.FinishUnit(ctx, id, ledger.UnitPass, "", ""); err != nil {
+	// A signed serial is recorded whatever stops the station now: the
+	// records of a registered board never take the work's context.
+	if err := p.led.FinishUnit(context.WithoutCancel(ctx), id, ledger.UnitPass, "", ""); err != nil {
 		u.fail(ReasonStorage, err.Error())
 		return
 	}
@@ -607,7 +621,7 @@ func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
 		u.fail(ReasonVaultRefused, fmt.Sprintf("the vault answered %d %s: %s", refusal.Status, refusal.Code, refusal.Message))
 		return false
 	}
-	if err := p.led.LinkSerialAssertion(ctx, c.AssertionID, u.id); err != nil {
+	if err := p.led.LinkSerialAssertion(context.WithoutCancel(ctx), c.AssertionID, u.id); err != nil {
 		u.fail(ReasonStorage, err.Error())
 		return false
 	}
@@ -616,7 +630,7 @@ func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
 }
 
 func (u *unitRun) registered(ctx context.Context, serial string, revision int, dup bool, keyID string) {
-	_ = u.s.p.led.UpdateUnit(ctx, u.id, ledger.UnitProgress{Serial: serial, Stage: "registered"})
+	_ = u.s.p.led.UpdateUnit(context.WithoutCancel(ctx), u.id, ledger.UnitProgress{Serial: serial, Stage: "registered"})
 	u.s.update(func(v *SlotView) { v.Serial, v.Duplicate, v.Stage = serial, dup, "registered" })
 	msg := fmt.Sprintf("serial %s revision %d device key %s", serial, revision, keyID)
 	if dup {
@@ -646,7 +660,7 @@ func (u *unitRun) recordConsoleSerial(ctx context.Context, text []byte) bool {
 		u.fail(ReasonAssertionInvalid, err.Error())
 		return false
 	}
-	_, _, err = u.s.p.led.RecordSerialAssertion(ctx, ledger.SerialAssertion{Text: a.Encode(), BrandID: sr.BrandID, Model: sr.Model,
+	_, _, err = u.s.p.led.RecordSerialAssertion(context.WithoutCancel(ctx), ledger.SerialAssertion{Text: a.Encode(), BrandID: sr.BrandID, Model: sr.Model,
 		Serial: sr.Serial, Revision: sr.Revision(), DeviceKeyID: sr.DeviceKeyID, LineID: lr.cfg.ID, UnitID: u.id,
 		Via: ledger.ViaConsole, Duplicate: sr.Revision() > 1})
 	if err != nil {

@@ -27,8 +27,18 @@ CREATE TABLE units_v2 (
 	finished_at   TEXT
 ) STRICT;
 
+-- Version 1 wrote every failure as 'fail'; the station's faults become
+-- 'error' by their reason code, a stop 'aborted' (the classes of the
+-- README's reason table, as they were when version 2 was made).
 INSERT INTO units_v2 SELECT id, batch_id, line_id, slot_id, attempt, hw_serial, serial,
-	CASE state WHEN 'interrupted' THEN 'aborted' ELSE state END,
+	CASE
+		WHEN state = 'interrupted' OR (state = 'fail' AND reason IN ('interrupted', 'cancelled')) THEN 'aborted'
+		WHEN state = 'fail' AND reason IN ('busy', 'mounted', 'system-disk', 'not-usb', 'image-refused', 'baud-mismatch',
+			'console-unplugged', 'port-busy', 'port-missing', 'port-permission', 'port-error', 'console-conf',
+			'login-failed', 'registration-failed', 'vault-refused', 'assertion-invalid', 'trigger-failed',
+			'storage-error') THEN 'error'
+		ELSE state
+	END,
 	stage, reason, detail, mapped_bytes, written_bytes, flash_ms, verify_ms, boot_ms, started_at, finished_at
 	FROM units;
 DROP TABLE units;
