@@ -1,17 +1,12 @@
 package flash_test
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/flashstation/flashstation/flash"
 )
@@ -119,34 +114,15 @@ func sharedCompressed(t testing.TB, format string) string {
 	return p
 }
 
+// compressFile writes src compressed as format next to it.
 func compressFile(t testing.TB, src, format string) string {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
 	dst := src + "." + format
-	switch format {
-	case "zst":
-		w, _ := zstd.NewWriter(&out)
-		w.Write(data)
-		w.Close()
-	case "gz":
-		w := gzip.NewWriter(&out)
-		w.Write(data)
-		w.Close()
-	case "xz":
-		if _, err := exec.LookPath("xz"); err != nil {
-			t.Skip("xz not installed (apt-get install xz-utils)")
-		}
-		cmd := exec.Command("xz", "-T1", "-1", "-c", src)
-		cmd.Stdout = &out
-		if err := cmd.Run(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(dst, out.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(dst, compressBytes(t, format, data), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dst
