@@ -59,8 +59,9 @@ func (l *Line) VaultClient(attempts int, log zerolog.Logger) (*serialvault.Clien
 }
 
 // NewLineProxy builds the line's recording proxy: its vault with the line's
-// api-key, its trusted brand keys and model, recording into rec.
-func NewLineProxy(l *Line, rec serialvault.Recorder, log zerolog.Logger, onCapture func(serialvault.Capture), onRefusal func(serialvault.Refusal)) (*serialvault.Proxy, error) {
+// api-key, its trusted brand keys and model, its proxy.allow, recording
+// into rec and forwarding only what matches one of windows.
+func NewLineProxy(l *Line, rec serialvault.Recorder, windows *serialvault.Windows, log zerolog.Logger, onCapture func(serialvault.Capture), onRefusal func(serialvault.Refusal)) (*serialvault.Proxy, error) {
 	m, err := l.LoadModel()
 	if err != nil {
 		return nil, err
@@ -69,12 +70,16 @@ func NewLineProxy(l *Line, rec serialvault.Recorder, log zerolog.Logger, onCaptu
 	if err != nil {
 		return nil, err
 	}
+	allow, err := l.AllowPrefixes()
+	if err != nil {
+		return nil, err
+	}
 	client, err := l.VaultClient(1, log)
 	if err != nil {
 		return nil, err
 	}
 	return serialvault.NewProxy(serialvault.ProxyConfig{
-		LineID: l.ID, BrandID: m.BrandID, Model: m.Model, Keys: ring, Vault: client,
+		LineID: l.ID, BrandID: m.BrandID, Model: m.Model, Keys: ring, Vault: client, Windows: windows, Allow: allow,
 		Recorder: rec, OnCapture: onCapture, OnRefusal: onRefusal, Logger: log,
 	})
 }

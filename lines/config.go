@@ -42,9 +42,11 @@ type Line struct {
 	Image     Image
 	Vault     Vault
 	Proxy     Proxy
-	Capture   Capture
-	Boot      Boot
-	Fastboot  Fastboot
+	// Registration says which serial each board of the line proposes.
+	Registration Registration
+	Capture      Capture
+	Boot         Boot
+	Fastboot     Fastboot
 }
 
 // Image is the line's production image.
@@ -76,7 +78,28 @@ type SigningLog struct {
 // device-service.url points.
 type Proxy struct {
 	Listen string // host:port
+	// Allow are the address ranges of the bench network (CIDR prefixes or
+	// single addresses) that may call the proxy; empty: loopback only.
+	Allow []string
 }
+
+// Registration is how the station knows which serial a board proposes.
+type Registration struct {
+	// ExpectedSerial derives the serial the gadget proposes for a board
+	// from what the station knows of it: a template of {hw} (the board's
+	// hardware serial: the USB serial string, fastboot's serialno), {slot},
+	// {line} and {station}, default "{hw}". "unknown" is a line that cannot
+	// predict serials: its proxy then takes a request only while exactly
+	// one of its boards is registering.
+	ExpectedSerial string
+}
+
+// ExpectedSerialUnknown is the expected-serial of a line that cannot
+// predict its boards' serials.
+const ExpectedSerialUnknown = "unknown"
+
+// DefaultExpectedSerial is a board's hardware serial.
+const DefaultExpectedSerial = "{hw}"
 
 // Capture methods.
 const (
@@ -86,8 +109,11 @@ const (
 
 // Capture says how the line's serial assertions reach the station.
 type Capture struct {
-	Method   string // proxy (default) or console
-	User     string // console login user (console method)
+	Method string // proxy (default) or console
+	// User and Password are the console login of the line's factory user:
+	// the console method reads the serial with it; on a proxy line it
+	// checks that the board holds the identity the proxy recorded.
+	User     string
 	Password SecretRef
 }
 
@@ -337,7 +363,13 @@ func decodeLine(w *walker, n ast.Node, path string, l *Line) {
 			)
 		}},
 		field{"proxy", func(n ast.Node, p string) {
-			w.object(n, p, field{"listen", w.str(&l.Proxy.Listen)})
+			w.object(n, p,
+				field{"listen", w.str(&l.Proxy.Listen)},
+				field{"allow", w.strList(&l.Proxy.Allow)},
+			)
+		}},
+		field{"registration", func(n ast.Node, p string) {
+			w.object(n, p, field{"expected-serial", w.str(&l.Registration.ExpectedSerial)})
 		}},
 		field{"capture", func(n ast.Node, p string) {
 			w.object(n, p,

@@ -80,9 +80,12 @@ type Options struct {
 	BatchSize int
 	// PollEvery is the USB presence poll (default 200 ms); RegisterTimeout
 	// the wait for a serial assertion after the console is ready (default
-	// 10 min); InFlight the I/Os in flight per target (default 2).
+	// 10 min); ProofWait the wait for the board to show, on its console,
+	// the identity the proxy recorded (default 2 min); InFlight the I/Os
+	// in flight per target (default 2).
 	PollEvery       time.Duration
 	RegisterTimeout time.Duration
+	ProofWait       time.Duration
 	InFlight        int
 	// HealthEvery is how often each line's vault is asked for its version
 	// (default 15 s).
@@ -104,11 +107,6 @@ type Pipeline struct {
 	slots []*slotRun
 	cache *flash.Cache
 
-	regMu    sync.Mutex
-	captures map[string]serialvault.Capture // by serial, waiting for a slot
-	refusals map[string]serialvault.Refusal
-	regWake  chan struct{}
-
 	done     chan struct{}
 	doneOnce sync.Once
 	proxies  []*proxyRun
@@ -121,6 +119,8 @@ type lineRun struct {
 	image    *flash.Prepared
 	profile  *console.Profile
 	password secret.Value
+	// windows are the registration windows of a proxy line's units.
+	windows *serialvault.Windows
 
 	mu     sync.Mutex
 	batch  ledger.Batch
@@ -155,15 +155,16 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	if o.RegisterTimeout == 0 {
 		o.RegisterTimeout = 10 * time.Minute
 	}
+	if o.ProofWait == 0 {
+		o.ProofWait = 2 * time.Minute
+	}
 	if o.InFlight == 0 {
 		o.InFlight = 2
 	}
 	if o.HealthEvery == 0 {
 		o.HealthEvery = 15 * time.Second
 	}
-	p := &Pipeline{st: st, o: o, log: o.Logger, led: o.Ledger, lines: map[string]*lineRun{},
-		captures: map[string]serialvault.Capture{}, refusals: map[string]serialvault.Refusal{},
-		regWake: make(chan struct{}), done: make(chan struct{})}
+	p := &Pipeline{st: st, o: o, log: o.Logger, led: o.Ledger, lines: map[string]*lineRun{}, done: make(chan struct{})}
 	var err error
 	if p.cache, err = flash.NewCache(filepath.Join(st.DataDir, "images")); err != nil {
 		return nil, err
@@ -189,7 +190,7 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		if lr.profile, err = console.LoadProfile(l.Boot.Profile); err != nil {
 			return nil, fmt.Errorf("line %s: %w", l.ID, err)
 		}
-		if l.Capture.Method == CaptureConsole {
+		if l.Capture.User != "" {
 			if lr.password, err = l.Capture.Password.Resolve(); err != nil {
 				return nil, fmt.Errorf("line %s: console password (%s): %w", l.ID, l.Capture.Password, err)
 			}
@@ -253,7 +254,8 @@ func ImageSpecOf(l *Line) flash.ImageSpec {
 }
 
 func (p *Pipeline) startProxy(id string, lr *lineRun) error {
-	proxy, err := NewLineProxy(lr.cfg, p.led, p.log, p.onCapture, p.onRefusal)
+	lr.windows = serialvault.NewWindows(lr.cfg.PredictsSerials())
+	proxy, err := NewLineProxy(lr.cfg, p.led, lr.windows, p.log, p.onCapture, nil)
 	if err != nil {
 		return err
 	}
@@ -461,78 +463,15 @@ func (p *Pipeline) poll(ctx context.Context) {
 	}
 }
 
-// onCapture receives a serial the proxy recorded.
+// onCapture receives a serial the proxy recorded. One signed for a window
+// that had closed belongs to no unit: recorded, shown, never bound later.
 func (p *Pipeline) onCapture(c serialvault.Capture) {
-	p.regMu.Lock()
-	p.captures[c.Serial] = c
-	close(p.regWake)
-	p.regWake = make(chan struct{})
-	p.regMu.Unlock()
-	// A serial no slot is waiting for is recorded as unmatched: say so
-	// (it stays in the ledger without a unit until a slot claims it).
-	go func() {
-		time.Sleep(2 * time.Second)
-		p.regMu.Lock()
-		_, still := p.captures[c.Serial]
-		p.regMu.Unlock()
-		if still && !p.slotHasBoard(c.Serial) {
-			p.emit(Event{Kind: EventNotice, Line: c.LineID, Serial: c.Serial,
-				Text: fmt.Sprintf("serial %s (device key %.12s...) recorded but no slot holds that board", c.Serial, c.DeviceKeyID)})
-		}
-	}()
-}
-
-func (p *Pipeline) onRefusal(r serialvault.Refusal) {
-	p.regMu.Lock()
-	p.refusals[r.Serial] = r
-	close(p.regWake)
-	p.regWake = make(chan struct{})
-	p.regMu.Unlock()
-}
-
-func (p *Pipeline) slotHasBoard(hwSerial string) bool {
-	for _, s := range p.slots {
-		if s.view().HWSerial == hwSerial {
-			return true
-		}
+	if c.Window != 0 {
+		return // its unit takes it from its window
 	}
-	return false
+	p.emit(Event{Kind: EventNotice, Line: c.LineID, Serial: c.Serial,
+		Text: fmt.Sprintf("serial without a unit: %s (device key %.12s...) was signed after its board's registration window closed; recorded, not bound to any unit", c.Serial, c.DeviceKeyID)})
 }
-
-// awaitSerial waits for the proxy's capture (or the vault's refusal) of a
-// board's serial.
-func (p *Pipeline) awaitSerial(ctx context.Context, hwSerial string, timeout time.Duration) (serialvault.Capture, *serialvault.Refusal, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		p.regMu.Lock()
-		c, ok := p.captures[hwSerial]
-		if ok {
-			delete(p.captures, hwSerial)
-		}
-		r, refused := p.refusals[hwSerial]
-		if refused {
-			delete(p.refusals, hwSerial)
-		}
-		wake := p.regWake
-		p.regMu.Unlock()
-		if ok {
-			return c, nil, nil
-		}
-		if refused {
-			return serialvault.Capture{}, &r, nil
-		}
-		select {
-		case <-wake:
-		case <-deadline.C:
-			return serialvault.Capture{}, nil, errRegistrationTimeout
-		case <-ctx.Done():
-			return serialvault.Capture{}, nil, ctx.Err()
-		}
-	}
-}
-
-var errRegistrationTimeout = errors.New("registration timeout")
 
 // transcriptPaths names a unit's transcript files.
 func (p *Pipeline) transcriptPaths(batch, unit int64, slot string) (raw, clean string) {

@@ -188,7 +188,7 @@ func TestBatchWithFaults(t *testing.T) {
 		t.Errorf("stats %+v %v", st, err)
 	}
 	// Each line's health: its batch done, its vault checked, line1's proxy
-	// recorded A1's pass and forwarded A8's refusal.
+	// recorded A1's pass and refused A8's stale requests.
 	hs := e.p.Health()
 	if len(hs) != 2 {
 		t.Fatalf("health of %d lines", len(hs))
@@ -198,7 +198,9 @@ func TestBatchWithFaults(t *testing.T) {
 			t.Errorf("health %+v", h)
 		}
 	}
-	if hs[0].Proxy == "" || hs[0].ProxyStats.Recorded != 1 || hs[0].ProxyStats.VaultErrors == 0 || hs[1].Proxy != "" {
+	// A8's stale request-ids were refused by the station, never sent to
+	// the vault.
+	if hs[0].Proxy == "" || hs[0].ProxyStats.Recorded != 1 || hs[0].ProxyStats.BadNonce == 0 || hs[0].ProxyStats.VaultErrors != 0 || hs[1].Proxy != "" {
 		t.Errorf("proxies: %+v / %+v", hs[0], hs[1])
 	}
 }
@@ -246,7 +248,11 @@ func (w *watcher) await(t *testing.T, from int, what string, match func(lines.Ev
 		select {
 		case <-more:
 		case <-ceiling:
-			t.Fatalf("no event: %s", what)
+			var last []string
+			for _, ev := range w.events()[max(0, len(w.events())-20):] {
+				last = append(last, fmt.Sprintf("%s %s u%d %s %s %s %s", ev.Slot, ev.Kind, ev.Unit, ev.State, ev.Stage, ev.Reason, ev.Text))
+			}
+			t.Fatalf("no event: %s; the last events:\n%s", what, strings.Join(last, "\n"))
 		}
 	}
 }

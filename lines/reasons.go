@@ -15,6 +15,9 @@ const (
 	ReasonInterrupted         = "interrupted"
 	ReasonCancelled           = "cancelled"
 	ReasonStorage             = "storage-error"
+	ReasonNoExpectedSerial    = "no-expected-serial"
+	ReasonSerialConflict      = "serial-conflict"
+	ReasonIdentityMismatch    = "identity-mismatch"
 )
 
 // Outcome classes of a unit that did not pass (ledger unit states).
@@ -69,7 +72,10 @@ var Reasons = []Reason{
 	{console.ReasonRegistration, ClassError, "snapd gave up registering", "check the vault (model, api-key); retry", "check vault, retry"},
 	{console.ReasonNoSerial, ClassFail, "the board printed no serial assertion", "retry", "retry"},
 	{ReasonRegistrationTimeout, ClassFail, "no serial assertion arrived in time (snapd did not finish registering)", "check the board's network to the station and the vault; retry", "check network, retry"},
-	{ReasonVaultRefused, ClassError, "the vault refused the board's registration", "check the vault (model, api-key, signing key); retry", "check vault, retry"},
+	{ReasonVaultRefused, ClassError, "the board's registration was refused, and no serial came before its window closed (by the vault, or by the station where the vault would refuse)", "check the vault (model, api-key, signing key); retry", "check vault, retry"},
+	{ReasonNoExpectedSerial, ClassFail, "the station cannot tell which serial the board will propose (no hardware serial, or not in the strict form)", "check the board's USB serial (`flashstation devices`) and the line's registration.expected-serial", "check board serial"},
+	{ReasonSerialConflict, ClassFail, "another board on the bench expects the same serial (two boards report one hardware serial); this one was not booted", "set this board aside until the other is done; boards need unique serials", "set aside (same SN)"},
+	{ReasonIdentityMismatch, ClassFail, "the board does not hold the identity recorded for it: another device registered in its place", "keep the board aside and tell QA; both assertions are in the unit's evidence", "set aside, tell QA"},
 	{ReasonAssertionInvalid, ClassError, "the serial assertion does not verify", "check the line's brand keys and the vault's signing key", "check brand keys"},
 	{ReasonTriggerFailed, ClassError, "the boot could not be triggered", "check the hub's power switching; power-cycle by hand", "power-cycle by hand"},
 	{ReasonInterrupted, ClassAborted, "the station stopped while the board was in work", "retry the board", "retry"},

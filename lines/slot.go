@@ -226,8 +226,14 @@ func (s *slotRun) run(ctx context.Context) {
 				worked = changes
 			} else {
 				s.work(ctx, *dev, place)
+				// The board worked counts as seen; a change since (another
+				// board swapped in while the unit ended, or the slot
+				// emptied) is acted on at the next look.
 				s.mu.Lock()
-				worked, s.retry = s.changes, false
+				worked, s.retry = changes, false
+				if sameDevice(s.here, dev) {
+					worked = s.changes
+				}
 				s.mu.Unlock()
 				continue
 			}
@@ -251,6 +257,9 @@ type unitRun struct {
 	raw     string
 	clean   string
 	outcome string // set once the unit ended
+	// window is the unit's registration window on a proxy line, open from
+	// its boot trigger to its end.
+	window *serialvault.Window
 }
 
 func (u *unitRun) event(e Event) {
@@ -397,8 +406,12 @@ func (s *slotRun) work(ctx context.Context, dev usb.Device, place string) {
 	p.log.Info().Str("slot", s.cfg.ID).Str("board", hw).Str("serial", view.Serial).Dur("took", time.Since(u.start)).Msg("unit passed")
 }
 
-// finish closes the console and keeps the transcripts as evidence.
+// finish closes the registration window and the console, and keeps the
+// transcripts as evidence.
 func (u *unitRun) finish() {
+	if u.window != nil {
+		u.window.Close()
+	}
 	if u.con != nil {
 		u.con.Close()
 	}
@@ -512,6 +525,9 @@ func (u *unitRun) trigger(ctx context.Context, job flash.Job) bool {
 	s, lr := u.s, u.s.line
 	s.state(StateBooting, u.id)
 	u.setStage("trigger")
+	if !u.openWindow() {
+		return false
+	}
 	switch lr.cfg.Boot.Trigger {
 	case TriggerFastbootReboot:
 		r, ok := job.(flash.Rebooter)
@@ -546,6 +562,45 @@ func (u *unitRun) trigger(ctx context.Context, job flash.Job) bool {
 		u.event(Event{Kind: EventNotice, Text: "power-cycle the board in slot " + s.cfg.ID + " now"})
 	}
 	u.record("state", "trigger", "boot triggered by "+lr.cfg.Boot.Trigger, nil)
+	return true
+}
+
+// openWindow opens the unit's registration window on a proxy line, just
+// before its boot is triggered: from now on the line's proxy forwards the
+// board's serial request (and only one identity) for this unit.
+func (u *unitRun) openWindow() bool {
+	s, lr := u.s, u.s.line
+	if lr.windows == nil {
+		return true
+	}
+	spec := serialvault.WindowSpec{Unit: u.id, Slot: s.cfg.ID, HWSerial: u.dev.Serial}
+	if lr.windows.Predicted() {
+		exp, err := ExpandSerial(lr.cfg.Registration.ExpectedSerial, map[string]string{
+			"hw": u.dev.Serial, "slot": s.cfg.ID, "line": lr.cfg.ID, "station": s.p.st.ID})
+		if err != nil {
+			u.fail(ReasonNoExpectedSerial, err.Error()+"; the board was not booted")
+			return false
+		}
+		spec.Expected = exp
+	}
+	w, err := lr.windows.Open(spec)
+	if err != nil {
+		var ce *serialvault.ConflictError
+		if errors.As(err, &ce) {
+			u.event(Event{Kind: EventNotice, HWSerial: u.dev.Serial, Text: fmt.Sprintf("slots %s and %s: two boards expect serial %s; %s was not booted",
+				ce.Other.Slot, s.cfg.ID, ce.Serial, s.cfg.ID)})
+			u.fail(ReasonSerialConflict, err.Error()+"; this board was not booted")
+			return false
+		}
+		u.fail(ReasonNoExpectedSerial, err.Error())
+		return false
+	}
+	u.window = w
+	msg := "registration window opened for serial " + spec.Expected
+	if spec.Expected == "" {
+		msg = "registration window opened (the line cannot predict serials: the proxy binds while this is its one open window)"
+	}
+	u.record("registration", "trigger", msg, map[string]any{"window": w.ID, "expected_serial": spec.Expected})
 	return true
 }
 
@@ -609,24 +664,131 @@ func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
 		}
 		return u.recordConsoleSerial(ctx, text)
 	}
-	c, refusal, err := p.awaitSerial(ctx, u.dev.Serial, p.o.RegisterTimeout)
-	switch {
-	case errors.Is(err, errRegistrationTimeout):
-		u.fail(ReasonRegistrationTimeout, fmt.Sprintf("no serial assertion for %s through the recording proxy within %s", u.dev.Serial, p.o.RegisterTimeout))
-		return false
-	case err != nil:
-		u.fail(ReasonInterrupted, err.Error())
-		return false
-	case refusal != nil:
-		u.fail(ReasonVaultRefused, fmt.Sprintf("the vault answered %d %s: %s", refusal.Status, refusal.Code, refusal.Message))
-		return false
-	}
-	if err := p.led.LinkSerialAssertion(context.WithoutCancel(ctx), c.AssertionID, u.id); err != nil {
-		u.fail(ReasonStorage, err.Error())
+	c, ok := u.awaitIdentity(ctx)
+	if !ok {
 		return false
 	}
 	u.registered(ctx, c.Serial, c.Revision, c.Duplicate, c.DeviceKeyID)
+	if lr.cfg.Capture.User != "" {
+		return u.proveIdentity(ctx, c, v)
+	}
 	return true
+}
+
+// awaitIdentity waits for the serial the proxy records through the unit's
+// window. Refusals do not end the wait: the board retries, and the last
+// refusal is the detail only if the window closes without an identity.
+func (u *unitRun) awaitIdentity(ctx context.Context) (*serialvault.Capture, bool) {
+	p := u.s.p
+	deadline := time.NewTimer(p.o.RegisterTimeout)
+	defer deadline.Stop()
+	for {
+		c, _, changed := u.window.State()
+		if c != nil {
+			return c, true
+		}
+		var why string
+		select {
+		case <-changed:
+			continue
+		case <-deadline.C:
+		case <-ctx.Done():
+			why = "stopped"
+		}
+		c, refusal := u.window.Close()
+		switch {
+		case c != nil: // recorded as the window closed: the unit has it
+			return c, true
+		case why != "":
+			u.fail(ReasonInterrupted, "stopped while waiting for the board's serial")
+		case refusal != nil:
+			u.fail(ReasonVaultRefused, refusalDetail(refusal, p.o.RegisterTimeout))
+		default:
+			u.fail(ReasonRegistrationTimeout, fmt.Sprintf("no serial assertion for %s through the recording proxy within %s", u.dev.Serial, p.o.RegisterTimeout))
+		}
+		return nil, false
+	}
+}
+
+func refusalDetail(r *serialvault.Refusal, waited time.Duration) string {
+	who := "the vault answered"
+	if r.By == serialvault.RefusedByStation {
+		who = "the station refused it (the vault would have)"
+	}
+	return fmt.Sprintf("no serial within %s; the last request (serial %s, device key %.12s...) was refused: %s %d %s: %s",
+		waited, r.Serial, r.DeviceKeyID, who, r.Status, r.Code, r.Message)
+}
+
+// proveIdentity reads, over the console, the serial assertion the board
+// holds and checks it is the one recorded for it: same serial, same device
+// key. Anything else means another device registered in its place.
+func (u *unitRun) proveIdentity(ctx context.Context, c *serialvault.Capture, v console.Verdict) bool {
+	s, p, lr := u.s, u.s.p, u.s.line
+	u.setStage("identity")
+	wait := min(p.o.ProofWait, p.o.RegisterTimeout)
+	consoleConf := len(v.LastLines) > 0 && strings.Contains(v.LastLines[len(v.LastLines)-1], "Press enter to configure")
+	cctx, cancel := context.WithTimeout(ctx, wait+time.Minute)
+	defer cancel()
+	text, err := console.CaptureSerial(cctx, u.con, console.LoginOptions{User: lr.cfg.Capture.User, Password: lr.password,
+		ReadyByConsoleConf: consoleConf, Wait: wait, Poll: time.Second,
+		OnLine: func(l string) {
+			if !console.IsMarker(l) {
+				s.update(func(v *SlotView) { v.LastLine = l })
+			}
+		}})
+	recorded := string(c.Assertion.Encode())
+	if err != nil {
+		reason, ok := console.IsCaptureError(err)
+		switch {
+		case ctx.Err() != nil:
+			u.fail(ReasonInterrupted, err.Error())
+		case reason == console.ReasonRegistrationWait || reason == console.ReasonRegistration || reason == console.ReasonNoSerial:
+			u.identityMismatch(c, recorded, "", fmt.Sprintf("the board holds no serial assertion after %s (%v), so serial %s (device key %.12s...) recorded for it came from another device",
+				wait, err, c.Serial, c.DeviceKeyID))
+		case ok:
+			u.fail(reason, "cannot check the board's identity on its console: "+err.Error())
+		default:
+			u.fail(console.ReasonNoShell, "cannot check the board's identity on its console: "+err.Error())
+		}
+		return false
+	}
+	a, err := serialvault.Decode(text)
+	var held *serialvault.Serial
+	if err == nil {
+		held, err = serialvault.AsSerial(a)
+	}
+	switch {
+	case err != nil:
+		u.identityMismatch(c, recorded, string(text), "the board's serial assertion does not decode: "+err.Error())
+		return false
+	case held.Serial != c.Serial || held.DeviceKeyID != c.DeviceKeyID:
+		u.identityMismatch(c, recorded, string(text), fmt.Sprintf("the board holds serial %s with device key %.12s..., the proxy recorded serial %s with device key %.12s... for it",
+			held.Serial, held.DeviceKeyID, c.Serial, c.DeviceKeyID))
+		return false
+	}
+	u.record("identity", "identity", "the board holds the recorded identity", map[string]string{"serial": held.Serial, "device_key": held.DeviceKeyID})
+	return true
+}
+
+// identityMismatch fails the unit, keeping both texts as evidence: the
+// recorded assertion stays linked to the unit, the board's goes with the
+// verdict (and into the ledger's serial assertions when it verifies).
+func (u *unitRun) identityMismatch(c *serialvault.Capture, recorded, board, detail string) {
+	lr := u.s.line
+	if board != "" {
+		if a, err := serialvault.Decode([]byte(board)); err == nil {
+			if sr, err := serialvault.AsSerial(a); err == nil {
+				if _, err := lr.keys.Verify(a); err == nil {
+					_, _, _ = u.s.p.led.RecordSerialAssertion(context.WithoutCancel(u.ctx), ledger.SerialAssertion{Text: a.Encode(),
+						BrandID: sr.BrandID, Model: sr.Model, Serial: sr.Serial, Revision: sr.Revision(), DeviceKeyID: sr.DeviceKeyID,
+						LineID: lr.cfg.ID, UnitID: u.id, Via: ledger.ViaConsole, Duplicate: sr.Revision() > 1})
+				}
+			}
+		}
+	}
+	u.record("identity", "identity", "identity mismatch: "+detail, map[string]string{
+		"recorded_assertion": recorded, "board_assertion": board, "recorded_serial": c.Serial, "recorded_device_key": c.DeviceKeyID})
+	u.fail(ReasonIdentityMismatch, detail)
 }
 
 func (u *unitRun) registered(ctx context.Context, serial string, revision int, dup bool, keyID string) {

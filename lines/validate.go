@@ -217,8 +217,12 @@ func (v *validator) line(i int, l *Line) {
 		if l.Proxy.Listen == "" {
 			v.missing(p+".proxy.listen", "required with capture method proxy (the address the gadget's device-service.url points at)")
 		}
-		if l.Capture.User != "" || l.Capture.Password.IsSet() {
-			v.warnf(p+".capture", "user and password are used only with capture method console")
+		// A console login on a proxy line checks each board's identity.
+		switch {
+		case l.Capture.User != "":
+			v.secretRef(p+".capture.password", &l.Capture.Password, true)
+		case l.Capture.Password.IsSet():
+			v.errorf(p+".capture.password", "a password without a user: give capture.user too (the console login that checks each board's identity)")
 		}
 	case CaptureConsole:
 		v.required(p+".capture.user", l.Capture.User)
@@ -227,7 +231,20 @@ func (v *validator) line(i int, l *Line) {
 	if l.Proxy.Listen != "" {
 		if err := checkListen(l.Proxy.Listen); err != nil {
 			v.errorf(p+".proxy.listen", "%v", err)
+		} else if l.Capture.Method == CaptureProxy && len(l.Proxy.Allow) == 0 && !loopbackListen(l.Proxy.Listen) {
+			v.errorf(p+".proxy.listen", "%s takes connections from other machines: give proxy.allow (the bench network's address ranges, e.g. [10.42.0.0/24]) or listen on a loopback address", l.Proxy.Listen)
 		}
+	}
+	for i, a := range l.Proxy.Allow {
+		if _, err := parseAllow(a); err != nil {
+			v.errorf(fmt.Sprintf("%s.proxy.allow[%d]", p, i), "%v", err)
+		}
+	}
+	if l.Registration.ExpectedSerial == "" {
+		l.Registration.ExpectedSerial = DefaultExpectedSerial
+	}
+	if err := checkSerialTemplate(l.Registration.ExpectedSerial); err != nil {
+		v.errorf(p+".registration.expected-serial", "%v", err)
 	}
 
 	if l.Boot.Profile == "" {

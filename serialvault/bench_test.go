@@ -30,7 +30,13 @@ func vaultKey4096(b testing.TB) *serialvault.PrivateKey {
 
 // register runs one registration the way a device does (request-id, then
 // serial) against the proxy, with a pre-made device key.
-func register(b testing.TB, proxyURL string, model *serialvault.Assertion, dev *serialvault.PrivateKey, serial string) {
+func register(b testing.TB, bn *bench, dev *serialvault.PrivateKey, serial string) {
+	proxyURL, model := bn.proxySrv.URL, bn.model
+	w, err := bn.windows.Open(serialvault.WindowSpec{Slot: "B", Expected: serial})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
 	resp, err := http.Post(proxyURL+"/v1/request-id", "", nil)
 	if err != nil {
 		b.Fatal(err)
@@ -67,14 +73,14 @@ func BenchmarkRegistrationThroughProxy(b *testing.B) {
 			b.ResetTimer()
 			if par == 1 {
 				for i := 0; b.Loop(); i++ {
-					register(b, bn.proxySrv.URL, bn.model, testKeyN(b, 1+i%3), fmt.Sprintf("B-%d", n.Add(1)))
+					register(b, bn, testKeyN(b, 1+i%3), fmt.Sprintf("B-%d", n.Add(1)))
 				}
 			} else {
 				b.SetParallelism(par)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
 						i := n.Add(1)
-						register(b, bn.proxySrv.URL, bn.model, testKeyN(b, 1+int(i)%3), fmt.Sprintf("B-%d", i))
+						register(b, bn, testKeyN(b, 1+int(i)%3), fmt.Sprintf("B-%d", i))
 					}
 				})
 			}

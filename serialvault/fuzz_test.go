@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/flashstation/flashstation/internal/yamlbound"
 	"github.com/flashstation/flashstation/serialvault"
 )
 
@@ -76,6 +77,32 @@ func FuzzDecodePublicKey(f *testing.F) {
 		k2, err := serialvault.DecodePublicKey([]byte(k.Encode()))
 		if err != nil || k2.ID() != k.ID() {
 			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}
+
+// FuzzScanBodySerial: the scan never panics; a serial it accepts is in the
+// strict form, and a YAML decoder reading the same body (when it can)
+// finds that very string under the top-level serial key.
+func FuzzScanBodySerial(f *testing.F) {
+	for _, s := range []string{"serial: A-1\n", "mac: x\nserial: 'A-2' # c\n", "serial: 12\n", "x:\n  serial: y\nserial: z\n",
+		"---\nserial: \"Q\"\n", "serial: *a\n", "{serial: x}\n", "serial: A-1\r\nserial: B\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		s, err := serialvault.ScanBodySerial(body)
+		if err != nil || s == "" {
+			return
+		}
+		if !serialvault.ValidSerial(s) {
+			t.Fatalf("accepted %q", s)
+		}
+		var doc map[string]any
+		if yamlbound.Decode("body", body, &doc, yamlbound.Limits{What: "body", MaxBytes: 1 << 20}) != nil {
+			return
+		}
+		if got, ok := doc["serial"].(string); !ok || got != s {
+			t.Fatalf("scan %q, YAML decoder %#v", s, doc["serial"])
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/flashstation/flashstation/internal/yamlbound"
 	"github.com/flashstation/flashstation/ledger"
 )
 
@@ -25,10 +25,14 @@ type Recorder interface {
 	RecordSerialAssertion(ctx context.Context, a ledger.SerialAssertion) (id int64, created bool, err error)
 }
 
-// Capture is a serial assertion the proxy recorded and delivered, handed to
-// the station so the pipeline can tie it to a slot by serial number or
-// device key.
+// Capture is a serial assertion the proxy recorded and delivered. It
+// belongs to the registration window whose request the vault signed (Unit
+// and Slot are that window's); Window 0 is a serial without a unit: signed
+// for a window that had closed, recorded, and never bound later.
 type Capture struct {
+	Window      uint64
+	Unit        int64
+	Slot        string
 	LineID      string
 	BrandID     string
 	Model       string
@@ -42,15 +46,26 @@ type Capture struct {
 	At          time.Time
 }
 
-// Refusal is a board's serial request the vault refused.
+// Refusal is a refused serial request that matched a unit's window.
 type Refusal struct {
+	// By is who refused: RefusedByVault (its 4xx answer, forwarded) or
+	// RefusedByStation (a request the vault would refuse, never sent).
+	By          string
+	Unit        int64
+	Slot        string
 	LineID      string
 	Serial      string // the serial the board proposed
 	DeviceKeyID string
 	Status      int
-	Code        string // the vault's error_code
+	Code        string // the vault's (or the station's) error_code
 	Message     string
 }
+
+// Who refused a request.
+const (
+	RefusedByVault   = "vault"
+	RefusedByStation = "station"
+)
 
 // ProxyConfig configures a line's recording proxy.
 type ProxyConfig struct {
@@ -66,17 +81,29 @@ type ProxyConfig struct {
 	// sends each request once: the device retries.
 	Vault    *Client
 	Recorder Recorder
+	// Windows are the line's registration windows: a serial request is sent
+	// to the vault only when it matches an open one.
+	Windows *Windows
+	// Allow are the address ranges that may call the proxy (the bench
+	// network); empty: loopback only.
+	Allow []netip.Prefix
 	// OnCapture is called after a serial is recorded; it must not block.
 	OnCapture func(Capture)
-	// OnRefusal is called when the vault refuses a board's serial request
-	// (a 4xx answer, forwarded to the board); it must not block.
+	// OnRefusal is called when a request that matched a window is refused
+	// (by the vault, or by the station where the vault would); it must not
+	// block.
 	OnRefusal func(Refusal)
 	Logger    zerolog.Logger
-	// MaxBody bounds request bodies (default 4 MiB); Timeout bounds a
-	// vault call (default 30 s).
-	MaxBody int64
-	Timeout time.Duration
-	Now     func() time.Time
+	// MaxBody bounds request bodies (default MaxRequestBody); Timeout
+	// bounds a vault call (default 30 s); MaxConcurrent bounds the
+	// requests served at once (default 64; more get 503).
+	MaxBody       int64
+	Timeout       time.Duration
+	MaxConcurrent int
+	// NonceTTL is how long a request-id the vault issued through the proxy
+	// stays usable (default 600 s, the vault's).
+	NonceTTL time.Duration
+	Now      func() time.Time
 }
 
 // ProxyStats counts what the proxy did.
@@ -84,10 +111,16 @@ type ProxyStats struct {
 	RequestIDs  int64 // request-id calls forwarded
 	Recorded    int64 // serials recorded and delivered
 	Replayed    int64 // answers served again from the cache
-	Refused     int64 // requests the proxy refused itself (4xx)
+	Refused     int64 // malformed requests the proxy refused itself (400)
 	VaultErrors int64 // vault 4xx answers forwarded
 	Unavailable int64 // 503s: vault unreachable or storage failing
 	Rejected    int64 // vault answers refused (forged or mismatched)
+	Forbidden   int64 // callers outside proxy.allow (403)
+	NoWindow    int64 // serials no open window expects (403)
+	Taken       int64 // second identities for a unit (409)
+	Busy        int64 // 503s: several windows could match, or too many requests
+	BadNonce    int64 // request-ids the vault did not issue through the proxy (400)
+	Unbound     int64 // serials recorded without a unit (their window had closed)
 }
 
 // Proxy is a line's recording proxy: it forwards request-id and serial to
@@ -96,12 +129,24 @@ type ProxyStats struct {
 type Proxy struct {
 	cfg   ProxyConfig
 	stats struct {
-		requestIDs, recorded, replayed, refused, vaultErrors, unavailable, rejected atomic.Int64
+		requestIDs, recorded, replayed, refused, vaultErrors, unavailable, rejected,
+		forbidden, noWindow, taken, busy, badNonce, unbound atomic.Int64
 	}
+	slots chan struct{} // one per request being served
 
-	mu    sync.Mutex
-	cache map[[32]byte]*cachedAnswer // by serial request body
+	mu       sync.Mutex
+	cache    map[[32]byte]*cachedAnswer // by serial request body
+	inflight map[[32]byte]chan struct{} // bodies being served, closed when done
+	nonces   map[string]nonce           // request-ids the vault issued through the proxy
 }
+
+// nonce is a request-id the vault issued through the proxy.
+type nonce struct {
+	expires time.Time
+	spent   bool
+}
+
+const maxNonces = 10000
 
 // cachedAnswer is a verified vault answer for one serial request, kept so
 // that the device's retry of the same request (same, already spent nonce)
@@ -110,6 +155,7 @@ type cachedAnswer struct {
 	serial   *Serial
 	raw      []byte
 	record   ledger.SerialAssertion
+	window   *Window // the window whose request the vault signed
 	recorded bool
 	expires  time.Time
 }
@@ -130,17 +176,26 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 		return nil, errors.New("proxy: no vault client")
 	case cfg.Recorder == nil:
 		return nil, errors.New("proxy: no recorder")
+	case cfg.Windows == nil:
+		return nil, errors.New("proxy: no registration windows")
 	}
 	if cfg.MaxBody == 0 {
-		cfg.MaxBody = 4 << 20
+		cfg.MaxBody = MaxRequestBody
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = 64
+	}
+	if cfg.NonceTTL == 0 {
+		cfg.NonceTTL = 600 * time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Proxy{cfg: cfg, cache: map[[32]byte]*cachedAnswer{}}, nil
+	return &Proxy{cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent), cache: map[[32]byte]*cachedAnswer{},
+		inflight: map[[32]byte]chan struct{}{}, nonces: map[string]nonce{}}, nil
 }
 
 // Stats returns the proxy's counters.
@@ -149,7 +204,32 @@ func (p *Proxy) Stats() ProxyStats {
 		RequestIDs: p.stats.requestIDs.Load(), Recorded: p.stats.recorded.Load(), Replayed: p.stats.replayed.Load(),
 		Refused: p.stats.refused.Load(), VaultErrors: p.stats.vaultErrors.Load(),
 		Unavailable: p.stats.unavailable.Load(), Rejected: p.stats.rejected.Load(),
+		Forbidden: p.stats.forbidden.Load(), NoWindow: p.stats.noWindow.Load(), Taken: p.stats.taken.Load(),
+		Busy: p.stats.busy.Load(), BadNonce: p.stats.badNonce.Load(), Unbound: p.stats.unbound.Load(),
 	}
+}
+
+// allowed reports whether a caller's address is in proxy.allow (loopback
+// when allow is empty).
+func (p *Proxy) allowed(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	if len(p.cfg.Allow) == 0 {
+		return ip.IsLoopback()
+	}
+	for _, pr := range p.cfg.Allow {
+		if pr.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Serve runs the proxy on l until ctx ends.
@@ -157,10 +237,10 @@ func (p *Proxy) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      p.cfg.Timeout + 30*time.Second,
+		ReadTimeout:       20 * time.Second, // headers and a body of MaxBody
+		WriteTimeout:      2*p.cfg.Timeout + 30*time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    32 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)
@@ -189,6 +269,9 @@ func (p *Proxy) answerError(w http.ResponseWriter, status int, code, msg string)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "60")
 	}
+	if status == http.StatusForbidden || status == http.StatusRequestEntityTooLarge {
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }
@@ -205,7 +288,23 @@ func forward(w http.ResponseWriter, resp *Response) {
 // path the gadget's device-service.url uses.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	log := p.cfg.Logger.With().Str("line", p.cfg.LineID).Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Logger()
+	log := p.cfg.Logger.With().Str("line", p.cfg.LineID).Str("remote", r.RemoteAddr).Str("path", truncate(r.URL.Path)).Logger()
+	// Only the bench network, before anything of the body is read.
+	if !p.allowed(r.RemoteAddr) {
+		p.stats.forbidden.Add(1)
+		log.Warn().Str("code", "forbidden").Msg("refused device request: the caller is outside proxy.allow")
+		p.answerError(w, http.StatusForbidden, "forbidden", "this address may not use line "+p.cfg.LineID+"'s recording proxy")
+		return
+	}
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	default:
+		p.stats.busy.Add(1)
+		log.Warn().Str("code", "busy").Msg("refused device request: too many requests at once")
+		p.answerError(w, http.StatusServiceUnavailable, "busy", "too many requests at once; retry later")
+		return
+	}
 	var endpoint string
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/request-id"):
@@ -242,6 +341,12 @@ func (s *statusRecorder) WriteHeader(code int) {
 }
 
 func (p *Proxy) requestID(ctx context.Context, w http.ResponseWriter, log zerolog.Logger) {
+	if p.cfg.Windows.OpenCount() == 0 {
+		p.stats.noWindow.Add(1)
+		log.Warn().Str("code", "no-window").Msg("refused request-id: no board of the line is registering")
+		p.answerError(w, http.StatusForbidden, "no-window", "no board of line "+p.cfg.LineID+" is registering now")
+		return
+	}
 	p.stats.requestIDs.Add(1)
 	resp, err := p.cfg.Vault.Send(ctx, http.MethodPost, "request-id", nil, nil)
 	if err != nil || resp.Status >= 500 {
@@ -253,8 +358,64 @@ func (p *Proxy) requestID(ctx context.Context, w http.ResponseWriter, log zerolo
 	if resp.Status >= 400 {
 		p.stats.vaultErrors.Add(1)
 		log.Warn().Err(decodeVaultError(resp.Status, resp.Header, resp.Body)).Msg("vault refused request-id")
+	} else if !p.issued(resp.Body) {
+		p.stats.busy.Add(1)
+		log.Warn().Msg("too many request-ids outstanding, or an answer without one; device will retry")
+		p.answerError(w, http.StatusServiceUnavailable, "busy", "too many registrations at once; retry later")
+		return
 	}
 	forward(w, resp)
+}
+
+// issued keeps the request-id of a vault's answer as usable once, for its
+// lifetime; false when the answer has none or too many are outstanding.
+func (p *Proxy) issued(body []byte) bool {
+	var ans struct {
+		RequestID string `json:"request-id"`
+	}
+	if json.Unmarshal(body, &ans) != nil || ans.RequestID == "" || len(ans.RequestID) > 256 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.cfg.Now()
+	if len(p.nonces) >= maxNonces {
+		for id, n := range p.nonces {
+			if now.After(n.expires) || n.spent {
+				delete(p.nonces, id)
+			}
+		}
+		if len(p.nonces) >= maxNonces {
+			return false
+		}
+	}
+	p.nonces[ans.RequestID] = nonce{expires: now.Add(p.cfg.NonceTTL)}
+	return true
+}
+
+// spendNonce marks a request-id used; false when the vault did not issue
+// it through the proxy, it expired or it was used.
+func (p *Proxy) spendNonce(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, ok := p.nonces[id]
+	if !ok || n.spent || p.cfg.Now().After(n.expires) {
+		return false
+	}
+	n.spent = true
+	p.nonces[id] = n
+	return true
+}
+
+// unspendNonce makes a request-id usable again: the vault never answered
+// the request that carried it (the device sends the same request again).
+func (p *Proxy) unspendNonce(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n, ok := p.nonces[id]; ok {
+		n.spent = false
+		p.nonces[id] = n
+	}
 }
 
 func vaultProblem(resp *Response, err error) error {
@@ -271,13 +432,53 @@ func (p *Proxy) refuse(w http.ResponseWriter, log zerolog.Logger, code, msg stri
 	p.answerError(w, http.StatusBadRequest, code, msg)
 }
 
+// lockRequest serves identical requests one at a time: a copy of a request
+// being served waits for it, then finds its answer in the cache.
+func (p *Proxy) lockRequest(ctx context.Context, key [32]byte) (release func(), err error) {
+	for {
+		p.mu.Lock()
+		ch, busy := p.inflight[key]
+		if !busy {
+			ch = make(chan struct{})
+			p.inflight[key] = ch
+			p.mu.Unlock()
+			return func() {
+				p.mu.Lock()
+				delete(p.inflight, key)
+				p.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Request, log zerolog.Logger) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBody))
 	if err != nil {
-		p.refuse(w, log, "invalid-request", fmt.Sprintf("request body unreadable or larger than %d bytes", p.cfg.MaxBody))
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			p.stats.refused.Add(1)
+			log.Warn().Str("code", "invalid-request").Msg("refused device request: body too large")
+			p.answerError(w, http.StatusRequestEntityTooLarge, "invalid-request", fmt.Sprintf("a serial request is at most %d bytes", p.cfg.MaxBody))
+			return
+		}
+		p.refuse(w, log, "invalid-request", "request body unreadable")
 		return
 	}
 	key := sha256.Sum256(body)
+	release, err := p.lockRequest(ctx, key)
+	if err != nil {
+		p.stats.busy.Add(1)
+		p.answerError(w, http.StatusServiceUnavailable, "busy", "the same request is being served; retry later")
+		return
+	}
+	defer release()
 	if p.replay(ctx, w, key, log) {
 		return
 	}
@@ -301,19 +502,54 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if req.BrandID != p.cfg.BrandID || req.Model != p.cfg.Model ||
 		as[1].Type() != "model" || as[1].HeaderString("brand-id") != p.cfg.BrandID || as[1].HeaderString("model") != p.cfg.Model {
 		p.refuse(w, log, "mismatched-model", fmt.Sprintf("line %s serves %s/%s, the request is for %s/%s",
-			p.cfg.LineID, p.cfg.BrandID, p.cfg.Model, req.BrandID, req.Model))
+			p.cfg.LineID, p.cfg.BrandID, p.cfg.Model, truncate(req.BrandID), truncate(req.Model)))
 		return
 	}
-	serial := ProposedSerial(req)
-	if !ValidSerial(serial) {
-		msg := "no serial proposed (registration.proposed-serial or serial in the body)"
+	serial, err := ProposedSerial(req)
+	if err == nil && !ValidSerial(serial) {
+		err = errors.New("no serial proposed (registration.proposed-serial or serial in the body)")
 		if serial != "" {
-			msg = fmt.Sprintf("proposed serial %q is not in the strict form", truncate(serial))
+			err = fmt.Errorf("proposed serial %q is not in the strict form", truncate(serial))
 		}
-		p.refuse(w, log, "invalid-serial", msg)
+	}
+	if err != nil {
+		p.refuse(w, log, "invalid-serial", err.Error())
 		return
 	}
 	log = log.With().Str("serial", serial).Logger()
+
+	// Only for a board the station is registering, one vault call at a
+	// time per window, and only until the window has its identity.
+	win, ok := p.window(w, serial, log)
+	if !ok {
+		return
+	}
+	select {
+	case win.busy <- struct{}{}:
+		defer func() { <-win.busy }()
+	case <-ctx.Done():
+		p.stats.busy.Add(1)
+		p.answerError(w, http.StatusServiceUnavailable, "busy", "another request for this board is being served; retry later")
+		return
+	}
+	if again, ok := p.window(w, serial, log); !ok {
+		return
+	} else if again != win {
+		p.stats.busy.Add(1)
+		p.answerError(w, http.StatusServiceUnavailable, "busy", "the board's registration window changed; retry later")
+		return
+	}
+	log = log.With().Int64("unit", win.Unit).Str("slot", win.Slot).Logger()
+	refusal := Refusal{LineID: p.cfg.LineID, Serial: serial, DeviceKeyID: req.DeviceKey.ID()}
+	if !p.spendNonce(req.RequestID) {
+		p.stats.badNonce.Add(1)
+		msg := "request-id was not issued by the vault through this station, has expired or was used"
+		log.Warn().Str("code", "invalid-nonce").Msg("refused serial request: " + msg)
+		refusal.By, refusal.Status, refusal.Code, refusal.Message = RefusedByStation, http.StatusBadRequest, "invalid-nonce", msg
+		p.refused(win, refusal)
+		p.answerError(w, http.StatusBadRequest, "invalid-nonce", msg)
+		return
+	}
 
 	resp, err := p.cfg.Vault.Send(ctx, http.MethodPost, "serial", body, http.Header{
 		"Content-Type":             {AssertionType},
@@ -321,21 +557,21 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	})
 	switch {
 	case err != nil || resp.Status >= 500:
+		p.unspendNonce(req.RequestID) // the device sends this request again
 		p.stats.unavailable.Add(1)
 		log.Warn().Err(vaultProblem(resp, err)).Msg("vault unavailable for serial; device will retry")
 		p.answerError(w, http.StatusServiceUnavailable, "vault-unavailable", "the vault cannot be reached; retry later")
 		return
 	case resp.Status == http.StatusAccepted:
+		p.unspendNonce(req.RequestID)
 		forward(w, resp) // the device sends the same request again later
 		return
 	case resp.Status != http.StatusOK && resp.Status != http.StatusCreated:
 		p.stats.vaultErrors.Add(1)
 		ve := decodeVaultError(resp.Status, resp.Header, resp.Body)
 		log.Warn().Err(ve).Msg("vault refused serial request")
-		if p.cfg.OnRefusal != nil {
-			p.cfg.OnRefusal(Refusal{LineID: p.cfg.LineID, Serial: serial, DeviceKeyID: req.DeviceKey.ID(),
-				Status: resp.Status, Code: ve.Code, Message: ve.Message})
-		}
+		refusal.By, refusal.Status, refusal.Code, refusal.Message = RefusedByVault, resp.Status, ve.Code, ve.Message
+		p.refused(win, refusal)
 		forward(w, resp)
 		return
 	}
@@ -344,11 +580,14 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		p.stats.rejected.Add(1)
 		log.Error().Err(err).Msg("vault answer refused: not recorded, not delivered")
+		refusal.By, refusal.Status, refusal.Code, refusal.Message = RefusedByStation, http.StatusBadGateway, "invalid-vault-answer",
+			"the vault's answer was refused: "+err.Error()
+		p.refused(win, refusal)
 		p.answerError(w, http.StatusBadGateway, "invalid-vault-answer", err.Error())
 		return
 	}
 	s := ans.Serial
-	entry := &cachedAnswer{serial: s, raw: resp.Body, expires: p.cfg.Now().Add(cacheTTL), record: ledger.SerialAssertion{
+	entry := &cachedAnswer{serial: s, raw: resp.Body, window: win, expires: p.cfg.Now().Add(cacheTTL), record: ledger.SerialAssertion{
 		Text: s.Encode(), BrandID: s.BrandID, Model: s.Model, Serial: s.Serial, Revision: s.Revision(),
 		DeviceKeyID: s.DeviceKeyID, LineID: p.cfg.LineID, Via: ledger.ViaProxy, Duplicate: s.Revision() > 1,
 		ReceivedAt: p.cfg.Now(),
@@ -357,23 +596,47 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	p.deliver(ctx, w, entry, r.RemoteAddr, log)
 }
 
-// requestBodyLimits bound the YAML body of a serial-request, which any
-// device on the line's network can send: no alias bomb or deep nesting.
-var requestBodyLimits = yamlbound.Limits{What: "serial-request body", MaxBytes: MaxBodySize}
-
-// ProposedSerial is the serial a request proposes: its serial header, else
-// the serial key of its YAML body (the vault's rule).
-func ProposedSerial(req *SerialRequest) string {
-	if req.Serial != "" {
-		return req.Serial
-	}
-	var body map[string]any
-	if yamlbound.Decode("serial-request body", req.Body(), &body, requestBodyLimits) == nil {
-		if s, ok := body["serial"]; ok && s != nil {
-			return fmt.Sprint(s)
+// window finds the open window a request for serial belongs to, or answers
+// the device: 403 when none expects it (the vault is not called), 409 when
+// its unit has its identity, 503 when several could take it.
+func (p *Proxy) window(w http.ResponseWriter, serial string, log zerolog.Logger) (*Window, bool) {
+	win, kind := p.cfg.Windows.match(serial)
+	switch kind {
+	case matchOK:
+		return win, true
+	case matchNone:
+		p.stats.noWindow.Add(1)
+		msg := fmt.Sprintf("no board of line %s is registering with serial %s", p.cfg.LineID, serial)
+		if !p.cfg.Windows.Predicted() {
+			msg = fmt.Sprintf("no board of line %s is registering now", p.cfg.LineID)
 		}
+		log.Warn().Str("code", "no-window").Msg("refused serial request: " + msg)
+		p.answerError(w, http.StatusForbidden, "no-window", msg)
+	case matchAmbiguous:
+		p.stats.busy.Add(1)
+		msg := fmt.Sprintf("several boards of line %s are registering and their serials are not known; retry later", p.cfg.LineID)
+		log.Info().Str("code", "registration-busy").Msg("serial request deferred: " + msg)
+		p.answerError(w, http.StatusServiceUnavailable, "registration-busy", msg)
+	case matchTaken:
+		p.stats.taken.Add(1)
+		c, _, _ := win.State()
+		msg := fmt.Sprintf("the board in slot %s (unit %d) already has an identity", win.Slot, win.Unit)
+		if c != nil {
+			msg = fmt.Sprintf("the board in slot %s (unit %d) already has an identity (serial %s, device key %s)", win.Slot, win.Unit, c.Serial, short(c.DeviceKeyID))
+		}
+		log.Warn().Str("code", "identity-taken").Int64("unit", win.Unit).Msg("refused serial request: " + msg)
+		p.answerError(w, http.StatusConflict, "identity-taken", msg)
 	}
-	return ""
+	return nil, false
+}
+
+// refused keeps a refusal as the window's last and tells the station.
+func (p *Proxy) refused(win *Window, r Refusal) {
+	win.refused(r)
+	r.Unit, r.Slot = win.Unit, win.Slot
+	if p.cfg.OnRefusal != nil {
+		p.cfg.OnRefusal(r)
+	}
 }
 
 // checkAnswer verifies the vault's serial: signed by a trusted key of the
@@ -409,22 +672,41 @@ func (p *Proxy) deliver(ctx context.Context, w http.ResponseWriter, e *cachedAns
 	recorded := e.recorded
 	p.mu.Unlock()
 	if !recorded {
-		id, _, err := p.cfg.Recorder.RecordSerialAssertion(ctx, e.record)
+		// The serial belongs to the window whose request the vault signed,
+		// if that window is still open; else it is a serial without a unit.
+		rec := e.record
+		c := Capture{LineID: p.cfg.LineID, BrandID: rec.BrandID, Model: rec.Model,
+			Serial: rec.Serial, DeviceKeyID: rec.DeviceKeyID, Revision: rec.Revision,
+			Duplicate: rec.Duplicate, Assertion: e.serial.Assertion, RemoteAddr: remote}
+		bound := e.window.bind()
+		if bound {
+			rec.UnitID = e.window.Unit
+			c.Window, c.Unit, c.Slot = e.window.ID, e.window.Unit, e.window.Slot
+		}
+		id, _, err := p.cfg.Recorder.RecordSerialAssertion(ctx, rec)
 		if err != nil {
+			if bound {
+				e.window.bound(nil)
+			}
 			p.stats.unavailable.Add(1)
 			log.Error().Err(err).Msg("cannot record serial assertion; answering 503 so the device retries")
 			p.answerError(w, http.StatusServiceUnavailable, "storage-unavailable", "the station cannot record the serial; retry later")
 			return
 		}
+		c.AssertionID, c.At = id, p.cfg.Now()
 		p.mu.Lock()
 		e.recorded = true
 		p.mu.Unlock()
 		p.stats.recorded.Add(1)
-		log.Info().Int("revision", e.record.Revision).Bool("duplicate", e.record.Duplicate).Msg("serial assertion recorded")
+		if bound {
+			e.window.bound(&c)
+			log.Info().Int("revision", rec.Revision).Bool("duplicate", rec.Duplicate).Msg("serial assertion recorded")
+		} else {
+			p.stats.unbound.Add(1)
+			log.Warn().Int("revision", rec.Revision).Msg("serial assertion recorded without a unit: its registration window had closed")
+		}
 		if p.cfg.OnCapture != nil {
-			p.cfg.OnCapture(Capture{LineID: p.cfg.LineID, BrandID: e.record.BrandID, Model: e.record.Model,
-				Serial: e.record.Serial, DeviceKeyID: e.record.DeviceKeyID, Revision: e.record.Revision,
-				Duplicate: e.record.Duplicate, AssertionID: id, Assertion: e.serial.Assertion, RemoteAddr: remote, At: p.cfg.Now()})
+			p.cfg.OnCapture(c)
 		}
 	}
 	w.Header().Set("Content-Type", AssertionType)

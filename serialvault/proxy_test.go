@@ -128,6 +128,8 @@ type bench struct {
 	rec      *flakyRecorder
 	answers  *answerObserver
 	model    *serialvault.Assertion
+	windows  *serialvault.Windows
+	last     *serialvault.Window // the window open opened last
 
 	mu       sync.Mutex
 	captures []serialvault.Capture
@@ -168,6 +170,7 @@ func newBench(t testing.TB, o benchOpt) *bench {
 	b.led.EnsureStation(ctx, ledger.Station{ID: "bench"})
 	b.led.EnsureLine(ctx, ledger.Line{ID: "line1", StationID: "bench"})
 	b.rec = &flakyRecorder{led: b.led}
+	b.windows = serialvault.NewWindows(true)
 	ring := serialvault.NewKeyRing()
 	ring.Add(serialvault.TrustedKey{Key: o.trusted.Public(), AccountID: "acme"})
 	client, err := serialvault.NewClient(b.vaultSrv.URL+"/v1/", serialvault.ClientOptions{APIKey: secretNew(o.apiKey), Attempts: 1})
@@ -175,7 +178,7 @@ func newBench(t testing.TB, o benchOpt) *bench {
 		t.Fatal(err)
 	}
 	b.proxy, err = serialvault.NewProxy(serialvault.ProxyConfig{
-		LineID: "line1", BrandID: "acme", Model: "acme-gw-armhf", Keys: ring, Vault: client, Recorder: b.rec,
+		LineID: "line1", BrandID: "acme", Model: "acme-gw-armhf", Keys: ring, Vault: client, Recorder: b.rec, Windows: b.windows,
 		OnCapture: func(c serialvault.Capture) { b.mu.Lock(); b.captures = append(b.captures, c); b.mu.Unlock() },
 		Logger:    zerolog.Nop(),
 	})
@@ -192,7 +195,22 @@ func newBench(t testing.TB, o benchOpt) *bench {
 	return b
 }
 
+// open opens a registration window for serial (unit 0: a standalone
+// proxy's expected serial), closed when the test ends.
+func (b *bench) open(t testing.TB, serial string) *serialvault.Window {
+	t.Helper()
+	w, err := b.windows.Open(serialvault.WindowSpec{Slot: "T1", Expected: serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	b.last = w
+	return w
+}
+
+// device is a board registering serial, with its window open.
 func (b *bench) device(t testing.TB, key int, serial string) *vaulttest.Device {
+	b.open(t, serial)
 	return &vaulttest.Device{
 		Key: testKeyN(t, key), Model: b.model, Serial: serial, URL: b.proxySrv.URL + "/v1",
 		RetryWait: 5 * time.Millisecond, NoNetworkWait: 5 * time.Millisecond, PollWait: 5 * time.Millisecond,
@@ -299,6 +317,7 @@ func TestProxyForwardsVaultRefusals(t *testing.T) {
 	// A line configured with the wrong api-key: the vault's 400 reaches the
 	// device unchanged.
 	b := newBench(t, benchOpt{apiKey: "not-the-model-key"})
+	b.open(t, "ANY-1")
 	resp, err := http.Post(b.proxySrv.URL+"/v1/request-id", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -333,14 +352,24 @@ func (b *bench) requestID(t testing.TB) string {
 
 func TestProxyNonceReuse(t *testing.T) {
 	b := newBench(t, benchOpt{})
+	b.open(t, "NR-1")
+	w2 := b.open(t, "NR-2")
 	id := b.requestID(t)
 	if st, _, body := b.postSerial(t, b.stream(t, 1, id, "NR-1", nil)); st != 200 {
 		t.Fatalf("%d %s", st, body)
 	}
-	// Another request with the spent nonce: the vault's invalid-nonce.
+	// Another request with the spent nonce: refused as the vault would
+	// (invalid-nonce), without calling it, and kept as NR-2's refusal.
+	before := b.vault.Requests("/v1/serial")
 	st, ct, body := b.postSerial(t, b.stream(t, 2, id, "NR-2", nil))
 	if st != 400 || !strings.Contains(body, `"error_code":"invalid-nonce"`) || ct != "application/json; charset=UTF-8" {
 		t.Errorf("reused nonce: %d %s", st, body)
+	}
+	if b.vault.Requests("/v1/serial") != before {
+		t.Error("a spent nonce reached the vault")
+	}
+	if _, r, _ := w2.State(); r == nil || r.By != serialvault.RefusedByStation || r.Code != "invalid-nonce" {
+		t.Errorf("NR-2's refusal %+v", r)
 	}
 	if n := len(b.recorded(t)); n != 1 {
 		t.Errorf("%d recorded", n)
@@ -349,6 +378,9 @@ func TestProxyNonceReuse(t *testing.T) {
 
 func TestProxyRefusesBadRequests(t *testing.T) {
 	b := newBench(t, benchOpt{})
+	for _, serial := range []string{"F-1", "F-2", "M-1", "FROM-BODY"} {
+		b.open(t, serial)
+	}
 	otherModel, err := serialvault.Sign(map[string]any{
 		"type": "model", "authority-id": "acme", "series": "16", "brand-id": "acme", "model": "other-model",
 		"architecture": "armhf", "gadget": "g", "kernel": "k", "timestamp": "2026-01-01T00:00:00Z",
@@ -397,6 +429,7 @@ func TestProxyRefusesBadRequests(t *testing.T) {
 func TestProxyRefusesForgedSerial(t *testing.T) {
 	b := newBench(t, benchOpt{vaultSigner: testKeyN(t, 3)})
 	dev := b.device(t, 1, "FORGED-1")
+	b.open(t, "FORGED-2")
 	_, err := dev.Register(context.Background())
 	if err == nil {
 		t.Fatal("device registered with a forged serial")
@@ -451,6 +484,7 @@ func TestProxyVaultDown(t *testing.T) {
 func TestProxyStorageFailure(t *testing.T) {
 	b := newBench(t, benchOpt{})
 	b.rec.failing.Store(true)
+	b.open(t, "STORE-1")
 	body := b.stream(t, 1, b.requestID(t), "STORE-1", nil)
 	for range 2 {
 		st, _, ans := b.postSerial(t, body)
@@ -485,9 +519,11 @@ func TestProxyStorageFailure(t *testing.T) {
 func TestProxyDuplicateSerial(t *testing.T) {
 	b := newBench(t, benchOpt{})
 	ctx := context.Background()
-	if _, err := b.device(t, 1, "DUP-1").Register(ctx); err != nil {
+	first := b.device(t, 1, "DUP-1")
+	if _, err := first.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
+	b.last.Close() // the first board's unit ended
 	res, err := b.device(t, 2, "DUP-1").Register(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -506,6 +542,7 @@ func TestProxyDuplicateSerial(t *testing.T) {
 
 func TestProxyRoutes(t *testing.T) {
 	b := newBench(t, benchOpt{})
+	b.open(t, "R-1")
 	resp, _ := http.Get(b.proxySrv.URL + "/v1/serial")
 	if resp.StatusCode != 405 {
 		t.Errorf("GET serial: %d", resp.StatusCode)
@@ -520,7 +557,7 @@ func TestProxyRoutes(t *testing.T) {
 		t.Errorf("other base path: %d", resp.StatusCode)
 	}
 	big := bytes.Repeat([]byte("a"), 5<<20)
-	if st, _, _ := b.postSerial(t, big); st != 400 {
+	if st, _, _ := b.postSerial(t, big); st != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d", st)
 	}
 }

@@ -361,7 +361,7 @@ station:
   data-dir: data
 lines:
   - id: %s
-    name: "Line 1 - gateway (UMS, recording proxy)"
+    name: "Line 1 - gateway (UMS, recording proxy, identity checked on the console)"
     model: model.assert
     brand-keys: [vault-key.pub]
     image: {file: image.img.zst}
@@ -369,7 +369,8 @@ lines:
       url: %s
       api-key: {file: vault-api.key}
     proxy: {listen: "127.0.0.1:%d"}
-    capture: {method: proxy}
+    registration: {expected-serial: "{hw}"}
+    capture: {method: proxy, user: %s, password: {file: factory.password}}
     boot: {profile: sim-profile.yaml, trigger: hub-power}
   - id: %s
     name: "Line 2 - gateway (fastboot, console capture)"
@@ -383,7 +384,7 @@ lines:
     capture: {method: console, user: %s, password: {file: factory.password}}
     boot: {profile: sim-profile.yaml, trigger: fastboot-reboot}
 slots:
-`, len(b.Slots), LineUMS, b.VaultURL, proxy1, LineFastboot, b.VaultURL, proxy2, FactoryUser)
+`, len(b.Slots), LineUMS, b.VaultURL, proxy1, FactoryUser, LineFastboot, b.VaultURL, proxy2, FactoryUser)
 	for _, sl := range b.Slots {
 		method := "ums"
 		if sl.Line == LineFastboot {

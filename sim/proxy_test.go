@@ -20,8 +20,8 @@ import (
 )
 
 // TestProxySeesRefusalAndDuplicate registers boards through the
-// recording proxy: a board the vault refuses shows as vault errors and
-// never registers; two boards with one hardware serial give a duplicate.
+// recording proxy: a board with a stale request-id is refused by the
+// station (the vault never sees it) and never registers; two boards with one hardware serial give a duplicate.
 func TestProxySeesRefusalAndDuplicate(t *testing.T) {
 	k := newKit(t)
 	led, err := ledger.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
@@ -37,8 +37,17 @@ func TestProxySeesRefusalAndDuplicate(t *testing.T) {
 	var mu sync.Mutex
 	var captures []serialvault.Capture
 	refusals := make(chan serialvault.Refusal, 16)
+	windows := serialvault.NewWindows(true)
+	open := func(serial string) *serialvault.Window {
+		w, err := windows.Open(serialvault.WindowSpec{Slot: "A1", Expected: serial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		return w
+	}
 	proxy, err := serialvault.NewProxy(serialvault.ProxyConfig{LineID: "line1", BrandID: "acme", Model: "acme-gw-sim", Keys: ring,
-		Vault: client, Recorder: led, Logger: zerolog.Nop(),
+		Vault: client, Recorder: led, Logger: zerolog.Nop(), Windows: windows,
 		OnCapture: func(c serialvault.Capture) { mu.Lock(); captures = append(captures, c); mu.Unlock() },
 		OnRefusal: func(r serialvault.Refusal) {
 			select {
@@ -76,10 +85,13 @@ func TestProxySeesRefusalAndDuplicate(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
+	w := open("DUP-0001")
 	first := boot("DUP-0001", sim.Faults{}, 1)
 	if _, err := first.WaitRegistered(ctx); err != nil {
 		t.Fatal(err)
 	}
+	w.Close()
+	open("DUP-0001")
 	second := boot("DUP-0001", sim.Faults{}, 2)
 	s2, err := second.WaitRegistered(ctx)
 	if err != nil || s2.Revision() != 2 {
@@ -91,12 +103,13 @@ func TestProxySeesRefusalAndDuplicate(t *testing.T) {
 	}
 	mu.Unlock()
 
+	open("REF-0001")
 	refused := boot("REF-0001", sim.Faults{VaultRefuses: true}, 3)
 	// The board asks again after each refusal: wait for two of them.
 	for n := 0; n < 2; {
 		select {
 		case r := <-refusals:
-			if r.Serial != "REF-0001" || r.Code != "invalid-nonce" {
+			if r.Serial != "REF-0001" || r.Code != "invalid-nonce" || r.By != serialvault.RefusedByStation {
 				t.Fatalf("refusal %+v", r)
 			}
 			n++
@@ -104,8 +117,8 @@ func TestProxySeesRefusalAndDuplicate(t *testing.T) {
 			t.Fatalf("%d refusals of REF-0001 seen; proxy stats %+v", n, proxy.Stats())
 		}
 	}
-	if proxy.Stats().VaultErrors < 2 {
-		t.Errorf("proxy stats %+v: the vault's refusals did not show", proxy.Stats())
+	if st := proxy.Stats(); st.BadNonce < 2 || st.VaultErrors != 0 {
+		t.Errorf("proxy stats %+v: stale request-ids must be refused by the station, never sent to the vault", st)
 	}
 	if s, _ := refused.Registered(); s != nil {
 		t.Error("a refused board registered")

@@ -247,14 +247,18 @@ func vaultCheck(ctx context.Context, l *lines.Line, out io.Writer) error {
 }
 
 func newVaultProxyCommand(stdout, stderr io.Writer) *cobra.Command {
-	var configPath, lineID, listen string
+	var configPath, lineID, listen, serialsFile string
+	var expect []string
 	cmd := &cobra.Command{
-		Use:   "proxy --config FILE --line ID",
+		Use:   "proxy --config FILE --line ID --expect SERIAL...",
 		Short: "Run one line's recording proxy on its own",
 		Long: `Run a line's recording proxy without the station: devices registering through
 it get their serial from the line's vault, and every serial assertion is
-written to the station's ledger before the device sees it. Each recorded
-serial is printed on stdout. Logs go to the data directory's log file.`,
+written to the station's ledger before the device sees it. The proxy signs
+only the serials it is told to expect (--expect, repeatable, or --serials
+FILE with one per line), each once, for callers in the line's proxy.allow.
+Each recorded serial is printed on stdout. Logs go to the data directory's
+log file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -272,6 +276,27 @@ serial is printed on stdout. Logs go to the data directory's log file.`,
 			if listen == "" {
 				return usageErrorf("line %s has no proxy.listen address (capture method %s)", l.ID, l.Capture.Method)
 			}
+			if serialsFile != "" {
+				more, err := readSerials(serialsFile)
+				if err != nil {
+					return usageErrorf("--serials: %v", err)
+				}
+				expect = append(expect, more...)
+			}
+			if len(expect) == 0 {
+				return usageErrorf("the proxy signs only expected serials: give --expect SERIAL (repeatable) or --serials FILE")
+			}
+			windows := serialvault.NewWindows(true)
+			for _, serial := range expect {
+				if !serialvault.ValidSerial(serial) {
+					return usageErrorf("expected serial %q is not in the strict serial form", serial)
+				}
+				w, err := windows.Open(serialvault.WindowSpec{Expected: serial, Slot: "standalone"})
+				if err != nil {
+					return usageErrorf("expected serial %s given twice", serial)
+				}
+				defer w.Close()
+			}
 			log, logFile, err := stationLogger(st)
 			if err != nil {
 				return err
@@ -283,7 +308,7 @@ serial is printed on stdout. Logs go to the data directory's log file.`,
 			}
 			defer led.Close()
 			var mu sync.Mutex
-			proxy, err := lines.NewLineProxy(l, led, log, func(c serialvault.Capture) {
+			proxy, err := lines.NewLineProxy(l, led, windows, log, func(c serialvault.Capture) {
 				mu.Lock()
 				defer mu.Unlock()
 				dup := ""
@@ -294,7 +319,7 @@ serial is printed on stdout. Logs go to the data directory's log file.`,
 			}, func(r serialvault.Refusal) {
 				mu.Lock()
 				defer mu.Unlock()
-				fmt.Fprintf(stdout, "refused serial %s: vault %d %s %s\n", r.Serial, r.Status, r.Code, r.Message)
+				fmt.Fprintf(stdout, "refused serial %s: %s %d %s %s\n", r.Serial, r.By, r.Status, r.Code, r.Message)
 			})
 			if err != nil {
 				return err
@@ -303,12 +328,36 @@ serial is printed on stdout. Logs go to the data directory's log file.`,
 			if err != nil {
 				return fmt.Errorf("proxy: %w", err)
 			}
-			fmt.Fprintf(stderr, "proxy for line %s listening on http://%s/v1/ -> %s\n", l.ID, ln.Addr(), l.Vault.URL)
+			fmt.Fprintf(stderr, "proxy for line %s listening on http://%s/v1/ -> %s, expecting %d serials\n", l.ID, ln.Addr(), l.Vault.URL, len(expect))
 			return proxy.Serve(ctx, ln)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "station file")
 	cmd.Flags().StringVar(&lineID, "line", "", "line id")
 	cmd.Flags().StringVar(&listen, "listen", "", "listen here instead of the line's proxy.listen")
+	cmd.Flags().StringArrayVar(&expect, "expect", nil, "a serial to sign (repeatable)")
+	cmd.Flags().StringVar(&serialsFile, "serials", "", "a file of serials to sign, one per line (# comments)")
 	return cmd
+}
+
+// readSerials reads a file of serials, one per line; blank lines and #
+// comments are skipped.
+func readSerials(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 4<<20 {
+		return nil, fmt.Errorf("%s is larger than 4 MiB", path)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out, nil
 }

@@ -185,17 +185,31 @@ slots:
 		t.Errorf("unknown line: %d %s", code, errOut)
 	}
 
-	proxy := start(t, "vault", "proxy", "--config", cfg, "--line", "line1", "--listen", "127.0.0.1:0")
+	// The standalone proxy signs only what it is told to expect.
+	if code, _, errOut := runCmd("vault", "proxy", "--config", cfg, "--line", "line1", "--listen", "127.0.0.1:0"); code != 2 || !strings.Contains(errOut, "--expect") {
+		t.Errorf("proxy without expected serials: %d %s", code, errOut)
+	}
+	proxy := start(t, "vault", "proxy", "--config", cfg, "--line", "line1", "--listen", "127.0.0.1:0", "--expect", "CLI-0001")
 	proxyURL := waitFor(t, proxy.stderr, `listening on (http://[0-9.:]+/v1/)`)
 	dev, _ := serialvault.GenerateKey(2048)
 	model, _ := serialvault.Decode(mustRead(t, repo+"/configs/assets/acme-gw-armhf.model"))
-	d := &vaulttest.Device{Key: dev, Model: model, Serial: "CLI-0001", URL: proxyURL, MaxFailures: 1}
 	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
 	defer cancel()
+	other := &vaulttest.Device{Key: dev, Model: model, Serial: "CLI-0002", URL: proxyURL, MaxFailures: 1}
+	if _, err := other.Register(ctx); err == nil || !strings.Contains(err.Error(), "status 403") {
+		t.Errorf("an unexpected serial: %v", err)
+	}
+	d := &vaulttest.Device{Key: dev, Model: model, Serial: "CLI-0001", URL: proxyURL, MaxFailures: 1}
 	if _, err := d.Register(ctx); err != nil {
 		t.Fatalf("register through the proxy: %v\n%s", err, proxy.stderr.String())
 	}
 	waitFor(t, proxy.stdout, `recorded acme/acme-gw-armhf serial CLI-0001 revision 1 device-key `+regexp.QuoteMeta(dev.Public().ID()))
+	// Once: a second identity for CLI-0001 is refused.
+	dev2, _ := serialvault.GenerateKey(2048)
+	again := &vaulttest.Device{Key: dev2, Model: model, Serial: "CLI-0001", URL: proxyURL, MaxFailures: 1}
+	if _, err := again.Register(ctx); err == nil || !strings.Contains(err.Error(), "status 409") {
+		t.Errorf("a second identity: %v", err)
+	}
 	if err := proxy.stop(t); err != nil {
 		t.Errorf("proxy ended with %v", err)
 	}

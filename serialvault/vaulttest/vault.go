@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flashstation/flashstation/internal/yamlbound"
 	"github.com/flashstation/flashstation/serialvault"
 )
 
@@ -364,7 +365,7 @@ func (v *Vault) serial(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// 7. the serial number: the request's serial header, else the body's
-	serial := serialvault.ProposedSerial(req)
+	serial := proposedSerial(req)
 	if serial == "" {
 		writeError(w, http.StatusBadRequest, "create-assertion", "Error generating the serial assertion: the serial number is empty")
 		return
@@ -432,4 +433,23 @@ func (v *Vault) signingLog(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(logs, func(i, j int) bool { return logs[i].ID > logs[j].ID })
 	writeJSON(w, http.StatusOK, signingLogBody{Success: true, Logs: logs, TotalCount: len(logs)})
+}
+
+// bodyLimits bound the YAML body the double decodes.
+var bodyLimits = yamlbound.Limits{What: "serial-request body", MaxBytes: serialvault.MaxBodySize}
+
+// proposedSerial is the vault's rule: the serial header, else the serial
+// key of the body decoded as YAML (the real vault decodes the whole body;
+// the double does too, within bounds).
+func proposedSerial(req *serialvault.SerialRequest) string {
+	if req.Serial != "" {
+		return req.Serial
+	}
+	var body map[string]any
+	if yamlbound.Decode("serial-request body", req.Body(), &body, bodyLimits) == nil {
+		if s, ok := body["serial"]; ok && s != nil {
+			return fmt.Sprint(s)
+		}
+	}
+	return ""
 }
