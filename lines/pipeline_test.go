@@ -31,6 +31,19 @@ type e2e struct {
 
 func startBench(t *testing.T, cfg sim.BenchConfig, batch int) *e2e {
 	t.Helper()
+	return startBenchWith(t, cfg, batch, benchOpt{})
+}
+
+// benchOpt changes a bench's station: edit changes the loaded station
+// file, and the pipeline's waits (zero: the tests' defaults).
+type benchOpt struct {
+	edit            func(st *lines.Station)
+	registerTimeout time.Duration
+	proofWait       time.Duration
+}
+
+func startBenchWith(t *testing.T, cfg sim.BenchConfig, batch int, o benchOpt) *e2e {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end on a simulated bench")
 	}
@@ -47,6 +60,12 @@ func startBench(t *testing.T, cfg sim.BenchConfig, batch int) *e2e {
 	if err != nil {
 		t.Fatalf("%v %v", err, problems)
 	}
+	if o.edit != nil {
+		o.edit(st)
+	}
+	if o.registerTimeout == 0 {
+		o.registerTimeout = 30 * time.Second
+	}
 	led, err := ledger.Open(context.Background(), filepath.Join(st.DataDir, ledger.FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +76,7 @@ func startBench(t *testing.T, cfg sim.BenchConfig, batch int) *e2e {
 		led.EnsureLine(context.Background(), ledger.Line{ID: l.ID, StationID: st.ID})
 	}
 	p, err := lines.NewPipeline(context.Background(), st, lines.Options{Hardware: bench, Ledger: led, Logger: zerolog.Nop(),
-		BatchSize: batch, AllowNonUSB: true, RegisterTimeout: 30 * time.Second, PollEvery: 50 * time.Millisecond})
+		BatchSize: batch, AllowNonUSB: true, RegisterTimeout: o.registerTimeout, ProofWait: o.proofWait, PollEvery: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,16 +136,20 @@ func (p *Pipeline) slot(id string) (*slotRun, error) {
 	return nil, fmt.Errorf("no slot %q", id)
 }
 
-// Retry lets a slot start again with the board that is in it (after a
-// verdict, once the board is back in its flash mode). A retry asked for
-// while the slot works is dropped when its unit ends.
+// Retry lets a slot start again with the board that is in it, once the
+// board is in its flash mode: asked for after a verdict (the card shows
+// PASS or FAIL), it waits for that; asked for while the board is in work,
+// it is dropped.
 func (p *Pipeline) Retry(slot string) error {
 	s, err := p.slot(slot)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.retry = true
+	switch s.v.State {
+	case StatePass, StateFail, StateIdle, StateDisabled:
+		s.retry = true
+	}
 	s.mu.Unlock()
 	s.poke()
 	return nil
@@ -194,7 +198,9 @@ func (s *slotRun) run(ctx context.Context) {
 		}
 		s.mu.Lock()
 		disabled, retry, dev, changes := s.disabled, s.retry, s.here, s.changes
-		s.retry = false
+		if dev == nil {
+			s.retry = false // the board left: nothing to retry
+		}
 		s.mu.Unlock()
 
 		if disabled != shownDisabled {
@@ -205,7 +211,7 @@ func (s *slotRun) run(ctx context.Context) {
 				s.state(StateIdle, 0)
 			}
 		}
-		if retry && !disabled {
+		if retry && !disabled && inFlashMode(dev) {
 			s.state(StateIdle, 0)
 		}
 		if changes != worked && dev == nil {
@@ -217,6 +223,9 @@ func (s *slotRun) run(ctx context.Context) {
 			if s.nowDisabled() {
 				continue // disabled since the look above
 			}
+			s.mu.Lock()
+			s.retry = false // taken by this unit
+			s.mu.Unlock()
 			if place, ok, why := s.line.admit(s.cfg.ID, dev.Serial); !ok {
 				// The line's batch has no room: the board waits, said once.
 				if why != s.view().Detail {
@@ -230,7 +239,7 @@ func (s *slotRun) run(ctx context.Context) {
 				// board swapped in while the unit ended, or the slot
 				// emptied) is acted on at the next look.
 				s.mu.Lock()
-				worked, s.retry = changes, false
+				worked = changes
 				if sameDevice(s.here, dev) {
 					worked = s.changes
 				}

@@ -12,6 +12,42 @@ import (
 // few more.
 const MaxRequestBody = 64 << 10
 
+// MaxBodyNesting bounds how deep a registration body's flow collections
+// (brackets and braces) nest: real bodies are flat key: value lines, and
+// the vault decodes the body it signs.
+const MaxBodyNesting = 16
+
+// CheckBodyNesting refuses a registration body whose brackets and braces
+// nest deeper than MaxBodyNesting, or whose lines are indented deeper
+// than 256 columns, in one pass and without decoding it.
+func CheckBodyNesting(body []byte) error {
+	depth, col, line := 0, 0, 1
+	indent := true
+	for _, c := range body {
+		switch c {
+		case '\n':
+			line, col, indent = line+1, 0, true
+			continue
+		case '[', '{':
+			depth++
+			if depth > MaxBodyNesting {
+				return fmt.Errorf("body line %d nests deeper than %d", line, MaxBodyNesting)
+			}
+		case ']', '}':
+			depth = max(0, depth-1)
+		}
+		if c == ' ' && indent {
+			col++
+			if col > 256 {
+				return fmt.Errorf("body line %d nests deeper than 256 columns of indentation", line)
+			}
+		} else {
+			indent = false
+		}
+	}
+	return nil
+}
+
 // ProposedSerial is the serial a request proposes: its serial header, else
 // the top-level serial key of its body (the vault's rule). The body is
 // device-supplied YAML: it is scanned, never decoded, and a body whose

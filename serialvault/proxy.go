@@ -505,6 +505,10 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			p.cfg.LineID, p.cfg.BrandID, p.cfg.Model, truncate(req.BrandID), truncate(req.Model)))
 		return
 	}
+	if err := CheckBodyNesting(req.Body()); err != nil {
+		p.refuse(w, log, "invalid-request", err.Error())
+		return
+	}
 	serial, err := ProposedSerial(req)
 	if err == nil && !ValidSerial(serial) {
 		err = errors.New("no serial proposed (registration.proposed-serial or serial in the body)")

@@ -55,7 +55,11 @@ type BenchConfig struct {
 	// are divided by Speed (default 15 s); tests raise it so that a loaded
 	// machine never times out a boot that works.
 	MinTimeout time.Duration
-	Logger     zerolog.Logger
+	// SerialOf, when set, gives board i (from 0, in plugging order) its
+	// hardware serial instead of SIM00001, SIM00002... (tests give two
+	// boards one serial, as boards whose U-Boot shares one do).
+	SerialOf func(board int) string
+	Logger   zerolog.Logger
 }
 
 // SlotInfo is one slot of the simulated bench and its board.
@@ -201,12 +205,16 @@ func (b *Bench) plugBoard(ctx context.Context, i int, mode Mode, service string,
 	n := b.boardN
 	b.mu.Unlock()
 	pw, _ := os.ReadFile(filepath.Join(b.Dir, "factory.password"))
+	serial := fmt.Sprintf("SIM%05d", n)
+	if b.cfg.SerialOf != nil {
+		serial = b.cfg.SerialOf(n - 1)
+	}
 	bits := 4096
 	if b.cfg.FastKeys {
 		bits = 2048
 	}
 	board, err := NewBoard(BoardConfig{
-		Serial: fmt.Sprintf("SIM%05d", n), Mode: mode, Storage: filepath.Join(b.Dir, "disks", fmt.Sprintf("%s-%d.img", slot.ID, n)),
+		Serial: serial, Mode: mode, Storage: filepath.Join(b.Dir, "disks", fmt.Sprintf("%s-%d.img", slot.ID, n)),
 		DiskSize: b.cfg.ImageSize + 8<<20, ConsoleLink: slot.Console, Port: slot.Port, Presence: b.Bus,
 		Profile: "uc20", Speed: b.cfg.Speed, Expect: b.Image, Model: b.model,
 		DeviceService: service, Headers: headers, KeyBits: bits,

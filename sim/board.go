@@ -56,6 +56,9 @@ type Faults struct {
 	Garbage        bool    // the console runs at another baud rate
 	NeverRegisters bool    // snapd never registers
 	VaultRefuses   bool    // the vault refuses every registration
+	// HoldRegistration, when set, keeps snapd from registering until it
+	// is closed (tests act while a board waits to register).
+	HoldRegistration <-chan struct{}
 }
 
 // String lists the faults, for logs and the demo.
@@ -75,6 +78,7 @@ func (f Faults) String() string {
 	add(f.Garbage, "baud garbage")
 	add(f.NeverRegisters, "never registers")
 	add(f.VaultRefuses, "vault refuses")
+	add(f.HoldRegistration != nil, "registration held")
 	if len(out) == 0 {
 		return "none"
 	}
@@ -140,6 +144,13 @@ type Board struct {
 	registered chan struct{}
 	cancel     context.CancelFunc
 	ctx        context.Context
+	// The boot being played (its registration included): its context,
+	// cancelled when the board goes back to its flash mode, and closed
+	// when it ends.
+	bootCtx    context.Context
+	bootCancel context.CancelFunc
+	bootDone   chan struct{}
+	bootGen    atomic.Uint64 // counts boots: a new boot starts a new console session
 	wg         sync.WaitGroup
 	consoleMu  sync.Mutex
 	snapDone   atomic.Bool
@@ -406,6 +417,10 @@ func (b *Board) Boot() {
 		return
 	}
 	b.state = StateBooting
+	b.bootGen.Add(1)
+	b.bootCtx, b.bootCancel = context.WithCancel(b.ctx)
+	done := make(chan struct{})
+	b.bootDone = done
 	b.mu.Unlock()
 	if b.fb != nil {
 		b.fb.Close() // fastboot leaves with the reboot
@@ -415,14 +430,53 @@ func (b *Board) Boot() {
 		b.cfg.Presence.Unplug(b.cfg.Port)
 	}
 	b.wg.Add(1)
-	go b.play()
+	go func() {
+		defer close(done)
+		b.play()
+	}()
+}
+
+// ReenterFlashMode puts a UMS board back into its flash mode, as an
+// operator does to work it again: the boot being played stops (its
+// registration too) and the board shows as a disk on its port. Its next
+// registration uses a new device key, as a reflashed board does.
+func (b *Board) ReenterFlashMode() error {
+	if b.cfg.Mode != ModeUMS {
+		return errors.New("sim: only a UMS board re-enters its flash mode")
+	}
+	b.mu.Lock()
+	cancel, done := b.bootCancel, b.bootDone
+	b.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	b.mu.Lock()
+	b.state = StateFlashMode
+	b.serial, b.regErr = nil, nil
+	b.booted, b.registered = make(chan struct{}), make(chan struct{})
+	b.bootCancel, b.bootDone = nil, nil
+	b.mu.Unlock()
+	b.snapDone.Store(false)
+	b.show()
+	return nil
+}
+
+// bootContext is the context of the boot being played.
+func (b *Board) bootContext() context.Context {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bootCtx != nil {
+		return b.bootCtx
+	}
+	return b.ctx
 }
 
 func (b *Board) pause(d time.Duration) bool {
 	t := time.NewTimer(time.Duration(float64(d) / b.cfg.Speed))
 	defer t.Stop()
 	select {
-	case <-b.ctx.Done():
+	case <-b.bootContext().Done():
 		return false
 	case <-t.C:
 		return true
@@ -481,7 +535,7 @@ func (b *Board) play() {
 	for _, s := range steps {
 		if s.stage != "" && f.HangAt == s.stage {
 			b.setState(StateFailed)
-			<-b.ctx.Done() // the board hangs: nothing more on the console
+			<-b.bootContext().Done() // the board hangs: nothing more on the console
 			return
 		}
 		if s.stage == "console-ready" && good && !f.KernelPanic && !f.BootLoop {
@@ -501,16 +555,26 @@ func (b *Board) play() {
 	}
 	b.setState(StateBooted)
 	b.show()
-	close(b.booted)
+	b.mu.Lock()
+	booted, registered := b.booted, b.registered
+	b.mu.Unlock()
+	close(booted)
+	if f.HoldRegistration != nil {
+		select {
+		case <-f.HoldRegistration:
+		case <-b.bootContext().Done():
+			return
+		}
+	}
 	if !f.NeverRegisters {
-		b.register()
+		b.register(registered)
 	}
 }
 
 // register runs snapd's "Initialize device": the device key, then the
 // device service. Nothing shows on the console.
-func (b *Board) register() {
-	defer close(b.registered)
+func (b *Board) register(registered chan struct{}) {
+	defer close(registered)
 	key := b.cfg.Key
 	if key == nil {
 		var err error
@@ -530,7 +594,7 @@ func (b *Board) register() {
 		RetryWait: scale(60 * time.Second), NoNetworkWait: scale(30 * time.Second), PollWait: scale(60 * time.Second),
 		FailWait: scale(5 * time.Minute), StaleRequestID: b.cfg.Faults.VaultRefuses,
 	}
-	res, err := d.Register(b.ctx)
+	res, err := d.Register(b.bootContext())
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err != nil {
@@ -555,8 +619,11 @@ func (b *Board) Registered() (*serialvault.Serial, error) {
 
 // WaitBooted waits until the console is ready.
 func (b *Board) WaitBooted(ctx context.Context) error {
+	b.mu.Lock()
+	booted := b.booted
+	b.mu.Unlock()
 	select {
-	case <-b.booted:
+	case <-booted:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -565,8 +632,11 @@ func (b *Board) WaitBooted(ctx context.Context) error {
 
 // WaitRegistered waits for the end of the registration.
 func (b *Board) WaitRegistered(ctx context.Context) (*serialvault.Serial, error) {
+	b.mu.Lock()
+	registered := b.registered
+	b.mu.Unlock()
 	select {
-	case <-b.registered:
+	case <-registered:
 		return b.Registered()
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -587,10 +657,15 @@ func (b *Board) consoleInput() {
 	var line []byte
 	loggedIn, wantPassword := false, false
 	user := ""
+	gen := b.bootGen.Load()
 	for {
 		c, err := r.ReadByte()
 		if err != nil {
 			return
+		}
+		if g := b.bootGen.Load(); g != gen {
+			// Another boot: a fresh getty, nobody logged in.
+			gen, loggedIn, wantPassword, user, line = g, false, false, "", line[:0]
 		}
 		state := b.State()
 		if state == StateFlashMode {
