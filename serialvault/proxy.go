@@ -551,7 +551,12 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return
 	}
 
-	resp, err := p.cfg.Vault.Send(ctx, http.MethodPost, "serial", body, http.Header{
+	// From here the vault may sign: its call does not end with the
+	// device's connection, nor with the time spent waiting for the window,
+	// so that what it signs is recorded.
+	vctx, vcancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timeout)
+	defer vcancel()
+	resp, err := p.cfg.Vault.Send(vctx, http.MethodPost, "serial", body, http.Header{
 		"Content-Type":             {AssertionType},
 		"Snap-Device-Capabilities": {"serial-stream"},
 	})
@@ -683,7 +688,10 @@ func (p *Proxy) deliver(ctx context.Context, w http.ResponseWriter, e *cachedAns
 			rec.UnitID = e.window.Unit
 			c.Window, c.Unit, c.Slot = e.window.ID, e.window.Unit, e.window.Slot
 		}
-		id, _, err := p.cfg.Recorder.RecordSerialAssertion(ctx, rec)
+		// Nor does the ledger write end with the device's connection.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timeout)
+		id, _, err := p.cfg.Recorder.RecordSerialAssertion(rctx, rec)
+		rcancel()
 		if err != nil {
 			if bound {
 				e.window.bound(nil)
