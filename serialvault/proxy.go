@@ -150,7 +150,8 @@ const maxNonces = 10000
 
 // cachedAnswer is a verified vault answer for one serial request, kept so
 // that the device's retry of the same request (same, already spent nonce)
-// gets it: after a storage failure (recorded false) or a lost answer.
+// gets it: after a storage failure (recorded false) or a lost answer. A
+// recorded answer is kept for cacheTTL; one not recorded yet, until it is.
 type cachedAnswer struct {
 	serial   *Serial
 	raw      []byte
@@ -725,10 +726,9 @@ func (p *Proxy) deliver(ctx context.Context, w http.ResponseWriter, e *cachedAns
 func (p *Proxy) remember(key [32]byte, e *cachedAnswer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.cfg.Now()
 	if len(p.cache) >= cacheMaxSize {
 		for k, c := range p.cache {
-			if now.After(c.expires) || c.recorded {
+			if c.recorded { // never a serial not recorded yet
 				delete(p.cache, k)
 			}
 		}
@@ -740,7 +740,9 @@ func (p *Proxy) remember(key [32]byte, e *cachedAnswer) {
 func (p *Proxy) replay(ctx context.Context, w http.ResponseWriter, key [32]byte, log zerolog.Logger) bool {
 	p.mu.Lock()
 	e, ok := p.cache[key]
-	if ok && p.cfg.Now().After(e.expires) {
+	// An answer not recorded yet stays until it is: it is a serial the
+	// vault signed, and its nonce is spent.
+	if ok && e.recorded && p.cfg.Now().After(e.expires) {
 		delete(p.cache, key)
 		ok = false
 	}
