@@ -1183,37 +1183,61 @@ func TestAttackCloseWhileRecording(t *testing.T) {
 	}
 }
 
-// TestAttackCloseBindRace races Close with requests (run with -race): a
-// window's Close returns the serial bound to it or nil, and the ledger, the
+// TestAttackCloseBindRace races Close with requests (run with -race):
+// Close lands as the proxy starts on the request (before it matches, or
+// during its vault call), as the vault answers (around the bind), or while
+// the serial is written, a few scheduler turns later each round. Close
+// returns the serial bound to the window or nil, and the ledger, the
 // captures and the window's later state say the same; every serial the
 // vault signed is recorded once.
 func TestAttackCloseBindRace(t *testing.T) {
-	ab := newAttackBench(t, attackOpt{})
-	const n = 12
+	ab := newAttackBench(t, attackOpt{gate: true})
+	ab.gate.open() // the gate only reports the vault's answers
+	ab.rec.called = make(chan struct{}, 64)
+	const n = 18
+	outcomes := map[string]int{}
 	for i := range n {
 		serial := fmt.Sprintf("CB-%d", i)
 		w := ab.openUnit(t, "A1", serial)
 		body := ab.stream(t, 1+i%3, ab.requestID(t), serial, nil)
+		for len(ab.rec.called) > 0 {
+			<-ab.rec.called
+		}
+		read, answered := ab.ev.count("serial body read"), ab.ev.count("vault answered")
 		replies := make(chan reply, 1)
-		closed := make(chan *serialvault.Capture, 1)
-		start := make(chan struct{})
-		go func() { <-start; replies <- ab.send(context.Background(), "/v1/serial", body, nil) }()
-		go func() {
-			<-start
-			for range i * 50 { // vary where Close lands
-				runtime.Gosched()
+		go func() { replies <- ab.send(context.Background(), "/v1/serial", body, nil) }()
+		switch i % 3 {
+		case 0:
+			ab.ev.await(t, read+1, "serial body read")
+		case 1:
+			ab.ev.await(t, answered+1, "vault answered")
+		case 2:
+			select {
+			case <-ab.rec.called:
+			case <-time.After(ceiling):
+				t.Fatal("never recorded")
 			}
-			c, _ := w.Close()
-			closed <- c
-		}()
-		close(start)
-		r, c := awaitReply(t, replies), <-closed
+		}
+		for range (i / 3) * 30 {
+			runtime.Gosched()
+		}
+		c, _ := w.Close()
+		r := awaitReply(t, replies)
 		if later, _, _ := w.State(); later != c {
 			t.Errorf("%s: Close returned %+v, the window later holds %+v", serial, c, later)
 		}
 		as, err := ab.led.SerialAssertions(context.Background(), ledger.AssertionFilter{Serial: serial})
 		if err != nil {
 			t.Fatal(err)
+		}
+		switch {
+		case r.err != nil:
+		case r.status != http.StatusOK:
+			outcomes[fmt.Sprint(r.status)]++
+		case c != nil:
+			outcomes["bound"]++
+		default:
+			outcomes["unbound"]++
 		}
 		switch {
 		case r.err != nil:
@@ -1229,10 +1253,14 @@ func TestAttackCloseBindRace(t *testing.T) {
 			if c != nil && (c.Window != w.ID || as[0].UnitID != w.Unit) || c == nil && as[0].UnitID != 0 {
 				t.Errorf("%s: Close returned %+v, the ledger's unit is %d", serial, c, as[0].UnitID)
 			}
+			if i%3 == 2 && c == nil {
+				t.Errorf("%s: closed while its serial was written, Close did not wait for it", serial)
+			}
 		default:
-			t.Errorf("%s: %d %s", serial, r.status, r.body)
+			t.Errorf("%s: %d %s", serial, r.status, brief(r.body))
 		}
 	}
+	t.Logf("outcomes: %v", outcomes)
 	if log, as := ab.vault.SigningLog(), ab.recorded(t); len(log) != len(as) {
 		t.Errorf("the vault signed %d, the station recorded %d", len(log), len(as))
 	}
