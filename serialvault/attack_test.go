@@ -634,7 +634,8 @@ func TestAttackOversizedBody(t *testing.T) {
 // TestAttackDeepBody: a signed serial-request whose 60 KiB registration
 // body nests 30000 levels deep (and a stream that is nothing but nesting)
 // costs a scan, not a YAML decode: little memory, and no vault call
-// whether no window expects its serial or its request-id is foreign.
+// whether no window expects its serial or its request-id is foreign (or
+// the proxy refuses the nesting itself, 400 invalid-request).
 func TestAttackDeepBody(t *testing.T) {
 	ab := newAttackBench(t, attackOpt{})
 	w := ab.openUnit(t, "A1", "DEEP-2")
@@ -667,7 +668,10 @@ func TestAttackDeepBody(t *testing.T) {
 			var st int
 			var body string
 			n := allocated(func() { st, _, body = ab.postSerial(t, stream) })
-			wantCode(t, tc.name, st, body, tc.status, tc.code)
+			// A proxy that bounds a body's nesting refuses it first.
+			if st != http.StatusBadRequest || !strings.Contains(body, `"error_code":"invalid-request"`) {
+				wantCode(t, tc.name, st, body, tc.status, tc.code)
+			}
 			// A full YAML decode of such a body took the station to 670 MB.
 			if n > 16<<20 {
 				t.Errorf("serving a %d-byte deep request allocated %d MiB", len(stream), n>>20)
