@@ -77,11 +77,13 @@ var (
 // strict serial form. It reads the body once, line by line, and allocates
 // nothing for the rest of it: an alias bomb or a deep nesting elsewhere
 // costs no more than its bytes. A body with no serial key gives "" and no
-// error; a body whose top level is not a plain block mapping, with two
-// serial keys, or with a serial the vault would not read as this string
-// (a number, a date, a boolean, an alias, a nested value) is an error.
+// error; a body whose top level is not a plain block mapping (or is
+// indented), with a line break YAML reads other than \n (CR, NEL, LS,
+// PS), with two serial keys, or with a serial the vault would not read as
+// this string (a number, a date, a boolean, an alias, a nested value) is
+// an error.
 func ScanBodySerial(body []byte) (string, error) {
-	serial, found, inSerial := "", false, false
+	serial, found, inSerial, seenKey := "", false, false, false
 	for n, rest := 1, body; len(rest) > 0; n++ {
 		line := rest
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
@@ -90,6 +92,11 @@ func ScanBodySerial(body []byte) (string, error) {
 			rest = nil
 		}
 		line = bytes.TrimSuffix(line, []byte("\r"))
+		if hasOtherBreak(line) {
+			// The vault's decoder breaks lines there too: one line here
+			// would be two to it.
+			return "", fmt.Errorf("body line %d: a line break other than \\n or \\r\\n (CR, NEL, LS or PS) is not accepted in a registration body", n)
+		}
 		if hasNodeProperty(line) {
 			// YAML decoders disagree on what a tag, an anchor or an alias
 			// applies to: a body holding one proposes no serial of its own.
@@ -100,13 +107,18 @@ func ScanBodySerial(body []byte) (string, error) {
 			continue
 		case line[0] == ' ' && inSerial:
 			return "", fmt.Errorf("body line %d: the serial's value goes on past its line", n)
+		case line[0] == ' ' && !seenKey && bytes.TrimLeft(line, " ")[0] != '#':
+			// An indented first key makes the whole top level indented.
+			return "", fmt.Errorf("body line %d: the top level is not a plain YAML mapping (its first key is indented)", n)
 		case line[0] == '#', line[0] == ' ':
 			continue // a comment, or inside another top-level value
 		case n == 1 && bytes.Equal(line, []byte("---")):
 			continue
 		case !topLevelKey.Match(line):
 			return "", fmt.Errorf("body line %d: the top level is not a plain YAML mapping (key: value)", n)
-		case !bytes.HasPrefix(line, []byte("serial:")):
+		}
+		seenKey = true
+		if !bytes.HasPrefix(line, []byte("serial:")) {
 			inSerial = false
 			continue
 		}
@@ -161,6 +173,19 @@ func plainSerial(v string) (string, error) {
 		return "", fmt.Errorf("%q would be read by the vault as a number, date or boolean, not a serial: quote it", v)
 	}
 	return v, nil
+}
+
+// YAML line breaks besides \n: NEL, LS and PS (CR is checked apart).
+var (
+	nel = []byte("\u0085")
+	ls  = []byte("\u2028")
+	ps  = []byte("\u2029")
+)
+
+// hasOtherBreak reports whether a line holds a character YAML reads as a
+// line break (gopkg.in/yaml.v2, the vault's decoder, breaks at all four).
+func hasOtherBreak(line []byte) bool {
+	return bytes.IndexByte(line, '\r') >= 0 || bytes.Contains(line, nel) || bytes.Contains(line, ls) || bytes.Contains(line, ps)
 }
 
 // hasNodeProperty reports whether a line holds a YAML tag, anchor or alias

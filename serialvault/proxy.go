@@ -150,7 +150,8 @@ const maxNonces = 10000
 
 // cachedAnswer is a verified vault answer for one serial request, kept so
 // that the device's retry of the same request (same, already spent nonce)
-// gets it: after a storage failure (recorded false) or a lost answer.
+// gets it: after a storage failure (recorded false) or a lost answer. A
+// recorded answer is kept for cacheTTL; one not recorded yet, until it is.
 type cachedAnswer struct {
 	serial   *Serial
 	raw      []byte
@@ -555,7 +556,12 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return
 	}
 
-	resp, err := p.cfg.Vault.Send(ctx, http.MethodPost, "serial", body, http.Header{
+	// From here the vault may sign: its call does not end with the
+	// device's connection, nor with the time spent waiting for the window,
+	// so that what it signs is recorded.
+	vctx, vcancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timeout)
+	defer vcancel()
+	resp, err := p.cfg.Vault.Send(vctx, http.MethodPost, "serial", body, http.Header{
 		"Content-Type":             {AssertionType},
 		"Snap-Device-Capabilities": {"serial-stream"},
 	})
@@ -687,7 +693,10 @@ func (p *Proxy) deliver(ctx context.Context, w http.ResponseWriter, e *cachedAns
 			rec.UnitID = e.window.Unit
 			c.Window, c.Unit, c.Slot = e.window.ID, e.window.Unit, e.window.Slot
 		}
-		id, _, err := p.cfg.Recorder.RecordSerialAssertion(ctx, rec)
+		// Nor does the ledger write end with the device's connection.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timeout)
+		id, _, err := p.cfg.Recorder.RecordSerialAssertion(rctx, rec)
+		rcancel()
 		if err != nil {
 			if bound {
 				e.window.bound(nil)
@@ -721,10 +730,9 @@ func (p *Proxy) deliver(ctx context.Context, w http.ResponseWriter, e *cachedAns
 func (p *Proxy) remember(key [32]byte, e *cachedAnswer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.cfg.Now()
 	if len(p.cache) >= cacheMaxSize {
 		for k, c := range p.cache {
-			if now.After(c.expires) || c.recorded {
+			if c.recorded { // never a serial not recorded yet
 				delete(p.cache, k)
 			}
 		}
@@ -736,7 +744,9 @@ func (p *Proxy) remember(key [32]byte, e *cachedAnswer) {
 func (p *Proxy) replay(ctx context.Context, w http.ResponseWriter, key [32]byte, log zerolog.Logger) bool {
 	p.mu.Lock()
 	e, ok := p.cache[key]
-	if ok && p.cfg.Now().After(e.expires) {
+	// An answer not recorded yet stays until it is: it is a serial the
+	// vault signed, and its nonce is spent.
+	if ok && e.recorded && p.cfg.Now().After(e.expires) {
 		delete(p.cache, key)
 		ok = false
 	}

@@ -37,6 +37,10 @@ type Window struct {
 	// Guarded by ws.mu.
 	closed  bool
 	binding bool // a serial for the window is being written to the ledger
+	// signed: the vault signed a serial for the window that could not be
+	// written yet; it waits for its device's retry, and the window seeks
+	// no other identity.
+	signed  bool
 	capture *Capture
 	refusal *Refusal
 	changed chan struct{} // closed and replaced on every change
@@ -177,7 +181,7 @@ func (ws *Windows) match(serial string) (*Window, matchKind) {
 	switch {
 	case w == nil:
 		return nil, matchNone
-	case w.capture != nil || w.binding:
+	case w.capture != nil || w.binding || w.signed:
 		return w, matchTaken
 	}
 	return w, matchOK
@@ -211,13 +215,15 @@ func (w *Window) bind() bool {
 }
 
 // bound ends a bind: c is the recorded serial, nil when it could not be
-// recorded (the window may bind the device's retry).
+// recorded (the window binds the device's retry, and only it).
 func (w *Window) bound(c *Capture) {
 	w.ws.mu.Lock()
 	defer w.ws.mu.Unlock()
 	w.binding = false
 	if c != nil {
 		w.capture = c
+	} else {
+		w.signed = true
 	}
 	w.notifyLocked()
 }
