@@ -22,7 +22,7 @@ lines:
     brand-keys: [../../../configs/assets/acme-brand-key.pub]
     image: {file: ../../../configs/assets/acme-gw-armhf.img.xz}
     vault: {url: "http://vault/v1/", api-key: {file: api.key}}
-    proxy: {listen: ":8181"}
+    proxy: {listen: "127.0.0.1:8181"}
 slots:
 `)
 	for i := range n {
@@ -112,7 +112,7 @@ func TestLoadBounds(t *testing.T) {
 	for _, tc := range []struct {
 		name, from, to, want string
 	}{
-		{"profile that crashes the YAML library", `proxy: {listen: ":8181"}`, `proxy: {listen: ":8181"}` + "\n    boot: {profile: crash.yaml}",
+		{"profile that crashes the YAML library", `proxy: {listen: "127.0.0.1:8181"}`, `proxy: {listen: "127.0.0.1:8181"}` + "\n    boot: {profile: crash.yaml}",
 			":9:21: lines[0].boot.profile: boot profile: " + filepath.Join(dir, "crash.yaml") + ": cannot read this YAML: the YAML library failed ("},
 		{"model that is a device", "model: " + assets + "/acme-gw-armhf.model", "model: /dev/zero",
 			":4:12: lines[0].model: /dev/zero is not a regular file"},

@@ -32,6 +32,8 @@ var readmeRules = []struct {
 	{phrase: "a fastboot trigger on a UMS slot", file: "fastboot-trigger-ums-slot.yaml"},
 	{phrase: "a non-standard baud rate", file: "baud-rate.yaml"},
 	{phrase: "a hub port that does not feed the slot", file: "hub-port-not-feeding.yaml"},
+	{phrase: "a proxy open beyond loopback without allow", file: "proxy-without-allow.yaml"},
+	{phrase: "an expected serial that cannot be a strict serial", file: "expected-serial.yaml"},
 	{phrase: "an unset environment variable", file: "unset-env.yaml", warning: true},
 	{phrase: "a line no slot serves", file: "unserved-line.yaml", warning: true},
 }

@@ -591,10 +591,20 @@ func (m *Model) header() []string {
 					addr = addr[i:]
 				}
 				p += " proxy " + addr
-				if ps := h.ProxyStats; ps.Unavailable+ps.Rejected > 0 {
+				ps := h.ProxyStats
+				if ps.Unavailable+ps.Rejected > 0 {
 					p += " " + st.Warn.Render(fmt.Sprintf("⚠ %d unavailable %d rejected", ps.Unavailable, ps.Rejected))
 				} else {
 					p += " " + st.OK.Render("✔") + fmt.Sprintf(" %d rec", ps.Recorded)
+				}
+				// Requests the proxy would not forward (outside allow, no
+				// window, a second identity, a foreign nonce, malformed),
+				// and serials signed for a unit that had ended.
+				if n := ps.Forbidden + ps.NoWindow + ps.Taken + ps.BadNonce + ps.Refused; n > 0 {
+					p += " " + st.Warn.Render(fmt.Sprintf("%d refused", n))
+				}
+				if ps.Unbound > 0 {
+					p += " " + st.Warn.Render(fmt.Sprintf("%d without unit", ps.Unbound))
 				}
 			} else if h.Capture != "" {
 				p += " " + h.Capture

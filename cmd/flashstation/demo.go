@@ -75,12 +75,18 @@ export work on it afterwards:
 				return err
 			}
 			perLine := (o.boards + 1) / 2
+			// The simulated snapd waits scale with the speed; so does the
+			// wait for a serial (a refused board fails once it has tried).
+			registerTimeout := 10 * time.Minute
+			if o.speed > 1 {
+				registerTimeout = max(30*time.Second, time.Duration(float64(registerTimeout)/o.speed))
+			}
 			fmt.Fprintf(out, "demo: station %s, %d slots on 2 lines; vault double at %s\n", st.ID, len(st.Slots), bench.VaultURL)
 			if !o.head {
-				err = runTUI(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, allowNonUSB: true}, tty)
+				err = runTUI(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, allowNonUSB: true, registerTimeout: registerTimeout}, tty)
 			} else {
 				err = runHeadless(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, json: o.json,
-					allowNonUSB: true, timeout: 10 * time.Minute}, stdout, stderr)
+					allowNonUSB: true, timeout: 10 * time.Minute, registerTimeout: registerTimeout}, stdout, stderr)
 			}
 			fmt.Fprintf(out, "demo: everything is kept in %s; try:\n  %s status --config %s\n", dir, os.Args[0], bench.ConfigPath)
 			return err

@@ -88,6 +88,9 @@ type headlessOptions struct {
 	json        bool
 	allowNonUSB bool
 	timeout     time.Duration
+	// registerTimeout is the wait for a board's serial (0: the pipeline's
+	// 10 min; the demo scales it with its speed).
+	registerTimeout time.Duration
 }
 
 // stationRun is a started station: its log, ledger and pipeline.
@@ -129,7 +132,7 @@ func startStation(ctx context.Context, st *lines.Station, hw lines.Hardware, o h
 	}
 	r.closers = append(r.closers, func() { r.led.Close() })
 	r.p, err = lines.NewPipeline(ctx, st, lines.Options{Hardware: hw, Ledger: r.led, Logger: log, Operator: o.operator,
-		BatchSize: o.batchSize, AllowNonUSB: o.allowNonUSB})
+		BatchSize: o.batchSize, AllowNonUSB: o.allowNonUSB, RegisterTimeout: o.registerTimeout})
 	if err != nil {
 		r.Close()
 		return nil, pipelineError(ctx, st, err)
