@@ -145,7 +145,7 @@ func printStats(w io.Writer, station string, sc scope, s ledger.Stats) {
 		ledger.Percent(s.FirstPassYield), ledger.Rate(s.UnitsPerHour), s.ActiveTime.Round(time.Second))
 	fmt.Fprintf(w, "  median flash (write + read-back) %.1fs   median boot %.1fs\n", s.MedianFlashSecs, s.MedianBootSecs)
 	if s.Duplicates > 0 || s.Unmatched > 0 {
-		fmt.Fprintf(w, "  serials: %d duplicates, %d unmatched\n", s.Duplicates, s.Unmatched)
+		fmt.Fprintf(w, "  serials: %d duplicates, %d without a unit\n", s.Duplicates, s.Unmatched)
 	}
 	if len(s.Pareto) > 0 {
 		fmt.Fprintln(w, "failures:")
