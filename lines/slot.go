@@ -728,12 +728,17 @@ func refusalDetail(r *serialvault.Refusal, waited time.Duration) string {
 		waited, r.Serial, r.DeviceKeyID, who, r.Status, r.Code, r.Message)
 }
 
+// StageIdentity is the check, on a proxy line with a console login, that
+// the board holds the identity the proxy recorded.
+const StageIdentity = "identity"
+
 // proveIdentity reads, over the console, the serial assertion the board
 // holds and checks it is the one recorded for it: same serial, same device
 // key. Anything else means another device registered in its place.
 func (u *unitRun) proveIdentity(ctx context.Context, c *serialvault.Capture, v console.Verdict) bool {
 	s, p, lr := u.s, u.s.p, u.s.line
-	u.setStage("identity")
+	u.setStage(StageIdentity)
+	u.event(Event{Kind: EventStage, Stage: StageIdentity})
 	wait := min(p.o.ProofWait, p.o.RegisterTimeout)
 	consoleConf := len(v.LastLines) > 0 && strings.Contains(v.LastLines[len(v.LastLines)-1], "Press enter to configure")
 	cctx, cancel := context.WithTimeout(ctx, wait+time.Minute)
@@ -775,7 +780,7 @@ func (u *unitRun) proveIdentity(ctx context.Context, c *serialvault.Capture, v c
 			held.Serial, held.DeviceKeyID, c.Serial, c.DeviceKeyID))
 		return false
 	}
-	u.record("identity", "identity", "the board holds the recorded identity", map[string]string{"serial": held.Serial, "device_key": held.DeviceKeyID})
+	u.record("identity", StageIdentity, "the board holds the recorded identity", map[string]string{"serial": held.Serial, "device_key": held.DeviceKeyID})
 	return true
 }
 
@@ -795,7 +800,7 @@ func (u *unitRun) identityMismatch(c *serialvault.Capture, recorded, board, deta
 			}
 		}
 	}
-	u.record("identity", "identity", "identity mismatch: "+detail, map[string]string{
+	u.record("identity", StageIdentity, "identity mismatch: "+detail, map[string]string{
 		"recorded_assertion": recorded, "board_assertion": board, "recorded_serial": c.Serial, "recorded_device_key": c.DeviceKeyID})
 	u.fail(ReasonIdentityMismatch, detail)
 }

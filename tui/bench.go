@@ -265,6 +265,9 @@ func (b Bench) card(d *slotData, w int, selected bool) [cardHeight]string {
 		l3 = plain("boot: " + v.Stage)
 		if v.State == lines.StateRegister {
 			l3 = plain("getting its serial")
+			if v.Stage == lines.StageIdentity {
+				l3 = plain("checking its identity")
+			}
 		}
 		l4 = dim(stageInfo(d.Timeline, now))
 		l5 = dim(cardLine(v.LastLine))
