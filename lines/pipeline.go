@@ -130,6 +130,7 @@ type lineRun struct {
 
 type vaultHealth struct {
 	ok      bool
+	dbDown  bool // the vault answers, but not its database
 	err     string
 	checked time.Time
 }
@@ -348,6 +349,9 @@ type LineHealth struct {
 	VaultOK      bool
 	VaultError   string
 	VaultChecked time.Time
+	// VaultDatabaseDown: the vault answers but cannot reach its database
+	// (it refuses every api-key meanwhile; boards are told to retry).
+	VaultDatabaseDown bool
 	// Proxy is the recording proxy's address ("" for console capture).
 	Proxy      string
 	ProxyStats serialvault.ProxyStats
@@ -369,7 +373,7 @@ func (p *Pipeline) Health() []LineHealth {
 		lr.mu.Lock()
 		h.Batch = lr.batch
 		h.Finished = len(lr.run.done)
-		h.VaultOK, h.VaultError, h.VaultChecked = lr.health.ok, lr.health.err, lr.health.checked
+		h.VaultOK, h.VaultError, h.VaultChecked, h.VaultDatabaseDown = lr.health.ok, lr.health.err, lr.health.checked, lr.health.dbDown
 		lr.mu.Unlock()
 		for _, pr := range p.proxies {
 			if pr.line == l.ID {
@@ -382,8 +386,9 @@ func (p *Pipeline) Health() []LineHealth {
 	return out
 }
 
-// watchVaults asks each line's vault for its version every HealthEvery
-// (no api-key needed), so the operator sees a vault that is down before
+// watchVaults asks each line's vault for its health every HealthEvery
+// (/v1/health, or the version of a vault without it; no api-key needed),
+// so the operator sees a vault that is down, or whose database is, before
 // boards fail on it.
 func (p *Pipeline) watchVaults(ctx context.Context) {
 	clients := map[string]*serialvault.Client{}
@@ -402,12 +407,12 @@ func (p *Pipeline) watchVaults(ctx context.Context) {
 	for {
 		for id, c := range clients {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := c.Version(cctx)
+			err := c.Health(cctx)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
-			h := vaultHealth{ok: err == nil, checked: time.Now()}
+			h := vaultHealth{ok: err == nil, dbDown: errors.Is(err, serialvault.ErrDatabaseDown), checked: time.Now()}
 			if err != nil {
 				h.err = err.Error()
 			}
@@ -416,7 +421,7 @@ func (p *Pipeline) watchVaults(ctx context.Context) {
 			was := lr.health
 			lr.health = h
 			lr.mu.Unlock()
-			if was.ok != h.ok || was.checked.IsZero() {
+			if was.ok != h.ok || was.dbDown != h.dbDown || was.checked.IsZero() {
 				if h.ok {
 					p.log.Info().Str("line", id).Msg("vault answers")
 				} else {

@@ -250,6 +250,35 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 	return v, nil
 }
 
+// ErrDatabaseDown is a vault that answers but cannot reach its database:
+// it refuses every api-key (400 invalid-api-key) until it is back.
+var ErrDatabaseDown = errors.New("vault database down")
+
+// Health asks the vault whether it can reach its database (GET
+// /v1/health; no api-key needed). A vault without that route is asked for
+// its version instead. The error wraps ErrDatabaseDown when the vault
+// says its database is down.
+func (c *Client) Health(ctx context.Context) error {
+	resp, err := c.Send(ctx, http.MethodGet, "health", nil, nil)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Database string `json:"database"`
+	}
+	decoded := json.Unmarshal(resp.Body, &body) == nil && body.Database != ""
+	switch {
+	case resp.Status == http.StatusOK && decoded && body.Database == "healthy":
+		return nil
+	case resp.Status == http.StatusNotFound || resp.Status == http.StatusMethodNotAllowed:
+		_, err := c.Version(ctx) // an older vault: alive is all it can say
+		return err
+	case decoded:
+		return fmt.Errorf("%w: %s", ErrDatabaseDown, truncate(body.Database))
+	}
+	return decodeVaultError(resp.Status, resp.Header, resp.Body)
+}
+
 // RequestID asks for a new single-use nonce (40 hex characters).
 func (c *Client) RequestID(ctx context.Context) (string, error) {
 	resp, err := c.do(ctx, http.MethodPost, "request-id", nil, nil)
@@ -336,8 +365,14 @@ type LogEntry struct {
 	Fingerprint  string    `json:"fingerprint"` // device-key SHA3-384 id
 	Created      time.Time `json:"created"`
 	Revision     int       `json:"revision"`
-	Synced       bool      `json:"synced"`
+	Synced       int       `json:"synced"` // a number in the real vault's answer
+	Total        int       `json:"Total"`  // always 0 in the real vault's answer
 }
+
+// SigningLogWindow is how many rows the vault's signing log answers at
+// most: the newest, without paging. A reconciliation can prove only what
+// lies inside it.
+const SigningLogWindow = 10000
 
 // SigningLog reads the admin service's signing log (GET /api/signinglog)
 // with an admin user and that user's api-key. adminURL is the admin

@@ -357,6 +357,10 @@ func (p *Proxy) requestID(ctx context.Context, w http.ResponseWriter, log zerolo
 		return
 	}
 	if resp.Status >= 400 {
+		if p.databaseDown(ctx, resp, log) {
+			p.answerError(w, http.StatusServiceUnavailable, "vault-unavailable", "the vault's database is down; retry later")
+			return
+		}
 		p.stats.vaultErrors.Add(1)
 		log.Warn().Err(decodeVaultError(resp.Status, resp.Header, resp.Body)).Msg("vault refused request-id")
 	} else if !p.issued(resp.Body) {
@@ -417,6 +421,24 @@ func (p *Proxy) unspendNonce(id string) {
 		n.spent = false
 		p.nonces[id] = n
 	}
+}
+
+// databaseDown reports whether a vault's invalid-api-key answer comes from
+// a vault whose database is down (it refuses every key then, the line's
+// right one too): the board should retry, not give up.
+func (p *Proxy) databaseDown(ctx context.Context, resp *Response, log zerolog.Logger) bool {
+	if resp.Status != http.StatusBadRequest || decodeVaultError(resp.Status, resp.Header, resp.Body).Code != "invalid-api-key" {
+		return false
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := p.cfg.Vault.Health(hctx)
+	if !errors.Is(err, ErrDatabaseDown) {
+		return false
+	}
+	p.stats.unavailable.Add(1)
+	log.Warn().Err(err).Msg("the vault refused the api-key because its database is down; answering 503 so the device retries")
+	return true
 }
 
 func vaultProblem(resp *Response, err error) error {
@@ -575,6 +597,10 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	case resp.Status == http.StatusAccepted:
 		p.unspendNonce(req.RequestID)
 		forward(w, resp) // the device sends the same request again later
+		return
+	case resp.Status != http.StatusOK && resp.Status != http.StatusCreated && p.databaseDown(vctx, resp, log):
+		p.unspendNonce(req.RequestID) // refused at the api-key, before the nonce
+		p.answerError(w, http.StatusServiceUnavailable, "vault-unavailable", "the vault's database is down; retry later")
 		return
 	case resp.Status != http.StatusOK && resp.Status != http.StatusCreated:
 		p.stats.vaultErrors.Add(1)

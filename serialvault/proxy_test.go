@@ -324,7 +324,7 @@ func TestProxyForwardsVaultRefusals(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := `{"success":false,"error_code":"invalid-api-key","error_subcode":"","message":"Unauthorized access","StatusCode":400}` + "\n"
+	want := `{"success":false,"error_code":"invalid-api-key","error_subcode":"","message":"Invalid API key used","StatusCode":400}` + "\n"
 	if resp.StatusCode != 400 || string(body) != want || resp.Header.Get("Content-Type") != "application/json; charset=UTF-8" {
 		t.Errorf("got %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}

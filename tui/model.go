@@ -582,6 +582,8 @@ func (m *Model) header() []string {
 				p += " vault " + st.Dim.Render("…")
 			case h.VaultOK:
 				p += " vault " + st.OK.Render("✔")
+			case h.VaultDatabaseDown:
+				p += " vault " + st.Bad.Render("✘ DATABASE DOWN")
 			default:
 				p += " vault " + st.Bad.Render("✘ DOWN")
 			}

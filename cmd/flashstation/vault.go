@@ -166,7 +166,8 @@ func newVaultCheckCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "check --config FILE --line ID",
 		Short: "Probe a line's vault and credentials",
 		Long: `Check that a line's Serial Vault answers and accepts the line's api-key: its
-version, a request-id with the api-key and, when configured, the admin signing
+version, its health (its database), a request-id with the api-key and, when
+configured, the admin signing
 log. Each step prints ok or what is wrong. Exit 0 when every step passed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -220,11 +221,24 @@ func vaultCheck(ctx context.Context, l *lines.Line, out io.Writer) error {
 		return reported(exitVerdict, errors.New("vault check failed"))
 	}
 	report(true, "vault %s answers: version %s (revision %s)", client.URL(), v.Version, v.Revision)
+	healthErr := client.Health(ctx)
+	dbDown := errors.Is(healthErr, serialvault.ErrDatabaseDown)
+	switch {
+	case dbDown:
+		report(false, "the vault's database is down (%v): it refuses every api-key until it is back; boards are told to retry", healthErr)
+	case healthErr != nil:
+		report(false, "vault health: %v", healthErr)
+	default:
+		report(true, "the vault reaches its database")
+	}
 	if _, err := client.RequestID(ctx); err != nil {
 		var ve *serialvault.VaultError
-		if errors.As(err, &ve) && ve.Code == "invalid-api-key" {
+		switch {
+		case errors.As(err, &ve) && ve.Code == "invalid-api-key" && dbDown:
+			report(false, "request-id refused (%s), as every key is while the vault's database is down: the api-key cannot be checked now", ve.Code)
+		case errors.As(err, &ve) && ve.Code == "invalid-api-key":
 			report(false, "the vault refused the line's api-key (%s): check %s", ve.Code, l.Vault.APIKey)
-		} else {
+		default:
 			report(false, "request-id: %v", err)
 		}
 	} else {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
 )
@@ -272,5 +274,34 @@ func TestParseSince(t *testing.T) {
 	}
 	if got, err := parseSince("2026-11-28", now); err != nil || got.Day() != 28 {
 		t.Errorf("date: %v %v", got, err)
+	}
+}
+
+// TestVaultCheckDatabaseDown: a vault whose database is down refuses every
+// api-key; vault check says the database is down, not that the key is
+// wrong.
+func TestVaultCheckDatabaseDown(t *testing.T) {
+	dir := t.TempDir()
+	repo, _ := filepath.Abs("../..")
+	key, err := serialvault.GenerateKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := vaulttest.New(vaulttest.Options{Models: []vaulttest.Model{{BrandID: "acme", Model: "acme-gw-armhf", APIKey: "the-model-key", Key: key}}})
+	srv := httptest.NewServer(v.Handler())
+	defer srv.Close()
+	os.WriteFile(filepath.Join(dir, "api.key"), []byte("the-model-key\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "brand.pub"), []byte(key.Public().Encode()+"\n"), 0o644)
+	l := &lines.Line{ID: "line1", Model: repo + "/configs/assets/acme-gw-armhf.model", BrandKeys: []string{filepath.Join(dir, "brand.pub")},
+		Vault: lines.Vault{URL: srv.URL + "/v1/", APIKey: lines.SecretRef{File: filepath.Join(dir, "api.key")}}}
+	var out bytes.Buffer
+	if err := vaultCheck(context.Background(), l, &out); err != nil || !strings.Contains(out.String(), "ok   the vault reaches its database") {
+		t.Fatalf("healthy: %v\n%s", err, out.String())
+	}
+	v.SetDatabaseDown(true)
+	out.Reset()
+	err = vaultCheck(context.Background(), l, &out)
+	if err == nil || !strings.Contains(out.String(), "FAIL the vault's database is down") || strings.Contains(out.String(), "refused the line's api-key") {
+		t.Errorf("database down: %v\n%s", err, out.String())
 	}
 }

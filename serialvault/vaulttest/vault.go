@@ -63,6 +63,7 @@ type Vault struct {
 	nonces      map[string]time.Time // request-id -> expiry
 	log         []LogEntry
 	unavailable bool
+	dbDown      bool
 	failLogging bool
 	requests    map[string]int // path -> count
 }
@@ -96,6 +97,26 @@ func (v *Vault) SetUnavailable(down bool) {
 	v.mu.Lock()
 	v.unavailable = down
 	v.mu.Unlock()
+}
+
+// SetDatabaseDown makes the vault behave as the real one does when its
+// database is down: /v1/version still answers, /v1/health answers 400 with
+// the database error, and every call needing the database (the api-key
+// check first) answers 400 invalid-api-key "Invalid API key used", as for
+// a wrong key.
+func (v *Vault) SetDatabaseDown(down bool) {
+	v.mu.Lock()
+	v.dbDown = down
+	v.mu.Unlock()
+}
+
+// DatabaseDownError is the real vault's health answer with PostgreSQL down.
+const DatabaseDownError = "dial unix /var/run/postgresql/.s.PGSQL.5432: connect: no such file or directory"
+
+func (v *Vault) databaseDown() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.dbDown
 }
 
 // SetLoggingFailure makes writing the signing log fail (logging-assertion).
@@ -231,11 +252,19 @@ func (v *Vault) version(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (v *Vault) health(w http.ResponseWriter, _ *http.Request) {
+	if v.databaseDown() {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"database": DatabaseDownError})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"database": "healthy"})
 }
 
-// modelsForKey returns the models whose api-key is key.
+// modelsForKey returns the models whose api-key is key (none while the
+// database is down: the real vault cannot look the key up).
 func (v *Vault) modelsForKey(key string) []Model {
+	if v.databaseDown() {
+		return nil
+	}
 	var out []Model
 	for _, m := range v.opts.Models {
 		if key != "" && m.APIKey == key {
@@ -247,7 +276,7 @@ func (v *Vault) modelsForKey(key string) []Model {
 
 func (v *Vault) requestID(w http.ResponseWriter, r *http.Request) {
 	if len(v.modelsForKey(r.Header.Get("api-key"))) == 0 {
-		writeError(w, http.StatusBadRequest, "invalid-api-key", "Unauthorized access")
+		writeError(w, http.StatusBadRequest, "invalid-api-key", "Invalid API key used")
 		return
 	}
 	b := make([]byte, 20)
@@ -290,7 +319,7 @@ func (v *Vault) serial(w http.ResponseWriter, r *http.Request) {
 	apiKey := r.Header.Get("api-key")
 	// 1. api-key
 	if len(v.modelsForKey(apiKey)) == 0 {
-		writeError(w, http.StatusBadRequest, "invalid-api-key", "Unauthorized access")
+		writeError(w, http.StatusBadRequest, "invalid-api-key", "Invalid API key used")
 		return
 	}
 	// 2. the stream
@@ -300,7 +329,7 @@ func (v *Vault) serial(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		writeError(w, http.StatusBadRequest, "empty-data", "Uninitialized POST data")
+		writeError(w, http.StatusBadRequest, "empty-data", "No data supplied for signing")
 		return
 	}
 	dec := serialvault.NewDecoder(bytes.NewReader(data))
@@ -361,7 +390,7 @@ func (v *Vault) serial(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if model == nil || model.Inactive || model.Key == nil {
-		writeError(w, http.StatusBadRequest, "invalid-model", "Cannot find model with the matching brand and model")
+		writeError(w, http.StatusBadRequest, "invalid-model", "Cannot find a matching model or sub-store model")
 		return
 	}
 	// 7. the serial number: the request's serial header, else the body's
@@ -423,16 +452,21 @@ type signingLogBody struct {
 
 func (v *Vault) signingLog(w http.ResponseWriter, r *http.Request) {
 	user, key := r.Header.Get("user"), r.Header.Get("api-key")
-	if want, ok := v.opts.AdminUsers[user]; !ok || user == "" || key == "" || want != key {
-		writeJSON(w, http.StatusBadRequest, signingLogBody{ErrorCode: "error-auth", Message: "Invalid user or api-key", Logs: []LogEntry{}})
+	if want, ok := v.opts.AdminUsers[user]; !ok || user == "" || key == "" || want != key || v.databaseDown() {
+		writeJSON(w, http.StatusBadRequest, signingLogBody{ErrorCode: "error-auth", Message: "sql: no rows in result set", Logs: []LogEntry{}})
 		return
 	}
 	logs := v.SigningLog()
 	if logs == nil {
 		logs = []LogEntry{}
 	}
+	// As the real vault: the newest rows first, at most SigningLogWindow of
+	// them, no paging; synced and Total are numbers, total_count is 0.
 	sort.Slice(logs, func(i, j int) bool { return logs[i].ID > logs[j].ID })
-	writeJSON(w, http.StatusOK, signingLogBody{Success: true, Logs: logs, TotalCount: len(logs)})
+	if len(logs) > serialvault.SigningLogWindow {
+		logs = logs[:serialvault.SigningLogWindow]
+	}
+	writeJSON(w, http.StatusOK, signingLogBody{Success: true, Logs: logs, TotalCount: 0})
 }
 
 // bodyLimits bound the YAML body the double decodes.
@@ -448,7 +482,9 @@ func proposedSerial(req *serialvault.SerialRequest) string {
 	var body map[string]any
 	if yamlbound.Decode("serial-request body", req.Body(), &body, bodyLimits) == nil {
 		if s, ok := body["serial"]; ok && s != nil {
-			return fmt.Sprint(s)
+			// The real vault asserts a string here: a number (an unquoted
+			// serial: 12345) panics it, after the nonce was spent.
+			return s.(string)
 		}
 	}
 	return ""

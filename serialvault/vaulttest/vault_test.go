@@ -188,9 +188,9 @@ func TestCheckOrder(t *testing.T) {
 		code, msg  string
 		nonceSpent bool
 	}{
-		{"no api-key", "", func(id string) []byte { return f.stream(t, dev, id, "S1", nil, f.model) }, "invalid-api-key", "Unauthorized access", false},
-		{"unknown api-key", "nope", func(id string) []byte { return f.stream(t, dev, id, "S1", nil, f.model) }, "invalid-api-key", "Unauthorized access", false},
-		{"empty body", apiKey, func(string) []byte { return nil }, "empty-data", "Uninitialized POST data", false},
+		{"no api-key", "", func(id string) []byte { return f.stream(t, dev, id, "S1", nil, f.model) }, "invalid-api-key", "Invalid API key used", false},
+		{"unknown api-key", "nope", func(id string) []byte { return f.stream(t, dev, id, "S1", nil, f.model) }, "invalid-api-key", "Invalid API key used", false},
+		{"empty body", apiKey, func(string) []byte { return nil }, "empty-data", "No data supplied for signing", false},
 		{"garbage", apiKey, func(string) []byte { return []byte("this is not an assertion\n\n") }, "invalid-assertion", "", false},
 		{"model first", apiKey, func(string) []byte { return append(f.model.Encode(), '\n') }, "invalid-type", "The assertion type must be 'serial-request'", false},
 		{"no model", apiKey, func(id string) []byte {
@@ -209,7 +209,7 @@ func TestCheckOrder(t *testing.T) {
 			r, _ := serialvault.NewSerialRequest(dev, "acme", "acme-gw-armhf", id, "S1", nil, f.clock.Now())
 			return append(append(r.Encode(), '\n'), otherModel.Encode()...)
 		}, "mismatched-model", "Model and serial-request assertion do not match", false},
-		{"unknown model", apiKey, func(id string) []byte { return f.stream(t, dev, id, "S1", nil, otherModel) }, "invalid-model", "Cannot find model with the matching brand and model", true},
+		{"unknown model", apiKey, func(id string) []byte { return f.stream(t, dev, id, "S1", nil, otherModel) }, "invalid-model", "Cannot find a matching model or sub-store model", true},
 		{"no serial", apiKey, func(id string) []byte { return f.stream(t, dev, id, "", []byte("mac: x\n"), f.model) }, "create-assertion", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
