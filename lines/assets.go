@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/flashstation/flashstation/ledger/spool"
 	"github.com/flashstation/flashstation/serialvault"
 )
 
@@ -59,9 +60,10 @@ func (l *Line) VaultClient(attempts int, log zerolog.Logger) (*serialvault.Clien
 }
 
 // NewLineProxy builds the line's recording proxy: its vault with the line's
-// api-key, its trusted brand keys and model, its proxy.allow, recording
-// into rec and forwarding only what matches one of windows.
-func NewLineProxy(l *Line, rec serialvault.Recorder, windows *serialvault.Windows, log zerolog.Logger, onCapture func(serialvault.Capture), onRefusal func(serialvault.Refusal)) (*serialvault.Proxy, error) {
+// api-key, its trusted brand keys and model, its proxy.allow, spooling
+// into sp (may be nil) and recording into rec, forwarding only what
+// matches one of windows.
+func NewLineProxy(l *Line, rec serialvault.Recorder, sp *spool.Spool, windows *serialvault.Windows, log zerolog.Logger, onCapture func(serialvault.Capture), onRefusal func(serialvault.Refusal)) (*serialvault.Proxy, error) {
 	m, err := l.LoadModel()
 	if err != nil {
 		return nil, err
@@ -80,6 +82,6 @@ func NewLineProxy(l *Line, rec serialvault.Recorder, windows *serialvault.Window
 	}
 	return serialvault.NewProxy(serialvault.ProxyConfig{
 		LineID: l.ID, BrandID: m.BrandID, Model: m.Model, Keys: ring, Vault: client, Windows: windows, Allow: allow,
-		Recorder: rec, OnCapture: onCapture, OnRefusal: onRefusal, Logger: log,
+		Recorder: rec, Spool: sp, OnCapture: onCapture, OnRefusal: onRefusal, Logger: log,
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/spool"
 	"github.com/flashstation/flashstation/secret"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/usb"
@@ -106,6 +107,10 @@ type Pipeline struct {
 	lines map[string]*lineRun
 	slots []*slotRun
 	cache *flash.Cache
+	// spool holds every serial assertion learned until the ledger has it;
+	// replayed holds what the last run left there, replayed at start.
+	spool    *spool.Spool
+	replayed []spool.Entry
 
 	done     chan struct{}
 	doneOnce sync.Once
@@ -169,6 +174,18 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	var err error
 	if p.cache, err = flash.NewCache(filepath.Join(st.DataDir, "images")); err != nil {
 		return nil, err
+	}
+	if p.spool, err = spool.Open(SpoolDir(st)); err != nil {
+		return nil, err
+	}
+	// Serials a stopped or killed station (or a failing ledger) left in
+	// the spool go into the ledger before anything else.
+	p.replayed, err = p.spool.Replay(ctx, p.led)
+	if len(p.replayed) > 0 {
+		p.log.Warn().Int("serials", len(p.replayed)).Msg("serial assertions replayed from the spool into the ledger")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the spool of signed serials cannot go into the ledger (nothing is lost: it stays in %s): %w", p.spool.Dir(), err)
 	}
 	if ids, err := p.led.InterruptRunning(ctx, ReasonInterrupted, "the station stopped while the board was in work; its evidence is kept"); err != nil {
 		return nil, err
@@ -249,6 +266,9 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	return p, nil
 }
 
+// SpoolDir is where a station spools the serial assertions it learns.
+func SpoolDir(st *Station) string { return filepath.Join(st.DataDir, "spool") }
+
 // ImageSpecOf is what a line's image is, for the cache.
 func ImageSpecOf(l *Line) flash.ImageSpec {
 	return flash.ImageSpec{Path: l.Image.File, Bmap: l.Image.Bmap, SHA256: l.Image.SHA256}
@@ -256,9 +276,12 @@ func ImageSpecOf(l *Line) flash.ImageSpec {
 
 func (p *Pipeline) startProxy(id string, lr *lineRun) error {
 	lr.windows = serialvault.NewWindows(lr.cfg.PredictsSerials())
-	proxy, err := NewLineProxy(lr.cfg, p.led, lr.windows, p.log, p.onCapture, nil)
+	proxy, err := NewLineProxy(lr.cfg, p.led, p.spool, lr.windows, p.log, p.onCapture, nil)
 	if err != nil {
 		return err
+	}
+	if n := proxy.Preload(p.replayed); n > 0 {
+		p.log.Info().Str("line", id).Int("answers", n).Msg("answers of the last run kept for the boards' retries")
 	}
 	ln, err := net.Listen("tcp", lr.cfg.Proxy.Listen)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/spool"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/usb"
 )
@@ -836,13 +837,51 @@ func (u *unitRun) recordConsoleSerial(ctx context.Context, text []byte) bool {
 		u.fail(ReasonAssertionInvalid, err.Error())
 		return false
 	}
-	_, _, err = u.s.p.led.RecordSerialAssertion(context.WithoutCancel(ctx), ledger.SerialAssertion{Text: a.Encode(), BrandID: sr.BrandID, Model: sr.Model,
+	rec := ledger.SerialAssertion{Text: a.Encode(), BrandID: sr.BrandID, Model: sr.Model,
 		Serial: sr.Serial, Revision: sr.Revision(), DeviceKeyID: sr.DeviceKeyID, LineID: lr.cfg.ID, UnitID: u.id,
-		Via: ledger.ViaConsole, Duplicate: sr.Revision() > 1})
-	if err != nil {
+		Via: ledger.ViaConsole, Duplicate: sr.Revision() > 1, ReceivedAt: time.Now()}
+	if err := u.keepSerial(ctx, rec); err != nil {
 		u.fail(ReasonStorage, err.Error())
 		return false
 	}
 	u.registered(ctx, sr.Serial, sr.Revision(), sr.Revision() > 1, sr.DeviceKeyID)
 	return true
+}
+
+// keepSerial spools a serial the station read and records it into the
+// ledger, waiting and retrying while the ledger cannot take it (a full
+// disk): the board does not fail for the station's storage. Stopped
+// meanwhile, the serial stays spooled, and the next start records it.
+func (u *unitRun) keepSerial(ctx context.Context, rec ledger.SerialAssertion) error {
+	p := u.s.p
+	key, spoolErr := p.spool.Put(spool.Entry{Assertion: rec})
+	if spoolErr != nil {
+		p.log.Error().Err(spoolErr).Str("slot", u.s.cfg.ID).Msg("cannot spool the serial read over the console")
+	}
+	wait, said := time.Second, false
+	for {
+		_, _, err := p.led.RecordSerialAssertion(context.WithoutCancel(ctx), rec)
+		if err == nil {
+			if spoolErr == nil {
+				_ = p.spool.Done(key)
+			}
+			return nil
+		}
+		if spoolErr != nil {
+			return fmt.Errorf("the serial %s can be neither spooled nor recorded: %w", rec.Serial, err)
+		}
+		if !said {
+			said = true
+			p.log.Error().Err(err).Str("slot", u.s.cfg.ID).Str("serial", rec.Serial).Msg("the ledger cannot record the serial; it is spooled, retrying")
+			u.event(Event{Kind: EventNotice, Serial: rec.Serial, Text: fmt.Sprintf("slot %s: the ledger cannot record serial %s (%v); it is kept in the spool and retried", u.s.cfg.ID, rec.Serial, err)})
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("stopped before the ledger could record serial %s; it is kept in the spool (%s) and recorded at the next start: %w", rec.Serial, p.spool.Dir(), err)
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }

@@ -3,6 +3,7 @@ package serialvault
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/spool"
 )
 
 // Recorder writes serial assertions durably; *ledger.Ledger is one.
@@ -81,6 +83,11 @@ type ProxyConfig struct {
 	// sends each request once: the device retries.
 	Vault    *Client
 	Recorder Recorder
+	// Spool, when set, keeps each verified answer on disk (fsynced) before
+	// the ledger write, until the ledger holds it: a failing ledger, a stop
+	// or a kill never loses a serial the vault signed, and after a restart
+	// the board's retry still gets its answer (Preload).
+	Spool *spool.Spool
 	// Windows are the line's registration windows: a serial request is sent
 	// to the vault only when it matches an open one.
 	Windows *Windows
@@ -157,6 +164,7 @@ type cachedAnswer struct {
 	raw      []byte
 	record   ledger.SerialAssertion
 	window   *Window // the window whose request the vault signed
+	spooled  string  // its spool key ("": not spooled)
 	recorded bool
 	expires  time.Time
 }
@@ -628,8 +636,41 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		DeviceKeyID: s.DeviceKeyID, LineID: p.cfg.LineID, Via: ledger.ViaProxy, Duplicate: s.Revision() > 1,
 		ReceivedAt: p.cfg.Now(),
 	}}
+	if p.cfg.Spool != nil {
+		// On disk before anything else: the vault has signed it.
+		sk, err := p.cfg.Spool.Put(spool.Entry{Assertion: entry.record, BodySHA256: hex.EncodeToString(key[:]), Answer: resp.Body})
+		if err != nil {
+			log.Error().Err(err).Msg("cannot spool the signed serial; it is kept in memory until the ledger takes it")
+		}
+		entry.spooled = sk
+	}
 	p.remember(key, entry)
 	p.deliver(ctx, w, entry, r.RemoteAddr, log)
+}
+
+// Preload gives the proxy answers a previous run verified and recorded
+// (from its spool), so that a board's retry of the same request gets its
+// answer again; they are bound to no unit.
+func (p *Proxy) Preload(entries []spool.Entry) int {
+	n := 0
+	for _, e := range entries {
+		if e.Assertion.LineID != p.cfg.LineID || len(e.Answer) == 0 {
+			continue
+		}
+		raw, err := hex.DecodeString(e.BodySHA256)
+		if err != nil || len(raw) != sha256.Size {
+			continue
+		}
+		ans, err := ParseSerialAnswer(e.Answer)
+		if err != nil {
+			continue
+		}
+		var key [32]byte
+		copy(key[:], raw)
+		p.remember(key, &cachedAnswer{serial: ans.Serial, raw: e.Answer, record: e.Assertion, recorded: true, expires: p.cfg.Now().Add(cacheTTL)})
+		n++
+	}
+	return n
 }
 
 // window finds the open window a request for serial belongs to, or answers
@@ -736,6 +777,11 @@ func (p *Proxy) deliver(ctx context.Context, w http.ResponseWriter, e *cachedAns
 		p.mu.Lock()
 		e.recorded = true
 		p.mu.Unlock()
+		if e.spooled != "" {
+			if err := p.cfg.Spool.Done(e.spooled); err != nil {
+				log.Warn().Err(err).Msg("recorded, but its spool entry stays (replayed harmlessly at the next start)")
+			}
+		}
 		p.stats.recorded.Add(1)
 		if bound {
 			e.window.bound(&c)

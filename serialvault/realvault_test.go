@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
+	"github.com/flashstation/flashstation/ledger/spool"
 	"github.com/flashstation/flashstation/secret"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
@@ -236,5 +239,72 @@ func TestDoublePanicsOnNumericBodySerial(t *testing.T) {
 	st, _, ans := b.postSerial(t, b.stream(t, 1, b.requestID(t), "", []byte("serial: 12345\n")))
 	if st != http.StatusBadRequest || !strings.Contains(ans, "quote it") || b.vault.Requests("/v1/serial") != before {
 		t.Errorf("proxy: %d %s", st, ans)
+	}
+}
+
+// TestProxySpoolSurvivesRestart: the ledger cannot record; the station is
+// then restarted. The signed serial was spooled before the ledger write:
+// the next start replays it into the ledger, and the board's retry of the
+// same request gets the same answer without the vault signing again.
+func TestProxySpoolSurvivesRestart(t *testing.T) {
+	b := newBench(t, benchOpt{})
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := func(rec serialvault.Recorder) *serialvault.Proxy {
+		ring := serialvault.NewKeyRing()
+		ring.Add(serialvault.TrustedKey{Key: testKey(t).Public(), AccountID: "acme"})
+		client := fastClient(t, b.vaultSrv.URL+"/v1/", lineAPIKey)
+		p, err := serialvault.NewProxy(serialvault.ProxyConfig{LineID: "line1", BrandID: "acme", Model: "acme-gw-armhf", Keys: ring,
+			Vault: client, Recorder: rec, Spool: sp, Windows: b.windows, Logger: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	b.rec.failing.Store(true)
+	first := httptest.NewServer(proxy(b.rec))
+	b.open(t, "SPOOL-1")
+	c := fastClient(t, first.URL+"/v1/", "ignored")
+	id, err := c.RequestID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := b.stream(t, 1, id, "SPOOL-1", nil)
+	resp, err := c.Send(context.Background(), http.MethodPost, "serial", body, nil)
+	if err != nil || resp.Status != http.StatusServiceUnavailable {
+		t.Fatalf("ledger failing: %v %+v", err, resp)
+	}
+	first.Close() // the station stops (or is killed)
+	if n := len(b.recorded(t)); n != 0 {
+		t.Fatalf("%d recorded while the ledger failed", n)
+	}
+
+	// The next start: replay, then the proxy again.
+	b.rec.failing.Store(false)
+	replayed, err := sp.Replay(context.Background(), b.rec)
+	if err != nil || len(replayed) != 1 {
+		t.Fatalf("replay: %v %d", err, len(replayed))
+	}
+	as := b.recorded(t)
+	if len(as) != 1 || as[0].Serial != "SPOOL-1" {
+		t.Fatalf("after replay the ledger holds %+v", as)
+	}
+	p2 := proxy(b.rec)
+	if n := p2.Preload(replayed); n != 1 {
+		t.Fatalf("preloaded %d", n)
+	}
+	second := httptest.NewServer(p2)
+	defer second.Close()
+	resp, err = fastClient(t, second.URL+"/v1/", "ignored").Send(context.Background(), http.MethodPost, "serial", body, nil)
+	if err != nil || resp.Status != http.StatusOK || string(resp.Body) != string(as[0].Text) {
+		t.Fatalf("the board's retry after the restart: %v %+v", err, resp)
+	}
+	if n := len(b.vault.SigningLog()); n != 1 {
+		t.Errorf("the vault signed %d times", n)
+	}
+	if n := len(b.recorded(t)); n != 1 {
+		t.Errorf("%d recorded", n)
 	}
 }

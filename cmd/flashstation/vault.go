@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/flashstation/flashstation/ledger/spool"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
@@ -322,7 +323,16 @@ log file.`,
 			}
 			defer led.Close()
 			var mu sync.Mutex
-			proxy, err := lines.NewLineProxy(l, led, windows, log, func(c serialvault.Capture) {
+			sp, err := spool.Open(lines.SpoolDir(st))
+			if err != nil {
+				return err
+			}
+			if replayed, err := sp.Replay(ctx, led); err != nil {
+				return err
+			} else if len(replayed) > 0 {
+				fmt.Fprintf(stderr, "%d serial assertions replayed from the spool into the ledger\n", len(replayed))
+			}
+			proxy, err := lines.NewLineProxy(l, led, sp, windows, log, func(c serialvault.Capture) {
 				mu.Lock()
 				defer mu.Unlock()
 				dup := ""
