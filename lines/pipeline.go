@@ -91,6 +91,9 @@ type Options struct {
 	// HealthEvery is how often each line's vault is asked for its version
 	// (default 15 s).
 	HealthEvery time.Duration
+	// ReconcileEvery is how often a line with a vault signing-log is
+	// reconciled with it (default 5 min).
+	ReconcileEvery time.Duration
 	// AllowNonUSB lets slots flash disks that are not on USB (labs).
 	AllowNonUSB bool
 }
@@ -127,10 +130,11 @@ type lineRun struct {
 	// windows are the registration windows of a proxy line's units.
 	windows *serialvault.Windows
 
-	mu     sync.Mutex
-	batch  ledger.Batch
-	run    *batchRun
-	health vaultHealth
+	mu        sync.Mutex
+	batch     ledger.Batch
+	run       *batchRun
+	health    vaultHealth
+	reconcile *Reconciliation // the last pass (nil: none yet)
 }
 
 type vaultHealth struct {
@@ -166,6 +170,9 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	}
 	if o.InFlight == 0 {
 		o.InFlight = 2
+	}
+	if o.ReconcileEvery == 0 {
+		o.ReconcileEvery = 5 * time.Minute
 	}
 	if o.HealthEvery == 0 {
 		o.HealthEvery = 15 * time.Second
@@ -334,10 +341,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			s.run(ctx)
 		}()
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		p.poll(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		p.reconcileLoop(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -375,6 +386,9 @@ type LineHealth struct {
 	// VaultDatabaseDown: the vault answers but cannot reach its database
 	// (it refuses every api-key meanwhile; boards are told to retry).
 	VaultDatabaseDown bool
+	// Reconciled is the last comparison of the ledger with the vault's
+	// signing log (nil: none, or no signing-log configured).
+	Reconciled *Reconciliation
 	// Proxy is the recording proxy's address ("" for console capture).
 	Proxy      string
 	ProxyStats serialvault.ProxyStats
@@ -397,6 +411,7 @@ func (p *Pipeline) Health() []LineHealth {
 		h.Batch = lr.batch
 		h.Finished = len(lr.run.done)
 		h.VaultOK, h.VaultError, h.VaultChecked, h.VaultDatabaseDown = lr.health.ok, lr.health.err, lr.health.checked, lr.health.dbDown
+		h.Reconciled = lr.reconcile
 		lr.mu.Unlock()
 		for _, pr := range p.proxies {
 			if pr.line == l.ID {
@@ -451,6 +466,80 @@ func (p *Pipeline) watchVaults(ctx context.Context) {
 					p.log.Warn().Str("line", id).Str("error", h.err).Msg("vault does not answer")
 					p.emit(Event{Kind: EventNotice, Line: id, Text: "the vault of line " + id + " does not answer: " + h.err})
 				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// reconcileLoop compares, every ReconcileEvery, each line that has a vault
+// signing-log with it, and says when they start (or stop) disagreeing.
+func (p *Pipeline) reconcileLoop(ctx context.Context) {
+	type lineLog struct {
+		lr     *lineRun
+		client *serialvault.Client
+		key    secret.Value
+	}
+	var todo []lineLog
+	for _, lr := range p.lines {
+		sl := lr.cfg.Vault.SigningLog
+		if sl == nil {
+			continue
+		}
+		key, err := sl.Key.Resolve()
+		if err != nil {
+			p.log.Warn().Err(err).Str("line", lr.cfg.ID).Msg("signing log key: no reconciliation")
+			continue
+		}
+		c, err := serialvault.NewClient(lr.cfg.Vault.URL, serialvault.ClientOptions{CAFile: lr.cfg.Vault.CAFile, Attempts: 2, Logger: p.log})
+		if err != nil {
+			continue
+		}
+		todo = append(todo, lineLog{lr, c, key})
+	}
+	if len(todo) == 0 {
+		return
+	}
+	t := time.NewTicker(p.o.ReconcileEvery)
+	defer t.Stop()
+	for {
+		for _, ll := range todo {
+			l := ll.lr.cfg
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			logs, err := ll.client.SigningLog(cctx, l.Vault.SigningLog.URL, l.Vault.SigningLog.User, ll.key)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				p.log.Warn().Err(err).Str("line", l.ID).Msg("signing log unreadable: not reconciled")
+				continue
+			}
+			recorded, err := p.led.SerialAssertions(ctx, ledger.AssertionFilter{LineID: l.ID})
+			if err != nil {
+				continue
+			}
+			units, err := p.led.Units(ctx, ledger.UnitFilter{LineID: l.ID})
+			if err != nil {
+				continue
+			}
+			r := Reconcile(l, p.st.ID, ll.lr.model.BrandID, ll.lr.model.Model, logs, recorded, units, time.Time{})
+			ll.lr.mu.Lock()
+			was := ll.lr.reconcile
+			ll.lr.reconcile = &r
+			ll.lr.mu.Unlock()
+			if (was == nil && !r.OK()) || (was != nil && len(was.Differences) != len(r.Differences)) {
+				p.log.Warn().Str("line", l.ID).Int("differences", len(r.Differences)).Msg("ledger and vault signing log reconciled")
+				text := fmt.Sprintf("line %s: the ledger and the vault's signing log agree again", l.ID)
+				if !r.OK() {
+					d := r.Differences[0]
+					text = fmt.Sprintf("line %s: the ledger and the vault's signing log disagree on %d serials (first: %s %s, %s); run flashstation reconcile", l.ID, len(r.Differences), d.Kind, d.Serial, d.Detail)
+				}
+				p.emit(Event{Kind: EventNotice, Line: l.ID, Text: text})
 			}
 		}
 		select {

@@ -40,6 +40,7 @@ type benchOpt struct {
 	edit            func(st *lines.Station)
 	registerTimeout time.Duration
 	proofWait       time.Duration
+	reconcileEvery  time.Duration
 }
 
 func startBenchWith(t *testing.T, cfg sim.BenchConfig, batch int, o benchOpt) *e2e {
@@ -76,7 +77,7 @@ func startBenchWith(t *testing.T, cfg sim.BenchConfig, batch int, o benchOpt) *e
 		led.EnsureLine(context.Background(), ledger.Line{ID: l.ID, StationID: st.ID})
 	}
 	p, err := lines.NewPipeline(context.Background(), st, lines.Options{Hardware: bench, Ledger: led, Logger: zerolog.Nop(),
-		BatchSize: batch, AllowNonUSB: true, RegisterTimeout: o.registerTimeout, ProofWait: o.proofWait, PollEvery: 50 * time.Millisecond})
+		BatchSize: batch, AllowNonUSB: true, RegisterTimeout: o.registerTimeout, ProofWait: o.proofWait, ReconcileEvery: o.reconcileEvery, PollEvery: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,10 @@ type Reconciliation struct {
 	Truncated   bool      `json:"truncated"`
 	WindowFrom  time.Time `json:"window_from,omitzero"`
 	NotProvable int       `json:"not_provable"`
+	// Pending counts the vault's rows for boards still in work: signed,
+	// and not recorded yet (a console line reads the serial after the
+	// board registered), so not a difference yet.
+	Pending int `json:"pending"`
 }
 
 // OK reports whether the two agree.
@@ -82,16 +86,23 @@ func Reconcile(l *Line, stationID, brand, model string, logs []serialvault.LogEn
 		ours[key{a.Serial, a.DeviceKeyID}] = append(ours[key{a.Serial, a.DeviceKeyID}], a)
 		keys[a.DeviceKeyID] = true
 	}
-	expected := map[string]bool{}
+	expected, inWork := map[string]bool{}, map[string]bool{}
 	for _, u := range units {
 		if u.LineID != l.ID {
 			continue
 		}
+		var serials []string
 		if u.Serial != "" {
-			expected[u.Serial] = true
+			serials = append(serials, u.Serial)
 		}
 		if s, err := ExpandSerial(l.Registration.ExpectedSerial, map[string]string{"hw": u.HWSerial, "slot": u.SlotID, "line": l.ID, "station": stationID}); err == nil {
+			serials = append(serials, s)
+		}
+		for _, s := range serials {
 			expected[s] = true
+			if u.State == ledger.UnitRunning {
+				inWork[s] = true
+			}
 		}
 	}
 	seen := map[int64]bool{}
@@ -115,6 +126,8 @@ func Reconcile(l *Line, stationID, brand, model string, logs []serialvault.LogEn
 			r.Differences = append(r.Differences, Difference{Kind: DiffNotInLedger, Serial: e.SerialNumber, DeviceKeyID: e.Fingerprint,
 				Revision: e.Revision, VaultRow: e.ID, At: e.Created,
 				Detail: fmt.Sprintf("the vault signed revision %d of it again; the ledger holds revision %d only", e.Revision, mine[len(mine)-1].Revision)})
+		case inWork[e.SerialNumber]:
+			r.Pending++
 		case keys[e.Fingerprint] || expected[e.SerialNumber]:
 			why := "a device key that passed through this station"
 			if !keys[e.Fingerprint] {

@@ -1,12 +1,17 @@
 package lines_test
 
 import (
+	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/serialvault/vaulttest"
+	"github.com/flashstation/flashstation/sim"
 )
 
 func TestReconcile(t *testing.T) {
@@ -49,6 +54,11 @@ func TestReconcile(t *testing.T) {
 			}
 		})
 	}
+	// A board still in work: signed, not recorded yet, not a difference.
+	running := []ledger.Unit{{LineID: "line1", HWSerial: "S-5", SlotID: "B1", State: ledger.UnitRunning}}
+	if r := lines.Reconcile(l, "bench", "acme", "m", []serialvault.LogEntry{row(8, "S-5", "K5", 1, 0)}, nil, running, time.Time{}); !r.OK() || r.Pending != 1 {
+		t.Errorf("in work: %+v", r)
+	}
 	// A full window: what is older than its oldest row is not provable.
 	logs := make([]serialvault.LogEntry, serialvault.SigningLogWindow)
 	for i := range logs {
@@ -57,5 +67,65 @@ func TestReconcile(t *testing.T) {
 	r := lines.Reconcile(l, "bench", "acme", "m", logs, []ledger.SerialAssertion{rec(1, "OLD-1", "KO", 1, 0)}, nil, time.Time{})
 	if !r.Truncated || r.NotProvable != 1 || !r.OK() {
 		t.Errorf("window: truncated %v, not provable %d, %+v", r.Truncated, r.NotProvable, r.Differences)
+	}
+}
+
+// TestReconcileOnTheBench: after a batch through both capture methods the
+// ledger and the vault's signing log agree; then a rogue device gets a
+// serial of one of the line's boards straight from the vault: the
+// station's periodic pass finds it and says so.
+func TestReconcileOnTheBench(t *testing.T) {
+	e := startBenchWith(t, sim.BenchConfig{Boards: 2, Speed: 100}, 1, benchOpt{reconcileEvery: 100 * time.Millisecond})
+	w := watch(e.p)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-e.p.Done():
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("batch not done: %+v", e.p.Slots())
+	}
+	// Each line's next pass sees its one assertion signed and recorded.
+	ceiling := time.Now().Add(time.Minute)
+	for {
+		ok := 0
+		for _, h := range e.p.Health() {
+			if r := h.Reconciled; r != nil && r.OK() && r.Matched == 1 && r.LedgerRows == 1 {
+				ok++
+			}
+		}
+		if ok == 2 {
+			break
+		}
+		if time.Now().After(ceiling) {
+			t.Fatalf("not reconciled: %+v / %+v", e.p.Health()[0].Reconciled, e.p.Health()[1].Reconciled)
+		}
+		time.Sleep(20 * time.Millisecond) // polls a state
+	}
+	data, _ := os.ReadFile(e.st.Lines[0].Model)
+	model, _ := serialvault.Decode(data)
+	rogue := &vaulttest.Device{Key: vaulttest.TestKey(5), Model: model, Serial: "SIM00001", URL: e.bench.VaultURL,
+		Headers: map[string]string{"api-key": sim.APIKey}, MaxFailures: 1}
+	if _, err := rogue.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := w.await(t, 0, "the disagreement", func(ev lines.Event) bool {
+		return ev.Kind == lines.EventNotice && strings.Contains(ev.Text, "disagree")
+	})
+	if ev.Line != sim.LineUMS || !strings.Contains(ev.Text, "not-in-ledger SIM00001") {
+		t.Errorf("notice %+v", ev)
+		for _, l := range e.bench.Vault.SigningLog() {
+			t.Logf("vault row %+v", l)
+		}
+		as, _ := e.led.SerialAssertions(context.Background(), ledger.AssertionFilter{})
+		for _, a := range as {
+			t.Logf("ledger %s %s %s %d", a.LineID, a.Serial, a.DeviceKeyID[:12], a.Revision)
+		}
+		t.Logf("line2 %+v", e.p.Health()[1].Reconciled)
+	}
+	r := e.p.Health()[0].Reconciled
+	if r == nil || len(r.Differences) != 1 || r.Differences[0].DeviceKeyID != vaulttest.TestKey(5).Public().ID() {
+		t.Errorf("line1 reconciled %+v", r)
 	}
 }

@@ -32,6 +32,9 @@ const (
 	LineUMS      = "line1"
 	LineFastboot = "line2"
 	FactoryUser  = "factory"
+	// AdminUser and AdminKey read the vault double's signing log.
+	AdminUser = "station"
+	AdminKey  = "sim-signing-log-key-0123"
 )
 
 // BenchConfig describes a simulated bench.
@@ -81,6 +84,7 @@ type Bench struct {
 	Dir        string
 	ConfigPath string
 	VaultURL   string
+	AdminURL   string // the vault double's signing log
 	Image      *flash.Prepared // the image the boards expect
 	Slots      []SlotInfo
 	Vault      *vaulttest.Vault
@@ -89,6 +93,7 @@ type Bench struct {
 
 	cfg      BenchConfig
 	srv      *http.Server
+	adminSrv *http.Server
 	model    *serialvault.Assertion
 	vaultKey *serialvault.PrivateKey
 	mu       sync.Mutex
@@ -247,7 +252,8 @@ func (b *Bench) Replace(ctx context.Context, i int) (*Board, error) {
 
 func (b *Bench) startVault() error {
 	b.Vault = vaulttest.New(vaulttest.Options{
-		Models: []vaulttest.Model{{BrandID: BrandID, Model: ModelName, APIKey: APIKey, Key: b.vaultKey}},
+		Models:     []vaulttest.Model{{BrandID: BrandID, Model: ModelName, APIKey: APIKey, Key: b.vaultKey}},
+		AdminUsers: map[string]string{AdminUser: AdminKey},
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -256,7 +262,14 @@ func (b *Bench) startVault() error {
 	b.srv = &http.Server{Handler: b.Vault.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go b.srv.Serve(l)
 	b.VaultURL = "http://" + l.Addr().String() + "/v1/"
-	return nil
+	al, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	b.adminSrv = &http.Server{Handler: b.Vault.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go b.adminSrv.Serve(al)
+	b.AdminURL = "http://" + al.Addr().String() + "/"
+	return os.WriteFile(filepath.Join(b.Dir, "signinglog.key"), []byte(AdminKey+"\n"), 0o600)
 }
 
 // freePorts finds two free TCP ports for the lines' proxies.
@@ -376,6 +389,7 @@ lines:
     vault:
       url: %s
       api-key: {file: vault-api.key}
+      signing-log: {url: "%s", user: %s, key: {file: signinglog.key}}
     proxy: {listen: "127.0.0.1:%d"}
     registration: {expected-serial: "{hw}"}
     capture: {method: proxy, user: %s, password: {file: factory.password}}
@@ -388,11 +402,12 @@ lines:
     vault:
       url: %s
       api-key: {file: vault-api.key}
+      signing-log: {url: "%s", user: %s, key: {file: signinglog.key}}
     proxy: {listen: "127.0.0.1:%d"}
     capture: {method: console, user: %s, password: {file: factory.password}}
     boot: {profile: sim-profile.yaml, trigger: fastboot-reboot}
 slots:
-`, len(b.Slots), LineUMS, b.VaultURL, proxy1, FactoryUser, LineFastboot, b.VaultURL, proxy2, FactoryUser)
+`, len(b.Slots), LineUMS, b.VaultURL, b.AdminURL, AdminUser, proxy1, FactoryUser, LineFastboot, b.VaultURL, b.AdminURL, AdminUser, proxy2, FactoryUser)
 	for _, sl := range b.Slots {
 		method := "ums"
 		if sl.Line == LineFastboot {
@@ -412,6 +427,9 @@ func (b *Bench) Close() {
 	}
 	if b.srv != nil {
 		b.srv.Close()
+	}
+	if b.adminSrv != nil {
+		b.adminSrv.Close()
 	}
 }
 

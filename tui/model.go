@@ -611,6 +611,9 @@ func (m *Model) header() []string {
 			} else if h.Capture != "" {
 				p += " " + h.Capture
 			}
+			if r := h.Reconciled; r != nil && !r.OK() {
+				p += " " + st.Bad.Render(fmt.Sprintf("✘ %d unreconciled", len(r.Differences)))
+			}
 			parts = append(parts, p)
 		}
 		return " " + strings.Join(parts, st.Dim.Render(" │ "))

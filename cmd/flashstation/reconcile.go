@@ -149,6 +149,9 @@ func printReconciliation(w io.Writer, r lines.Reconciliation) {
 		fmt.Fprintf(w, "  %-13s serial %s revision %d device key %.12s... at %s: %s\n", d.Kind, d.Serial, d.Revision, d.DeviceKeyID,
 			d.At.Local().Format("2006-01-02 15:04:05"), d.Detail)
 	}
+	if r.Pending > 0 {
+		fmt.Fprintf(w, "  %s signed for boards still in work, not recorded yet\n", plural(r.Pending, "serial"))
+	}
 	if r.Truncated {
 		fmt.Fprintf(w, "  the vault answered only its newest rows (from %s): %s older than that cannot be proved\n",
 			r.WindowFrom.Local().Format("2006-01-02 15:04:05"), plural(r.NotProvable, "ledger assertion"))
