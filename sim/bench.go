@@ -84,7 +84,7 @@ type Bench struct {
 	Dir        string
 	ConfigPath string
 	VaultURL   string
-	AdminURL   string // the vault double's signing log
+	AdminURL   string          // the vault double's signing log
 	Image      *flash.Prepared // the image the boards expect
 	Slots      []SlotInfo
 	Vault      *vaulttest.Vault
