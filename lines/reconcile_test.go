@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/spool"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
@@ -127,5 +130,44 @@ func TestReconcileOnTheBench(t *testing.T) {
 	r := e.p.Health()[0].Reconciled
 	if r == nil || len(r.Differences) != 1 || r.Differences[0].DeviceKeyID != vaulttest.TestKey(5).Public().ID() {
 		t.Errorf("line1 reconciled %+v", r)
+	}
+}
+
+// TestSpoolReplayedAtStart: a station killed after the vault signed (the
+// serial spooled) and before the ledger write leaves the serial in the
+// spool; the next start records it before anything else, and the ledger
+// then holds what the vault signed.
+func TestSpoolReplayedAtStart(t *testing.T) {
+	e := startBench(t, sim.BenchConfig{Boards: 2, Speed: 100}, 0)
+	e.p.Close() // the first run is gone (killed)
+	data, _ := os.ReadFile(e.st.Lines[0].Model)
+	model, _ := serialvault.Decode(data)
+	d := &vaulttest.Device{Key: vaulttest.TestKey(6), Model: model, Serial: "SIM00001", URL: e.bench.VaultURL,
+		Headers: map[string]string{"api-key": sim.APIKey}, MaxFailures: 1}
+	res, err := d.Register(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(lines.SpoolDir(e.st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Serial
+	if _, err := sp.Put(spool.Entry{Assertion: ledger.SerialAssertion{Text: s.Encode(), BrandID: s.BrandID, Model: s.Model, Serial: s.Serial,
+		Revision: s.Revision(), DeviceKeyID: s.DeviceKeyID, LineID: sim.LineUMS, Via: ledger.ViaProxy, ReceivedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := lines.NewPipeline(context.Background(), e.st, lines.Options{Hardware: e.bench, Ledger: e.led, Logger: zerolog.Nop(), AllowNonUSB: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	as, _ := e.led.SerialAssertions(context.Background(), ledger.AssertionFilter{})
+	logs := e.bench.Vault.SigningLog()
+	if len(as) != 1 || len(logs) != 1 || as[0].Serial != logs[0].SerialNumber || as[0].DeviceKeyID != logs[0].Fingerprint {
+		t.Fatalf("ledger %+v, vault %+v", as, logs)
+	}
+	if left, _ := sp.Pending(); len(left) != 0 {
+		t.Errorf("%d left in the spool", len(left))
 	}
 }
