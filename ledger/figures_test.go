@@ -219,7 +219,7 @@ func TestInterruptedUnitEndsAtItsLastEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.now = b.now.Add(14 * time.Hour) // killed; restarted the next morning
-	if _, err := b.l.InterruptRunning(ctx, "interrupted", "killed"); err != nil {
+	if _, err := b.l.InterruptRunning(ctx, "bench-01", "interrupted", "killed"); err != nil {
 		t.Fatal(err)
 	}
 	u, err := b.l.Unit(ctx, id)

@@ -106,7 +106,11 @@ func TestUnitLifecycle(t *testing.T) {
 	if us, _ := l.Units(ctx, ledger.UnitFilter{SerialPrefix: "a%"}); len(us) != 0 {
 		t.Errorf("LIKE wildcard not escaped: %v", us)
 	}
-	ids, err := l.InterruptRunning(ctx, "station-restart", "station restarted mid-batch")
+	// Another station's restart touches none of this one's units.
+	if ids, err := l.InterruptRunning(ctx, "bench-02", "station-restart", "another station restarted"); err != nil || len(ids) != 0 {
+		t.Errorf("another station interrupted %v, %v", ids, err)
+	}
+	ids, err := l.InterruptRunning(ctx, "bench-01", "station-restart", "station restarted mid-batch")
 	if err != nil || len(ids) != 1 || ids[0] != u2 {
 		t.Errorf("interrupted = %v, %v", ids, err)
 	}
@@ -123,9 +127,12 @@ func TestBatches(t *testing.T) {
 	ctx := context.Background()
 	l := openTemp(t)
 	b := seed(t, l)
-	open, err := l.OpenBatches(ctx)
+	open, err := l.OpenBatches(ctx, "bench-01")
 	if err != nil || len(open) != 1 || open[0].ID != b || open[0].Operator != "ana" || open[0].Planned != 8 {
 		t.Fatalf("open batches = %+v, %v", open, err)
+	}
+	if other, err := l.OpenBatches(ctx, "bench-02"); err != nil || len(other) != 0 {
+		t.Errorf("another station's open batches = %+v, %v", other, err)
 	}
 	if err := l.CloseBatch(ctx, b, "tired"); err == nil {
 		t.Error("closed for no known reason")

@@ -158,10 +158,11 @@ func (l *Ledger) Batch(ctx context.Context, id int64) (Batch, error) {
 	return b, err
 }
 
-// OpenBatches returns the batches still open, oldest first (a restarted
-// station resumes them).
-func (l *Ledger) OpenBatches(ctx context.Context) ([]Batch, error) {
-	rows, err := l.r.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches WHERE state = 'open' ORDER BY id`)
+// OpenBatches returns a station's batches still open, oldest first (a
+// restarted station resumes them; another station's are not its own).
+func (l *Ledger) OpenBatches(ctx context.Context, stationID string) ([]Batch, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches WHERE state = 'open'
+		AND line_id IN (SELECT id FROM lines WHERE station_id = ?) ORDER BY id`, stationID)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batches: %w", err)
 	}
@@ -295,17 +296,18 @@ func (l *Ledger) FinishUnit(ctx context.Context, id int64, state, reason, detail
 	})
 }
 
-// InterruptRunning ends every unit still running as aborted, with reason
-// and detail (after a station was killed), and returns their ids. Their
-// events and transcripts stay.
-func (l *Ledger) InterruptRunning(ctx context.Context, reason, detail string) ([]int64, error) {
+// InterruptRunning ends every unit of a station still running as aborted,
+// with reason and detail (after the station was killed), and returns their
+// ids. Their events and transcripts stay; other stations' units are not
+// touched.
+func (l *Ledger) InterruptRunning(ctx context.Context, stationID, reason, detail string) ([]int64, error) {
 	var ids []int64
 	err := l.write(ctx, func(tx *sql.Tx) error {
 		// It ended when its last event was recorded, not at the restart:
 		// the time the station was down is no unit's work.
 		rows, err := tx.QueryContext(ctx, `UPDATE units SET state = 'aborted', reason = ?, detail = ?,
 			finished_at = max(started_at, coalesce((SELECT max(at) FROM events WHERE events.unit_id = units.id), started_at))
-			WHERE state = 'running' RETURNING id`, reason, detail)
+			WHERE state = 'running' AND line_id IN (SELECT id FROM lines WHERE station_id = ?) RETURNING id`, reason, detail, stationID)
 		if err != nil {
 			return fmt.Errorf("ledger: interrupt running units: %w", err)
 		}

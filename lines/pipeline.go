@@ -194,12 +194,12 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	if err != nil {
 		return nil, fmt.Errorf("the spool of signed serials cannot go into the ledger (nothing is lost: it stays in %s): %w", p.spool.Dir(), err)
 	}
-	if ids, err := p.led.InterruptRunning(ctx, ReasonInterrupted, "the station stopped while the board was in work; its evidence is kept"); err != nil {
+	if ids, err := p.led.InterruptRunning(ctx, st.ID, ReasonInterrupted, "the station stopped while the board was in work; its evidence is kept"); err != nil {
 		return nil, err
 	} else if len(ids) > 0 {
 		p.log.Warn().Ints64("units", ids).Msg("units left running by a stopped station marked interrupted")
 	}
-	open, err := p.led.OpenBatches(ctx)
+	open, err := p.led.OpenBatches(ctx, st.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -442,7 +442,7 @@ func TestEndBatchAndCleanStop(t *testing.T) {
 	if err != nil || u.State != ledger.UnitPass {
 		t.Errorf("B1's unit: %+v %v", u, err)
 	}
-	open, err := e.led.OpenBatches(context.Background())
+	open, err := e.led.OpenBatches(context.Background(), e.st.ID)
 	if err != nil || len(open) != 0 {
 		t.Errorf("open batches after a clean stop: %+v %v", open, err)
 	}
