@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 )
 
@@ -20,6 +21,29 @@ func (l *Ledger) BatchIDs(ctx context.Context) ([]int64, error) {
 			return nil, fmt.Errorf("ledger: batch ids: %w", err)
 		}
 		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// StationEvents returns the newest events of a kind that belong to no
+// unit (the station's own, e.g. its reconciliations with the vaults),
+// newest first, at most limit.
+func (l *Ledger) StationEvents(ctx context.Context, kind string, limit int) ([]Event, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT id, at, coalesce(batch_id, 0), slot_id, kind, stage, message, data
+		FROM events WHERE unit_id IS NULL AND kind = ? ORDER BY id DESC LIMIT ?`, kind, limit)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: station events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at, data string
+		if err := rows.Scan(&e.ID, &at, &e.BatchID, &e.SlotID, &e.Kind, &e.Stage, &e.Message, &data); err != nil {
+			return nil, err
+		}
+		e.At, e.Data = parseTime(at), json.RawMessage(data)
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }

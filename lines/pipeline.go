@@ -2,6 +2,7 @@ package lines
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -476,6 +477,11 @@ func (p *Pipeline) watchVaults(ctx context.Context) {
 	}
 }
 
+// EventReconcile is the ledger event kind of a line's reconciliation with
+// its vault's signing log (its stage is the line; its data the result),
+// recorded when the result changes.
+const EventReconcile = "reconcile"
+
 // reconcileLoop compares, every ReconcileEvery, each line that has a vault
 // signing-log with it, and says when they start (or stop) disagreeing.
 func (p *Pipeline) reconcileLoop(ctx context.Context) {
@@ -532,14 +538,21 @@ func (p *Pipeline) reconcileLoop(ctx context.Context) {
 			was := ll.lr.reconcile
 			ll.lr.reconcile = &r
 			ll.lr.mu.Unlock()
-			if (was == nil && !r.OK()) || (was != nil && len(was.Differences) != len(r.Differences)) {
-				p.log.Warn().Str("line", l.ID).Int("differences", len(r.Differences)).Msg("ledger and vault signing log reconciled")
-				text := fmt.Sprintf("line %s: the ledger and the vault's signing log agree again", l.ID)
+			if was == nil || len(was.Differences) != len(r.Differences) {
+				p.log.Info().Str("line", l.ID).Int("differences", len(r.Differences)).Int("matched", r.Matched).Msg("ledger and vault signing log reconciled")
+				text := fmt.Sprintf("line %s: the ledger and the vault's signing log agree (%d serials)", l.ID, r.Matched)
 				if !r.OK() {
 					d := r.Differences[0]
 					text = fmt.Sprintf("line %s: the ledger and the vault's signing log disagree on %d serials (first: %s %s, %s); run flashstation reconcile", l.ID, len(r.Differences), d.Kind, d.Serial, d.Detail)
 				}
-				p.emit(Event{Kind: EventNotice, Line: l.ID, Text: text})
+				if was != nil || !r.OK() {
+					p.emit(Event{Kind: EventNotice, Line: l.ID, Text: text})
+				}
+				// Kept in the ledger, for status and QA.
+				data, _ := json.Marshal(r)
+				if err := p.led.AppendEvents(ctx, ledger.Event{Kind: EventReconcile, Stage: l.ID, Message: text, Data: data}); err != nil {
+					p.log.Warn().Err(err).Msg("cannot record the reconciliation")
+				}
 			}
 		}
 		select {

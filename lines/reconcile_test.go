@@ -131,6 +131,12 @@ func TestReconcileOnTheBench(t *testing.T) {
 	if r == nil || len(r.Differences) != 1 || r.Differences[0].DeviceKeyID != vaulttest.TestKey(5).Public().ID() {
 		t.Errorf("line1 reconciled %+v", r)
 	}
+	// The ledger keeps it for status: the newest reconcile event of line1
+	// is the disagreement.
+	evs, err := e.led.StationEvents(context.Background(), lines.EventReconcile, 10)
+	if err != nil || len(evs) == 0 || evs[0].Stage != sim.LineUMS || !strings.Contains(evs[0].Message, "disagree") {
+		t.Errorf("recorded reconciliations %+v %v", evs, err)
+	}
 }
 
 // TestSpoolReplayedAtStart: a station killed after the vault signed (the

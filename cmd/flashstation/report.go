@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/spool"
 	"github.com/flashstation/flashstation/lines"
 )
 
@@ -105,12 +106,19 @@ Exit 3 when --line or --batch names nothing the record holds.`,
 			if s.Units == 0 && (!f.Since.IsZero() || !f.Until.IsZero() || f.Verdict != "") {
 				return noMatch("Widen --since/--until or drop --verdict.", "no unit matches --since/--until/--verdict")
 			}
+			x := loadStatusExtras(ctx, led, st)
 			if asJSON {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(s)
+				return enc.Encode(struct {
+					ledger.Stats
+					// Each line's last reconciliation with its vault's
+					// signing log, and the serials still in the spool.
+					Reconciled []lines.Reconciliation `json:"reconciled"`
+					Spooled    int                    `json:"spooled"`
+				}{s, x.reconciled, x.spooled})
 			}
-			printStats(stdout, st.ID, sc, s)
+			printStats(stdout, st.ID, sc, s, x)
 			return nil
 		},
 	}
@@ -120,7 +128,36 @@ Exit 3 when --line or --batch names nothing the record holds.`,
 	return cmd
 }
 
-func printStats(w io.Writer, station string, sc scope, s ledger.Stats) {
+// statusExtras are what status shows beside the figures: each line's last
+// reconciliation with its vault, and the spool's pending serials.
+type statusExtras struct {
+	reconciled   []lines.Reconciliation
+	reconciledAt map[string]time.Time
+	spooled      int
+}
+
+func loadStatusExtras(ctx context.Context, led *ledger.Ledger, st *lines.Station) statusExtras {
+	x := statusExtras{reconciled: []lines.Reconciliation{}, reconciledAt: map[string]time.Time{}}
+	evs, _ := led.StationEvents(ctx, lines.EventReconcile, 200)
+	for _, e := range evs {
+		if _, seen := x.reconciledAt[e.Stage]; seen {
+			continue
+		}
+		var r lines.Reconciliation
+		if json.Unmarshal(e.Data, &r) == nil && r.Line != "" {
+			x.reconciledAt[r.Line] = e.At
+			x.reconciled = append(x.reconciled, r)
+		}
+	}
+	if sp, err := spool.Open(lines.SpoolDir(st)); err == nil {
+		if pending, _ := sp.Pending(); len(pending) > 0 {
+			x.spooled = len(pending)
+		}
+	}
+	return x
+}
+
+func printStats(w io.Writer, station string, sc scope, s ledger.Stats, x statusExtras) {
 	title := "station " + station
 	if sc.line != "" {
 		title += ", line " + sc.line
@@ -146,6 +183,16 @@ func printStats(w io.Writer, station string, sc scope, s ledger.Stats) {
 	fmt.Fprintf(w, "  median flash (write + read-back) %.1fs   median boot %.1fs\n", s.MedianFlashSecs, s.MedianBootSecs)
 	if s.Duplicates > 0 || s.Unmatched > 0 {
 		fmt.Fprintf(w, "  serials: %d duplicates, %d without a unit\n", s.Duplicates, s.Unmatched)
+	}
+	for _, r := range x.reconciled {
+		verdict := fmt.Sprintf("agree (%d serials)", r.Matched)
+		if !r.OK() {
+			verdict = fmt.Sprintf("DISAGREE on %s: run flashstation reconcile", plural(len(r.Differences), "serial"))
+		}
+		fmt.Fprintf(w, "  vault signing log, line %s, at %s: %s\n", r.Line, x.reconciledAt[r.Line].Local().Format("2006-01-02 15:04"), verdict)
+	}
+	if x.spooled > 0 {
+		fmt.Fprintf(w, "  %s in the spool, not in the ledger yet (recorded at the station's next start)\n", plural(x.spooled, "signed serial"))
 	}
 	if len(s.Pareto) > 0 {
 		fmt.Fprintln(w, "failures:")
