@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/flashstation/flashstation/ledger"
 )
@@ -44,18 +45,55 @@ func (e Entry) Key() string {
 // MaxEntry bounds an entry file (an assertion is a few KiB).
 const MaxEntry = 4 << 20
 
+// ReserveBytes is the space the spool keeps for itself on the data
+// directory's disk: a file it gives up when the disk is full, so that the
+// serials signed then still reach the disk.
+const ReserveBytes = 4 << 20
+
+const reserveName = ".reserve"
+
 // Spool is a directory of spooled assertions. It is safe for concurrent use.
 type Spool struct {
 	dir string
 	mu  sync.Mutex
 }
 
-// Open opens (creating) a spool directory.
+// Open opens (creating) a spool directory, and its reserve when there is
+// room for it.
 func Open(dir string) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	return &Spool{dir: dir}, nil
+	s := &Spool{dir: dir}
+	s.reserve()
+	return s, nil
+}
+
+// reserve makes the reserve file if it is missing (best effort).
+func (s *Spool) reserve() {
+	name := filepath.Join(s.dir, reserveName)
+	if fi, err := os.Stat(name); err == nil && fi.Size() >= ReserveBytes {
+		return
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	// Real blocks, not a hole: written, so the space is the spool's.
+	buf := make([]byte, 64<<10)
+	for off := int64(0); off < ReserveBytes; off += int64(len(buf)) {
+		if _, err := f.WriteAt(buf, off); err != nil {
+			f.Close()
+			os.Remove(name)
+			return
+		}
+	}
+	if f.Sync() != nil {
+		f.Close()
+		os.Remove(name)
+		return
+	}
+	f.Close()
 }
 
 // Dir is the spool's directory.
@@ -74,9 +112,23 @@ func (s *Spool) Put(e Entry) (string, error) {
 	key := e.Key()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tmp, err := os.CreateTemp(s.dir, key+".*.tmp")
+	err = s.write(key, data)
+	if errors.Is(err, syscall.ENOSPC) {
+		// The disk is full: the reserve makes room for a signed serial.
+		if os.Remove(filepath.Join(s.dir, reserveName)) == nil {
+			err = s.write(key, data)
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("spool: %w", err)
+	}
+	return key, nil
+}
+
+func (s *Spool) write(key string, data []byte) error {
+	tmp, err := os.CreateTemp(s.dir, key+".*.tmp")
+	if err != nil {
+		return err
 	}
 	_, err = tmp.Write(data)
 	if err == nil {
@@ -93,9 +145,8 @@ func (s *Spool) Put(e Entry) (string, error) {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return "", fmt.Errorf("spool: %w", err)
 	}
-	return key, nil
+	return err
 }
 
 // Done removes an entry the ledger holds now.
@@ -105,7 +156,11 @@ func (s *Spool) Done(key string) error {
 	if err := os.Remove(filepath.Join(s.dir, key+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: %w", err)
 	}
-	return syncDir(s.dir)
+	if err := syncDir(s.dir); err != nil {
+		return err
+	}
+	s.reserve() // given up on a full disk: taken again once there is room
+	return nil
 }
 
 // Pending returns the spooled entries, oldest first (by the time the
@@ -164,6 +219,9 @@ func (s *Spool) Replay(ctx context.Context, rec Recorder) ([]Entry, error) {
 		}
 		done = append(done, e)
 	}
+	s.mu.Lock()
+	s.reserve() // room again, maybe
+	s.mu.Unlock()
 	return done, perr
 }
 
