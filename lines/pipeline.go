@@ -545,13 +545,13 @@ func (p *Pipeline) reconcileLoop(ctx context.Context) {
 					d := r.Differences[0]
 					text = fmt.Sprintf("line %s: the ledger and the vault's signing log disagree on %d serials (first: %s %s, %s); run flashstation reconcile", l.ID, len(r.Differences), d.Kind, d.Serial, d.Detail)
 				}
-				if was != nil || !r.OK() {
-					p.emit(Event{Kind: EventNotice, Line: l.ID, Text: text})
-				}
-				// Kept in the ledger, for status and QA.
+				// Kept in the ledger (for status and QA), then said.
 				data, _ := json.Marshal(r)
 				if err := p.led.AppendEvents(ctx, ledger.Event{Kind: EventReconcile, Stage: l.ID, Message: text, Data: data}); err != nil {
 					p.log.Warn().Err(err).Msg("cannot record the reconciliation")
+				}
+				if was != nil || !r.OK() {
+					p.emit(Event{Kind: EventNotice, Line: l.ID, Text: text})
 				}
 			}
 		}
