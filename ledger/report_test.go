@@ -36,8 +36,15 @@ func twoLines(t *testing.T, l *ledger.Ledger) (b1, b2 int64) {
 		}
 		return id
 	}
-	pass := unit(b1, "line1", "s1", "HW1", ledger.UnitPass, "")
+	// The serial is learned while the unit runs: a finished unit is never changed.
+	pass, err := l.StartUnit(ctx, ledger.Unit{BatchID: b1, LineID: "line1", SlotID: "s1", HWSerial: "HW1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := l.UpdateUnit(ctx, pass, ledger.UnitProgress{Serial: "acme-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.FinishUnit(ctx, pass, ledger.UnitPass, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	a := assertion("acme-1", 0)

@@ -1,0 +1,259 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Problem is one thing Verify found wrong.
+type Problem struct {
+	// Table and Row name the bad record ("serial_assertions", its id);
+	// Row is 0 for a problem of the schema (a missing trigger).
+	Table string `json:"table"`
+	Row   int64  `json:"row,omitempty"`
+	// Serial is the row's serial, when it has one.
+	Serial string `json:"serial,omitempty"`
+	Why    string `json:"why"`
+}
+
+func (p Problem) String() string {
+	switch {
+	case p.Row == 0:
+		return p.Why
+	case p.Serial != "":
+		return fmt.Sprintf("%s row %d (serial %s): %s", p.Table, p.Row, p.Serial, p.Why)
+	}
+	return fmt.Sprintf("%s row %d: %s", p.Table, p.Row, p.Why)
+}
+
+// Report is what Verify found.
+type Report struct {
+	OK bool `json:"ok"`
+	// Head is the chain's end as the ledger holds it now.
+	Head ChainHead `json:"chain_head"`
+	// Triggers is how many guarding triggers were checked.
+	Triggers int `json:"triggers"`
+	// Signatures is how many assertion signatures were checked (0
+	// without a signature verifier).
+	Signatures int `json:"signatures_checked"`
+	// First is the first problem: a schema problem, else the bad row
+	// with the lowest id.
+	First *Problem `json:"first_problem,omitempty"`
+	// Problems lists every problem, schema first, then by row.
+	Problems []Problem `json:"problems"`
+}
+
+// Err is nil for a ledger that verified, else an error naming the first
+// problem.
+func (r Report) Err() error {
+	if r.OK {
+		return nil
+	}
+	more := ""
+	if n := len(r.Problems) - 1; n > 0 {
+		more = fmt.Sprintf(" (and %d more)", n)
+	}
+	return fmt.Errorf("%w: %s%s", ErrTampered, r.First, more)
+}
+
+// ErrTampered is the error of a ledger that failed verification.
+var ErrTampered = errors.New("the ledger fails verification")
+
+// VerifyOption changes what Verify checks.
+type VerifyOption func(*verifyConfig)
+
+type verifyConfig struct {
+	signature func(text []byte) error
+}
+
+// VerifySignatures makes Verify check every recorded assertion's text
+// with fn (the station's brand keys: ledger knows no keys).
+func VerifySignatures(fn func(text []byte) error) VerifyOption {
+	return func(c *verifyConfig) { c.signature = fn }
+}
+
+// Verify checks that the ledger is the record the station wrote:
+//   - every guarding trigger is in the schema exactly as the migrations
+//     wrote it (a dropped or rewritten trigger is tampering);
+//   - every serial assertion's text_sha256 is the SHA-256 of its text;
+//   - the ids run 1, 2, 3... without a gap (a deleted row);
+//   - each row's prev_sha256 is the link of the row before (ZeroLink for
+//     the first) and its link_sha256 is its link (chain.go);
+//   - an assertion's unit exists, and when the unit has a serial it is
+//     the assertion's serial (a failed identity-mismatch unit also keeps
+//     the board's differing assertion as evidence);
+//   - with VerifySignatures, every text's signature.
+//
+// Removing rows from the end of the chain leaves a valid shorter chain:
+// compare the head with one an export carried (ChainHead).
+//
+// The error is for a ledger that cannot be read; a ledger that fails is
+// a Report with OK false.
+func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (Report, error) {
+	var cfg verifyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var rep Report
+	schema, n, err := l.verifyTriggers(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Triggers = n
+	rows, err := l.verifyRows(ctx, cfg, &rep)
+	if err != nil {
+		return rep, err
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Row < rows[j].Row })
+	rep.Problems = append(schema, rows...)
+	if rep.Problems == nil {
+		rep.Problems = []Problem{}
+	}
+	rep.OK = len(rep.Problems) == 0
+	if !rep.OK {
+		rep.First = &rep.Problems[0]
+	}
+	if rep.Head, err = chainHead(ctx, l.r); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+var (
+	createTrigger = regexp.MustCompile(`(?s)CREATE TRIGGER (\w+).*?\bEND;`)
+	dropTrigger   = regexp.MustCompile(`DROP TRIGGER (?:IF EXISTS )?(\w+)`)
+)
+
+// expectedTriggers is every trigger the migrations leave, by name, as SQL
+// with its whitespace normalized.
+func expectedTriggers() map[string]string {
+	want := map[string]string{}
+	for _, m := range migrations {
+		for _, d := range dropTrigger.FindAllStringSubmatch(m.sql, -1) {
+			delete(want, d[1])
+		}
+		for _, c := range createTrigger.FindAllStringSubmatch(m.sql, -1) {
+			want[c[1]] = normalizeSQL(c[0])
+		}
+	}
+	return want
+}
+
+func normalizeSQL(s string) string {
+	return strings.TrimSuffix(strings.Join(strings.Fields(s), " "), ";")
+}
+
+func (l *Ledger) verifyTriggers(ctx context.Context) ([]Problem, int, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT name, tbl_name, coalesce(sql, '') FROM sqlite_master WHERE type = 'trigger'`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+	}
+	defer rows.Close()
+	type trig struct{ table, sql string }
+	have := map[string]trig{}
+	for rows.Next() {
+		var name string
+		var t trig
+		if err := rows.Scan(&name, &t.table, &t.sql); err != nil {
+			return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+		}
+		have[name] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+	}
+	want := expectedTriggers()
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []Problem
+	for _, n := range names {
+		t, ok := have[n]
+		switch {
+		case !ok:
+			out = append(out, Problem{Table: "sqlite_master", Why: fmt.Sprintf("trigger %s is missing: it was dropped", n)})
+		case normalizeSQL(t.sql) != want[n]:
+			out = append(out, Problem{Table: "sqlite_master", Why: fmt.Sprintf("trigger %s on %s is not the one the ledger wrote", n, t.table)})
+		}
+	}
+	return out, len(names), nil
+}
+
+func (l *Ledger) verifyRows(ctx context.Context, cfg verifyConfig, rep *Report) ([]Problem, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT a.id, a.text, a.text_sha256, a.brand_id, a.model, a.serial, a.revision,
+		a.device_key_id, a.line_id, a.via, a.duplicate, a.received_at, a.prev_sha256, a.link_sha256,
+		a.unit_id, u.id, coalesce(u.serial, ''), coalesce(u.state, ''), coalesce(u.reason, '')
+		FROM serial_assertions a LEFT JOIN units u ON u.id = a.unit_id ORDER BY a.id`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	defer rows.Close()
+	var out []Problem
+	var lastID int64
+	lastLink := ZeroLink
+	for rows.Next() {
+		var r chainRow
+		var text, prev, link, unitSerial, unitState, unitReason string
+		var unitID, unitFound sql.NullInt64
+		if err := rows.Scan(&r.id, &text, &r.textSHA256, &r.brand, &r.model, &r.serial, &r.revision, &r.deviceKeyID,
+			&r.lineID, &r.via, &r.duplicate, &r.receivedAt, &prev, &link, &unitID, &unitFound, &unitSerial,
+			&unitState, &unitReason); err != nil {
+			return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+		}
+		bad := func(format string, args ...any) {
+			out = append(out, Problem{Table: "serial_assertions", Row: r.id, Serial: r.serial, Why: fmt.Sprintf(format, args...)})
+		}
+		sum := sha256.Sum256([]byte(text))
+		if hex.EncodeToString(sum[:]) != r.textSHA256 {
+			bad("text_sha256 is not the SHA-256 of the text: the text or its hash was changed")
+		}
+		if r.id != lastID+1 {
+			if lastID == 0 {
+				bad("the chain starts at id %d: rows 1-%d were deleted", r.id, r.id-1)
+			} else {
+				bad("row %d is followed by row %d: %s deleted", lastID, r.id, idSpan(lastID+1, r.id-1))
+			}
+		}
+		switch {
+		case prev != lastLink:
+			bad("prev_sha256 is not the link of the row before it: the chain is broken here")
+		case link != chainLink(prev, r):
+			bad("link_sha256 does not cover the row as it is: a column was changed")
+		}
+		if unitID.Valid {
+			switch {
+			case !unitFound.Valid:
+				bad("its unit %d does not exist", unitID.Int64)
+			case unitSerial != "" && unitSerial != r.serial && !(unitState == UnitFail && unitReason == "identity-mismatch"):
+				bad("it is linked to unit %d, whose serial is %s", unitID.Int64, unitSerial)
+			}
+		}
+		if cfg.signature != nil {
+			rep.Signatures++
+			if err := cfg.signature([]byte(text)); err != nil {
+				bad("signature: %v", err)
+			}
+		}
+		lastID, lastLink = r.id, link
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	return out, nil
+}
+
+func idSpan(a, b int64) string {
+	if a == b {
+		return fmt.Sprintf("row %d was", a)
+	}
+	return fmt.Sprintf("rows %d-%d were", a, b)
+}
