@@ -43,8 +43,8 @@ type Report struct {
 	// Signatures is how many assertion signatures were checked (0
 	// without a signature verifier).
 	Signatures int `json:"signatures_checked"`
-	// First is the first problem: a schema problem, else the bad row
-	// with the lowest id.
+	// First is the first bad row (the lowest id), else the first problem
+	// of the schema (a dropped trigger).
 	First *Problem `json:"first_problem,omitempty"`
 	// Problems lists every problem, schema first, then by row.
 	Problems []Problem `json:"problems"`
@@ -118,7 +118,7 @@ func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (Report, erro
 	}
 	rep.OK = len(rep.Problems) == 0
 	if !rep.OK {
-		rep.First = &rep.Problems[0]
+		rep.First = &rep.Problems[len(schema)%len(rep.Problems)]
 	}
 	if rep.Head, err = chainHead(ctx, l.r); err != nil {
 		return rep, err
@@ -218,7 +218,7 @@ func (l *Ledger) verifyRows(ctx context.Context, cfg verifyConfig, rep *Report) 
 		}
 		if r.id != lastID+1 {
 			if lastID == 0 {
-				bad("the chain starts at id %d: rows 1-%d were deleted", r.id, r.id-1)
+				bad("the chain starts at id %d: %s deleted", r.id, idSpan(1, r.id-1))
 			} else {
 				bad("row %d is followed by row %d: %s deleted", lastID, r.id, idSpan(lastID+1, r.id-1))
 			}

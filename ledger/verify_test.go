@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -175,7 +176,8 @@ func TestVerifyFindsTampering(t *testing.T) {
 		{name: "text and text_sha256 changed together", sql: []string{
 			`UPDATE serial_assertions SET text = ?, text_sha256 = ? WHERE id = 2`}, row: 2, why: "a column was changed"},
 		{name: "a row deleted", sql: []string{`DELETE FROM serial_assertions WHERE id = 2`}, row: 3, why: "row 2 was deleted"},
-		{name: "the first row deleted", sql: []string{`DELETE FROM serial_assertions WHERE id = 1`}, row: 2, why: "rows 1-1 were deleted"},
+		{name: "the first row deleted", sql: []string{`DELETE FROM serial_assertions WHERE id = 1`}, row: 2, why: "the chain starts at id 2: row 1 was deleted"},
+		{name: "two rows deleted", sql: []string{`DELETE FROM serial_assertions WHERE id < 3`}, row: 3, why: "rows 1-2 were deleted"},
 		{name: "unit_id swapped", sql: []string{`UPDATE serial_assertions SET unit_id = 3 - unit_id WHERE id IN (1, 2)`},
 			row: 1, why: "linked to unit 2, whose serial is SIM00002"},
 		{name: "linked to a unit that does not exist", sql: []string{`PRAGMA foreign_keys = OFF`,
@@ -201,19 +203,17 @@ func TestVerifyFindsTampering(t *testing.T) {
 			if rep.OK || !errors.Is(rep.Err(), ledger.ErrTampered) {
 				t.Fatalf("tampered ledger verifies: %+v", rep)
 			}
-			// The dropped triggers come first, then the rows.
-			if !strings.Contains(rep.First.Why, "trigger") || !strings.Contains(rep.Err().Error(), "dropped") {
-				t.Errorf("first problem %v: want the dropped trigger", rep.First)
+			// The dropped triggers are listed first; the report and its
+			// error name the first bad row.
+			if p := rep.Problems[0]; p.Row != 0 || !strings.Contains(p.Why, "trigger serial_assertions_append_only is missing: it was dropped") {
+				t.Errorf("first listed problem %v: want the dropped trigger", p)
 			}
-			var row *ledger.Problem
-			for i, p := range rep.Problems {
-				if p.Row != 0 {
-					row = &rep.Problems[i]
-					break
-				}
-			}
+			row := rep.First
 			if row == nil || row.Row != tc.row || row.Table != "serial_assertions" || !strings.Contains(row.Why, tc.why) {
 				t.Errorf("first bad row %+v, want row %d: %q\n%+v", row, tc.row, tc.why, rep.Problems)
+			}
+			if !strings.Contains(rep.Err().Error(), fmt.Sprintf("serial_assertions row %d (serial ", tc.row)) {
+				t.Errorf("error %v does not name row %d", rep.Err(), tc.row)
 			}
 		})
 	}

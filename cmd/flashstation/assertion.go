@@ -193,7 +193,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 // printAssertions writes the matching recorded assertions as one stream.
 func printAssertions(ctx context.Context, st *lines.Station, f ledger.AssertionFilter, stdout, stderr io.Writer) error {
-	led, err := openReadLedger(ctx, st)
+	led, err := openVerifiedLedger(ctx, st)
 	if err != nil {
 		return err
 	}

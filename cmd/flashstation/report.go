@@ -187,7 +187,7 @@ and flash.json. Exit 3 when no unit has that serial.`,
 			if err != nil {
 				return err
 			}
-			led, err := openReadLedger(ctx, st)
+			led, err := openVerifiedLedger(ctx, st)
 			if err != nil {
 				return err
 			}
@@ -305,7 +305,7 @@ recorded batch.`,
 			if err != nil {
 				return err
 			}
-			led, err := openReadLedger(ctx, st)
+			led, err := openVerifiedLedger(ctx, st)
 			if err != nil {
 				return err
 			}

@@ -88,6 +88,7 @@ Try it on a simulated bench with 'flashstation demo'.
 		newStatusCommand(stdout, stderr),
 		newLogsCommand(stdout, stderr),
 		newExportCommand(stdout, stderr),
+		newLedgerCommand(stdout, stderr),
 	)
 	return root
 }
