@@ -104,6 +104,20 @@ func TestLedgerVerifyClean(t *testing.T) {
 		string(doc["signatures_checked"]) != "2" || string(doc["problems"]) != "[]" {
 		t.Errorf("ledger verify --json: %d\n%s", code, out)
 	}
+	// Exports carry the chain head of the ledger they came from.
+	wantHead := fmt.Sprintf(`"chain_rows": 2,
+    "chain_head": "%s"`, head.Link)
+	if code, out, _ := runArgs("export", "--config", config, "--format", "json"); code != exitOK || strings.Count(out, wantHead) != 2 {
+		t.Errorf("export json lacks the chain head %s:\n%s", head.Link, out)
+	}
+	if code, out, _ := runArgs("export", "--config", config); code != exitOK || !strings.HasSuffix(strings.SplitN(out, "\n", 2)[0], ",chain_rows,chain_head") ||
+		!strings.Contains(out, ",2,"+head.Link+"\n") {
+		t.Errorf("export csv lacks the chain head %s:\n%s", head.Link, out)
+	}
+	bundle := filepath.Join(t.TempDir(), "qa.tar.gz")
+	if code, _, errOut := runArgs("logs", "SIM00002", "--config", config, "--bundle", bundle); code != exitOK {
+		t.Errorf("logs --bundle: %d %s", code, errOut)
+	}
 	for _, args := range [][]string{{"assertions", "--serial", "SIM00002"}, {"export", "--format", "json"}, {"logs", "SIM00002"}} {
 		if code, out, errOut := runArgs(append(args, "--config", config)...); code != exitOK || !strings.Contains(out, "SIM00002") {
 			t.Errorf("%v on a clean ledger: %d\n%s\n%s", args, code, out, errOut)
