@@ -188,11 +188,62 @@ func (l *Ledger) verifyTriggers(ctx context.Context) ([]Problem, int, error) {
 	return out, len(names), nil
 }
 
+// storedRow is a serial assertion as stored, with its unit.
+type storedRow struct {
+	chainRow
+	text, prev, link                  string
+	unitID, unitFound                 sql.NullInt64
+	unitSerial, unitState, unitReason string
+}
+
+const storedRowSelect = `SELECT a.id, a.text, a.text_sha256, a.brand_id, a.model, a.serial, a.revision,
+	a.device_key_id, a.line_id, a.via, a.duplicate, a.received_at, a.prev_sha256, a.link_sha256,
+	a.unit_id, u.id, coalesce(u.serial, ''), coalesce(u.state, ''), coalesce(u.reason, '')
+	FROM serial_assertions a LEFT JOIN units u ON u.id = a.unit_id`
+
+func scanStoredRow(sc interface{ Scan(...any) error }) (storedRow, error) {
+	var r storedRow
+	err := sc.Scan(&r.id, &r.text, &r.textSHA256, &r.brand, &r.model, &r.serial, &r.revision, &r.deviceKeyID,
+		&r.lineID, &r.via, &r.duplicate, &r.receivedAt, &r.prev, &r.link, &r.unitID, &r.unitFound, &r.unitSerial,
+		&r.unitState, &r.unitReason)
+	return r, err
+}
+
+// problem is a Problem of this row.
+func (r storedRow) problem(format string, args ...any) Problem {
+	return Problem{Table: "serial_assertions", Row: r.id, Serial: r.serial, Why: fmt.Sprintf(format, args...)}
+}
+
+// check is what one row says of itself: its text hash, its own link (from
+// its stored prev), its unit and its signature.
+func (r storedRow) check(cfg verifyConfig, rep *Report) []Problem {
+	var out []Problem
+	sum := sha256.Sum256([]byte(r.text))
+	if hex.EncodeToString(sum[:]) != r.textSHA256 {
+		out = append(out, r.problem("text_sha256 is not the SHA-256 of the text: the text or its hash was changed"))
+	}
+	if r.link != chainLink(r.prev, r.chainRow) {
+		out = append(out, r.problem("link_sha256 does not cover the row as it is: a column was changed"))
+	}
+	if r.unitID.Valid {
+		switch {
+		case !r.unitFound.Valid:
+			out = append(out, r.problem("its unit %d does not exist", r.unitID.Int64))
+		case r.unitSerial != "" && r.unitSerial != r.serial && !(r.unitState == UnitFail && r.unitReason == "identity-mismatch"):
+			out = append(out, r.problem("it is linked to unit %d, whose serial is %s", r.unitID.Int64, r.unitSerial))
+		}
+	}
+	if cfg.signature != nil {
+		rep.Signatures++
+		if err := cfg.signature([]byte(r.text)); err != nil {
+			out = append(out, r.problem("signature: %v", err))
+		}
+	}
+	return out
+}
+
 func (l *Ledger) verifyRows(ctx context.Context, cfg verifyConfig, rep *Report) ([]Problem, error) {
-	rows, err := l.r.QueryContext(ctx, `SELECT a.id, a.text, a.text_sha256, a.brand_id, a.model, a.serial, a.revision,
-		a.device_key_id, a.line_id, a.via, a.duplicate, a.received_at, a.prev_sha256, a.link_sha256,
-		a.unit_id, u.id, coalesce(u.serial, ''), coalesce(u.state, ''), coalesce(u.reason, '')
-		FROM serial_assertions a LEFT JOIN units u ON u.id = a.unit_id ORDER BY a.id`)
+	rows, err := l.r.QueryContext(ctx, storedRowSelect+` ORDER BY a.id`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
 	}
@@ -201,54 +252,104 @@ func (l *Ledger) verifyRows(ctx context.Context, cfg verifyConfig, rep *Report) 
 	var lastID int64
 	lastLink := ZeroLink
 	for rows.Next() {
-		var r chainRow
-		var text, prev, link, unitSerial, unitState, unitReason string
-		var unitID, unitFound sql.NullInt64
-		if err := rows.Scan(&r.id, &text, &r.textSHA256, &r.brand, &r.model, &r.serial, &r.revision, &r.deviceKeyID,
-			&r.lineID, &r.via, &r.duplicate, &r.receivedAt, &prev, &link, &unitID, &unitFound, &unitSerial,
-			&unitState, &unitReason); err != nil {
+		r, err := scanStoredRow(rows)
+		if err != nil {
 			return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
-		}
-		bad := func(format string, args ...any) {
-			out = append(out, Problem{Table: "serial_assertions", Row: r.id, Serial: r.serial, Why: fmt.Sprintf(format, args...)})
-		}
-		sum := sha256.Sum256([]byte(text))
-		if hex.EncodeToString(sum[:]) != r.textSHA256 {
-			bad("text_sha256 is not the SHA-256 of the text: the text or its hash was changed")
 		}
 		if r.id != lastID+1 {
 			if lastID == 0 {
-				bad("the chain starts at id %d: %s deleted", r.id, idSpan(1, r.id-1))
+				out = append(out, r.problem("the chain starts at id %d: %s deleted", r.id, idSpan(1, r.id-1)))
 			} else {
-				bad("row %d is followed by row %d: %s deleted", lastID, r.id, idSpan(lastID+1, r.id-1))
+				out = append(out, r.problem("row %d is followed by row %d: %s deleted", lastID, r.id, idSpan(lastID+1, r.id-1)))
 			}
 		}
-		switch {
-		case prev != lastLink:
-			bad("prev_sha256 is not the link of the row before it: the chain is broken here")
-		case link != chainLink(prev, r):
-			bad("link_sha256 does not cover the row as it is: a column was changed")
+		if r.prev != lastLink {
+			out = append(out, r.problem("prev_sha256 is not the link of the row before it: the chain is broken here"))
 		}
-		if unitID.Valid {
-			switch {
-			case !unitFound.Valid:
-				bad("its unit %d does not exist", unitID.Int64)
-			case unitSerial != "" && unitSerial != r.serial && !(unitState == UnitFail && unitReason == "identity-mismatch"):
-				bad("it is linked to unit %d, whose serial is %s", unitID.Int64, unitSerial)
-			}
-		}
-		if cfg.signature != nil {
-			rep.Signatures++
-			if err := cfg.signature([]byte(text)); err != nil {
-				bad("signature: %v", err)
-			}
-		}
-		lastID, lastLink = r.id, link
+		out = append(out, r.check(cfg, rep)...)
+		lastID, lastLink = r.id, r.link
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
 	}
 	return out, nil
+}
+
+// VerifyAssertions is Verify for the serial assertions with these ids
+// only, what a command checks before it prints them, in time that does
+// not grow with the ledger: the triggers, each row's own checks, and the
+// chain around it (the row before exists and its link is this row's
+// prev, the row after follows without a gap and chains from this row's
+// link). A row changed elsewhere in the ledger is found by Verify.
+func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...VerifyOption) (Report, error) {
+	var cfg verifyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var rep Report
+	schema, n, err := l.verifyTriggers(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Triggers = n
+	ids = append([]int64(nil), ids...)
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var out []Problem
+	for i, id := range ids {
+		if i > 0 && id == ids[i-1] {
+			continue
+		}
+		r, err := scanStoredRow(l.r.QueryRowContext(ctx, storedRowSelect+` WHERE a.id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			out = append(out, Problem{Table: "serial_assertions", Row: id, Why: "the row was deleted"})
+			continue
+		}
+		if err != nil {
+			return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
+		}
+		if id == 1 {
+			if r.prev != ZeroLink {
+				out = append(out, r.problem("prev_sha256 of the first row is not %s: the chain is broken here", ZeroLink))
+			}
+		} else {
+			var before string
+			err := l.r.QueryRowContext(ctx, `SELECT link_sha256 FROM serial_assertions WHERE id = ?`, id-1).Scan(&before)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				out = append(out, r.problem("row %d before it was deleted", id-1))
+			case err != nil:
+				return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
+			case before != r.prev:
+				out = append(out, r.problem("prev_sha256 is not the link of the row before it: the chain is broken here"))
+			}
+		}
+		var nextID int64
+		var nextPrev string
+		err = l.r.QueryRowContext(ctx, `SELECT id, prev_sha256 FROM serial_assertions WHERE id > ? ORDER BY id LIMIT 1`, id).
+			Scan(&nextID, &nextPrev)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
+		case nextID != id+1:
+			out = append(out, r.problem("it is followed by row %d: %s deleted", nextID, idSpan(id+1, nextID-1)))
+		case nextPrev != r.link:
+			out = append(out, r.problem("row %d after it does not chain from its link: its link was rewritten", nextID))
+		}
+		out = append(out, r.check(cfg, &rep)...)
+	}
+	rep.Problems = append(schema, out...)
+	if rep.Problems == nil {
+		rep.Problems = []Problem{}
+	}
+	rep.OK = len(rep.Problems) == 0
+	if !rep.OK {
+		rep.First = &rep.Problems[len(schema)%len(rep.Problems)]
+	}
+	if rep.Head, err = chainHead(ctx, l.r); err != nil {
+		return rep, err
+	}
+	return rep, nil
 }
 
 func idSpan(a, b int64) string {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -215,6 +217,14 @@ func TestVerifyFindsTampering(t *testing.T) {
 			if !strings.Contains(rep.Err().Error(), fmt.Sprintf("serial_assertions row %d (serial ", tc.row)) {
 				t.Errorf("error %v does not name row %d", rep.Err(), tc.row)
 			}
+			// The check of the rows a command prints finds it too.
+			local, err := b.l.VerifyAssertions(context.Background(), []int64{tc.row})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if local.OK || local.First == nil || local.First.Row != tc.row {
+				t.Errorf("VerifyAssertions(%d): %+v", tc.row, local)
+			}
 		})
 	}
 }
@@ -270,5 +280,100 @@ func TestIdentityMismatchEvidenceVerifies(t *testing.T) {
 	}
 	if rep, err := l.Verify(ctx); err != nil || !rep.OK {
 		t.Errorf("identity mismatch evidence: %v %v", rep.Err(), err)
+	}
+}
+
+// docLink computes a link as README and chain.go document it, apart
+// from the ledger's code.
+func docLink(t *testing.T, prev string, fields ...string) string {
+	t.Helper()
+	p, err := hex.DecodeString(prev)
+	if err != nil || len(p) != 32 {
+		t.Fatalf("prev %q", prev)
+	}
+	h := sha256.New()
+	h.Write(p)
+	for _, f := range fields {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type linkRow struct {
+	id                            int64
+	textSHA, brand, model, serial string
+	revision                      int64
+	key, line, via                string
+	duplicate                     int64
+	received, prev, link          string
+}
+
+func readLinkRows(t *testing.T, db *sql.DB) []linkRow {
+	t.Helper()
+	rows, err := db.Query(`SELECT id, text_sha256, brand_id, model, serial, revision, device_key_id, line_id, via, duplicate,
+		received_at, prev_sha256, link_sha256 FROM serial_assertions ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []linkRow
+	for rows.Next() {
+		var r linkRow
+		if err := rows.Scan(&r.id, &r.textSHA, &r.brand, &r.model, &r.serial, &r.revision, &r.key, &r.line, &r.via,
+			&r.duplicate, &r.received, &r.prev, &r.link); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (r linkRow) docLink(t *testing.T) string {
+	return docLink(t, r.prev, strconv.FormatInt(r.id, 10), r.textSHA, r.brand, r.model, r.serial,
+		strconv.FormatInt(r.revision, 10), r.key, r.line, r.via, strconv.FormatInt(r.duplicate, 10), r.received)
+}
+
+// TestChainAsDocumented recomputes the chain from its documentation, then
+// plays the careful attacker who knows it: a row changed and its link
+// recomputed breaks the link of the next row.
+func TestChainAsDocumented(t *testing.T) {
+	b := newTamperBench(t)
+	prev := ledger.ZeroLink
+	for _, r := range readLinkRows(t, b.raw) {
+		if r.prev != prev || r.link != r.docLink(t) {
+			t.Fatalf("row %d: prev %s link %s, documented %s %s", r.id, r.prev, r.link, prev, r.docLink(t))
+		}
+		prev = r.link
+	}
+	b.exec(t, `DROP TRIGGER serial_assertions_append_only`)
+	b.exec(t, `UPDATE serial_assertions SET serial = 'SIM00009' WHERE id = 2`)
+	r := readLinkRows(t, b.raw)[1]
+	b.exec(t, `UPDATE serial_assertions SET link_sha256 = ? WHERE id = 2`, r.docLink(t))
+	b.exec(t, `DROP TRIGGER units_finished_no_update`)
+	b.exec(t, `UPDATE units SET serial = 'SIM00009' WHERE id = 2`)
+	rep := b.verify(t)
+	if rep.OK || rep.First.Row != 3 || !strings.Contains(rep.First.Why, "prev_sha256 is not the link of the row before it") {
+		t.Errorf("full verify: %+v", rep.First)
+	}
+	local, err := b.l.VerifyAssertions(context.Background(), []int64{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if local.OK || local.First.Row != 2 || !strings.Contains(local.First.Why, "row 3 after it does not chain from its link") {
+		t.Errorf("VerifyAssertions(2): %+v", local.First)
+	}
+}
+
+func TestVerifyAssertionsClean(t *testing.T) {
+	b := newTamperBench(t)
+	rep, err := b.l.VerifyAssertions(context.Background(), []int64{3, 1, 2, 2})
+	if err != nil || !rep.OK || rep.Head.Rows != 3 {
+		t.Errorf("clean rows: %+v %v", rep, err)
+	}
+	if rep, _ := b.l.VerifyAssertions(context.Background(), []int64{9}); rep.OK || rep.First.Row != 9 {
+		t.Errorf("a missing row: %+v", rep)
 	}
 }
