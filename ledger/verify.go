@@ -280,7 +280,9 @@ func (l *Ledger) verifyRows(ctx context.Context, cfg verifyConfig, rep *Report) 
 // not grow with the ledger: the triggers, each row's own checks, and the
 // chain around it (the row before exists and its link is this row's
 // prev, the row after follows without a gap and chains from this row's
-// link). A row changed elsewhere in the ledger is found by Verify.
+// link), and that no row is missing anywhere (a count; the gap is looked
+// for only when one is). A row changed elsewhere in the ledger is found by
+// Verify.
 func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...VerifyOption) (Report, error) {
 	var cfg verifyConfig
 	for _, o := range opts {
@@ -338,6 +340,14 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 		}
 		out = append(out, r.check(cfg, &rep)...)
 	}
+	gap, err := l.firstGap(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if gap != nil {
+		out = append(out, *gap)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Row < out[j].Row })
 	rep.Problems = append(schema, out...)
 	if rep.Problems == nil {
 		rep.Problems = []Problem{}
@@ -350,6 +360,27 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 		return rep, err
 	}
 	return rep, nil
+}
+
+// firstGap finds the first deleted row, when the ids do not run 1...n.
+func (l *Ledger) firstGap(ctx context.Context) (*Problem, error) {
+	var n, last int64
+	if err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(max(id), 0) FROM serial_assertions`).Scan(&n, &last); err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	if n == last {
+		return nil, nil
+	}
+	var missing int64
+	err := l.r.QueryRowContext(ctx, `SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM serial_assertions WHERE id = 1)
+		UNION ALL SELECT a.id + 1 FROM serial_assertions a
+		WHERE a.id < ?1 AND NOT EXISTS (SELECT 1 FROM serial_assertions b WHERE b.id = a.id + 1)
+		LIMIT 1`, last).Scan(&missing)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	return &Problem{Table: "serial_assertions", Row: missing,
+		Why: fmt.Sprintf("the row was deleted (%d rows hold ids up to %d)", n, last)}, nil
 }
 
 func idSpan(a, b int64) string {

@@ -187,13 +187,20 @@ and flash.json. Exit 3 when no unit has that serial.`,
 			if err != nil {
 				return err
 			}
-			led, err := openVerifiedLedger(ctx, st)
+			led, err := openReadLedger(ctx, st)
 			if err != nil {
 				return err
 			}
 			defer led.Close()
 			ev, err := gatherEvidence(ctx, led, args[0])
 			if err != nil {
+				return err
+			}
+			var printed []ledger.SerialAssertion
+			for _, e := range ev {
+				printed = append(printed, e.Assertions...)
+			}
+			if err := verifyPrinted(ctx, led, printed); err != nil {
 				return err
 			}
 			if bundle != "" {
@@ -305,7 +312,7 @@ recorded batch.`,
 			if err != nil {
 				return err
 			}
-			led, err := openVerifiedLedger(ctx, st)
+			led, err := openReadLedger(ctx, st)
 			if err != nil {
 				return err
 			}
@@ -359,6 +366,7 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 		return err
 	}
 	var rows []exportRow
+	var printed []ledger.SerialAssertion
 	for i := len(units) - 1; i >= 0; i-- {
 		u := units[i]
 		r := exportRow{Unit: u.ID, Batch: u.BatchID, Line: u.LineID, Slot: u.SlotID, HWSerial: u.HWSerial, Serial: u.Serial,
@@ -372,11 +380,15 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 		if err != nil {
 			return err
 		}
+		printed = append(printed, as...)
 		if len(as) > 0 {
 			a := as[len(as)-1]
 			r.DeviceKey, r.Revision, r.Assertion = a.DeviceKeyID, a.Revision, string(a.Text)
 		}
 		rows = append(rows, r)
+	}
+	if err := verifyPrinted(ctx, led, printed); err != nil {
+		return err
 	}
 	if format == "json" {
 		if rows == nil {
