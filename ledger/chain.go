@@ -115,35 +115,47 @@ func nextLink(ctx context.Context, tx *sql.Tx) (id int64, prev string, err error
 }
 
 // chainExisting is version 3's Go step: it chains the serial assertions
-// recorded before version 3, in id order, as they are.
+// recorded before version 3, in id order, as they are, a thousand rows at
+// a time (a ledger of months holds a million).
 func chainExisting(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT id, text_sha256, brand_id, model, serial, revision, device_key_id, line_id, via,
-		duplicate, received_at FROM serial_assertions ORDER BY id`)
+	update, err := tx.PrepareContext(ctx, `UPDATE serial_assertions SET prev_sha256 = ?, link_sha256 = ? WHERE id = ?`)
 	if err != nil {
 		return err
 	}
-	var all []chainRow
+	defer update.Close()
+	prev := ZeroLink
+	var after int64
+	for {
+		page, err := chainPage(ctx, tx, after, 1000)
+		if err != nil || len(page) == 0 {
+			return err
+		}
+		for _, r := range page {
+			link := chainLink(prev, r)
+			if _, err := update.ExecContext(ctx, prev, link, r.id); err != nil {
+				return err
+			}
+			prev, after = link, r.id
+		}
+	}
+}
+
+// chainPage reads up to n rows after id after.
+func chainPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]chainRow, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, text_sha256, brand_id, model, serial, revision, device_key_id, line_id, via,
+		duplicate, received_at FROM serial_assertions WHERE id > ? ORDER BY id LIMIT ?`, after, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []chainRow
 	for rows.Next() {
 		var r chainRow
 		if err := rows.Scan(&r.id, &r.textSHA256, &r.brand, &r.model, &r.serial, &r.revision, &r.deviceKeyID, &r.lineID,
 			&r.via, &r.duplicate, &r.receivedAt); err != nil {
-			rows.Close()
-			return err
+			return nil, err
 		}
-		all = append(all, r)
+		out = append(out, r)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	prev := ZeroLink
-	for _, r := range all {
-		link := chainLink(prev, r)
-		if _, err := tx.ExecContext(ctx, `UPDATE serial_assertions SET prev_sha256 = ?, link_sha256 = ? WHERE id = ?`,
-			prev, link, r.id); err != nil {
-			return err
-		}
-		prev = link
-	}
-	return nil
+	return out, rows.Err()
 }

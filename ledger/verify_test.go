@@ -393,3 +393,89 @@ BEGIN SELECT RAISE(ABORT, 'recorded serial assertions are never deleted'); END`)
 		}
 	}
 }
+
+// oldLedger is a version-2 ledger holding n serial assertions (with
+// their true text hashes), as an older station left it.
+func oldLedger(tb testing.TB, n int) string {
+	tb.Helper()
+	ctx := context.Background()
+	path := tb.TempDir() + "/old.db"
+	if err := ledger.MigrateTo(ctx, path, 2); err != nil {
+		tb.Fatal(err)
+	}
+	db, err := ledger.RawDB(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, q := range []string{`INSERT INTO stations VALUES ('bench', '', '2026-01-01T00:00:00.000Z')`,
+		`INSERT INTO lines VALUES ('line1', 'bench', 'Line 1', 'acme', 'gw', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')`} {
+		if _, err := tx.Exec(q); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		text := fmt.Sprintf("type: serial\nserial: S%08d\n\n%s\n", i, strings.Repeat("SIG", 300))
+		sum := sha256.Sum256([]byte(text))
+		if _, err := tx.Exec(`INSERT INTO serial_assertions(text, text_sha256, brand_id, model, serial, revision, device_key_id,
+			line_id, via, received_at) VALUES (?, ?, 'acme', 'gw', ?, 1, ?, 'line1', 'proxy', '2026-01-01T00:00:00.000Z')`,
+			text, hex.EncodeToString(sum[:]), fmt.Sprintf("S%08d", i), fmt.Sprintf("key%d", i)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// TestMigrationChainsManyRows: version 3 chains an older ledger's rows
+// page by page, and the station goes on chaining after them.
+func TestMigrationChainsManyRows(t *testing.T) {
+	ctx := context.Background()
+	l, err := ledger.Open(ctx, oldLedger(t, 2500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a := assertion("NEW-1", 1)
+	a.LineID, a.Model = "line1", "gw"
+	if id, _, err := l.RecordSerialAssertion(ctx, a); err != nil || id != 2501 {
+		t.Fatalf("record after the upgrade: %d %v", id, err)
+	}
+	rep, err := l.Verify(ctx)
+	if err != nil || !rep.OK || rep.Head.Rows != 2501 {
+		t.Errorf("upgraded ledger: %+v %v", rep.Head, rep.Err())
+	}
+}
+
+// BenchmarkVerify: the whole ledger's check, per serial assertion, and
+// the check of one printed row.
+func BenchmarkVerify(b *testing.B) {
+	const n = 20000
+	ctx := context.Background()
+	l, err := ledger.Open(ctx, oldLedger(b, n))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.Run("whole-ledger-20k", func(b *testing.B) {
+		for b.Loop() {
+			if rep, err := l.Verify(ctx); err != nil || !rep.OK {
+				b.Fatal(rep.Err(), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/row")
+	})
+	b.Run("one-row", func(b *testing.B) {
+		for b.Loop() {
+			if rep, err := l.VerifyAssertions(ctx, []int64{n / 2}); err != nil || !rep.OK {
+				b.Fatal(rep.Err(), err)
+			}
+		}
+	})
+}
