@@ -20,6 +20,20 @@ type Evidence struct {
 	Flash      json.RawMessage       `json:"flash,omitempty"` // the flash event's figures
 	Raw, Clean string                `json:"-"`               // transcript paths
 	Files      map[string]Transcript `json:"-"`
+	// Chain is the serial assertions' chain head when the evidence was
+	// gathered, and Links the place of the unit's assertions in it: a
+	// bundle can be checked against the ledger later.
+	Chain ChainHead       `json:"ledger_chain"`
+	Links []AssertionLink `json:"assertion_links"`
+}
+
+// AssertionLink is a serial assertion's place in the chain.
+type AssertionLink struct {
+	ID         int64  `json:"id"`
+	Serial     string `json:"serial"`
+	TextSHA256 string `json:"text_sha256"`
+	PrevSHA256 string `json:"prev_sha256"`
+	LinkSHA256 string `json:"link_sha256"`
 }
 
 // Evidence gathers a unit's evidence.
@@ -40,6 +54,12 @@ func (l *Ledger) Evidence(ctx context.Context, unitID int64) (Evidence, error) {
 	if e.Assertions, err = l.SerialAssertions(ctx, AssertionFilter{UnitID: u.ID}); err != nil {
 		return e, err
 	}
+	if e.Chain, err = l.ChainHead(ctx); err != nil {
+		return e, err
+	}
+	if e.Links, err = l.assertionLinks(ctx, u.ID); err != nil {
+		return e, err
+	}
 	ts, err := l.Transcripts(ctx, u.ID)
 	if err != nil {
 		return e, err
@@ -54,6 +74,24 @@ func (l *Ledger) Evidence(ctx context.Context, unitID int64) (Evidence, error) {
 		}
 	}
 	return e, nil
+}
+
+func (l *Ledger) assertionLinks(ctx context.Context, unitID int64) ([]AssertionLink, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT id, serial, text_sha256, prev_sha256, link_sha256 FROM serial_assertions
+		WHERE unit_id = ? ORDER BY id`, unitID)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: assertion links: %w", err)
+	}
+	defer rows.Close()
+	out := []AssertionLink{}
+	for rows.Next() {
+		var a AssertionLink
+		if err := rows.Scan(&a.ID, &a.Serial, &a.TextSHA256, &a.PrevSHA256, &a.LinkSHA256); err != nil {
+			return nil, fmt.Errorf("ledger: assertion links: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
 
 // BundleName is the file name of a unit's evidence bundle.
@@ -79,8 +117,8 @@ func sanitize(s string) string {
 	return string(b)
 }
 
-// WriteBundle writes a unit's evidence as a tar.gz: unit.json (the unit
-// and its timeline), serial.assertion, flash.json, console.log (clean
+// WriteBundle writes a unit's evidence as a tar.gz: unit.json (the unit,
+// its timeline, the ledger's chain head and its assertions' links), serial.assertion, flash.json, console.log (clean
 // transcript) and console.raw (the bytes as received).
 func WriteBundle(w io.Writer, e Evidence) error {
 	gz := gzip.NewWriter(w)

@@ -13,6 +13,11 @@
 // (synchronous=FULL for that transaction). Other writes use
 // synchronous=NORMAL, which in WAL mode survives a crash of the process and
 // loses at most the last transactions on power loss.
+//
+// The record is tamper-evident (schema version 3): triggers refuse changes
+// to recorded serial assertions and finished units and any delete, the
+// serial assertions form a hash chain (chain.go), and Verify and
+// VerifyAssertions tell whether the file is still what the station wrote.
 package ledger
 
 import (

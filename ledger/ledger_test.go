@@ -374,6 +374,22 @@ func TestMigrations(t *testing.T) {
 				if ts, err := l.Transcripts(ctx, 1); err != nil || len(ts) != 1 {
 					t.Errorf("fixture transcript lost: %+v %v", ts, err)
 				}
+				// Version 3 chained the rows already there: the chain holds,
+				// and version 1's fixture keeps its false text hash, which
+				// Verify names.
+				rep, err := l.Verify(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.Head.Rows != 1 || rep.Head.Link == ledger.ZeroLink {
+					t.Errorf("chain head after upgrade: %+v", rep.Head)
+				}
+				switch {
+				case from == 1 && (rep.OK || len(rep.Problems) != 1 || rep.First.Row != 1 || !strings.Contains(rep.First.Why, "text_sha256")):
+					t.Errorf("v1 fixture's false text hash: %+v", rep)
+				case from > 1 && !rep.OK:
+					t.Errorf("upgraded ledger does not verify: %v", rep.Err())
+				}
 			}
 		})
 	}

@@ -21,6 +21,14 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	// post runs after sql in the same transaction: what SQL alone cannot
+	// do (computing the serial assertions' hash chain).
+	post func(ctx context.Context, tx *sql.Tx) error
+}
+
+// postSteps are the Go parts of migrations, by version.
+var postSteps = map[int]func(ctx context.Context, tx *sql.Tx) error{
+	3: chainExisting,
 }
 
 var migrations = loadMigrations()
@@ -43,7 +51,7 @@ func loadMigrations() []migration {
 		if err != nil {
 			panic(err)
 		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b), post: postSteps[v]})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i, m := range ms {
@@ -124,6 +132,11 @@ func (m migration) apply(ctx context.Context, db *sql.DB) (err error) {
 		}
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("ledger: migration %s: %w", m.name, err)
+		}
+		if m.post != nil {
+			if err := m.post(ctx, tx); err != nil {
+				return fmt.Errorf("ledger: migration %s: %w", m.name, err)
+			}
 		}
 		if rebuild {
 			rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")

@@ -553,16 +553,25 @@ func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("ledger: record serial assertion: %w", err)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO serial_assertions(text, text_sha256, brand_id, model, serial, revision,
-			device_key_id, line_id, unit_id, via, duplicate, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			string(a.Text), hash, a.BrandID, a.Model, a.Serial, a.Revision, a.DeviceKeyID, a.LineID,
-			nullInt(a.UnitID), a.Via, a.Duplicate, l.stamp(a.ReceivedAt))
+		// The next link of the chain (chain.go), in this transaction: the
+		// write lock is held since BEGIN, so no other row comes between.
+		next, prev, err := nextLink(ctx, tx)
 		if err != nil {
 			return fmt.Errorf("ledger: record serial assertion: %w", err)
 		}
-		created = true
-		id, err = res.LastInsertId()
-		return err
+		row := chainRow{id: next, textSHA256: hash, brand: a.BrandID, model: a.Model, serial: a.Serial,
+			revision: int64(a.Revision), deviceKeyID: a.DeviceKeyID, lineID: a.LineID, via: a.Via,
+			duplicate: a.Duplicate, receivedAt: l.stamp(a.ReceivedAt)}
+		_, err = tx.ExecContext(ctx, `INSERT INTO serial_assertions(id, text, text_sha256, brand_id, model, serial, revision,
+			device_key_id, line_id, unit_id, via, duplicate, received_at, prev_sha256, link_sha256)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			next, string(a.Text), hash, row.brand, row.model, row.serial, row.revision, row.deviceKeyID, row.lineID,
+			nullInt(a.UnitID), row.via, row.duplicate, row.receivedAt, prev, chainLink(prev, row))
+		if err != nil {
+			return fmt.Errorf("ledger: record serial assertion: %w", err)
+		}
+		created, id = true, next
+		return nil
 	})
 	if err != nil {
 		return 0, false, err
@@ -571,15 +580,25 @@ func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (
 }
 
 // LinkSerialAssertion ties a recorded assertion to a unit (one captured
-// before its unit was known).
+// before its unit was known). A link is made once: linking again to the
+// same unit is harmless, to another unit an error (the ledger's triggers
+// refuse it too).
 func (l *Ledger) LinkSerialAssertion(ctx context.Context, id, unitID int64) error {
 	return l.durableWrite(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE serial_assertions SET unit_id = ? WHERE id = ?`, unitID, id)
-		if err != nil {
-			return fmt.Errorf("ledger: link serial assertion %d: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		var cur sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT unit_id FROM serial_assertions WHERE id = ?`, id).Scan(&cur)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("ledger: link serial assertion %d: %w", id, ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("ledger: link serial assertion %d: %w", id, err)
+		case cur.Valid && cur.Int64 == unitID:
+			return nil
+		case cur.Valid:
+			return fmt.Errorf("ledger: link serial assertion %d to unit %d: it is linked to unit %d, and a link is made once", id, unitID, cur.Int64)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE serial_assertions SET unit_id = ? WHERE id = ?`, unitID, id); err != nil {
+			return fmt.Errorf("ledger: link serial assertion %d: %w", id, err)
 		}
 		return nil
 	})

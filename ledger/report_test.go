@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,8 +37,15 @@ func twoLines(t *testing.T, l *ledger.Ledger) (b1, b2 int64) {
 		}
 		return id
 	}
-	pass := unit(b1, "line1", "s1", "HW1", ledger.UnitPass, "")
+	// The serial is learned while the unit runs: a finished unit is never changed.
+	pass, err := l.StartUnit(ctx, ledger.Unit{BatchID: b1, LineID: "line1", SlotID: "s1", HWSerial: "HW1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := l.UpdateUnit(ctx, pass, ledger.UnitProgress{Serial: "acme-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.FinishUnit(ctx, pass, ledger.UnitPass, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	a := assertion("acme-1", 0)
@@ -152,6 +160,19 @@ func TestEvidenceBundle(t *testing.T) {
 	if got["console.log"] != "U-Boot 2024.01\n" || !bytes.Contains([]byte(got["serial.assertion"]), []byte("serial: acme-1")) ||
 		!bytes.Contains([]byte(got["unit.json"]), []byte(`"HWSerial": "HW1"`)) {
 		t.Errorf("bundle = %v", got)
+	}
+	// The bundle carries the chain head and the unit's assertions' links.
+	head, err := l.ChainHead(ctx)
+	if err != nil || head.Rows != 1 {
+		t.Fatalf("chain head %+v %v", head, err)
+	}
+	var doc struct {
+		Chain ledger.ChainHead       `json:"ledger_chain"`
+		Links []ledger.AssertionLink `json:"assertion_links"`
+	}
+	if err := json.Unmarshal([]byte(got["unit.json"]), &doc); err != nil || doc.Chain != head || len(doc.Links) != 1 ||
+		doc.Links[0].LinkSHA256 != head.Link || doc.Links[0].PrevSHA256 != ledger.ZeroLink || doc.Links[0].Serial != "acme-1" {
+		t.Errorf("bundle's chain: %+v %v\n%s", doc, err, got["unit.json"])
 	}
 	if _, err := l.Evidence(ctx, 999); err == nil {
 		t.Error("evidence of a missing unit")

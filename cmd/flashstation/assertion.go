@@ -210,6 +210,9 @@ func printAssertions(ctx context.Context, st *lines.Station, f ledger.AssertionF
 	if len(as) == 0 {
 		return noAssertions(f, led.Path())
 	}
+	if err := verifyPrinted(ctx, led, as); err != nil {
+		return err
+	}
 	for i, a := range as {
 		if i > 0 {
 			fmt.Fprintln(stdout)

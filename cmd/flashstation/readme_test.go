@@ -210,7 +210,8 @@ func TestResolveRow(t *testing.T) {
 		{"flashstation [--config FILE]", "flashstation", ""},
 		{"flashstation vault check --config FILE --line ID", "flashstation vault check", ""},
 		{"flashstation logs SERIAL [--config FILE]", "flashstation logs", ""},
-		{"flashstation ledger verify [--json]", "flashstation", "ledger"},
+		{"flashstation ledger verify [--json]", "flashstation ledger verify", ""},
+		{"flashstation frob verify [--json]", "flashstation", "frob"},
 		{"flashstation vault frob", "flashstation vault", "frob"},
 	} {
 		cmd, unknown := resolveRow(root, tc.row)

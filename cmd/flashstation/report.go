@@ -243,6 +243,13 @@ and flash.json. Exit 3 when no unit has that serial.`,
 			if err != nil {
 				return err
 			}
+			var printed []ledger.SerialAssertion
+			for _, e := range ev {
+				printed = append(printed, e.Assertions...)
+			}
+			if err := verifyPrinted(ctx, led, printed); err != nil {
+				return err
+			}
 			if bundle != "" {
 				if err := ledger.WriteBundleFile(bundle, ev[0]); err != nil {
 					return usageHint(fmt.Errorf("--bundle %s: %w", bundle, err),
@@ -386,6 +393,10 @@ type exportRow struct {
 	DeviceKey string  `json:"device_key_sha3_384"`
 	Revision  int     `json:"revision"`
 	Assertion string  `json:"assertion"`
+	// The ledger's chain head at export time (ledger.ChainHead): the
+	// same in every row.
+	ChainRows int64  `json:"chain_rows"`
+	ChainHead string `json:"chain_head"`
 }
 
 func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format string, w io.Writer) error {
@@ -397,12 +408,18 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 		return noMatch("Widen --since/--until or drop --verdict; `flashstation status` shows what the record holds.",
 			"no unit matches --since/--until/--verdict")
 	}
+	head, err := led.ChainHead(ctx)
+	if err != nil {
+		return err
+	}
 	var rows []exportRow
+	var printed []ledger.SerialAssertion
 	for i := len(units) - 1; i >= 0; i-- {
 		u := units[i]
 		r := exportRow{Unit: u.ID, Batch: u.BatchID, Line: u.LineID, Slot: u.SlotID, HWSerial: u.HWSerial, Serial: u.Serial,
 			Verdict: u.State, Reason: u.Reason, Attempt: u.Attempt, Started: u.StartedAt.UTC().Format(time.RFC3339),
-			FlashSecs: (u.FlashTime + u.VerifyTime).Seconds(), BootSecs: u.BootTime.Seconds()}
+			FlashSecs: (u.FlashTime + u.VerifyTime).Seconds(), BootSecs: u.BootTime.Seconds(),
+			ChainRows: head.Rows, ChainHead: head.Link}
 		if !u.FinishedAt.IsZero() {
 			r.Finished = u.FinishedAt.UTC().Format(time.RFC3339)
 		}
@@ -410,11 +427,15 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 		if err != nil {
 			return err
 		}
+		printed = append(printed, as...)
 		if len(as) > 0 {
 			a := as[len(as)-1]
 			r.DeviceKey, r.Revision, r.Assertion = a.DeviceKeyID, a.Revision, string(a.Text)
 		}
 		rows = append(rows, r)
+	}
+	if err := verifyPrinted(ctx, led, printed); err != nil {
+		return err
 	}
 	if format == "json" {
 		if rows == nil {
@@ -426,11 +447,12 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 	}
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"unit", "batch", "line", "slot", "hardware_serial", "serial", "verdict", "reason", "attempt", "started",
-		"finished", "flash_seconds", "boot_seconds", "device_key_sha3_384", "revision", "assertion"})
+		"finished", "flash_seconds", "boot_seconds", "device_key_sha3_384", "revision", "assertion", "chain_rows", "chain_head"})
 	for _, r := range rows {
 		cw.Write([]string{strconv.FormatInt(r.Unit, 10), strconv.FormatInt(r.Batch, 10), r.Line, r.Slot, r.HWSerial, r.Serial,
 			r.Verdict, r.Reason, strconv.Itoa(r.Attempt), r.Started, r.Finished, fmt.Sprintf("%.3f", r.FlashSecs),
-			fmt.Sprintf("%.3f", r.BootSecs), r.DeviceKey, strconv.Itoa(r.Revision), r.Assertion})
+			fmt.Sprintf("%.3f", r.BootSecs), r.DeviceKey, strconv.Itoa(r.Revision), r.Assertion,
+			strconv.FormatInt(r.ChainRows, 10), r.ChainHead})
 	}
 	cw.Flush()
 	return cw.Error()

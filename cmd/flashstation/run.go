@@ -89,6 +89,7 @@ Try it on a simulated bench with 'flashstation demo'.
 		newLogsCommand(stdout, stderr),
 		newExportCommand(stdout, stderr),
 		newReconcileCommand(stdout, stderr),
+		newLedgerCommand(stdout, stderr),
 	)
 	return root
 }

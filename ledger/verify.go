@@ -1,0 +1,391 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Problem is one thing Verify found wrong.
+type Problem struct {
+	// Table and Row name the bad record ("serial_assertions", its id);
+	// Row is 0 for a problem of the schema (a missing trigger).
+	Table string `json:"table"`
+	Row   int64  `json:"row,omitempty"`
+	// Serial is the row's serial, when it has one.
+	Serial string `json:"serial,omitempty"`
+	Why    string `json:"why"`
+}
+
+func (p Problem) String() string {
+	switch {
+	case p.Row == 0:
+		return p.Why
+	case p.Serial != "":
+		return fmt.Sprintf("%s row %d (serial %s): %s", p.Table, p.Row, p.Serial, p.Why)
+	}
+	return fmt.Sprintf("%s row %d: %s", p.Table, p.Row, p.Why)
+}
+
+// Report is what Verify found.
+type Report struct {
+	OK bool `json:"ok"`
+	// Head is the chain's end as the ledger holds it now.
+	Head ChainHead `json:"chain_head"`
+	// Triggers is how many guarding triggers were checked.
+	Triggers int `json:"triggers"`
+	// Signatures is how many assertion signatures were checked (0
+	// without a signature verifier).
+	Signatures int `json:"signatures_checked"`
+	// First is the first bad row (the lowest id), else the first problem
+	// of the schema (a dropped trigger).
+	First *Problem `json:"first_problem,omitempty"`
+	// Problems lists every problem, schema first, then by row.
+	Problems []Problem `json:"problems"`
+}
+
+// Err is nil for a ledger that verified, else an error naming the first
+// problem.
+func (r Report) Err() error {
+	if r.OK {
+		return nil
+	}
+	more := ""
+	if n := len(r.Problems) - 1; n > 0 {
+		more = fmt.Sprintf(" (and %d more)", n)
+	}
+	return fmt.Errorf("%w: %s%s", ErrTampered, r.First, more)
+}
+
+// ErrTampered is the error of a ledger that failed verification.
+var ErrTampered = errors.New("the ledger fails verification")
+
+// VerifyOption changes what Verify checks.
+type VerifyOption func(*verifyConfig)
+
+type verifyConfig struct {
+	signature func(text []byte) error
+}
+
+// VerifySignatures makes Verify check every recorded assertion's text
+// with fn (the station's brand keys: ledger knows no keys).
+func VerifySignatures(fn func(text []byte) error) VerifyOption {
+	return func(c *verifyConfig) { c.signature = fn }
+}
+
+// Verify checks that the ledger is the record the station wrote:
+//   - every guarding trigger is in the schema exactly as the migrations
+//     wrote it (a dropped or rewritten trigger is tampering);
+//   - every serial assertion's text_sha256 is the SHA-256 of its text;
+//   - the ids run 1, 2, 3... without a gap (a deleted row);
+//   - each row's prev_sha256 is the link of the row before (ZeroLink for
+//     the first) and its link_sha256 is its link (chain.go);
+//   - an assertion's unit exists, and when the unit has a serial it is
+//     the assertion's serial (a failed identity-mismatch unit also keeps
+//     the board's differing assertion as evidence);
+//   - with VerifySignatures, every text's signature.
+//
+// Removing rows from the end of the chain leaves a valid shorter chain:
+// compare the head with one an export carried (ChainHead).
+//
+// The error is for a ledger that cannot be read; a ledger that fails is
+// a Report with OK false.
+func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (Report, error) {
+	var cfg verifyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var rep Report
+	schema, n, err := l.verifyTriggers(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Triggers = n
+	rows, err := l.verifyRows(ctx, cfg, &rep)
+	if err != nil {
+		return rep, err
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Row < rows[j].Row })
+	rep.Problems = append(schema, rows...)
+	if rep.Problems == nil {
+		rep.Problems = []Problem{}
+	}
+	rep.OK = len(rep.Problems) == 0
+	if !rep.OK {
+		rep.First = &rep.Problems[len(schema)%len(rep.Problems)]
+	}
+	if rep.Head, err = chainHead(ctx, l.r); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+var (
+	createTrigger = regexp.MustCompile(`(?s)CREATE TRIGGER (\w+).*?\bEND;`)
+	dropTrigger   = regexp.MustCompile(`DROP TRIGGER (?:IF EXISTS )?(\w+)`)
+)
+
+// expectedTriggers is every trigger the migrations leave, by name, as SQL
+// with its whitespace normalized.
+func expectedTriggers() map[string]string {
+	want := map[string]string{}
+	for _, m := range migrations {
+		for _, d := range dropTrigger.FindAllStringSubmatch(m.sql, -1) {
+			delete(want, d[1])
+		}
+		for _, c := range createTrigger.FindAllStringSubmatch(m.sql, -1) {
+			want[c[1]] = normalizeSQL(c[0])
+		}
+	}
+	return want
+}
+
+func normalizeSQL(s string) string {
+	return strings.TrimSuffix(strings.Join(strings.Fields(s), " "), ";")
+}
+
+func (l *Ledger) verifyTriggers(ctx context.Context) ([]Problem, int, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT name, tbl_name, coalesce(sql, '') FROM sqlite_master WHERE type = 'trigger'`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+	}
+	defer rows.Close()
+	type trig struct{ table, sql string }
+	have := map[string]trig{}
+	for rows.Next() {
+		var name string
+		var t trig
+		if err := rows.Scan(&name, &t.table, &t.sql); err != nil {
+			return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+		}
+		have[name] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+	}
+	want := expectedTriggers()
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []Problem
+	for _, n := range names {
+		t, ok := have[n]
+		switch {
+		case !ok:
+			out = append(out, Problem{Table: "sqlite_master", Why: fmt.Sprintf("trigger %s is missing: it was dropped", n)})
+		case normalizeSQL(t.sql) != want[n]:
+			out = append(out, Problem{Table: "sqlite_master", Why: fmt.Sprintf("trigger %s on %s is not the one the ledger wrote", n, t.table)})
+		}
+	}
+	return out, len(names), nil
+}
+
+// storedRow is a serial assertion as stored, with its unit.
+type storedRow struct {
+	chainRow
+	text, prev, link                  string
+	unitID, unitFound                 sql.NullInt64
+	unitSerial, unitState, unitReason string
+}
+
+const storedRowSelect = `SELECT a.id, a.text, a.text_sha256, a.brand_id, a.model, a.serial, a.revision,
+	a.device_key_id, a.line_id, a.via, a.duplicate, a.received_at, a.prev_sha256, a.link_sha256,
+	a.unit_id, u.id, coalesce(u.serial, ''), coalesce(u.state, ''), coalesce(u.reason, '')
+	FROM serial_assertions a LEFT JOIN units u ON u.id = a.unit_id`
+
+func scanStoredRow(sc interface{ Scan(...any) error }) (storedRow, error) {
+	var r storedRow
+	err := sc.Scan(&r.id, &r.text, &r.textSHA256, &r.brand, &r.model, &r.serial, &r.revision, &r.deviceKeyID,
+		&r.lineID, &r.via, &r.duplicate, &r.receivedAt, &r.prev, &r.link, &r.unitID, &r.unitFound, &r.unitSerial,
+		&r.unitState, &r.unitReason)
+	return r, err
+}
+
+// problem is a Problem of this row.
+func (r storedRow) problem(format string, args ...any) Problem {
+	return Problem{Table: "serial_assertions", Row: r.id, Serial: r.serial, Why: fmt.Sprintf(format, args...)}
+}
+
+// check is what one row says of itself: its text hash, its own link (from
+// its stored prev), its unit and its signature.
+func (r storedRow) check(cfg verifyConfig, rep *Report) []Problem {
+	var out []Problem
+	sum := sha256.Sum256([]byte(r.text))
+	if hex.EncodeToString(sum[:]) != r.textSHA256 {
+		out = append(out, r.problem("text_sha256 is not the SHA-256 of the text: the text or its hash was changed"))
+	}
+	if r.link != chainLink(r.prev, r.chainRow) {
+		out = append(out, r.problem("link_sha256 does not cover the row as it is: a column was changed"))
+	}
+	if r.unitID.Valid {
+		switch {
+		case !r.unitFound.Valid:
+			out = append(out, r.problem("its unit %d does not exist", r.unitID.Int64))
+		case r.unitSerial != "" && r.unitSerial != r.serial && !(r.unitState == UnitFail && r.unitReason == "identity-mismatch"):
+			out = append(out, r.problem("it is linked to unit %d, whose serial is %s", r.unitID.Int64, r.unitSerial))
+		}
+	}
+	if cfg.signature != nil {
+		rep.Signatures++
+		if err := cfg.signature([]byte(r.text)); err != nil {
+			out = append(out, r.problem("signature: %v", err))
+		}
+	}
+	return out
+}
+
+func (l *Ledger) verifyRows(ctx context.Context, cfg verifyConfig, rep *Report) ([]Problem, error) {
+	rows, err := l.r.QueryContext(ctx, storedRowSelect+` ORDER BY a.id`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	defer rows.Close()
+	var out []Problem
+	var lastID int64
+	lastLink := ZeroLink
+	for rows.Next() {
+		r, err := scanStoredRow(rows)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+		}
+		if r.id != lastID+1 {
+			if lastID == 0 {
+				out = append(out, r.problem("the chain starts at id %d: %s deleted", r.id, idSpan(1, r.id-1)))
+			} else {
+				out = append(out, r.problem("row %d is followed by row %d: %s deleted", lastID, r.id, idSpan(lastID+1, r.id-1)))
+			}
+		}
+		if r.prev != lastLink {
+			out = append(out, r.problem("prev_sha256 is not the link of the row before it: the chain is broken here"))
+		}
+		out = append(out, r.check(cfg, rep)...)
+		lastID, lastLink = r.id, r.link
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	return out, nil
+}
+
+// VerifyAssertions is Verify for the serial assertions with these ids
+// only, what a command checks before it prints them, in time that does
+// not grow with the ledger: the triggers, each row's own checks, and the
+// chain around it (the row before exists and its link is this row's
+// prev, the row after follows without a gap and chains from this row's
+// link), and that no row is missing anywhere (a count; the gap is looked
+// for only when one is). A row changed elsewhere in the ledger is found by
+// Verify.
+func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...VerifyOption) (Report, error) {
+	var cfg verifyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var rep Report
+	schema, n, err := l.verifyTriggers(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Triggers = n
+	ids = append([]int64(nil), ids...)
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var out []Problem
+	for i, id := range ids {
+		if i > 0 && id == ids[i-1] {
+			continue
+		}
+		r, err := scanStoredRow(l.r.QueryRowContext(ctx, storedRowSelect+` WHERE a.id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			out = append(out, Problem{Table: "serial_assertions", Row: id, Why: "the row was deleted"})
+			continue
+		}
+		if err != nil {
+			return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
+		}
+		if id == 1 {
+			if r.prev != ZeroLink {
+				out = append(out, r.problem("prev_sha256 of the first row is not %s: the chain is broken here", ZeroLink))
+			}
+		} else {
+			var before string
+			err := l.r.QueryRowContext(ctx, `SELECT link_sha256 FROM serial_assertions WHERE id = ?`, id-1).Scan(&before)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				out = append(out, r.problem("row %d before it was deleted", id-1))
+			case err != nil:
+				return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
+			case before != r.prev:
+				out = append(out, r.problem("prev_sha256 is not the link of the row before it: the chain is broken here"))
+			}
+		}
+		var nextID int64
+		var nextPrev string
+		err = l.r.QueryRowContext(ctx, `SELECT id, prev_sha256 FROM serial_assertions WHERE id > ? ORDER BY id LIMIT 1`, id).
+			Scan(&nextID, &nextPrev)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
+		case nextID != id+1:
+			out = append(out, r.problem("it is followed by row %d: %s deleted", nextID, idSpan(id+1, nextID-1)))
+		case nextPrev != r.link:
+			out = append(out, r.problem("row %d after it does not chain from its link: its link was rewritten", nextID))
+		}
+		out = append(out, r.check(cfg, &rep)...)
+	}
+	gap, err := l.firstGap(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if gap != nil {
+		out = append(out, *gap)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Row < out[j].Row })
+	rep.Problems = append(schema, out...)
+	if rep.Problems == nil {
+		rep.Problems = []Problem{}
+	}
+	rep.OK = len(rep.Problems) == 0
+	if !rep.OK {
+		rep.First = &rep.Problems[len(schema)%len(rep.Problems)]
+	}
+	if rep.Head, err = chainHead(ctx, l.r); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// firstGap finds the first deleted row, when the ids do not run 1...n.
+func (l *Ledger) firstGap(ctx context.Context) (*Problem, error) {
+	var n, last int64
+	if err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(max(id), 0) FROM serial_assertions`).Scan(&n, &last); err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	if n == last {
+		return nil, nil
+	}
+	var missing int64
+	err := l.r.QueryRowContext(ctx, `SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM serial_assertions WHERE id = 1)
+		UNION ALL SELECT a.id + 1 FROM serial_assertions a
+		WHERE a.id < ?1 AND NOT EXISTS (SELECT 1 FROM serial_assertions b WHERE b.id = a.id + 1)
+		LIMIT 1`, last).Scan(&missing)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	return &Problem{Table: "serial_assertions", Row: missing,
+		Why: fmt.Sprintf("the row was deleted (%d rows hold ids up to %d)", n, last)}, nil
+}
+
+func idSpan(a, b int64) string {
+	if a == b {
+		return fmt.Sprintf("row %d was", a)
+	}
+	return fmt.Sprintf("rows %d-%d were", a, b)
+}
