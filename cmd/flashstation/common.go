@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/flashstation/flashstation/internal/datadir"
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/logging"
@@ -81,7 +82,7 @@ func lineIDs(st *lines.Station) string {
 }
 
 // openLedger opens the station's ledger and records the station and its
-// lines in it.
+// lines in it. Its caller holds the data directory (lockStation).
 func openLedger(ctx context.Context, st *lines.Station) (*ledger.Ledger, error) {
 	led, err := ledger.Open(ctx, filepath.Join(st.DataDir, ledger.FileName))
 	if err != nil {
@@ -105,7 +106,50 @@ func openLedger(ctx context.Context, st *lines.Station) (*ledger.Ledger, error) 
 	return led, nil
 }
 
-// openReadLedger opens an existing ledger for a reporting command.
+// lockStation takes the station's data directory for this process: every
+// command that runs the station or records in its ledger as the station
+// holds it until it ends. A second station on the directory is refused
+// (exit 2) with who holds it; the reading commands (status, logs, export,
+// assertions) take no lock and work beside a running station.
+func lockStation(st *lines.Station) (*datadir.Lock, error) {
+	return lockDataDir(st.DataDir, stationInUseHint(st.Path))
+}
+
+// stationInUseHint says what to do when another station holds the data
+// directory of the station file at path.
+func stationInUseHint(path string) string {
+	return fmt.Sprintf("Stop the station that runs on it first, or give this one its own station.data-dir in %s; "+
+		"status, logs, export and assertions work beside a running station.", path)
+}
+
+// lockDataDir takes dir's lock; inUseHint says what to do when another
+// station holds it.
+func lockDataDir(dir, inUseHint string) (*datadir.Lock, error) {
+	lock, err := datadir.Acquire(dir)
+	var inUse *datadir.InUseError
+	switch {
+	case errors.As(err, &inUse):
+		return nil, configError(err, inUseHint)
+	case err != nil:
+		return nil, configError(fmt.Errorf("data directory %s: %w", dir, err),
+			"The station's user must be able to create and write files in its data directory.")
+	}
+	return lock, nil
+}
+
+// sameDir reports whether a and b name the same existing directory.
+func sameDir(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}
+
+// openReadLedger opens an existing ledger for a reporting command. It
+// takes no lock: a reporting command runs beside the station (the ledger
+// is in WAL mode; its writes wait on a busy timeout).
 func openReadLedger(ctx context.Context, st *lines.Station) (*ledger.Ledger, error) {
 	path := filepath.Join(st.DataDir, ledger.FileName)
 	if _, err := os.Stat(path); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,6 +50,15 @@ export work on it afterwards:
 					return err
 				}
 			}
+			// One demo at a time in DIR: its station keeps its record in
+			// DIR/data (the bench's station file says so), locked before the
+			// bench rewrites DIR's files.
+			lock, err := lockDataDir(filepath.Join(dir, "data"), fmt.Sprintf("Stop the demo (or station) that runs on %s first, "+
+				"or give this demo another --data DIR; status, logs, export and assertions work beside it.", dir))
+			if err != nil {
+				return err
+			}
+			defer lock.Close()
 			out := stdout
 			if o.json {
 				out = stderr
@@ -83,10 +93,11 @@ export work on it afterwards:
 			}
 			fmt.Fprintf(out, "demo: station %s, %d slots on 2 lines; vault double at %s\n", st.ID, len(st.Slots), bench.VaultURL)
 			if !o.head {
-				err = runTUI(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, allowNonUSB: true, registerTimeout: registerTimeout}, tty)
+				err = runTUI(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, allowNonUSB: true,
+					registerTimeout: registerTimeout, dataLock: lock}, tty)
 			} else {
 				err = runHeadless(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, json: o.json,
-					allowNonUSB: true, timeout: 10 * time.Minute, registerTimeout: registerTimeout}, stdout, stderr)
+					allowNonUSB: true, timeout: 10 * time.Minute, registerTimeout: registerTimeout, dataLock: lock}, stdout, stderr)
 			}
 			fmt.Fprintf(out, "demo: everything is kept in %s; try:\n  %s status --config %s\n", dir, os.Args[0], bench.ConfigPath)
 			return err

@@ -18,6 +18,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 	"github.com/creack/pty"
 
+	"github.com/flashstation/flashstation/internal/datadir"
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/serialvault"
 )
@@ -56,6 +57,7 @@ func TestKilledStationResumes(t *testing.T) {
 		}
 		held = held || heldRe.MatchString(sc.Text())
 		if len(passed) >= 3 && held {
+			checkHeldBy(t, dir, cmd.Process.Pid, args)
 			cmd.Process.Signal(syscall.SIGKILL)
 			break
 		}
@@ -76,6 +78,11 @@ func TestKilledStationResumes(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "passed") {
 		t.Fatalf("no summary:\n%s", stdout.String())
+	}
+	if lock, err := datadir.Acquire(filepath.Join(dir, "data")); err != nil {
+		t.Errorf("the ended demo still holds its data directory: %v", err)
+	} else {
+		lock.Close()
 	}
 	led, err := ledger.Open(ctx, filepath.Join(dir, "data", ledger.FileName))
 	if err != nil {
@@ -135,6 +142,21 @@ func TestKilledStationResumes(t *testing.T) {
 		if err != nil || len(as) == 0 {
 			t.Errorf("serial %s reported before the kill is not in the ledger", s)
 		}
+	}
+}
+
+// checkHeldBy checks, while the demo of args runs in process pid on dir,
+// that a second demo on dir is refused naming it, and that status works
+// beside it.
+func checkHeldBy(t *testing.T, dir string, pid int, args []string) {
+	t.Helper()
+	code, _, errOut := runCmd(args...)
+	if want := fmt.Sprintf("data directory %s in use by pid %d on ", filepath.Join(dir, "data"), pid); code != exitUsage || !strings.Contains(errOut, want) {
+		t.Errorf("a second demo on %s: exit %d, want %d and %q:\n%s", dir, code, exitUsage, want, errOut)
+	}
+	code, out, errOut := runCmd("status", "--config", filepath.Join(dir, "station.yaml"))
+	if code != exitOK || !strings.Contains(out, "station sim-bench") {
+		t.Errorf("status beside the running demo: exit %d\n%s%s", code, out, errOut)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flashstation/flashstation/internal/datadir"
 	"github.com/flashstation/flashstation/ledger"
 )
 
@@ -153,6 +154,7 @@ func TestExitContract(t *testing.T) {
 		stdout   string   // want stdout to contain this (a result)
 		stderr   []string // want stderr to contain each
 		noStdout bool
+		held     bool // another station holds the data directory
 	}{
 		// Lookups that match nothing: exit 3, never 0 with empty output.
 		{name: "status unknown batch", args: []string{"status", "--config", cfg, "--batch", "99"}, code: exitNoMatch, noStdout: true,
@@ -224,11 +226,23 @@ func TestExitContract(t *testing.T) {
 			stderr: []string{"--config FILE is required", "flashstation demo"}},
 		{name: "unknown flag json", args: []string{"status", "--frob", "--json"}, code: exitUsage, reason: reasonUsage,
 			stderr: []string{"unknown flag: --frob", "Usage: flashstation status"}},
+		{name: "run on a data directory in use", args: []string{"run", "--headless", "--config", envCfg}, held: true, code: exitUsage, noStdout: true,
+			stderr: []string{"data directory " + dir + "/data in use by pid ", " since ", "Stop the station that runs on it first"}},
+		{name: "run on a data directory in use json", args: []string{"run", "--headless", "--json", "--config", envCfg}, held: true, code: exitUsage,
+			reason: reasonConfig, stderr: []string{"in use by pid "}},
+		{name: "status beside a station", args: []string{"status", "--config", cfg, "--json"}, held: true, code: exitOK, stdout: `"passed": 1`},
 		{name: "bad export format json", args: []string{"export", "--config", cfg, "--format=json", "--batch", "x"}, code: exitUsage, reason: reasonUsage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, strings.ReplaceAll(v, dir, f.dir))
+			}
+			if tc.held {
+				lock, err := datadir.Acquire(filepath.Join(f.dir, "data"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer lock.Close()
 			}
 			args := make([]string, len(tc.args))
 			for i, a := range tc.args {
@@ -257,7 +271,7 @@ func TestExitContract(t *testing.T) {
 				}
 			}
 			for _, s := range tc.stderr {
-				if !strings.Contains(stderr.String(), s) {
+				if s = strings.ReplaceAll(s, dir, f.dir); !strings.Contains(stderr.String(), s) {
 					t.Errorf("stderr lacks %q:\n%s", s, stderr.String())
 				}
 			}

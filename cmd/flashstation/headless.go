@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/internal/datadir"
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/usb"
@@ -91,6 +92,10 @@ type headlessOptions struct {
 	// registerTimeout is the wait for a board's serial (0: the pipeline's
 	// 10 min; the demo scales it with its speed).
 	registerTimeout time.Duration
+	// dataLock is the data directory's lock when the caller already holds
+	// it (the demo takes it before it builds its bench); else the station
+	// takes it.
+	dataLock *datadir.Lock
 }
 
 // stationRun is a started station: its log, ledger and pipeline.
@@ -116,12 +121,21 @@ func (r *stationRun) batchIDs() []int64 {
 	return ids
 }
 
-// startStation opens the station's log and ledger and prepares its
-// pipeline (images, proxies, batches).
+// startStation takes the station's data directory, opens its log and
+// ledger and prepares its pipeline (images, proxies, batches). The data
+// directory stays locked until Close.
 func startStation(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions) (*stationRun, error) {
 	r := &stationRun{}
+	if o.dataLock == nil || !sameDir(o.dataLock.Dir(), st.DataDir) {
+		lock, err := lockStation(st)
+		if err != nil {
+			return nil, err
+		}
+		r.closers = append(r.closers, func() { lock.Close() })
+	}
 	log, logFile, err := stationLogger(st)
 	if err != nil {
+		r.Close()
 		return nil, configError(err, fmt.Sprintf("Check station.data-dir in %s: the station's user must be able to write there.", st.Path))
 	}
 	r.log = log

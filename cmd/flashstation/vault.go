@@ -312,6 +312,12 @@ log file.`,
 				}
 				defer w.Close()
 			}
+			// It records in the ledger as the station: one at a time.
+			lock, err := lockStation(st)
+			if err != nil {
+				return err
+			}
+			defer lock.Close()
 			log, logFile, err := stationLogger(st)
 			if err != nil {
 				return err
