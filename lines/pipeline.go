@@ -538,7 +538,8 @@ func (p *Pipeline) reconcileLoop(ctx context.Context) {
 			was := ll.lr.reconcile
 			ll.lr.reconcile = &r
 			ll.lr.mu.Unlock()
-			if was == nil || len(was.Differences) != len(r.Differences) {
+			changed := was == nil || len(was.Differences) != len(r.Differences)
+			if changed || was.Matched != r.Matched || was.Pending != r.Pending {
 				p.log.Info().Str("line", l.ID).Int("differences", len(r.Differences)).Int("matched", r.Matched).Msg("ledger and vault signing log reconciled")
 				text := fmt.Sprintf("line %s: the ledger and the vault's signing log agree (%d serials)", l.ID, r.Matched)
 				if !r.OK() {
@@ -550,7 +551,7 @@ func (p *Pipeline) reconcileLoop(ctx context.Context) {
 				if err := p.led.AppendEvents(ctx, ledger.Event{Kind: EventReconcile, Stage: l.ID, Message: text, Data: data}); err != nil {
 					p.log.Warn().Err(err).Msg("cannot record the reconciliation")
 				}
-				if was != nil || !r.OK() {
+				if changed && (was != nil || !r.OK()) {
 					p.emit(Event{Kind: EventNotice, Line: l.ID, Text: text})
 				}
 			}
