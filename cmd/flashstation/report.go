@@ -149,11 +149,7 @@ func loadStatusExtras(ctx context.Context, led *ledger.Ledger, st *lines.Station
 			x.reconciled = append(x.reconciled, r)
 		}
 	}
-	if sp, err := spool.Open(lines.SpoolDir(st)); err == nil {
-		if pending, _ := sp.Pending(); len(pending) > 0 {
-			x.spooled = len(pending)
-		}
-	}
+	x.spooled, _ = spool.Count(lines.SpoolDir(st)) // reading only: no reserve made here
 	return x
 }
 

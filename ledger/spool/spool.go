@@ -96,6 +96,14 @@ func (s *Spool) reserve() {
 	f.Close()
 }
 
+// Count returns how many entries wait in a spool directory, without
+// opening it as a spool (nothing is created or written: read-only
+// commands use it).
+func Count(dir string) (int, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	return len(names), err
+}
+
 // Dir is the spool's directory.
 func (s *Spool) Dir() string { return s.dir }
 

@@ -150,3 +150,19 @@ func TestSpoolOnAFullDisk(t *testing.T) {
 		t.Errorf("the reserve did not return: %v", err)
 	}
 }
+
+// TestCount: read-only commands count a spool without creating one.
+func TestCount(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	if n, err := spool.Count(dir); n != 0 || err != nil {
+		t.Errorf("missing spool: %d %v", n, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("Count created the spool: %v", err)
+	}
+	s, _ := spool.Open(dir)
+	s.Put(spool.Entry{Assertion: assertion("C-1", time.Now())})
+	if n, err := spool.Count(dir); n != 1 || err != nil {
+		t.Errorf("count %d %v", n, err)
+	}
+}
