@@ -138,11 +138,18 @@ type lineRun struct {
 	reconcile *Reconciliation // the last pass (nil: none yet)
 }
 
+// probeEvery is how many health rounds pass between two api-key probes.
+const probeEvery = 10
+
+// lineOf is a line's run, for the watchers.
+func lineOf(p *Pipeline, id string) *lineRun { return p.lines[id] }
+
 type vaultHealth struct {
-	ok      bool
-	dbDown  bool // the vault answers, but not its database
-	err     string
-	checked time.Time
+	ok         bool
+	keyRefused bool // the vault answers and refuses the line's api-key
+	dbDown     bool // the vault answers, but not its database
+	err        string
+	checked    time.Time
 }
 
 type proxyRun struct {
@@ -387,6 +394,9 @@ type LineHealth struct {
 	// VaultDatabaseDown: the vault answers but cannot reach its database
 	// (it refuses every api-key meanwhile; boards are told to retry).
 	VaultDatabaseDown bool
+	// VaultKeyRefused: the vault answers and refuses the line's api-key
+	// (probed with a request-id now and then).
+	VaultKeyRefused bool
 	// Reconciled is the last comparison of the ledger with the vault's
 	// signing log (nil: none, or no signing-log configured).
 	Reconciled *Reconciliation
@@ -412,7 +422,7 @@ func (p *Pipeline) Health() []LineHealth {
 		h.Batch = lr.batch
 		h.Finished = len(lr.run.done)
 		h.VaultOK, h.VaultError, h.VaultChecked, h.VaultDatabaseDown = lr.health.ok, lr.health.err, lr.health.checked, lr.health.dbDown
-		h.Reconciled = lr.reconcile
+		h.Reconciled, h.VaultKeyRefused = lr.reconcile, lr.health.keyRefused
 		lr.mu.Unlock()
 		for _, pr := range p.proxies {
 			if pr.line == l.ID {
@@ -430,7 +440,7 @@ func (p *Pipeline) Health() []LineHealth {
 // so the operator sees a vault that is down, or whose database is, before
 // boards fail on it.
 func (p *Pipeline) watchVaults(ctx context.Context) {
-	clients := map[string]*serialvault.Client{}
+	clients, keyed := map[string]*serialvault.Client{}, map[string]*serialvault.Client{}
 	for id, lr := range p.lines {
 		c, err := serialvault.NewClient(lr.cfg.Vault.URL, serialvault.ClientOptions{CAFile: lr.cfg.Vault.CAFile, Attempts: 1, Logger: p.log})
 		if err != nil {
@@ -440,32 +450,55 @@ func (p *Pipeline) watchVaults(ctx context.Context) {
 			continue
 		}
 		clients[id] = c
+		if k, err := lr.cfg.VaultClient(1, p.log); err == nil {
+			keyed[id] = k
+		}
 	}
 	t := time.NewTicker(p.o.HealthEvery)
 	defer t.Stop()
-	for {
+	for round := 0; ; round++ {
 		for id, c := range clients {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := c.Health(cctx)
+			// A request-id with the line's api-key, at the start and every
+			// probeEvery rounds (each spends a nonce in the vault's
+			// database): a key the vault refuses shows before a board needs it.
+			keyRefused := false
+			if k := keyed[id]; err == nil && k != nil && round%probeEvery == 0 {
+				_, perr := k.RequestID(cctx)
+				var ve *serialvault.VaultError
+				if errors.As(perr, &ve) && ve.Code == "invalid-api-key" {
+					keyRefused = true
+					err = fmt.Errorf("the vault refuses the line's api-key (%s): check %s", ve.Code, lineOf(p, id).cfg.Vault.APIKey)
+				}
+			} else if err == nil {
+				keyRefused = lineOf(p, id).health.keyRefused // until the next probe
+			}
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
-			h := vaultHealth{ok: err == nil, dbDown: errors.Is(err, serialvault.ErrDatabaseDown), checked: time.Now()}
+			h := vaultHealth{ok: err == nil && !keyRefused, dbDown: errors.Is(err, serialvault.ErrDatabaseDown), keyRefused: keyRefused, checked: time.Now()}
 			if err != nil {
 				h.err = err.Error()
+			} else if keyRefused {
+				h.err = lineOf(p, id).health.err
 			}
 			lr := p.lines[id]
 			lr.mu.Lock()
 			was := lr.health
 			lr.health = h
 			lr.mu.Unlock()
-			if was.ok != h.ok || was.dbDown != h.dbDown || was.checked.IsZero() {
+			if was.ok != h.ok || was.dbDown != h.dbDown || was.keyRefused != h.keyRefused || was.checked.IsZero() {
 				if h.ok {
 					p.log.Info().Str("line", id).Msg("vault answers")
 				} else {
-					p.log.Warn().Str("line", id).Str("error", h.err).Msg("vault does not answer")
-					p.emit(Event{Kind: EventNotice, Line: id, Text: "the vault of line " + id + " does not answer: " + h.err})
+					p.log.Warn().Str("line", id).Str("error", h.err).Msg("vault unhealthy")
+					text := "the vault of line " + id + " does not answer: " + h.err
+					if h.keyRefused || h.dbDown {
+						text = "the vault of line " + id + ": " + h.err
+					}
+					p.emit(Event{Kind: EventNotice, Line: id, Text: text})
 				}
 			}
 		}

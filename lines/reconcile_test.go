@@ -3,6 +3,7 @@ package lines_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,34 @@ func TestSpoolReplayedAtStart(t *testing.T) {
 	}
 	if left, _ := sp.Pending(); len(left) != 0 {
 		t.Errorf("%d left in the spool", len(left))
+	}
+}
+
+// TestVaultKeyProbe: a line whose api-key the vault refuses shows it from
+// the start (a request-id probe beside the health check), not only when a
+// board asks for its serial.
+func TestVaultKeyProbe(t *testing.T) {
+	e := startBenchWith(t, sim.BenchConfig{Boards: 2, Speed: 100}, 0, benchOpt{edit: func(st *lines.Station) {
+		wrong := filepath.Join(t.TempDir(), "wrong.key")
+		os.WriteFile(wrong, []byte("not-the-model-key\n"), 0o600)
+		st.Lines[0].Vault.APIKey = lines.SecretRef{File: wrong}
+	}})
+	for _, s := range e.st.Slots {
+		e.p.SetDisabled(s.ID, true)
+	}
+	w := watch(e.p)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	ev, _ := w.await(t, 0, "the refused key", func(ev lines.Event) bool {
+		return ev.Kind == lines.EventNotice && strings.Contains(ev.Text, "refuses the line's api-key")
+	})
+	if ev.Line != sim.LineUMS {
+		t.Errorf("notice %+v", ev)
+	}
+	hs := e.p.Health()
+	if !hs[0].VaultKeyRefused || hs[0].VaultOK || hs[1].VaultKeyRefused {
+		t.Errorf("health %+v / %+v", hs[0], hs[1])
 	}
 }

@@ -584,6 +584,8 @@ func (m *Model) header() []string {
 				p += " vault " + st.OK.Render("✔")
 			case h.VaultDatabaseDown:
 				p += " vault " + st.Bad.Render("✘ DATABASE DOWN")
+			case h.VaultKeyRefused:
+				p += " vault " + st.Bad.Render("✘ API-KEY REFUSED")
 			default:
 				p += " vault " + st.Bad.Render("✘ DOWN")
 			}
