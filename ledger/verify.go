@@ -111,19 +111,8 @@ func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (Report, erro
 	if err != nil {
 		return rep, err
 	}
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Row < rows[j].Row })
-	rep.Problems = append(schema, rows...)
-	if rep.Problems == nil {
-		rep.Problems = []Problem{}
-	}
-	rep.OK = len(rep.Problems) == 0
-	if !rep.OK {
-		rep.First = &rep.Problems[len(schema)%len(rep.Problems)]
-	}
-	if rep.Head, err = chainHead(ctx, l.r); err != nil {
-		return rep, err
-	}
-	return rep, nil
+	err = l.finishReport(ctx, &rep, schema, rows)
+	return rep, err
 }
 
 var (
@@ -347,8 +336,15 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 	if gap != nil {
 		out = append(out, *gap)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Row < out[j].Row })
-	rep.Problems = append(schema, out...)
+	err = l.finishReport(ctx, &rep, schema, out)
+	return rep, err
+}
+
+// finishReport puts a report's problems in order (the schema's first,
+// then the rows' by row), names the first and reads the chain head.
+func (l *Ledger) finishReport(ctx context.Context, rep *Report, schema, rows []Problem) error {
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Row < rows[j].Row })
+	rep.Problems = append(schema, rows...)
 	if rep.Problems == nil {
 		rep.Problems = []Problem{}
 	}
@@ -356,10 +352,9 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 	if !rep.OK {
 		rep.First = &rep.Problems[len(schema)%len(rep.Problems)]
 	}
-	if rep.Head, err = chainHead(ctx, l.r); err != nil {
-		return rep, err
-	}
-	return rep, nil
+	var err error
+	rep.Head, err = chainHead(ctx, l.r)
+	return err
 }
 
 // firstGap finds the first deleted row, when the ids do not run 1...n.
