@@ -549,24 +549,15 @@ func (p *Pipeline) reconcileLoop(ctx context.Context) {
 		for _, ll := range todo {
 			l := ll.lr.cfg
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
-			logs, err := ll.client.SigningLog(cctx, l.Vault.SigningLog.URL, l.Vault.SigningLog.User, ll.key)
+			r, err := ReconcileLine(cctx, l, p.st.ID, ll.lr.model.BrandID, ll.lr.model.Model, ll.client, ll.key, p.led, time.Time{})
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
 			if err != nil {
-				p.log.Warn().Err(err).Str("line", l.ID).Msg("signing log unreadable: not reconciled")
+				p.log.Warn().Err(err).Str("line", l.ID).Msg("not reconciled")
 				continue
 			}
-			recorded, err := p.led.SerialAssertions(ctx, ledger.AssertionFilter{LineID: l.ID})
-			if err != nil {
-				continue
-			}
-			units, err := p.led.Units(ctx, ledger.UnitFilter{LineID: l.ID})
-			if err != nil {
-				continue
-			}
-			r := Reconcile(l, p.st.ID, ll.lr.model.BrandID, ll.lr.model.Model, logs, recorded, units, time.Time{})
 			ll.lr.mu.Lock()
 			was := ll.lr.reconcile
 			ll.lr.reconcile = &r

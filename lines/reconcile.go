@@ -1,11 +1,13 @@
 package lines
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/secret"
 	"github.com/flashstation/flashstation/serialvault"
 )
 
@@ -154,4 +156,29 @@ func Reconcile(l *Line, stationID, brand, model string, logs []serialvault.LogEn
 	}
 	sort.Slice(r.Differences, func(i, j int) bool { return r.Differences[i].At.Before(r.Differences[j].At) })
 	return r
+}
+
+// SigningLogReader reads a vault's admin signing log; *serialvault.Client
+// is one.
+type SigningLogReader interface {
+	SigningLog(ctx context.Context, adminURL, user string, key secret.Value) ([]serialvault.LogEntry, error)
+}
+
+// ReconcileLine reads a line's signing log through c (with the signing-log
+// key) and its ledger records, and compares them.
+func ReconcileLine(ctx context.Context, l *Line, stationID, brand, model string, c SigningLogReader, key secret.Value, led *ledger.Ledger, since time.Time) (Reconciliation, error) {
+	sl := l.Vault.SigningLog
+	logs, err := c.SigningLog(ctx, sl.URL, sl.User, key)
+	if err != nil {
+		return Reconciliation{}, fmt.Errorf("line %s: %w", l.ID, err)
+	}
+	recorded, err := led.SerialAssertions(ctx, ledger.AssertionFilter{LineID: l.ID})
+	if err != nil {
+		return Reconciliation{}, err
+	}
+	units, err := led.Units(ctx, ledger.UnitFilter{LineID: l.ID})
+	if err != nil {
+		return Reconciliation{}, err
+	}
+	return Reconcile(l, stationID, brand, model, logs, recorded, units, since), nil
 }

@@ -124,19 +124,7 @@ func reconcileLine(ctx context.Context, st *lines.Station, l *lines.Line, led *l
 	}
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	logs, err := client.SigningLog(cctx, l.Vault.SigningLog.URL, l.Vault.SigningLog.User, key)
-	if err != nil {
-		return lines.Reconciliation{}, fmt.Errorf("line %s: %w", l.ID, err)
-	}
-	recorded, err := led.SerialAssertions(ctx, ledger.AssertionFilter{LineID: l.ID})
-	if err != nil {
-		return lines.Reconciliation{}, err
-	}
-	units, err := led.Units(ctx, ledger.UnitFilter{LineID: l.ID})
-	if err != nil {
-		return lines.Reconciliation{}, err
-	}
-	return lines.Reconcile(l, st.ID, m.BrandID, m.Model, logs, recorded, units, since), nil
+	return lines.ReconcileLine(cctx, l, st.ID, m.BrandID, m.Model, client, key, led, since)
 }
 
 func printReconciliation(w io.Writer, r lines.Reconciliation) {
