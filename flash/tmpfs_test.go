@@ -3,26 +3,17 @@ package flash_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/internal/disktest"
 )
 
 // smallTmpfs mounts a tmpfs of the given size, or skips without root.
 func smallTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
-	return dir
+	return disktest.Tmpfs(t, t.TempDir(), size)
 }
 
 // TestFullDiskTargetFailsAlone writes to three targets, one on a tmpfs too

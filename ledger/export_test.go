@@ -8,7 +8,7 @@ import (
 // MigrateTo brings a raw database file to schema version v (tests of
 // upgrades from earlier versions).
 func MigrateTo(ctx context.Context, path string, v int) error {
-	db, err := sql.Open("sqlite", dsn(path, false))
+	db, err := sql.Open("sqlite", dsn(path, false, busyTimeout))
 	if err != nil {
 		return err
 	}
@@ -18,4 +18,4 @@ func MigrateTo(ctx context.Context, path string, v int) error {
 }
 
 // RawDB opens a plain connection to a ledger file.
-func RawDB(path string) (*sql.DB, error) { return sql.Open("sqlite", dsn(path, false)) }
+func RawDB(path string) (*sql.DB, error) { return sql.Open("sqlite", dsn(path, false, busyTimeout)) }

@@ -36,7 +36,8 @@ import (
 // FileName is the ledger's name inside the station's data directory.
 const FileName = "ledger.db"
 
-// busyTimeout is how long a write waits for another process's lock.
+// busyTimeout is how long a write waits, by default, for another
+// process's lock.
 const busyTimeout = 30 * time.Second
 
 // Ledger is an open ledger. It is safe for concurrent use.
@@ -45,6 +46,7 @@ type Ledger struct {
 	w    *sql.DB // one connection: every write of this process
 	r    *sql.DB // readers
 	now  func() time.Time
+	busy time.Duration
 }
 
 // Option changes how Open behaves.
@@ -53,18 +55,22 @@ type Option func(*Ledger)
 // WithClock sets the clock used for record times (tests).
 func WithClock(now func() time.Time) Option { return func(l *Ledger) { l.now = now } }
 
+// WithBusyTimeout sets how long a write waits for another process's lock
+// before it fails (default 30 s).
+func WithBusyTimeout(d time.Duration) Option { return func(l *Ledger) { l.busy = d } }
+
 // Open opens (creating if needed) the ledger at path and brings its schema
 // to the current version.
 func Open(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create ledger directory: %w", err)
 	}
-	l := &Ledger{path: path, now: time.Now}
+	l := &Ledger{path: path, now: time.Now, busy: busyTimeout}
 	for _, o := range opts {
 		o(l)
 	}
 	var err error
-	if l.w, err = sql.Open("sqlite", dsn(path, false)); err != nil {
+	if l.w, err = sql.Open("sqlite", dsn(path, false, l.busy)); err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
 	l.w.SetMaxOpenConns(1)
@@ -79,7 +85,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
 		l.w.Close()
 		return nil, err
 	}
-	if l.r, err = sql.Open("sqlite", dsn(path, true)); err != nil {
+	if l.r, err = sql.Open("sqlite", dsn(path, true, l.busy)); err != nil {
 		l.w.Close()
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
@@ -87,10 +93,58 @@ func Open(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
 	return l, nil
 }
 
+// ErrReadOnly is the error of a write to a ledger opened read-only.
+var ErrReadOnly = errors.New("ledger: opened read-only")
+
+// OpenReadOnly opens an existing ledger for reading only: it creates
+// nothing, migrates nothing and takes no write lock, so it works beside a
+// running station and on a read-only copy (a read-only mount, an
+// auditor's copy). A copy whose directory cannot hold SQLite's shared
+// memory file is opened as immutable. Its schema must be the current one.
+func OpenReadOnly(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open ledger: %w", err)
+	}
+	l := &Ledger{path: path, now: time.Now, busy: busyTimeout}
+	for _, o := range opts {
+		o(l)
+	}
+	var firstErr error
+	for _, immutable := range []bool{false, true} {
+		d := dsn(path, true, l.busy) + "&mode=ro"
+		if immutable {
+			d += "&immutable=1"
+		}
+		db, err := sql.Open("sqlite", d)
+		if err == nil {
+			db.SetMaxOpenConns(8)
+			var v int
+			if v, err = schemaVersion(ctx, db); err == nil && v != len(migrations) {
+				db.Close()
+				return nil, fmt.Errorf("ledger %s has schema version %d, this flashstation reads version %d: open it once with a station of this version (it migrates), or use the flashstation that wrote it", path, v, len(migrations))
+			}
+		}
+		if err == nil {
+			l.r = db
+			return l, nil
+		}
+		if db != nil {
+			db.Close()
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return nil, fmt.Errorf("open ledger %s read-only: %w", path, firstErr)
+}
+
+// ReadOnly reports whether the ledger was opened with OpenReadOnly.
+func (l *Ledger) ReadOnly() bool { return l.w == nil }
+
 // dsn builds the connection string. Pragmas apply to every connection.
-func dsn(path string, readOnly bool) string {
+func dsn(path string, readOnly bool, busy time.Duration) string {
 	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "foreign_keys(1)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
@@ -118,6 +172,23 @@ func (l *Ledger) Close() error {
 		errs = append(errs, l.w.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// Checkpoint moves the write-ahead log into the database file and empties
+// it (as Close does), so that a copy of the file alone is the whole
+// ledger. It fails when a reader keeps the log from being emptied.
+func (l *Ledger) Checkpoint(ctx context.Context) error {
+	if l.w == nil {
+		return ErrReadOnly
+	}
+	var busy, logPages, moved int
+	if err := l.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &moved); err != nil {
+		return fmt.Errorf("ledger: checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return errors.New("ledger: checkpoint: a reader holds the write-ahead log")
+	}
+	return nil
 }
 
 // Version returns the schema version of the open ledger.
@@ -154,6 +225,9 @@ func (l *Ledger) Check(ctx context.Context) error {
 
 // write runs fn in one write transaction.
 func (l *Ledger) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if l.w == nil {
+		return ErrReadOnly
+	}
 	return inTx(ctx, l.w, fn)
 }
 
@@ -179,6 +253,9 @@ func inTx(ctx context.Context, db interface {
 // durableWrite runs fn in one write transaction that is synced to disk
 // before it returns (synchronous=FULL on the single write connection).
 func (l *Ledger) durableWrite(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	if l.w == nil {
+		return ErrReadOnly
+	}
 	conn, err := l.w.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)

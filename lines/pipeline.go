@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,6 +93,10 @@ type Options struct {
 	// HealthEvery is how often each line's vault is asked for its version
 	// (default 15 s).
 	HealthEvery time.Duration
+	// StopGrace is how long a stop waits for the boards of console-capture
+	// lines that are registering (they register with the vault whatever
+	// the station does) to have their serials read (default 1 min).
+	StopGrace time.Duration
 	// ReconcileEvery is how often a line with a vault signing-log is
 	// reconciled with it (default 5 min).
 	ReconcileEvery time.Duration
@@ -119,6 +124,12 @@ type Pipeline struct {
 	done     chan struct{}
 	doneOnce sync.Once
 	proxies  []*proxyRun
+	// stopCtx ends when the station stops (Run's context): writes a unit
+	// waits on give up then.
+	stopCtx context.Context
+	// storageSaid holds the serials the operator was told the ledger
+	// cannot record (once each).
+	storageSaid sync.Map
 }
 
 type lineRun struct {
@@ -178,6 +189,9 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	}
 	if o.InFlight == 0 {
 		o.InFlight = 2
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = time.Minute
 	}
 	if o.ReconcileEvery == 0 {
 		o.ReconcileEvery = 5 * time.Minute
@@ -291,7 +305,7 @@ func ImageSpecOf(l *Line) flash.ImageSpec {
 
 func (p *Pipeline) startProxy(id string, lr *lineRun) error {
 	lr.windows = serialvault.NewWindows(lr.cfg.PredictsSerials())
-	proxy, err := NewLineProxy(lr.cfg, p.led, p.spool, lr.windows, p.log, p.onCapture, nil)
+	proxy, err := NewLineProxy(lr.cfg, p.led, p.spool, lr.windows, p.log, p.onCapture, p.onRefusal)
 	if err != nil {
 		return err
 	}
@@ -332,6 +346,7 @@ func (p *Pipeline) Batches() map[string]ledger.Batch {
 func (p *Pipeline) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	p.stopCtx = ctx
 	var wg sync.WaitGroup
 	for _, pr := range p.proxies {
 		wg.Add(1)
@@ -363,10 +378,34 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.watchVaults(ctx)
 	}()
 	<-ctx.Done()
+	if slots := p.Registering(); len(slots) > 0 {
+		p.emit(Event{Kind: EventNotice, Text: StopGraceNotice(slots, p.o.StopGrace)})
+	}
 	wg.Wait()
 	// Every slot has stopped and its unit ended: a clean stop.
 	p.stopBatches()
 	return nil
+}
+
+// Registering returns the slots of console-capture lines whose boards are
+// registering: a stop waits up to StopGrace for their serials.
+func (p *Pipeline) Registering() []string {
+	var out []string
+	for _, s := range p.slots {
+		if s.line.cfg.Capture.Method == CaptureConsole && s.view().State == StateRegister {
+			out = append(out, s.cfg.ID)
+		}
+	}
+	return out
+}
+
+// StopGrace is how long a stop waits for registering boards.
+func (p *Pipeline) StopGrace() time.Duration { return p.o.StopGrace }
+
+// StopGraceNotice says what a stop waits for.
+func StopGraceNotice(slots []string, grace time.Duration) string {
+	return fmt.Sprintf("stopping: the boards in %s are registering with the vault; waiting up to %s to read and record their serials (Ctrl-C again stops now: the reconciliation with the vault's signing log then names what was missed)",
+		strings.Join(slots, ", "), grace)
 }
 
 // Close releases the proxies' listeners and ends the event stream.
@@ -626,6 +665,24 @@ func (p *Pipeline) onCapture(c serialvault.Capture) {
 	}
 	p.emit(Event{Kind: EventNotice, Line: c.LineID, Serial: c.Serial,
 		Text: fmt.Sprintf("serial without a unit: %s (device key %.12s...) was signed after its board's registration window closed; recorded, not bound to any unit", c.Serial, c.DeviceKeyID)})
+}
+
+// onRefusal tells the operator, once per serial, that the ledger cannot
+// record a serial the vault signed through a proxy (the board retries; the
+// serial waits in the spool). Other refusals stay on their windows.
+func (p *Pipeline) onRefusal(r serialvault.Refusal) {
+	if r.Code != serialvault.CodeStorageUnavailable {
+		return
+	}
+	if _, said := p.storageSaid.LoadOrStore(r.Serial+" "+r.DeviceKeyID, true); said {
+		return
+	}
+	where := "line " + r.LineID
+	if r.Slot != "" {
+		where = "slot " + r.Slot
+	}
+	p.emit(Event{Kind: EventNotice, Line: r.LineID, Slot: r.Slot, Unit: r.Unit, Serial: r.Serial,
+		Text: fmt.Sprintf("%s: the ledger cannot record serial %s (%s); it is kept in the spool, and the board's retry records it", where, r.Serial, r.Message)})
 }
 
 // transcriptPaths names a unit's transcript files.

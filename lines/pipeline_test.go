@@ -41,6 +41,8 @@ type benchOpt struct {
 	registerTimeout time.Duration
 	proofWait       time.Duration
 	reconcileEvery  time.Duration
+	ledger          []ledger.Option
+	stopGrace       time.Duration
 }
 
 func startBenchWith(t *testing.T, cfg sim.BenchConfig, batch int, o benchOpt) *e2e {
@@ -67,7 +69,7 @@ func startBenchWith(t *testing.T, cfg sim.BenchConfig, batch int, o benchOpt) *e
 	if o.registerTimeout == 0 {
 		o.registerTimeout = 30 * time.Second
 	}
-	led, err := ledger.Open(context.Background(), filepath.Join(st.DataDir, ledger.FileName))
+	led, err := ledger.Open(context.Background(), filepath.Join(st.DataDir, ledger.FileName), o.ledger...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func startBenchWith(t *testing.T, cfg sim.BenchConfig, batch int, o benchOpt) *e
 		led.EnsureLine(context.Background(), ledger.Line{ID: l.ID, StationID: st.ID})
 	}
 	p, err := lines.NewPipeline(context.Background(), st, lines.Options{Hardware: bench, Ledger: led, Logger: zerolog.Nop(),
-		BatchSize: batch, AllowNonUSB: true, RegisterTimeout: o.registerTimeout, ProofWait: o.proofWait, ReconcileEvery: o.reconcileEvery, PollEvery: 50 * time.Millisecond})
+		BatchSize: batch, AllowNonUSB: true, RegisterTimeout: o.registerTimeout, ProofWait: o.proofWait, ReconcileEvery: o.reconcileEvery, StopGrace: o.stopGrace, PollEvery: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -270,6 +271,12 @@ type unitRun struct {
 	// window is the unit's registration window on a proxy line, open from
 	// its boot trigger to its end.
 	window *serialvault.Window
+
+	// unrecorded holds the unit's events the ledger could not take yet
+	// (a full disk, a locked ledger): each record tries them again, in
+	// order, with their own times, and the unit's end waits for them.
+	evMu       sync.Mutex
+	unrecorded []ledger.Event
 }
 
 func (u *unitRun) event(e Event) {
@@ -277,19 +284,78 @@ func (u *unitRun) event(e Event) {
 	u.s.p.emit(e)
 }
 
-// record appends events to the ledger; failures to record are logged
-// (the verdict itself is written through FinishUnit).
+// record appends an event to the ledger. One the ledger cannot take now
+// is kept and sent again with the next (the verdict itself is written
+// through FinishUnit, which waits for the ledger).
 func (u *unitRun) record(kind, stage, message string, data any) {
 	var raw []byte
 	if data != nil {
 		raw, _ = json.Marshal(data)
 	}
-	err := u.s.p.led.AppendEvents(context.WithoutCancel(context.Background()), ledger.Event{
+	u.evMu.Lock()
+	defer u.evMu.Unlock()
+	u.unrecorded = append(u.unrecorded, ledger.Event{At: time.Now(),
 		BatchID: u.s.line.batch.ID, UnitID: u.id, SlotID: u.s.cfg.ID, Kind: kind, Stage: stage, Message: message, Data: raw,
 	})
-	if err != nil {
-		u.s.p.log.Error().Err(err).Str("slot", u.s.cfg.ID).Msg("cannot record event")
+	u.flushEventsLocked()
+}
+
+// flushEventsLocked sends the unrecorded events; u.evMu is held.
+func (u *unitRun) flushEventsLocked() error {
+	if len(u.unrecorded) == 0 {
+		return nil
 	}
+	err := u.s.p.led.AppendEvents(context.Background(), u.unrecorded...)
+	if err != nil {
+		if len(u.unrecorded) == 1 { // said once per outage
+			u.s.p.log.Error().Err(err).Str("slot", u.s.cfg.ID).Msg("cannot record the unit's events; kept, and sent again")
+		}
+		return err
+	}
+	u.unrecorded = nil
+	return nil
+}
+
+// keepWriting runs a ledger write until it succeeds, waiting 1 s, 2 s, ...
+// up to 30 s between tries; a ledger that cannot take it (a full disk, a
+// locked file) holds this slot only, and the operator is told once. It
+// gives up when stop ends, returning the last error.
+func (u *unitRun) keepWriting(stop context.Context, what string, write func() error) error {
+	wait, said := time.Second, false
+	for {
+		err := write()
+		if err == nil {
+			return nil
+		}
+		if !said {
+			said = true
+			p := u.s.p
+			p.log.Error().Err(err).Str("slot", u.s.cfg.ID).Msg("the ledger cannot record " + what + "; retrying")
+			u.event(Event{Kind: EventNotice, Text: fmt.Sprintf("slot %s: the ledger cannot record %s (%v); retrying", u.s.cfg.ID, what, err)})
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-stop.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// endUnit writes the unit's end (and the events before it), waiting for a
+// ledger that cannot take it for as long as the station runs.
+func (u *unitRun) endUnit(state, reason, detail string) error {
+	return u.keepWriting(u.s.p.stopCtx, "the end of unit "+strconv.FormatInt(u.id, 10), func() error {
+		u.evMu.Lock()
+		err := u.flushEventsLocked()
+		u.evMu.Unlock()
+		if err != nil {
+			return err
+		}
+		return u.s.p.led.FinishUnit(context.Background(), u.id, state, reason, detail)
+	})
 }
 
 // fail ends the unit with a reason; the reason's class is the outcome
@@ -311,7 +377,7 @@ func (u *unitRun) fail(reason, detail string) {
 	}
 	r := ReasonFor(reason)
 	u.outcome = r.Class
-	if err := u.s.p.led.FinishUnit(context.Background(), u.id, r.Class, reason, detail); err != nil {
+	if err := u.endUnit(r.Class, reason, detail); err != nil {
 		u.s.p.log.Error().Err(err).Int64("unit", u.id).Msg("cannot record the unit's end")
 	}
 	u.record("verdict", u.s.view().Stage, r.Class+": "+reason, map[string]string{"outcome": r.Class, "reason": reason, "detail": detail})
@@ -370,7 +436,9 @@ func (s *slotRun) work(ctx context.Context, dev usb.Device, place string) {
 	}
 	port, err := console.ResolvePort(s.cfg.Console.Port)
 	if err == nil {
-		u.con, err = console.OpenConsole(ctx, &console.Capture{Path: port, Baud: s.cfg.Console.Baud, Transcript: u.tr})
+		// The console outlives a stop (finish closes it): a board that is
+		// registering gets its serial read in the stop's grace.
+		u.con, err = console.OpenConsole(context.WithoutCancel(ctx), &console.Capture{Path: port, Baud: s.cfg.Console.Baud, Transcript: u.tr})
 	}
 	if err != nil {
 		var pe *console.PortError
@@ -403,7 +471,7 @@ func (s *slotRun) work(ctx context.Context, dev usb.Device, place string) {
 	}
 	// A signed serial is recorded whatever stops the station now: the
 	// records of a registered board never take the work's context.
-	if err := p.led.FinishUnit(context.WithoutCancel(ctx), id, ledger.UnitPass, "", ""); err != nil {
+	if err := u.endUnit(ledger.UnitPass, "", ""); err != nil {
 		u.fail(ReasonStorage, err.Error())
 		return
 	}
@@ -655,7 +723,12 @@ func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
 	u.setStage("register")
 	if lr.cfg.Capture.Method == CaptureConsole {
 		consoleConf := len(v.LastLines) > 0 && strings.Contains(v.LastLines[len(v.LastLines)-1], "Press enter to configure")
-		cctx, cancel := context.WithTimeout(ctx, p.o.RegisterTimeout)
+		// The board registers with the vault itself, whatever the station
+		// does: a stop (or the batch's end) leaves the capture StopGrace to
+		// read the serial the vault signs, so that it is recorded.
+		gctx, gcancel := afterStop(ctx, p.o.StopGrace)
+		defer gcancel()
+		cctx, cancel := context.WithTimeout(gctx, p.o.RegisterTimeout)
 		defer cancel()
 		text, err := console.CaptureSerial(cctx, u.con, console.LoginOptions{User: lr.cfg.Capture.User, Password: lr.password,
 			ReadyByConsoleConf: consoleConf, Wait: p.o.RegisterTimeout, Poll: time.Second,
@@ -683,6 +756,16 @@ func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
 		return u.proveIdentity(ctx, c, v)
 	}
 	return true
+}
+
+// afterStop is ctx, lasting grace longer once ctx ends.
+func afterStop(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(gctx, func() { t.Stop() })
+	})
+	return gctx, func() { stop(); cancel() }
 }
 
 // awaitIdentity waits for the serial the proxy records through the unit's
@@ -850,38 +933,27 @@ func (u *unitRun) recordConsoleSerial(ctx context.Context, text []byte) bool {
 
 // keepSerial spools a serial the station read and records it into the
 // ledger, waiting and retrying while the ledger cannot take it (a full
-// disk): the board does not fail for the station's storage. Stopped
-// meanwhile, the serial stays spooled, and the next start records it.
+// disk, a locked file): the board does not fail for the station's
+// storage. Stopped meanwhile, the serial stays spooled, and the next start
+// records it.
 func (u *unitRun) keepSerial(ctx context.Context, rec ledger.SerialAssertion) error {
 	p := u.s.p
 	key, spoolErr := p.spool.Put(spool.Entry{Assertion: rec})
 	if spoolErr != nil {
 		p.log.Error().Err(spoolErr).Str("slot", u.s.cfg.ID).Msg("cannot spool the serial read over the console")
+		// Nothing else holds it: one try, and the board fails if it fails.
+		if _, _, err := p.led.RecordSerialAssertion(context.WithoutCancel(ctx), rec); err != nil {
+			return fmt.Errorf("the serial %s can be neither spooled (%v) nor recorded: %w", rec.Serial, spoolErr, err)
+		}
+		return nil
 	}
-	wait, said := time.Second, false
-	for {
+	err := u.keepWriting(p.stopCtx, "serial "+rec.Serial+" (it is kept in the spool)", func() error {
 		_, _, err := p.led.RecordSerialAssertion(context.WithoutCancel(ctx), rec)
-		if err == nil {
-			if spoolErr == nil {
-				_ = p.spool.Done(key)
-			}
-			return nil
-		}
-		if spoolErr != nil {
-			return fmt.Errorf("the serial %s can be neither spooled nor recorded: %w", rec.Serial, err)
-		}
-		if !said {
-			said = true
-			p.log.Error().Err(err).Str("slot", u.s.cfg.ID).Str("serial", rec.Serial).Msg("the ledger cannot record the serial; it is spooled, retrying")
-			u.event(Event{Kind: EventNotice, Serial: rec.Serial, Text: fmt.Sprintf("slot %s: the ledger cannot record serial %s (%v); it is kept in the spool and retried", u.s.cfg.ID, rec.Serial, err)})
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("stopped before the ledger could record serial %s; it is kept in the spool (%s) and recorded at the next start: %w", rec.Serial, p.spool.Dir(), err)
-		case <-t.C:
-		}
-		wait = min(2*wait, 30*time.Second)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("stopped before the ledger could record serial %s; it is kept in the spool (%s) and recorded at the next start: %w", rec.Serial, p.spool.Dir(), err)
 	}
+	_ = p.spool.Done(key)
+	return nil
 }

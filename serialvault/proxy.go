@@ -63,6 +63,11 @@ type Refusal struct {
 	Message     string
 }
 
+// CodeStorageUnavailable is the station's error code (503) when the
+// ledger cannot record a serial the vault signed: the board retries, and
+// the serial waits in the spool meanwhile.
+const CodeStorageUnavailable = "storage-unavailable"
+
 // Who refused a request.
 const (
 	RefusedByVault   = "vault"
@@ -770,7 +775,16 @@ func (p *Proxy) deliver(ctx context.Context, w http.ResponseWriter, e *cachedAns
 			}
 			p.stats.unavailable.Add(1)
 			log.Error().Err(err).Msg("cannot record serial assertion; answering 503 so the device retries")
-			p.answerError(w, http.StatusServiceUnavailable, "storage-unavailable", "the station cannot record the serial; retry later")
+			// The station hears of it (the operator must free the ledger);
+			// the serial is spooled, and the board's retry records it.
+			r := Refusal{By: RefusedByStation, LineID: p.cfg.LineID, Serial: rec.Serial, DeviceKeyID: rec.DeviceKeyID,
+				Status: http.StatusServiceUnavailable, Code: CodeStorageUnavailable, Message: "the ledger cannot record the serial: " + err.Error()}
+			if e.window != nil {
+				p.refused(e.window, r)
+			} else if p.cfg.OnRefusal != nil {
+				p.cfg.OnRefusal(r)
+			}
+			p.answerError(w, http.StatusServiceUnavailable, CodeStorageUnavailable, "the station cannot record the serial; retry later")
 			return
 		}
 		c.AssertionID, c.At = id, p.cfg.Now()

@@ -119,6 +119,9 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 	if cfg.ImageSize <= 0 {
 		cfg.ImageSize = 64 << 20
 	}
+	if cfg.ImageSize < MinImageSize {
+		return nil, fmt.Errorf("sim: an image of %d bytes is too small for its layout (at least %d)", cfg.ImageSize, MinImageSize)
+	}
 	if cfg.MinTimeout <= 0 {
 		cfg.MinTimeout = 15 * time.Second
 	}
@@ -251,10 +254,17 @@ func (b *Bench) Replace(ctx context.Context, i int) (*Board, error) {
 }
 
 func (b *Bench) startVault() error {
-	b.Vault = vaulttest.New(vaulttest.Options{
+	// The vault keeps its signing log beside the bench, as the real one
+	// keeps it in its database: a bench opened again on the directory
+	// (a restarted demo) has a vault that remembers what it signed.
+	var err error
+	if b.Vault, err = vaulttest.Open(vaulttest.Options{
 		Models:     []vaulttest.Model{{BrandID: BrandID, Model: ModelName, APIKey: APIKey, Key: b.vaultKey}},
 		AdminUsers: map[string]string{AdminUser: AdminKey},
-	})
+		LogFile:    filepath.Join(b.Dir, VaultLogFile),
+	}); err != nil {
+		return err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -314,6 +324,13 @@ func (b *Bench) writeModel() error {
 	b.model = a
 	return os.WriteFile(path, a.Encode(), 0o644)
 }
+
+// VaultLogFile is the vault double's signing log in the bench directory.
+const VaultLogFile = "vault-signing-log.jsonl"
+
+// MinImageSize is the smallest image the bench makes (its data ends at
+// 14 MiB).
+const MinImageSize = 16 << 20
 
 // writeImage makes an Ubuntu-Core-like image (a partition table, a seed
 // partition of random data, holes) as image.img.zst, and prepares it to
@@ -430,6 +447,9 @@ func (b *Bench) Close() {
 	}
 	if b.adminSrv != nil {
 		b.adminSrv.Close()
+	}
+	if b.Vault != nil {
+		b.Vault.Close()
 	}
 }
 

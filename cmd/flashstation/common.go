@@ -147,16 +147,16 @@ func sameDir(a, b string) bool {
 	return err == nil && os.SameFile(fa, fb)
 }
 
-// openReadLedger opens an existing ledger for a reporting command. It
-// takes no lock: a reporting command runs beside the station (the ledger
-// is in WAL mode; its writes wait on a busy timeout).
+// openReadLedger opens an existing ledger read-only for a reporting
+// command. It takes no lock and writes nothing: a reporting command runs
+// beside the station (the ledger is in WAL mode) and on a read-only copy.
 func openReadLedger(ctx context.Context, st *lines.Station) (*ledger.Ledger, error) {
 	path := filepath.Join(st.DataDir, ledger.FileName)
 	if _, err := os.Stat(path); err != nil {
 		return nil, configError(fmt.Errorf("no ledger at %s: %w", path, err),
 			fmt.Sprintf("Run the station with %s first, or check station.data-dir in it.", st.Path))
 	}
-	return ledger.Open(ctx, path)
+	return ledger.OpenReadOnly(ctx, path)
 }
 
 // stationLogger opens the station's log file in its data directory.

@@ -20,7 +20,10 @@ import (
 
 	"github.com/flashstation/flashstation/internal/datadir"
 	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/serialvault/vaulttest"
+	"github.com/flashstation/flashstation/sim"
 )
 
 // TestKilledStationResumes kills a station running a demo batch with
@@ -143,6 +146,59 @@ func TestKilledStationResumes(t *testing.T) {
 			t.Errorf("serial %s reported before the kill is not in the ledger", s)
 		}
 	}
+	agreesWithVaultLog(t, ctx, dir, led)
+}
+
+// agreesWithVaultLog compares the demo's vault's signing log (kept in its
+// bench directory across the kill) with the ledger, line by line, as
+// reconcile does. On the proxy line they are equal. On the console line a
+// board registers with the vault itself: a serial the vault signed for a
+// board the kill cut off before the station read it is in the vault only,
+// and must be named (not-in-ledger, for a board whose unit was
+// interrupted); anything else is a loss.
+func agreesWithVaultLog(t *testing.T, ctx context.Context, dir string, led *ledger.Ledger) {
+	t.Helper()
+	st, problems, err := lines.LoadValid(filepath.Join(dir, "station.yaml"))
+	if err != nil {
+		t.Fatalf("%v %v", err, problems)
+	}
+	vault, err := vaulttest.Open(vaulttest.Options{LogFile: filepath.Join(dir, sim.VaultLogFile)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := vault.SigningLog()
+	vault.Close()
+	recs, err := led.SerialAssertions(ctx, ledger.AssertionFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	units, err := led.Units(ctx, ledger.UnitFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	interrupted := map[string]bool{}
+	for _, u := range units {
+		if u.State == ledger.UnitAborted {
+			interrupted[u.LineID+" "+u.HWSerial] = true
+		}
+	}
+	matched, cutOff := 0, 0
+	for i := range st.Lines {
+		l := &st.Lines[i]
+		r := lines.Reconcile(l, st.ID, sim.BrandID, sim.ModelName, logs, recs, units, time.Time{})
+		matched += r.Matched
+		for _, d := range r.Differences {
+			if l.Capture.Method == lines.CaptureConsole && d.Kind == lines.DiffNotInLedger && interrupted[l.ID+" "+d.Serial] {
+				cutOff++
+				continue
+			}
+			t.Errorf("line %s: %s %s (device key %.12s, revision %d): %s", l.ID, d.Kind, d.Serial, d.DeviceKeyID, d.Revision, d.Detail)
+		}
+	}
+	if matched+cutOff != len(logs) || matched != len(recs) {
+		t.Errorf("the vault signed %d serials, the ledger holds %d: %d matched, %d cut off by the kill", len(logs), len(recs), matched, cutOff)
+	}
+	t.Logf("vault signed %d, ledger holds %d, matched %d, console serials cut off by the kill %d", len(logs), len(recs), matched, cutOff)
 }
 
 // checkHeldBy checks, while the demo of args runs in process pid on dir,

@@ -53,6 +53,9 @@ func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headles
 	r.log.Info().Msg("bench interface started")
 	_, tuiErr := prog.Run()
 	r.log.Info().Err(tuiErr).Int("working", m.Working()).Msg("bench interface ended")
+	if slots := r.p.Registering(); len(slots) > 0 {
+		fmt.Fprintf(tty, "flashstation: %s\n", lines.StopGraceNotice(slots, r.p.StopGrace()))
+	}
 	cancel()
 	<-done
 	if tuiErr != nil && ctx.Err() == nil {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flashstation/flashstation/internal/disktest"
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/ledger/spool"
 )
@@ -106,14 +106,7 @@ func TestSpoolKeepsWhatItCannotRead(t *testing.T) {
 // still takes a signed serial, in the room its reserve kept; the reserve
 // comes back once there is room again. Needs root (it mounts a tmpfs).
 func TestSpoolOnAFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	dir := disktest.Tmpfs(t, t.TempDir(), "8m")
 	s, err := spool.Open(filepath.Join(dir, "spool"))
 	if err != nil {
 		t.Fatal(err)
@@ -121,18 +114,7 @@ func TestSpoolOnAFullDisk(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "spool", ".reserve")); err != nil || fi.Size() < spool.ReserveBytes {
 		t.Fatalf("no reserve: %v", err)
 	}
-	// Fill the disk, as the ledger and the transcripts would.
-	filler, _ := os.Create(filepath.Join(dir, "filler"))
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := filler.Write(buf); err != nil {
-			break
-		}
-	}
-	filler.Close()
-	if err := os.WriteFile(filepath.Join(dir, "probe"), buf, 0o600); err == nil {
-		t.Fatal("the disk is not full")
-	}
+	free := disktest.Fill(t, dir)  // as the ledger and the transcripts would
 	led := &fakeLedger{fail: true} // a full disk fails the ledger too
 	if _, _, err := (spool.Recording{Spool: s, Ledger: led}).RecordSerialAssertion(context.Background(), assertion("FULL-1", time.Now())); err == nil {
 		t.Fatal("the ledger wrote on a full disk")
@@ -141,7 +123,7 @@ func TestSpoolOnAFullDisk(t *testing.T) {
 		t.Fatalf("the signed serial is not in the spool: %d %v", len(p), err)
 	}
 	// Room again: the serial goes into the ledger and the reserve returns.
-	os.Remove(filepath.Join(dir, "filler"))
+	free()
 	led.fail = false
 	if done, err := s.Replay(context.Background(), led); err != nil || len(done) != 1 || led.got[0].Serial != "FULL-1" {
 		t.Fatalf("replay %v %d", err, len(done))

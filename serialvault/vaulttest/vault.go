@@ -12,10 +12,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -50,6 +52,11 @@ type Options struct {
 	NonceTTL time.Duration
 	// MaxBody bounds request bodies (default 4 MiB).
 	MaxBody int64
+	// LogFile, when set, keeps the signing log in a file (JSON lines,
+	// each row synced before its serial is answered), as the real vault
+	// keeps it in its database: a vault opened again on it remembers what
+	// it signed (and counts revisions on). Use Open.
+	LogFile string
 }
 
 // LogEntry is one row of the signing log.
@@ -66,10 +73,55 @@ type Vault struct {
 	dbDown      bool
 	failLogging bool
 	requests    map[string]int // path -> count
+	logFile     *os.File
 }
 
-// New returns a vault serving the given models.
+// Open returns a vault serving the given models, with its signing log read
+// from (and kept in) opts.LogFile when it is set.
+func Open(opts Options) (*Vault, error) {
+	v := New(Options{Models: opts.Models, Version: opts.Version, Revision: opts.Revision, AdminUsers: opts.AdminUsers,
+		Now: opts.Now, Location: opts.Location, NonceTTL: opts.NonceTTL, MaxBody: opts.MaxBody})
+	if opts.LogFile == "" {
+		return v, nil
+	}
+	v.opts.LogFile = opts.LogFile
+	f, err := os.OpenFile(opts.LogFile, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("vault double: signing log: %w", err)
+	}
+	dec := json.NewDecoder(io.LimitReader(f, 1<<30))
+	for {
+		var e LogEntry
+		if err := dec.Decode(&e); err == io.EOF {
+			break
+		} else if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("vault double: signing log %s row %d: %w", opts.LogFile, len(v.log)+1, err)
+		}
+		v.log = append(v.log, e)
+	}
+	v.logFile = f
+	return v, nil
+}
+
+// Close closes the signing log's file (a vault of New has none).
+func (v *Vault) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.logFile == nil {
+		return nil
+	}
+	err := v.logFile.Close()
+	v.logFile = nil
+	return err
+}
+
+// New returns a vault serving the given models (its signing log in memory;
+// Open keeps it in a file).
 func New(opts Options) *Vault {
+	if opts.LogFile != "" {
+		panic("vaulttest: a signing log file needs Open")
+	}
 	if opts.Version == "" {
 		opts.Version = "2.9-double"
 	}
@@ -432,12 +484,37 @@ func (v *Vault) serial(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "logging-assertion", "Error logging the serial assertion")
 		return
 	}
-	v.log = append(v.log, LogEntry{ID: len(v.log) + 1, Make: req.BrandID, Model: req.Model, SerialNumber: serial,
-		Fingerprint: req.SignKeyID(), Created: now.In(v.opts.Location), Revision: revision})
+	row := LogEntry{ID: len(v.log) + 1, Make: req.BrandID, Model: req.Model, SerialNumber: serial,
+		Fingerprint: req.SignKeyID(), Created: now.In(v.opts.Location), Revision: revision}
+	if err := v.keepLocked(row); err != nil {
+		v.mu.Unlock()
+		writeError(w, http.StatusBadRequest, "logging-assertion", "Error logging the serial assertion")
+		return
+	}
+	v.log = append(v.log, row)
 	v.mu.Unlock()
 	w.Header().Set("Content-Type", "application/x.ubuntu.assertion")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(signed.Encode())
+}
+
+// keepLocked writes a signing log row to the log file (if any) and syncs
+// it; v.mu is held.
+func (v *Vault) keepLocked(row LogEntry) error {
+	if v.logFile == nil {
+		if v.opts.LogFile != "" {
+			return errors.New("vault double: closed")
+		}
+		return nil
+	}
+	data, err := json.Marshal(row)
+	if err != nil {
+		return err
+	}
+	if _, err := v.logFile.Write(append(data, '\n')); err != nil {
+		return err
+	}
+	return v.logFile.Sync()
 }
 
 // signingLogBody is the admin API's envelope.
