@@ -182,6 +182,39 @@ func CaptureSerial(ctx context.Context, c *Console, o LoginOptions) ([]byte, err
 	return []byte(strings.Join(text, "\n") + "\n"), nil
 }
 
+var (
+	loginPrompt = regexp.MustCompile(`login: ?$`)
+	anyPrompt   = regexp.MustCompile(`login: ?$|[$#] ?$`)
+)
+
+// ToLoginPrompt brings a console whose state the station does not know (it
+// restarted while a board was in work) to a login prompt, so that
+// CaptureSerial can log in: a newline shows the prompt (a half-done login
+// fails harmlessly and shows it too), and a shell a stopped station left
+// open is logged out.
+func ToLoginPrompt(ctx context.Context, c *Console, step time.Duration, onLine func(string)) error {
+	if step == 0 {
+		step = 60 * time.Second
+	}
+	if err := c.Send("\n"); err != nil {
+		return err
+	}
+	got, seen, err := c.Expect(ctx, anyPrompt, true, step, onLine)
+	if err != nil {
+		return &CaptureError{Reason: ReasonNoShell, Detail: "no login or shell prompt: " + err.Error(), Lines: seen}
+	}
+	if loginPrompt.MatchString(got) {
+		return nil
+	}
+	if err := c.Send("exit\n"); err != nil {
+		return err
+	}
+	if _, seen, err := c.Expect(ctx, loginPrompt, true, step, onLine); err != nil {
+		return &CaptureError{Reason: ReasonNoShell, Detail: "the shell left open did not log out: " + err.Error(), Lines: seen}
+	}
+	return nil
+}
+
 // IsCaptureError reports a capture failure's reason.
 func IsCaptureError(err error) (string, bool) {
 	var ce *CaptureError

@@ -53,6 +53,9 @@ func (s *shell) run() {
 		if !ok {
 			return
 		}
+		if user == "" {
+			continue // agetty asks again
+		}
 		write("Password: ")
 		pass, ok := readLine(false)
 		if !ok {
@@ -64,6 +67,7 @@ func (s *shell) run() {
 			continue
 		}
 		write("Welcome to Ubuntu Core 20 (GNU/Linux 5.4.0-1028-raspi armv7l)\r\n\r\n")
+	session:
 		for {
 			write("factory@ubuntu:~$ ")
 			cmd, ok := readLine(true)
@@ -93,6 +97,7 @@ func (s *shell) run() {
 					}
 				case part == "exit":
 					write("logout\r\n")
+					break session
 				}
 			}
 		}
@@ -144,6 +149,42 @@ func TestCaptureSerialOverConsole(t *testing.T) {
 	}
 	if !strings.Contains(string(raw), `> "[redacted]\n"`) {
 		t.Errorf("transcript does not show the redacted password:\n%s", raw)
+	}
+}
+
+// TestToLoginPrompt: a console the station finds in an unknown state
+// after a restart, at a login prompt or with a shell left logged in, is
+// brought to a login prompt, and the serial is then captured.
+func TestToLoginPrompt(t *testing.T) {
+	vec, err := os.ReadFile("../serialvault/testdata/vectors/04-serial-response.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, loggedIn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("logged-in=%v", loggedIn), func(t *testing.T) {
+			b := newBoard(t, "")
+			c := openConsole(t, b.link, nil)
+			sh := &shell{b: b, password: "pw", assertion: string(vec)}
+			go sh.run()
+			if _, _, err := c.Expect(context.Background(), regexp.MustCompile(`login: $`), true, ceiling, nil); err != nil {
+				t.Fatal(err)
+			}
+			if loggedIn { // the stopped station's session
+				c.Send("factory\n")
+				c.Expect(context.Background(), regexp.MustCompile(`Password: $`), true, ceiling, nil)
+				c.Send("pw\n")
+				if _, _, err := c.Expect(context.Background(), regexp.MustCompile(`\$ $`), true, ceiling, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := console.ToLoginPrompt(context.Background(), c, ceiling, nil); err != nil {
+				t.Fatal(err)
+			}
+			text, err := console.CaptureSerial(context.Background(), c, console.LoginOptions{User: "factory", Password: secret.New("pw"), Poll: time.Millisecond, Step: ceiling})
+			if err != nil || string(text) != string(vec) {
+				t.Fatalf("capture after ToLoginPrompt: %v\n%s", err, text)
+			}
+		})
 	}
 }
 

@@ -244,48 +244,74 @@ func TestStopWaitsForConsoleSerial(t *testing.T) {
 
 // TestConsoleSerialSignedWhileStationDown: a console line's board
 // registers with the vault while the station is gone (stopped without
-// grace, as a kill leaves it): the station never learnt the serial, so
-// the next start cannot record it, but its reconciliation with the
-// vault's signing log names it at once (not-in-ledger, the board's
-// expected serial) instead of the loss going unseen.
+// grace, as a kill leaves it), so the station never learnt the serial.
+// At the next start, with the board still in its slot, the station reads
+// the serial from it for the interrupted unit before anything else, and
+// the ledger equals the vault's signing log; with the board gone, the
+// start's reconciliation names the serial at once (not-in-ledger) instead
+// of the loss going unseen.
 func TestConsoleSerialSignedWhileStationDown(t *testing.T) {
-	h := newHeldBench(t, benchOpt{stopGrace: time.Nanosecond, reconcileEvery: time.Hour})
-	h.awaitRegistering(t)
-	h.stop()
-	h.release()
-	board := h.bench.Slots[1].Board
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // only turns a hang into a failure
-	defer cancel()
-	signed, err := board.WaitRegistered(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if as, _ := h.led.SerialAssertions(ctx, ledger.AssertionFilter{Serial: signed.Serial}); len(as) != 0 {
-		t.Fatalf("the stopped station recorded %s", signed.Serial)
-	}
-	h.p.Close()
-	p, err := lines.NewPipeline(ctx, h.st, lines.Options{Hardware: h.bench, Ledger: h.led, Logger: zerolog.Nop(), AllowNonUSB: true, ReconcileEvery: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	for _, s := range h.st.Slots {
-		p.SetDisabled(s.ID, true)
-	}
-	w := watch(p)
-	rctx, rcancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { p.Run(rctx); close(done) }()
-	defer func() { rcancel(); <-done }()
-	ev, _ := w.await(t, 0, "the start's reconciliation", func(ev lines.Event) bool {
-		return ev.Kind == lines.EventNotice && ev.Line == sim.LineFastboot && strings.Contains(ev.Text, "disagree")
-	})
-	if !strings.Contains(ev.Text, "not-in-ledger "+signed.Serial) {
-		t.Errorf("notice %q does not name %s", ev.Text, signed.Serial)
-	}
-	for _, hl := range p.Health() {
-		if hl.Line == sim.LineFastboot && (hl.Reconciled == nil || len(hl.Reconciled.Differences) != 1 || hl.Reconciled.Differences[0].DeviceKeyID != signed.DeviceKeyID) {
-			t.Errorf("line health %+v", hl.Reconciled)
-		}
+	for _, boardStays := range []bool{true, false} {
+		t.Run(map[bool]string{true: "board in its slot", false: "board gone"}[boardStays], func(t *testing.T) {
+			h := newHeldBench(t, benchOpt{stopGrace: time.Nanosecond, reconcileEvery: time.Hour})
+			h.awaitRegistering(t)
+			h.stop()
+			unit := slotView(h.p, "B1").Unit
+			h.release()
+			board := h.bench.Slots[1].Board
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // only turns a hang into a failure
+			defer cancel()
+			signed, err := board.WaitRegistered(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if as, _ := h.led.SerialAssertions(ctx, ledger.AssertionFilter{Serial: signed.Serial}); len(as) != 0 {
+				t.Fatalf("the stopped station recorded %s", signed.Serial)
+			}
+			if !boardStays {
+				board.Remove()
+			}
+			h.p.Close()
+			p, err := lines.NewPipeline(ctx, h.st, lines.Options{Hardware: h.bench, Ledger: h.led, Logger: zerolog.Nop(), AllowNonUSB: true,
+				ReconcileEvery: time.Hour, ProofWait: 30 * time.Second, PollEvery: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			p.SetDisabled("A1", true)
+			w := watch(p)
+			rctx, rcancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { p.Run(rctx); close(done) }()
+			defer func() { rcancel(); <-done }()
+			ev, _ := w.await(t, 0, "B1's notice on its interrupted unit", func(ev lines.Event) bool {
+				return ev.Kind == lines.EventNotice && ev.Slot == "B1"
+			})
+			if boardStays {
+				if ev.Unit != unit || !strings.Contains(ev.Text, "serial "+signed.Serial) || !strings.Contains(ev.Text, "recorded for unit") {
+					t.Errorf("notice %+v", ev)
+				}
+				as, err := h.led.SerialAssertions(ctx, ledger.AssertionFilter{UnitID: unit})
+				if err != nil || len(as) != 1 || as[0].DeviceKeyID != signed.DeviceKeyID {
+					t.Fatalf("unit %d's assertions %+v %v", unit, as, err)
+				}
+				if u, _ := h.led.Unit(ctx, unit); u.State != ledger.UnitAborted {
+					t.Errorf("the unit is %s, want it interrupted still", u.State)
+				}
+				rcancel()
+				<-done
+				agreeWithVault(t, h.e2e)
+				return
+			}
+			if !strings.Contains(ev.Text, "could not be read") {
+				t.Errorf("notice %+v", ev)
+			}
+			ev, _ = w.await(t, 0, "the start's reconciliation", func(ev lines.Event) bool {
+				return ev.Kind == lines.EventNotice && ev.Line == sim.LineFastboot && strings.Contains(ev.Text, "disagree")
+			})
+			if !strings.Contains(ev.Text, "not-in-ledger "+signed.Serial) {
+				t.Errorf("notice %q does not name %s", ev.Text, signed.Serial)
+			}
+		})
 	}
 }

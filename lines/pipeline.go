@@ -283,6 +283,9 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		s := &st.Slots[i]
 		p.slots = append(p.slots, newSlotRun(p, s))
 	}
+	if err := p.findUnread(ctx); err != nil {
+		return nil, err
+	}
 	for id, lr := range p.lines {
 		if lr.cfg.Capture.Method != CaptureProxy {
 			continue

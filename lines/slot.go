@@ -63,6 +63,11 @@ type slotRun struct {
 	// is lost and none waits behind a board.
 	disabled bool
 	retry    bool
+	// unread is the interrupted unit whose board's serial the slot reads
+	// first (unread.go); cancelRead stops that read when a board in flash
+	// mode shows.
+	unread     *ledger.Unit
+	cancelRead context.CancelFunc
 }
 
 func newSlotRun(p *Pipeline, cfg *Slot) *slotRun {
@@ -103,6 +108,9 @@ func (s *slotRun) setPresence(d *usb.Device) {
 	if changed {
 		s.here = d
 		s.changes++
+		if s.cancelRead != nil && inFlashMode(d) {
+			s.cancelRead()
+		}
 	}
 	s.mu.Unlock()
 	if changed {
@@ -191,6 +199,9 @@ func inFlashMode(d *usb.Device) bool { return d != nil && (d.Fastboot || len(d.D
 // operator's controls before what is on the ports, so a slot disabled
 // before a board shows never takes it.
 func (s *slotRun) run(ctx context.Context) {
+	if s.unread != nil {
+		s.readUnread(ctx)
+	}
 	shownDisabled := s.cfg.Disabled
 	var worked uint64 // the ports' change count when the last unit ended
 	for {
@@ -261,6 +272,7 @@ type unitRun struct {
 	s       *slotRun
 	ctx     context.Context // ends when the station stops or the batch ends
 	id      int64
+	batch   int64 // the unit's batch (0: the line's current one)
 	dev     usb.Device
 	start   time.Time
 	con     *console.Console
@@ -294,8 +306,12 @@ func (u *unitRun) record(kind, stage, message string, data any) {
 	}
 	u.evMu.Lock()
 	defer u.evMu.Unlock()
+	batch := u.batch
+	if batch == 0 {
+		batch = u.s.line.batch.ID
+	}
 	u.unrecorded = append(u.unrecorded, ledger.Event{At: time.Now(),
-		BatchID: u.s.line.batch.ID, UnitID: u.id, SlotID: u.s.cfg.ID, Kind: kind, Stage: stage, Message: message, Data: raw,
+		BatchID: batch, UnitID: u.id, SlotID: u.s.cfg.ID, Kind: kind, Stage: stage, Message: message, Data: raw,
 	})
 	u.flushEventsLocked()
 }

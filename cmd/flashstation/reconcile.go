@@ -63,7 +63,7 @@ disagree.`,
 			if len(todo) == 0 {
 				return usageErrorf("no line of %s has a vault.signing-log to reconcile with", st.Path)
 			}
-			led, err := openLedger(ctx, st)
+			led, err := openReadLedger(ctx, st)
 			if err != nil {
 				return err
 			}
