@@ -372,9 +372,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer wg.Done()
 		p.poll(ctx)
 	}()
+	logs := p.signingLogs()
 	go func() {
 		defer wg.Done()
-		p.reconcileLoop(ctx)
+		p.reconcileLoop(ctx, logs)
 	}()
 	go func() {
 		defer wg.Done()
@@ -385,7 +386,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.emit(Event{Kind: EventNotice, Text: StopGraceNotice(slots, p.o.StopGrace)})
 	}
 	wg.Wait()
-	// Every slot has stopped and its unit ended: a clean stop.
+	// Every slot has stopped and its unit ended: a clean stop. A last
+	// comparison with the vaults, now that no board is in work (a serial
+	// signed for a unit in work is only pending), is kept for status.
+	lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	p.reconcilePass(lctx, logs)
+	lcancel()
 	p.stopBatches()
 	return nil
 }
@@ -557,14 +563,15 @@ func (p *Pipeline) watchVaults(ctx context.Context) {
 // recorded when the result changes.
 const EventReconcile = "reconcile"
 
-// reconcileLoop compares, every ReconcileEvery, each line that has a vault
-// signing-log with it, and says when they start (or stop) disagreeing.
-func (p *Pipeline) reconcileLoop(ctx context.Context) {
-	type lineLog struct {
-		lr     *lineRun
-		client *serialvault.Client
-		key    secret.Value
-	}
+// lineLog is a line's signing log, for the reconciliation.
+type lineLog struct {
+	lr     *lineRun
+	client *serialvault.Client
+	key    secret.Value
+}
+
+// signingLogs returns the lines that have a vault signing-log.
+func (p *Pipeline) signingLogs() []lineLog {
 	var todo []lineLog
 	for _, lr := range p.lines {
 		sl := lr.cfg.Vault.SigningLog
@@ -582,45 +589,20 @@ func (p *Pipeline) reconcileLoop(ctx context.Context) {
 		}
 		todo = append(todo, lineLog{lr, c, key})
 	}
+	return todo
+}
+
+// reconcileLoop compares, every ReconcileEvery, each line that has a vault
+// signing-log with it, and says when they start (or stop) disagreeing.
+func (p *Pipeline) reconcileLoop(ctx context.Context, todo []lineLog) {
 	if len(todo) == 0 {
 		return
 	}
 	t := time.NewTicker(p.o.ReconcileEvery)
 	defer t.Stop()
 	for {
-		for _, ll := range todo {
-			l := ll.lr.cfg
-			cctx, cancel := context.WithTimeout(ctx, time.Minute)
-			r, err := ReconcileLine(cctx, l, p.st.ID, ll.lr.model.BrandID, ll.lr.model.Model, ll.client, ll.key, p.led, time.Time{})
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				p.log.Warn().Err(err).Str("line", l.ID).Msg("not reconciled")
-				continue
-			}
-			ll.lr.mu.Lock()
-			was := ll.lr.reconcile
-			ll.lr.reconcile = &r
-			ll.lr.mu.Unlock()
-			changed := was == nil || len(was.Differences) != len(r.Differences)
-			if changed || was.Matched != r.Matched || was.Pending != r.Pending {
-				p.log.Info().Str("line", l.ID).Int("differences", len(r.Differences)).Int("matched", r.Matched).Msg("ledger and vault signing log reconciled")
-				text := fmt.Sprintf("line %s: the ledger and the vault's signing log agree (%d serials)", l.ID, r.Matched)
-				if !r.OK() {
-					d := r.Differences[0]
-					text = fmt.Sprintf("line %s: the ledger and the vault's signing log disagree on %d serials (first: %s %s, %s); run flashstation reconcile", l.ID, len(r.Differences), d.Kind, d.Serial, d.Detail)
-				}
-				// Kept in the ledger (for status and QA), then said.
-				data, _ := json.Marshal(r)
-				if err := p.led.AppendEvents(ctx, ledger.Event{Kind: EventReconcile, Stage: l.ID, Message: text, Data: data}); err != nil {
-					p.log.Warn().Err(err).Msg("cannot record the reconciliation")
-				}
-				if changed && (was != nil || !r.OK()) {
-					p.emit(Event{Kind: EventNotice, Line: l.ID, Text: text})
-				}
-			}
+		if !p.reconcilePass(ctx, todo) {
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -628,6 +610,45 @@ func (p *Pipeline) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// reconcilePass reconciles each line once; false when ctx ended.
+func (p *Pipeline) reconcilePass(ctx context.Context, todo []lineLog) bool {
+	for _, ll := range todo {
+		l := ll.lr.cfg
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		r, err := ReconcileLine(cctx, l, p.st.ID, ll.lr.model.BrandID, ll.lr.model.Model, ll.client, ll.key, p.led, time.Time{})
+		cancel()
+		if ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			p.log.Warn().Err(err).Str("line", l.ID).Msg("not reconciled")
+			continue
+		}
+		ll.lr.mu.Lock()
+		was := ll.lr.reconcile
+		ll.lr.reconcile = &r
+		ll.lr.mu.Unlock()
+		changed := was == nil || len(was.Differences) != len(r.Differences)
+		if changed || was.Matched != r.Matched || was.Pending != r.Pending {
+			p.log.Info().Str("line", l.ID).Int("differences", len(r.Differences)).Int("matched", r.Matched).Msg("ledger and vault signing log reconciled")
+			text := fmt.Sprintf("line %s: the ledger and the vault's signing log agree (%d serials)", l.ID, r.Matched)
+			if !r.OK() {
+				d := r.Differences[0]
+				text = fmt.Sprintf("line %s: the ledger and the vault's signing log disagree on %d serials (first: %s %s, %s); run flashstation reconcile", l.ID, len(r.Differences), d.Kind, d.Serial, d.Detail)
+			}
+			// Kept in the ledger (for status and QA), then said.
+			data, _ := json.Marshal(r)
+			if err := p.led.AppendEvents(ctx, ledger.Event{Kind: EventReconcile, Stage: l.ID, Message: text, Data: data}); err != nil {
+				p.log.Warn().Err(err).Msg("cannot record the reconciliation")
+			}
+			if changed && (was != nil || !r.OK()) {
+				p.emit(Event{Kind: EventNotice, Line: l.ID, Text: text})
+			}
+		}
+	}
+	return true
 }
 
 // poll reads the USB devices every PollEvery and tells each slot what is
