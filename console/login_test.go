@@ -177,6 +177,10 @@ func TestToLoginPrompt(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// The restarted station opens the console afresh: it has seen
+			// no prompt.
+			c.Close()
+			c = openConsole(t, b.link, nil)
 			if err := console.ToLoginPrompt(context.Background(), c, ceiling, nil); err != nil {
 				t.Fatal(err)
 			}

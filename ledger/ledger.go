@@ -100,7 +100,9 @@ var ErrReadOnly = errors.New("ledger: opened read-only")
 // nothing, migrates nothing and takes no write lock, so it works beside a
 // running station and on a read-only copy (a read-only mount, an
 // auditor's copy). A copy whose directory cannot hold SQLite's shared
-// memory file is opened as immutable. Its schema must be the current one.
+// memory file is opened as immutable (refused when the copy holds a
+// write-ahead log: immutable would not read it). Its schema must be the
+// current one.
 func OpenReadOnly(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
@@ -113,6 +115,12 @@ func OpenReadOnly(ctx context.Context, path string, opts ...Option) (*Ledger, er
 	for _, immutable := range []bool{false, true} {
 		d := dsn(path, true, l.busy) + "&mode=ro"
 		if immutable {
+			// Immutable reads the main file alone: a copy that holds a
+			// write-ahead log too would show old rows without a word.
+			if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+				return nil, fmt.Errorf("open ledger %s read-only: %w; its write-ahead log %s-wal holds rows the file does not, and SQLite can read it only where it may create %s-shm: "+
+					"copy both files where the reader may write, or copy ledger.db once the station has stopped (it empties the log when it closes)", path, firstErr, path, path)
+			}
 			d += "&immutable=1"
 		}
 		db, err := sql.Open("sqlite", d)

@@ -76,10 +76,11 @@ func TestOpenReadOnlyBesideTheStation(t *testing.T) {
 	if string(before) != string(after) {
 		t.Error("reading changed the ledger file")
 	}
-	if _, err := ledger.OpenReadOnly(context.Background(), filepath.Join(t.TempDir(), "none.db")); err == nil {
+	none := filepath.Join(t.TempDir(), "none.db")
+	if _, err := ledger.OpenReadOnly(context.Background(), none); err == nil {
 		t.Error("a missing ledger opened")
 	}
-	if _, err := os.Stat(filepath.Join(t.TempDir(), "none.db")); !os.IsNotExist(err) {
+	if _, err := os.Stat(none); !os.IsNotExist(err) {
 		t.Error("OpenReadOnly created a file")
 	}
 }
@@ -105,6 +106,27 @@ func TestOpenReadOnlyCopy(t *testing.T) {
 	}
 	defer l.Close()
 	readBack(t, l)
+}
+
+// TestOpenReadOnlyCopyWithLog: a read-only copy that holds a write-ahead
+// log with rows the main file lacks is refused with what to do, never read
+// without those rows. Needs root.
+func TestOpenReadOnlyCopyWithLog(t *testing.T) {
+	b := newTamperBench(t) // open: its newest rows are in the log
+	dir := disktest.Tmpfs(t, t.TempDir(), "8m")
+	for _, suffix := range []string{"", "-wal"} {
+		copyFile(t, b.l.Path()+suffix, filepath.Join(dir, ledger.FileName+suffix))
+	}
+	disktest.ReadOnly(t, dir)
+	l, err := ledger.OpenReadOnly(context.Background(), filepath.Join(dir, ledger.FileName))
+	if err == nil {
+		as, _ := l.SerialAssertions(context.Background(), ledger.AssertionFilter{})
+		l.Close()
+		t.Fatalf("a copy whose log cannot be read opened, showing %d of 3 assertions", len(as))
+	}
+	if !strings.Contains(err.Error(), "write-ahead log") {
+		t.Errorf("error %v does not say why", err)
+	}
 }
 
 // TestOpenReadOnlyOldSchema: a ledger of another schema version is not

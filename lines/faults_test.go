@@ -60,11 +60,16 @@ type heldBench struct {
 	stop    func()
 }
 
-func newHeldBench(t *testing.T, o benchOpt) *heldBench {
+func newHeldBench(t *testing.T, o benchOpt, disable ...string) *heldBench {
 	t.Helper()
 	gate := make(chan struct{})
 	e := startBenchWith(t, sim.BenchConfig{Boards: 2, Speed: 100, ImageSize: sim.MinImageSize,
 		FaultsOf: func(int) sim.Faults { return sim.Faults{HoldRegistration: gate} }}, 1, o)
+	for _, slot := range disable {
+		if err := e.p.SetDisabled(slot, true); err != nil {
+			t.Fatal(err)
+		}
+	}
 	h := &heldBench{e2e: e, w: watch(e.p)}
 	released := false
 	h.release = func() {
@@ -180,6 +185,31 @@ func TestLedgerLockedLosesNoSerial(t *testing.T) {
 	}
 }
 
+// TestLedgerLockedPastRegisterTimeout: on a proxy line, a ledger locked
+// for longer than the registration timeout does not fail the board: the
+// vault signed (the serial is spooled), so the unit waits for the ledger,
+// says so, and passes once it is free.
+func TestLedgerLockedPastRegisterTimeout(t *testing.T) {
+	h := newHeldBench(t, benchOpt{ledger: []ledger.Option{ledger.WithBusyTimeout(50 * time.Millisecond)}, registerTimeout: 2 * time.Second}, "B1")
+	h.w.await(t, 0, "A1 registering", func(ev lines.Event) bool {
+		return ev.Kind == lines.EventState && ev.Slot == "A1" && ev.State == lines.StateRegister
+	})
+	unlock := lockLedger(t, h.led.Path())
+	h.release()
+	h.w.await(t, 0, "A1 waiting past its timeout", func(ev lines.Event) bool {
+		return ev.Kind == lines.EventNotice && ev.Slot == "A1" && strings.Contains(ev.Text, "still waiting for the ledger")
+	})
+	if v := slotView(h.p, "A1"); v.State != lines.StateRegister {
+		t.Errorf("A1 is %s %s past its timeout", v.State, v.Reason)
+	}
+	unlock()
+	if v, _ := h.w.await(t, 0, "A1's verdict", verdictOf("A1")); v.State != lines.StatePass {
+		t.Errorf("A1: %s %s %s", v.State, v.Reason, v.Detail)
+	}
+	h.stop()
+	agreeWithVault(t, h.e2e)
+}
+
 // TestFullDiskLosesNoSerial: the data directory's disk fills up while both
 // boards register (a tmpfs, its write-ahead log emptied first so the
 // ledger needs new room). No signed serial is lost: each goes into the
@@ -268,12 +298,14 @@ func TestConsoleSerialSignedWhileStationDown(t *testing.T) {
 			if as, _ := h.led.SerialAssertions(ctx, ledger.AssertionFilter{Serial: signed.Serial}); len(as) != 0 {
 				t.Fatalf("the stopped station recorded %s", signed.Serial)
 			}
+			proofWait := 30 * time.Second
 			if !boardStays {
 				board.Remove()
+				proofWait = 2 * time.Second // nothing answers: no need to wait long
 			}
 			h.p.Close()
 			p, err := lines.NewPipeline(ctx, h.st, lines.Options{Hardware: h.bench, Ledger: h.led, Logger: zerolog.Nop(), AllowNonUSB: true,
-				ReconcileEvery: time.Hour, ProofWait: 30 * time.Second, PollEvery: 50 * time.Millisecond})
+				ReconcileEvery: time.Hour, ProofWait: proofWait, PollEvery: 50 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}

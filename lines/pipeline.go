@@ -124,6 +124,9 @@ type Pipeline struct {
 	done     chan struct{}
 	doneOnce sync.Once
 	proxies  []*proxyRun
+	// hard ends (StopNow) a stop's grace.
+	hard     context.Context
+	hardStop context.CancelFunc
 	// stopCtx ends when the station stops (Run's context): writes a unit
 	// waits on give up then.
 	stopCtx context.Context
@@ -200,6 +203,7 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		o.HealthEvery = 15 * time.Second
 	}
 	p := &Pipeline{st: st, o: o, log: o.Logger, led: o.Ledger, lines: map[string]*lineRun{}, done: make(chan struct{})}
+	p.hard, p.hardStop = context.WithCancel(context.Background())
 	var err error
 	if p.cache, err = flash.NewCache(filepath.Join(st.DataDir, "images")); err != nil {
 		return nil, err
@@ -401,7 +405,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) Registering() []string {
 	var out []string
 	for _, s := range p.slots {
-		if s.line.cfg.Capture.Method == CaptureConsole && s.view().State == StateRegister {
+		if v := s.view(); s.line.cfg.Capture.Method == CaptureConsole && v.State == StateRegister && v.Stage != StageRecover {
 			out = append(out, s.cfg.ID)
 		}
 	}
@@ -411,14 +415,20 @@ func (p *Pipeline) Registering() []string {
 // StopGrace is how long a stop waits for registering boards.
 func (p *Pipeline) StopGrace() time.Duration { return p.o.StopGrace }
 
+// StopNow ends a stop's grace at once: the boards still registering are
+// left (their units end interrupted; the next start reads their serials,
+// or the reconciliation names them).
+func (p *Pipeline) StopNow() { p.hardStop() }
+
 // StopGraceNotice says what a stop waits for.
 func StopGraceNotice(slots []string, grace time.Duration) string {
-	return fmt.Sprintf("stopping: the boards in %s are registering with the vault; waiting up to %s to read and record their serials (Ctrl-C again stops now: the reconciliation with the vault's signing log then names what was missed)",
+	return fmt.Sprintf("stopping: the boards in %s are registering with the vault; waiting up to %s to read and record their serials (Ctrl-C stops at once: the next start reads the serials from the boards, or the reconciliation with the vault's signing log names them)",
 		strings.Join(slots, ", "), grace)
 }
 
 // Close releases the proxies' listeners and ends the event stream.
 func (p *Pipeline) Close() {
+	p.hardStop()
 	for _, pr := range p.proxies {
 		pr.ln.Close()
 	}

@@ -272,7 +272,8 @@ type unitRun struct {
 	s       *slotRun
 	ctx     context.Context // ends when the station stops or the batch ends
 	id      int64
-	batch   int64 // the unit's batch (0: the line's current one)
+	batch   int64     // the unit's batch (0: the line's current one)
+	started time.Time // when the unit started, as the ledger has it (a unit read again)
 	dev     usb.Device
 	start   time.Time
 	con     *console.Console
@@ -300,6 +301,12 @@ func (u *unitRun) event(e Event) {
 // is kept and sent again with the next (the verdict itself is written
 // through FinishUnit, which waits for the ledger).
 func (u *unitRun) record(kind, stage, message string, data any) {
+	u.recordEvent(kind, stage, message, data, false)
+}
+
+// recordEvent records an event, or with queueOnly only queues it for the
+// next write (the verdict goes with the unit's end).
+func (u *unitRun) recordEvent(kind, stage, message string, data any, queueOnly bool) {
 	var raw []byte
 	if data != nil {
 		raw, _ = json.Marshal(data)
@@ -313,15 +320,17 @@ func (u *unitRun) record(kind, stage, message string, data any) {
 	u.unrecorded = append(u.unrecorded, ledger.Event{At: time.Now(),
 		BatchID: batch, UnitID: u.id, SlotID: u.s.cfg.ID, Kind: kind, Stage: stage, Message: message, Data: raw,
 	})
-	u.flushEventsLocked()
+	if !queueOnly {
+		u.flushEventsLocked(context.Background())
+	}
 }
 
 // flushEventsLocked sends the unrecorded events; u.evMu is held.
-func (u *unitRun) flushEventsLocked() error {
+func (u *unitRun) flushEventsLocked(ctx context.Context) error {
 	if len(u.unrecorded) == 0 {
 		return nil
 	}
-	err := u.s.p.led.AppendEvents(context.Background(), u.unrecorded...)
+	err := u.s.p.led.AppendEvents(ctx, u.unrecorded...)
 	if err != nil {
 		if len(u.unrecorded) == 1 { // said once per outage
 			u.s.p.log.Error().Err(err).Str("slot", u.s.cfg.ID).Msg("cannot record the unit's events; kept, and sent again")
@@ -334,14 +343,20 @@ func (u *unitRun) flushEventsLocked() error {
 
 // keepWriting runs a ledger write until it succeeds, waiting 1 s, 2 s, ...
 // up to 30 s between tries; a ledger that cannot take it (a full disk, a
-// locked file) holds this slot only, and the operator is told once. It
-// gives up when stop ends, returning the last error.
-func (u *unitRun) keepWriting(stop context.Context, what string, write func() error) error {
+// locked file) holds this slot only, and the operator is told once. Once
+// stop has ended it tries once more, briefly (the spool holds what
+// matters), and returns the last error.
+func (u *unitRun) keepWriting(stop context.Context, what string, write func(ctx context.Context) error) error {
 	wait, said := time.Second, false
 	for {
-		err := write()
-		if err == nil {
-			return nil
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if stop.Err() != nil {
+			ctx, cancel = context.WithTimeout(ctx, stoppedWrite)
+		}
+		err := write(ctx)
+		cancel()
+		if err == nil || stop.Err() != nil {
+			return err
 		}
 		if !said {
 			said = true
@@ -353,24 +368,26 @@ func (u *unitRun) keepWriting(stop context.Context, what string, write func() er
 		select {
 		case <-stop.Done():
 			t.Stop()
-			return err
 		case <-t.C:
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
 }
 
+// stoppedWrite bounds a ledger write once the station is stopping.
+const stoppedWrite = 2 * time.Second
+
 // endUnit writes the unit's end (and the events before it), waiting for a
 // ledger that cannot take it for as long as the station runs.
 func (u *unitRun) endUnit(state, reason, detail string) error {
-	return u.keepWriting(u.s.p.stopCtx, "the end of unit "+strconv.FormatInt(u.id, 10), func() error {
+	return u.keepWriting(u.s.p.stopCtx, "the end of unit "+strconv.FormatInt(u.id, 10), func(ctx context.Context) error {
 		u.evMu.Lock()
-		err := u.flushEventsLocked()
+		err := u.flushEventsLocked(ctx)
 		u.evMu.Unlock()
 		if err != nil {
 			return err
 		}
-		return u.s.p.led.FinishUnit(context.Background(), u.id, state, reason, detail)
+		return u.s.p.led.FinishUnit(ctx, u.id, state, reason, detail)
 	})
 }
 
@@ -393,10 +410,10 @@ func (u *unitRun) fail(reason, detail string) {
 	}
 	r := ReasonFor(reason)
 	u.outcome = r.Class
+	u.recordEvent("verdict", u.s.view().Stage, r.Class+": "+reason, map[string]string{"outcome": r.Class, "reason": reason, "detail": detail}, true)
 	if err := u.endUnit(r.Class, reason, detail); err != nil {
 		u.s.p.log.Error().Err(err).Int64("unit", u.id).Msg("cannot record the unit's end")
 	}
-	u.record("verdict", u.s.view().Stage, r.Class+": "+reason, map[string]string{"outcome": r.Class, "reason": reason, "detail": detail})
 	u.s.update(func(v *SlotView) { v.Reason, v.Detail, v.Outcome = reason, detail, r.Class })
 	u.s.state(StateFail, u.id)
 	u.event(Event{Kind: EventVerdict, State: StateFail, Outcome: r.Class, Reason: reason, Detail: detail, HWSerial: u.dev.Serial, Text: r.What + ": " + r.Advice})
@@ -487,14 +504,14 @@ func (s *slotRun) work(ctx context.Context, dev usb.Device, place string) {
 	}
 	// A signed serial is recorded whatever stops the station now: the
 	// records of a registered board never take the work's context.
+	view := s.view()
+	u.recordEvent("verdict", "registered", "pass", map[string]any{"serial": view.Serial, "duplicate": view.Duplicate}, true)
 	if err := u.endUnit(ledger.UnitPass, "", ""); err != nil {
 		u.fail(ReasonStorage, err.Error())
 		return
 	}
 	u.outcome = ledger.UnitPass
 	s.update(func(v *SlotView) { v.Outcome = ledger.UnitPass })
-	view := s.view()
-	u.record("verdict", "registered", "pass", map[string]any{"serial": view.Serial, "duplicate": view.Duplicate})
 	s.state(StatePass, id)
 	u.event(Event{Kind: EventVerdict, State: StatePass, Outcome: ledger.UnitPass, HWSerial: hw, Serial: view.Serial})
 	p.log.Info().Str("slot", s.cfg.ID).Str("board", hw).Str("serial", view.Serial).Dur("took", time.Since(u.start)).Msg("unit passed")
@@ -521,8 +538,11 @@ func (u *unitRun) finish() {
 			if err != nil {
 				continue
 			}
-			if _, err := u.s.p.led.AddTranscript(context.Background(), ledger.Transcript{UnitID: u.id, SlotID: u.s.cfg.ID,
-				Kind: t.kind, Path: t.path, Size: size, SHA256: sum}); err != nil {
+			rec := ledger.Transcript{UnitID: u.id, SlotID: u.s.cfg.ID, Kind: t.kind, Path: t.path, Size: size, SHA256: sum}
+			if err := u.keepWriting(u.s.p.stopCtx, "a console transcript", func(ctx context.Context) error {
+				_, err := u.s.p.led.AddTranscript(ctx, rec)
+				return err
+			}); err != nil {
 				u.s.p.log.Error().Err(err).Msg("cannot record transcript")
 			}
 		}
@@ -742,7 +762,7 @@ func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
 		// The board registers with the vault itself, whatever the station
 		// does: a stop (or the batch's end) leaves the capture StopGrace to
 		// read the serial the vault signs, so that it is recorded.
-		gctx, gcancel := afterStop(ctx, p.o.StopGrace)
+		gctx, gcancel := afterStop(ctx, p.hard, p.o.StopGrace)
 		defer gcancel()
 		cctx, cancel := context.WithTimeout(gctx, p.o.RegisterTimeout)
 		defer cancel()
@@ -774,14 +794,15 @@ func (u *unitRun) register(ctx context.Context, v console.Verdict) bool {
 	return true
 }
 
-// afterStop is ctx, lasting grace longer once ctx ends.
-func afterStop(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+// afterStop is ctx, lasting grace longer once ctx ends, unless hard ends.
+func afterStop(ctx, hard context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {
 		t := time.AfterFunc(grace, cancel)
 		context.AfterFunc(gctx, func() { t.Stop() })
 	})
-	return gctx, func() { stop(); cancel() }
+	stopHard := context.AfterFunc(hard, cancel)
+	return gctx, func() { stop(); stopHard(); cancel() }
 }
 
 // awaitIdentity waits for the serial the proxy records through the unit's
@@ -801,6 +822,15 @@ func (u *unitRun) awaitIdentity(ctx context.Context) (*serialvault.Capture, bool
 		case <-changed:
 			continue
 		case <-deadline.C:
+			if _, r, _ := u.window.State(); r != nil && r.Code == serialvault.CodeStorageUnavailable {
+				// The vault signed; the ledger cannot record it yet (the
+				// serial is spooled, the board retries): the board is not
+				// at fault, so it waits for the ledger while the station runs.
+				deadline.Reset(p.o.RegisterTimeout)
+				u.event(Event{Kind: EventNotice, Serial: r.Serial, Text: fmt.Sprintf("slot %s: still waiting for the ledger to record serial %s (the vault signed it; it is in the spool); the board is not failed for it",
+					u.s.cfg.ID, r.Serial)})
+				continue
+			}
 		case <-ctx.Done():
 			why = "stopped"
 		}
@@ -963,8 +993,8 @@ func (u *unitRun) keepSerial(ctx context.Context, rec ledger.SerialAssertion) er
 		}
 		return nil
 	}
-	err := u.keepWriting(p.stopCtx, "serial "+rec.Serial+" (it is kept in the spool)", func() error {
-		_, _, err := p.led.RecordSerialAssertion(context.WithoutCancel(ctx), rec)
+	err := u.keepWriting(p.stopCtx, "serial "+rec.Serial+" (it is kept in the spool)", func(wctx context.Context) error {
+		_, _, err := p.led.RecordSerialAssertion(wctx, rec)
 		return err
 	})
 	if err != nil {

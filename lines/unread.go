@@ -74,12 +74,9 @@ func (s *slotRun) readUnread(ctx context.Context) {
 	old := *s.unread
 	s.unread = nil
 	p := s.p
-	if p.flashModeBoardIn(s) {
-		p.log.Info().Str("slot", s.cfg.ID).Int64("unit", old.ID).Msg("a board in flash mode is in the slot: the interrupted unit's serial is not read")
-		return
-	}
 	rctx, cancel := context.WithTimeout(ctx, p.o.ProofWait+time.Minute)
 	defer cancel()
+	// A board in flash mode from now on cancels the read (setPresence).
 	s.mu.Lock()
 	s.cancelRead = cancel
 	s.mu.Unlock()
@@ -88,7 +85,11 @@ func (s *slotRun) readUnread(ctx context.Context) {
 		s.cancelRead = nil
 		s.mu.Unlock()
 	}()
-	u := &unitRun{s: s, ctx: rctx, id: old.ID, batch: old.BatchID, dev: usb.Device{Serial: old.HWSerial}, start: time.Now()}
+	if p.flashModeBoardIn(s) {
+		p.log.Info().Str("slot", s.cfg.ID).Int64("unit", old.ID).Msg("a board in flash mode is in the slot: the interrupted unit's serial is not read")
+		return
+	}
+	u := &unitRun{s: s, ctx: rctx, id: old.ID, batch: old.BatchID, dev: usb.Device{Serial: old.HWSerial}, start: time.Now(), started: old.StartedAt}
 	s.update(func(v *SlotView) {
 		*v = SlotView{ID: v.ID, Line: v.Line, State: StateRegister, Stage: StageRecover, HWSerial: old.HWSerial, Unit: old.ID,
 			Attempt: old.Attempt, StartedAt: u.start, Disabled: v.Disabled}
@@ -158,9 +159,21 @@ func (u *unitRun) readUnread(ctx context.Context) (string, bool) {
 	rec := ledger.SerialAssertion{Text: a.Encode(), BrandID: sr.BrandID, Model: sr.Model,
 		Serial: sr.Serial, Revision: sr.Revision(), DeviceKeyID: sr.DeviceKeyID, LineID: lr.cfg.ID, UnitID: u.id,
 		Via: ledger.ViaConsole, Duplicate: sr.Revision() > 1, ReceivedAt: time.Now()}
+	known, err := p.led.SerialAssertions(ctx, ledger.AssertionFilter{Serial: sr.Serial})
+	if err != nil {
+		return "the ledger: " + err.Error(), false
+	}
+	for _, k := range known {
+		if k.DeviceKeyID == sr.DeviceKeyID && k.Revision == sr.Revision() {
+			return fmt.Sprintf("the board in the slot holds serial %s revision %d, which the ledger has (assertion %d, unit %d): not the registration unit %d was waiting for",
+				sr.Serial, sr.Revision(), k.ID, k.UnitID, u.id), false
+		}
+	}
 	expected, _ := ExpandSerial(lr.cfg.Registration.ExpectedSerial, map[string]string{
 		"hw": u.dev.Serial, "slot": s.cfg.ID, "line": lr.cfg.ID, "station": p.st.ID})
-	bound := expected == "" || expected == sr.Serial
+	// The unit's registration: the serial the board was expected to get
+	// (when the line predicts it), signed after the unit started.
+	bound := (expected == "" || expected == sr.Serial) && !sr.Timestamp.Before(u.started.Add(-clockSlack))
 	if !bound {
 		rec.UnitID = 0 // another board than the unit's: kept, bound to no unit
 	}
@@ -168,8 +181,8 @@ func (u *unitRun) readUnread(ctx context.Context) (string, bool) {
 		return err.Error(), false
 	}
 	if !bound {
-		return fmt.Sprintf("the board in the slot holds serial %s, not %s that unit %d's board %s was expected to get: recorded as a serial without a unit",
-			sr.Serial, expected, u.id, u.dev.Serial), true
+		return fmt.Sprintf("the board in the slot holds serial %s (signed %s), not the one unit %d's board %s was expected to get (%s, signed after %s): recorded as a serial without a unit",
+			sr.Serial, sr.Timestamp.Format(time.RFC3339), u.id, u.dev.Serial, expected, u.started.Format(time.RFC3339)), true
 	}
 	return fmt.Sprintf("serial %s revision %d (device key %.12s...), signed while the station was stopped, read from board %s and recorded for unit %d; the unit stays interrupted: flash the board again or set it aside",
 		sr.Serial, sr.Revision(), sr.DeviceKeyID, u.dev.Serial, u.id), true

@@ -56,6 +56,9 @@ func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headles
 	if slots := r.p.Registering(); len(slots) > 0 {
 		fmt.Fprintf(tty, "flashstation: %s\n", lines.StopGraceNotice(slots, r.p.StopGrace()))
 	}
+	// Ctrl-C, now that the interface has given the terminal back, ends the
+	// stop's wait at once.
+	defer context.AfterFunc(ctx, r.p.StopNow)()
 	cancel()
 	<-done
 	if tuiErr != nil && ctx.Err() == nil {
