@@ -455,6 +455,8 @@ type LineHealth struct {
 	// VaultKeyRefused: the vault answers and refuses the line's api-key
 	// (probed with a request-id now and then).
 	VaultKeyRefused bool
+	// Trays are where the line's boards go once their verdict is in.
+	Trays Trays
 	// Reconciled is the last comparison of the ledger with the vault's
 	// signing log (nil: none, or no signing-log configured).
 	Reconciled *Reconciliation
@@ -481,6 +483,7 @@ func (p *Pipeline) Health() []LineHealth {
 		h.Finished = len(lr.run.done)
 		h.VaultOK, h.VaultError, h.VaultChecked, h.VaultDatabaseDown = lr.health.ok, lr.health.err, lr.health.checked, lr.health.dbDown
 		h.Reconciled, h.VaultKeyRefused = lr.reconcile, lr.health.keyRefused
+		h.Trays = lr.cfg.Trays
 		lr.mu.Unlock()
 		for _, pr := range p.proxies {
 			if pr.line == l.ID {

@@ -48,6 +48,8 @@ type Options struct {
 	Keys   *KeyMap // default DefaultKeyMap
 	// Width and Height are the size before the first WindowSizeMsg.
 	Width, Height int
+	// Bell rings the terminal's bell on every FAIL.
+	Bell bool
 }
 
 type screen int
@@ -173,7 +175,8 @@ func (m *Model) tick() tea.Cmd {
 
 // Init starts reading events and the clock.
 func (m *Model) Init() tea.Cmd {
-	return tea.Batch(waitEvents(m.opts.Events), waitDone(m.opts.Done), m.tick(), m.refreshStats())
+	// The terminal's background picks the light or the dark palette.
+	return tea.Batch(waitEvents(m.opts.Events), waitDone(m.opts.Done), m.tick(), m.refreshStats(), tea.RequestBackgroundColor)
 }
 
 func (m *Model) refreshStats() tea.Cmd {
@@ -192,12 +195,18 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.c.Width, m.c.Height = msg.Width, msg.Height
 		m.bench, _ = m.bench.Update(msg)
 		return m, nil
+	case tea.BackgroundColorMsg:
+		if m.opts.Styles == nil { // the station's own styles, not a test's
+			m.c.Styles = NewStyles(msg.IsDark())
+		}
+		return m, nil
 	case eventsMsg:
-		verdict := false
+		verdict, failed := false, false
 		for _, e := range msg.events {
 			m.s.apply(e)
 			if e.Kind == lines.EventVerdict {
 				verdict = true
+				failed = failed || e.State == lines.StateFail
 			}
 		}
 		m.s.refresh(m.c.Station.Slots())
@@ -208,6 +217,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if verdict {
 			m.s.health = m.c.Station.Health()
 			cmds = append(cmds, m.refreshStats())
+		}
+		if failed && m.opts.Bell {
+			cmds = append(cmds, tea.Raw("\a"))
 		}
 		if m.screen == screenDetail {
 			var cmd tea.Cmd

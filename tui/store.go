@@ -42,7 +42,10 @@ type slotData struct {
 
 type verdict struct {
 	State, Reason, HWSerial, Serial string
-	At                              time.Time
+	Attempt                         int
+	Started, At                     time.Time
+	// Cleared: the operator dealt with the removed board (c).
+	Cleared bool
 }
 
 // lastLines returns up to n console lines ending `back` lines before the
@@ -163,7 +166,8 @@ func (s *store) apply(e lines.Event) {
 		d.Console = append(d.Console, e.Text)
 		d.View.LastLine = e.Text
 	case lines.EventVerdict:
-		d.Last = &verdict{State: e.State, Reason: e.Reason, HWSerial: e.HWSerial, Serial: e.Serial, At: e.At}
+		d.Last = &verdict{State: e.State, Reason: e.Reason, HWSerial: e.HWSerial, Serial: e.Serial, At: e.At,
+			Attempt: d.View.Attempt, Started: d.View.StartedAt}
 		d.View.State = e.State
 		d.View.Reason, d.View.Detail = e.Reason, e.Detail
 		if e.Serial != "" {
