@@ -35,8 +35,8 @@ type BenchKeyMap struct {
 	Quit                  key.Binding
 	// Next jumps to the next slot that needs the operator (a FAIL, then a
 	// PASS whose board waits); Clear clears a removed board's FAIL.
-	Next, Clear    key.Binding
-	PgUp, PgDown   key.Binding
+	Next, Clear  key.Binding
+	PgUp, PgDown key.Binding
 }
 
 // ShortHelp is the footer's help.

@@ -149,7 +149,7 @@ type Styles struct {
 // paints are the card styles reduced to escape sequences (see paint).
 type paints struct {
 	dim, bold, ok, bad, warn, barDone, barTodo, selectFrame, border, stopped paint
-	badge                                                                  map[string]paint
+	badge                                                                    map[string]paint
 	// A verdict tile paints its whole card: PASS on its colour; FAIL on
 	// its colour and in inverse video (inverse alone on a monochrome
 	// terminal).
