@@ -247,3 +247,41 @@ func contrast(a, b color.Color) float64 {
 	}
 	return (la + 0.05) / (lb + 0.05)
 }
+
+// TestBellOnFail: with Bell, a FAIL rings the terminal's bell (BEL, once
+// per batch of events); a PASS does not, and without Bell nothing rings.
+func TestBellOnFail(t *testing.T) {
+	rings := func(bell bool, state string) int {
+		f := newFixture(t, 80, 24, slotsIdle(2))
+		f.m.opts.Bell = bell
+		_, cmd := f.m.Update(eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventVerdict, Slot: "A1", Unit: 1, State: state, Reason: "boot-loop"}}})
+		n := 0
+		var walk func(c tea.Cmd, depth int)
+		walk = func(c tea.Cmd, depth int) {
+			if c == nil || depth > 3 {
+				return
+			}
+			switch msg := c().(type) {
+			case tea.BatchMsg:
+				for _, c := range msg {
+					walk(c, depth+1)
+				}
+			case tea.RawMsg:
+				if msg.Msg == "\a" {
+					n++
+				}
+			}
+		}
+		walk(cmd, 0)
+		return n
+	}
+	if n := rings(true, lines.StateFail); n != 1 {
+		t.Errorf("a FAIL rang %d times", n)
+	}
+	if n := rings(true, lines.StatePass); n != 0 {
+		t.Errorf("a PASS rang %d times", n)
+	}
+	if n := rings(false, lines.StateFail); n != 0 {
+		t.Errorf("without --bell a FAIL rang %d times", n)
+	}
+}

@@ -29,6 +29,7 @@ type runFlags struct {
 	headless, json   bool
 	batchSize        int
 	allowNonUSB      bool
+	bell             bool
 }
 
 func (o *runFlags) register(f *pflag.FlagSet, headless bool) {
@@ -36,6 +37,7 @@ func (o *runFlags) register(f *pflag.FlagSet, headless bool) {
 	f.IntVar(&o.batchSize, "batch-size", 0, "units per line in this batch (0: until stopped)")
 	f.StringVar(&o.operator, "operator", os.Getenv("USER"), "operator name for the batch")
 	f.BoolVar(&o.allowNonUSB, "allow-non-usb", false, "allow disks that are not on USB (labs)")
+	f.BoolVar(&o.bell, "bell", false, "ring the terminal's bell on every FAIL (the bench TUI)")
 	if headless {
 		f.BoolVar(&o.headless, "headless", false, "run without the TUI")
 		f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout (with --headless)")
@@ -57,7 +59,7 @@ func (o *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	hw := &lines.RealHardware{Sysfs: usbSystem()}
-	opts := headlessOptions{operator: o.operator, batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB}
+	opts := headlessOptions{operator: o.operator, batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB, bell: o.bell}
 	if !o.headless {
 		return runTUI(ctx, st, hw, opts, tty)
 	}
@@ -88,6 +90,7 @@ type headlessOptions struct {
 	batchSize   int
 	json        bool
 	allowNonUSB bool
+	bell        bool // the TUI rings on a FAIL
 	timeout     time.Duration
 	// registerTimeout is the wait for a board's serial (0: the pipeline's
 	// 10 min; the demo scales it with its speed).
