@@ -87,7 +87,7 @@ func Instruction(passed bool, reason string, attempt int, trays Trays) string {
 	case ThenReject:
 		return "→ " + trays.Reject
 	case ThenFix:
-		return "→ keep board: " + r.Do
+		return "→ fix: " + r.Do
 	}
 	return "→ retry (r)"
 }
