@@ -77,10 +77,20 @@ func (t typingKeys) ShortHelp() []key.Binding {
 func (t typingKeys) FullHelp() [][]key.Binding { return [][]key.Binding{t.ShortHelp()} }
 
 // evidenceKeys are the keys while a unit's evidence is shown.
-type evidenceKeys struct{ k QAKeyMap }
+type evidenceKeys struct {
+	k       QAKeyMap
+	onTimes bool
+}
 
 func (e evidenceKeys) ShortHelp() []key.Binding {
-	return []key.Binding{e.k.Export, pageKeys(), e.k.Line, e.k.Last, e.k.Back}
+	export, last, pane := e.k.Export, e.k.Last, e.k.Focus
+	export.SetHelp("e", "export")
+	last.SetHelp("end", "newest")
+	pane.SetHelp("tab", "timeline")
+	if e.onTimes {
+		pane.SetHelp("tab", "console")
+	}
+	return []key.Binding{export, footerKeys("pgup/dn", "page"), footerKeys("↑↓jk", "line"), last, pane, e.k.Back}
 }
 
 func (e evidenceKeys) FullHelp() [][]key.Binding { return [][]key.Binding{e.ShortHelp()} }
@@ -89,7 +99,7 @@ func (e evidenceKeys) FullHelp() [][]key.Binding { return [][]key.Binding{e.Shor
 func (m QA) Keys() help.KeyMap {
 	switch {
 	case m.open:
-		return evidenceKeys{m.KeyMap}
+		return evidenceKeys{m.KeyMap, m.onTimes}
 	case m.input.Focused():
 		return typingKeys{m.KeyMap}
 	}
@@ -140,7 +150,9 @@ type QA struct {
 	open    bool // the evidence of units[sel] is shown
 	ev      *ledger.Evidence
 	console []string
-	back    int
+	back    int  // console lines scrolled up from the newest
+	evBack  int  // timeline events scrolled up from the newest
+	onTimes bool // the scroll keys move the timeline, not the console
 	status  string
 }
 
@@ -240,7 +252,7 @@ func (m QA) Update(msg tea.Msg) (QA, tea.Cmd) {
 			m.status = "cannot read the evidence: " + msg.err.Error()
 			return m, nil
 		}
-		m.ev, m.console, m.back = &msg.ev, msg.console, 0
+		m.ev, m.console, m.back, m.evBack, m.onTimes = &msg.ev, msg.console, 0, 0, false
 		return m, nil
 	case exportMsg:
 		if msg.err != nil {
@@ -308,11 +320,10 @@ func (m QA) Update(msg tea.Msg) (QA, tea.Cmd) {
 	return m, cmd
 }
 
-// evidenceKey scrolls the evidence's console, exports, or goes back.
+// evidenceKey scrolls the evidence's console (or its timeline, after
+// tab), exports, or goes back.
 func (m QA) evidenceKey(msg tea.KeyPressMsg) (QA, tea.Cmd) {
 	k := m.KeyMap
-	page := max(1, m.consoleHeight()-1)
-	maxBack := max(0, len(m.console)-m.consoleHeight())
 	switch {
 	case key.Matches(msg, k.Back):
 		m.open, m.ev, m.status = false, nil, ""
@@ -322,19 +333,31 @@ func (m QA) evidenceKey(msg tea.KeyPressMsg) (QA, tea.Cmd) {
 			m.status = "exporting…"
 			return m, m.export()
 		}
-	case key.Matches(msg, k.PageUp):
-		m.back = min(maxBack, m.back+page)
-	case key.Matches(msg, k.PageDown):
-		m.back = max(0, m.back-page)
-	case key.Matches(msg, k.Up):
-		m.back = min(maxBack, m.back+1)
-	case key.Matches(msg, k.Down):
-		m.back = max(0, m.back-1)
-	case key.Matches(msg, k.Top):
-		m.back = maxBack
-	case key.Matches(msg, k.Last):
-		m.back = 0
+		return m, nil
+	case key.Matches(msg, k.Focus):
+		m.onTimes = !m.onTimes
+		return m, nil
 	}
+	back, rows, n := &m.back, m.consoleHeight(), len(m.console)
+	if m.onTimes && m.ev != nil {
+		back, rows, n = &m.evBack, m.timelineRows(), len(m.ev.Events)
+	}
+	page, maxBack := max(1, rows-1), max(0, n-rows)
+	switch {
+	case key.Matches(msg, k.PageUp):
+		*back += page
+	case key.Matches(msg, k.PageDown):
+		*back -= page
+	case key.Matches(msg, k.Up):
+		*back++
+	case key.Matches(msg, k.Down):
+		*back--
+	case key.Matches(msg, k.Top):
+		*back = maxBack
+	case key.Matches(msg, k.Last):
+		*back = 0
+	}
+	*back = min(max(0, *back), maxBack)
 	return m, nil
 }
 
@@ -387,10 +410,35 @@ func (m QA) consoleHeight() int {
 }
 
 // evidenceTop is the evidence above its console: the unit, its serial
-// assertions and its timeline.
+// assertions and its timeline (the events that fit, scrolled by evBack).
 func (m QA) evidenceTop() []string {
+	out := m.evidenceHead()
+	if m.ev == nil {
+		return out
+	}
 	st, w := m.c.Styles, m.c.Width
-	h := m.evidenceHeight()
+	add := func(s string) { out = append(out, fit(s, w)) }
+	rows := m.timelineRows()
+	evs := m.ev.Events
+	end := max(0, len(evs)-m.evBack)
+	first := max(0, end-rows)
+	where := ""
+	if len(evs) > rows {
+		where = fmt.Sprintf("events %d-%d of %d", first+1, end, len(evs))
+		if m.evBack > 0 {
+			where += " - end to follow"
+		}
+	}
+	add(spread(st.Section.Render(pointer(m.onTimes)+"TIMELINE"), st.Dim.Render(where), w))
+	for _, e := range evs[first:end] {
+		add(fmt.Sprintf("  %s  %-8s %-14s %s", e.At.Local().Format("15:04:05.000"), e.Kind, e.Stage, sanitize(e.Message)))
+	}
+	return out
+}
+
+// evidenceHead is the unit and its serial assertions.
+func (m QA) evidenceHead() []string {
+	st, w := m.c.Styles, m.c.Width
 	var out []string
 	add := func(s string) { out = append(out, fit(s, w)) }
 	if m.ev == nil {
@@ -423,17 +471,25 @@ func (m QA) evidenceTop() []string {
 	if len(m.ev.Assertions) == 0 {
 		add(st.Dim.Render("no serial assertion"))
 	}
-	add(st.Section.Render("TIMELINE"))
-	evs := m.ev.Events
-	room := max(3, (h-len(out))/3)
-	if len(evs) > room {
-		evs = evs[len(evs)-room:]
-		add(st.Dim.Render(fmt.Sprintf("  (%d earlier events)", len(m.ev.Events)-room)))
-	}
-	for _, e := range evs {
-		add(fmt.Sprintf("  %s  %-8s %-14s %s", e.At.Local().Format("15:04:05.000"), e.Kind, e.Stage, sanitize(e.Message)))
-	}
 	return out
+}
+
+// pointer marks the part of the evidence the scroll keys move.
+func pointer(on bool) string {
+	if on {
+		return "▸ "
+	}
+	return ""
+}
+
+// timelineRows is how many timeline events the evidence shows at once:
+// a third of the room under the unit, at least 3.
+func (m QA) timelineRows() int {
+	top := 0
+	if m.ev != nil {
+		top = len(m.evidenceHead())
+	}
+	return max(3, (m.evidenceHeight()-top-1)/3)
 }
 
 func (m QA) evidenceView() string {
@@ -454,7 +510,7 @@ func (m QA) evidenceView() string {
 			follow += " - end to follow"
 		}
 	}
-	add(spread(st.Section.Render("CONSOLE")+st.Dim.Render(" "+filepath.Base(m.ev.Clean)), st.Dim.Render(follow), w))
+	add(spread(st.Section.Render(pointer(!m.onTimes && len(m.ev.Events) > m.timelineRows())+"CONSOLE")+st.Dim.Render(" "+filepath.Base(m.ev.Clean)), st.Dim.Render(follow), w))
 	for _, l := range m.console[first:end] {
 		add(sanitize(l))
 	}

@@ -184,6 +184,27 @@ func TestQAEvidenceConsoleScrolls(t *testing.T) {
 	if !strings.Contains(f.screen(), fmt.Sprintf("lines %d-60 of 60", 60-ch+1)) || strings.Contains(f.screen(), "end to follow") {
 		t.Errorf("end:\n%s", f.screen())
 	}
+	// Every timeline event is reachable too: tab, then the same keys.
+	var evs []ledger.Event
+	for i := range 30 {
+		evs = append(evs, ledger.Event{At: t0.Add(time.Duration(i) * time.Second), Kind: "stage", Stage: fmt.Sprintf("stage-%02d", i+1)})
+	}
+	f.m.qa.ev.Events = evs
+	rows, ch := f.m.qa.timelineRows(), f.m.qa.consoleHeight() // the timeline takes more room now
+	if s := f.screen(); !strings.Contains(s, fmt.Sprintf("events %d-30 of 30", 30-rows+1)) || !strings.Contains(s, "stage-30") || strings.Contains(s, "stage-01") {
+		t.Fatalf("newest events not shown (%d rows):\n%s", rows, s)
+	}
+	f.keys(t, "tab", "home")
+	if s := f.screen(); !strings.Contains(s, "▸ TIMELINE") || !strings.Contains(s, fmt.Sprintf("events 1-%d of 30", rows)) || !strings.Contains(s, "stage-01") {
+		t.Errorf("tab, home: the timeline's first events:\n%s", s)
+	}
+	if !strings.Contains(f.screen(), fmt.Sprintf("lines %d-60 of 60", 60-ch+1)) {
+		t.Errorf("the console moved with the timeline:\n%s", f.screen())
+	}
+	f.keys(t, "pgdown", "end", "tab", "k")
+	if s := f.screen(); !strings.Contains(s, fmt.Sprintf("events %d-30 of 30", 30-rows+1)) || !strings.Contains(s, fmt.Sprintf("lines %d-59 of 60", 60-ch)) {
+		t.Errorf("end on the timeline, tab, k on the console:\n%s", s)
+	}
 }
 
 // batchKeys sends keys to the batch view.
