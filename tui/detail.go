@@ -167,17 +167,23 @@ func (m Detail) top() []string {
 
 	// Left: the timeline with durations.
 	left := []string{st.Section.Render("TIMELINE")}
+	// The end of the last span: now while the unit runs, its verdict's
+	// time once it ended (unknown: no span, never a running timer).
+	end, ended := now, !d.Ended.IsZero() || v.State == lines.StatePass || v.State == lines.StateFail
+	if ended {
+		end = d.Ended
+	}
+	spans := timelineSpans(d.Timeline, end, ended)
 	for i, mk := range d.Timeline {
 		var dur string
-		switch {
+		switch sp := spans[i]; {
 		case mk.Skipped:
 			dur = st.Dim.Render("skipped")
-		case i+1 < len(d.Timeline):
-			dur = secs(d.Timeline[i+1].At.Sub(mk.At))
-		case v.State == lines.StatePass || v.State == lines.StateFail:
-			dur = ""
+		case sp.none:
+		case sp.open:
+			dur = secs(sp.d) + " …"
 		default:
-			dur = secs(now.Sub(mk.At)) + " …"
+			dur = secs(sp.d)
 		}
 		name := mk.Name
 		if !mk.Stage {
@@ -247,6 +253,45 @@ func (m Detail) top() []string {
 			for _, l := range wrap("detail: "+sanitize(strings.ReplaceAll(v.Detail, "\n", " | ")), w, 2) {
 				out = append(out, fit(st.Dim.Render(l), w))
 			}
+		}
+	}
+	return out
+}
+
+// span is how long a timeline mark lasted: open while it still runs, none
+// for the verdict itself (and a skipped stage).
+type span struct {
+	d          time.Duration
+	open, none bool
+}
+
+// timelineSpans says how long each mark of a timeline lasted. A slot state
+// lasts until the next slot state, so that it spans its boot stages (its
+// time is the sum of theirs, and of the wait before the first); a boot
+// stage lasts until the next mark of any kind. The last state lasts until
+// end, open unless the unit ended; a verdict (PASS, FAIL) has no span, nor
+// has the last mark of an ended unit whose end is not known (zero).
+func timelineSpans(tl []mark, end time.Time, ended bool) []span {
+	out := make([]span, len(tl))
+	for i, mk := range tl {
+		if mk.Skipped {
+			out[i].none = true
+			continue
+		}
+		next := -1
+		for j := i + 1; j < len(tl); j++ {
+			if !tl[j].Skipped && (mk.Stage || !tl[j].Stage) {
+				next = j
+				break
+			}
+		}
+		switch {
+		case next >= 0:
+			out[i].d = tl[next].At.Sub(mk.At)
+		case !mk.Stage && (mk.Name == lines.StatePass || mk.Name == lines.StateFail), ended && end.IsZero():
+			out[i].none = true
+		default:
+			out[i].d, out[i].open = max(0, end.Sub(mk.At)), !ended
 		}
 	}
 	return out

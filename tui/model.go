@@ -368,13 +368,17 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		var cmd tea.Cmd
 		m.detail, cmd = m.detail.Update(msg)
 		return m, cmd
-	case screenBatch, screenHelp:
+	case screenBatch:
 		if key.Matches(msg, k.Back) {
-			if m.screen == screenHelp {
-				m.screen = m.prev
-			} else {
-				m.screen = screenBench
-			}
+			m.screen = screenBench
+			return m, nil
+		}
+		var cmd tea.Cmd
+		m.batch, cmd = m.batch.Update(msg)
+		return m, cmd
+	case screenHelp:
+		if key.Matches(msg, k.Back) {
+			m.screen = m.prev
 		}
 		return m, nil
 	case screenQA:
