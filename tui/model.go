@@ -87,14 +87,32 @@ type Model struct {
 	qa     QA
 	help   HelpView
 
-	confirmQuit bool
-	confirmEnd  string // the line whose batch the operator is asked to end
-	status      string
-	statusAt    time.Time
-	stats       *ledger.Stats // header counts
-	lastStats   time.Time
-	quitting    bool
+	// pending is the question the operator is asked (quit while boards
+	// are in work, end a batch, retry a PASS, disable a board in work):
+	// the next key answers it.
+	pending   *confirm
+	status    string
+	statusAt  time.Time
+	stats     *ledger.Stats // header counts
+	lastStats time.Time
+	quitting  bool
 }
+
+// confirm is a y/n question: y runs yes, any other key cancels and says
+// no in the footer.
+type confirm struct {
+	prompt func() string // asked again at each redraw (counts change)
+	yes    func() tea.Cmd
+	no     string
+}
+
+// ask puts a question to the operator.
+func (m *Model) ask(prompt func() string, yes func() tea.Cmd, no string) {
+	m.pending = &confirm{prompt: prompt, yes: yes, no: no}
+}
+
+// Asking reports whether a question waits for the operator's answer.
+func (m *Model) Asking() bool { return m.pending != nil }
 
 // New returns the interface for a station.
 func New(ctx context.Context, o Options) *Model {
@@ -267,34 +285,27 @@ func (m *Model) setStatus(s string) {
 	m.status, m.statusAt = s, m.c.Now()
 }
 
-// key handles a key press: the quit guard first, then the global keys,
+// key handles a key press: the pending question first, then the global keys,
 // then the current view's.
 func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	k := m.c.Keys
-	if m.confirmEnd != "" {
-		line := m.confirmEnd
-		m.confirmEnd = ""
+	if q := m.pending; q != nil {
+		m.pending = nil
 		if key.Matches(msg, k.Yes) {
-			return m, m.endBatch(line)
+			return m, q.yes()
 		}
-		m.setStatus("batch of " + line + " not ended")
-		return m, nil
-	}
-	if m.confirmQuit {
-		m.confirmQuit = false
-		if key.Matches(msg, k.Yes) {
-			m.c.Log.Warn().Msg("operator quit while boards were in work")
-			m.quitting = true
-			return m, tea.Quit
-		}
-		m.setStatus("not quitting")
+		m.setStatus(q.no)
 		return m, nil
 	}
 	typing := m.screen == screenQA && m.qa.Typing()
 	switch {
 	case key.Matches(msg, k.ForceQuit), key.Matches(msg, k.Quit) && !typing:
 		if n, _ := m.s.working(); n > 0 {
-			m.confirmQuit = true
+			m.ask(m.quitPrompt, func() tea.Cmd {
+				m.c.Log.Warn().Msg("operator quit while boards were in work")
+				m.quitting = true
+				return tea.Quit
+			}, "not quitting")
 			return m, nil
 		}
 		m.quitting = true
@@ -327,7 +338,9 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			return m, m.toggleDisabled(slot)
 		case key.Matches(msg, k.EndBatch):
 			if d := m.s.slot(slot); d != nil {
-				m.confirmEnd = d.View.Line
+				line := d.View.Line
+				m.ask(func() string { return m.endPrompt(line) }, func() tea.Cmd { return m.endBatch(line) },
+					"batch of "+line+" not ended")
 			}
 			return m, nil
 		}
@@ -377,20 +390,41 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
-// retry asks the station to retry a failed slot.
+// retry asks the station to retry a slot with a verdict; a PASS is asked
+// about first (its board would be written again).
 func (m *Model) retry(id string) tea.Cmd {
 	d := m.s.slot(id)
 	if d == nil {
 		return nil
 	}
 	switch d.View.State {
-	case lines.StateFail, lines.StatePass, lines.StateStopped:
+	case lines.StatePass:
+		p := "retry " + id + "? its board passed" + serialNote(d.View.Serial) + " - y/n"
+		m.ask(func() string { return p }, func() tea.Cmd { return m.doRetry(id) }, id+" not retried")
+		return nil
+	case lines.StateFail, lines.StateStopped:
+		return m.doRetry(id)
 	default:
 		m.setStatus(fmt.Sprintf("%s is %s: retry is for a slot with a verdict", id, BadgeOf(d.View.State).Word))
 		return nil
 	}
+}
+
+// serialNote is " (serial X)", or nothing without a serial.
+func serialNote(serial string) string {
+	if serial == "" {
+		return ""
+	}
+	return " (serial " + serial + ")"
+}
+
+func (m *Model) doRetry(id string) tea.Cmd {
+	d := m.s.slot(id)
+	if d == nil {
+		return nil
+	}
 	m.setStatus("retrying " + id + ": it starts when the board is in flash mode")
-	m.c.Log.Info().Str("slot", id).Str("board", d.View.HWSerial).Msg("operator retried a slot")
+	m.c.Log.Info().Str("slot", id).Str("board", d.View.HWSerial).Str("operator", m.c.Operator).Msg("operator retried a slot")
 	st := m.c.Station
 	return func() tea.Msg {
 		if err := st.Retry(id); err != nil {
@@ -400,23 +434,46 @@ func (m *Model) retry(id string) tea.Cmd {
 	}
 }
 
-// toggleDisabled takes a slot out of service or puts it back.
+// toggleDisabled takes a slot out of service or puts it back; a slot with
+// a board in work or a PASS is asked about first.
 func (m *Model) toggleDisabled(id string) tea.Cmd {
 	d := m.s.slot(id)
 	if d == nil {
 		return nil
 	}
-	disable := !d.View.Disabled
+	v := d.View
+	if v.Disabled {
+		return m.setDisabled(id, false)
+	}
+	var p string
+	switch {
+	case working(v.State):
+		p = fmt.Sprintf("disable %s? its board is %s: its unit runs to its end, then the slot takes no board - y/n",
+			id, workWords[v.State])
+	case v.State == lines.StatePass:
+		p = "disable " + id + "? its board passed" + serialNote(v.Serial) + ": the card shows DISABLED, not its PASS - y/n"
+	default:
+		return m.setDisabled(id, true)
+	}
+	m.ask(func() string { return p }, func() tea.Cmd { return m.setDisabled(id, true) }, id+" not disabled")
+	return nil
+}
+
+func (m *Model) setDisabled(id string, disable bool) tea.Cmd {
+	d := m.s.slot(id)
+	if d == nil {
+		return nil
+	}
 	switch {
 	case !disable:
 		m.setStatus(id + " back in service")
-	case d.View.State == lines.StateFlashing || d.View.State == lines.StateBooting || d.View.State == lines.StateRegister || d.View.State == lines.StatePresent:
+	case working(d.View.State):
 		m.setStatus(id + " will be out of service when its board's unit ends")
 	default:
 		m.setStatus(id + " out of service")
 	}
 	d.View.Disabled = disable // shown at once; the pipeline confirms
-	m.c.Log.Info().Str("slot", id).Bool("disabled", disable).Msg("operator changed a slot's service")
+	m.c.Log.Info().Str("slot", id).Bool("disabled", disable).Str("operator", m.c.Operator).Msg("operator changed a slot's service")
 	st := m.c.Station
 	return func() tea.Msg {
 		if err := st.SetDisabled(id, disable); err != nil {
@@ -440,26 +497,29 @@ func (m *Model) endBatch(line string) tea.Cmd {
 }
 
 // endPrompt asks before a line's batch ends, saying what it stops.
-func (m *Model) endPrompt() string {
+func (m *Model) endPrompt(line string) string {
 	n := 0
 	for _, id := range m.s.order {
 		v := m.s.byID[id].View
-		if v.Line == m.confirmEnd && working(v.State) {
+		if v.Line == line && working(v.State) {
 			n++
 		}
 	}
-	p := "end the batch of line " + m.confirmEnd
+	p := "end the batch of line " + line
 	if n > 0 {
 		p += " (" + plural(n, "board", "boards") + " in work will be stopped)"
 	}
 	return p + "? y/n"
 }
 
+// workWords say what a board in work is doing.
+var workWords = map[string]string{lines.StatePresent: "starting", lines.StateFlashing: "flashing", lines.StateBooting: "booting",
+	lines.StateRegister: "registering"}
+
 // quitPrompt says what is still running: "3 slots still flashing - quit? y/n".
 func (m *Model) quitPrompt() string {
 	_, by := m.s.working()
-	words := map[string]string{lines.StatePresent: "starting", lines.StateFlashing: "flashing", lines.StateBooting: "booting",
-		lines.StateRegister: "registering"}
+	words := workWords
 	var parts []string
 	for _, st := range []string{lines.StateFlashing, lines.StateBooting, lines.StateRegister, lines.StatePresent} {
 		if n := by[st]; n > 0 {
@@ -627,14 +687,11 @@ func (m *Model) header() []string {
 	return []string{l1, fit(l2, w)}
 }
 
-// footer: the quit guard, a message, or the keys.
+// footer: the pending question, a message, or the keys.
 func (m *Model) footer() string {
 	st, w := m.c.Styles, m.c.Width
-	if m.confirmQuit {
-		return fit(st.Prompt.Render(m.quitPrompt()), w)
-	}
-	if m.confirmEnd != "" {
-		return fit(st.Prompt.Render(m.endPrompt()), w)
+	if m.pending != nil {
+		return fit(st.Prompt.Render(m.pending.prompt()), w)
 	}
 	hm := help.New()
 	var keys help.KeyMap

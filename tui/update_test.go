@@ -139,8 +139,8 @@ func TestDetailKeys(t *testing.T) {
 
 func TestRetryAndDisableKeys(t *testing.T) {
 	f := newFixture(t, 120, 40, slotsMixed())
-	f.keys(t, "r") // A1 passed: a retry is allowed (the board is rewritten)
-	f.keys(t, "l", "r")
+	f.keys(t, "r", "y") // A1 passed: asked, then retried (the board is rewritten)
+	f.keys(t, "l", "r") // B1 failed: at once
 	f.keys(t, "l", "r") // A2 is booting: refused with a message
 	if !strings.Contains(f.screen(), "A2 is BOOTING: retry is for a slot with a verdict") {
 		t.Errorf("retry of a booting slot:\n%s", f.screen())
@@ -148,7 +148,7 @@ func TestRetryAndDisableKeys(t *testing.T) {
 	// 4 columns: A1 B1 A2 B2 / A3 B3 A4 B4 / A5 ...
 	f.keys(t, "l", "l", "l", "d") // B3, idle: disable
 	f.keys(t, "l", "d")           // A4, disabled: enable
-	f.keys(t, "h", "h", "h", "h", "h", "h", "enter", "r", "d", "esc")
+	f.keys(t, "h", "h", "h", "h", "h", "h", "enter", "r", "y", "d", "y", "esc")
 	want := []string{"retry A1", "retry B1", "disable B3", "enable A4", "retry A1", "disable A1"}
 	if got := f.st.Actions(); !slices.Equal(got, want) {
 		t.Errorf("actions %q, want %q", got, want)
@@ -157,9 +157,73 @@ func TestRetryAndDisableKeys(t *testing.T) {
 		t.Errorf("status after disabling:\n%s", f.screen())
 	}
 	// Disabling a working slot says when it takes effect.
-	f.keys(t, "j", "j", "d") // A5 is flashing
+	f.keys(t, "j", "j", "d", "y") // A5 is flashing
 	if !strings.Contains(f.screen(), "A5 will be out of service when its board's unit ends") {
 		t.Errorf("disable while flashing:\n%s", f.screen())
+	}
+}
+
+// TestRiskyKeysAsk: r on a PASS and d on a board in work or a PASS ask
+// first, y does it and any other key cancels; FAIL, idle and disabled
+// slots act at once.
+func TestRiskyKeysAsk(t *testing.T) {
+	// slotsMixed at 120 columns (4 a row): A1 pass ACME-1001, B1 fail,
+	// A2 booting, B2 registering, A3 fail, B3 idle, A4 disabled, B4 pass
+	// ACME-3007 (duplicate), A5 verifying, B5 starting, A6 flashing.
+	tests := []struct {
+		name    string
+		keys    []string
+		prompt  string // the footer after the keys but the last
+		actions []string
+		status  string
+	}{
+		{"retry pass yes", []string{"r", "y"}, "retry A1? its board passed (serial ACME-1001) - y/n", []string{"retry A1"}, "retrying A1"},
+		{"retry pass Y", []string{"r", "Y"}, "retry A1? its board passed (serial ACME-1001) - y/n", []string{"retry A1"}, "retrying A1"},
+		{"retry pass no", []string{"r", "n"}, "retry A1? its board passed", nil, "A1 not retried"},
+		{"retry pass other key", []string{"r", "r"}, "retry A1? its board passed", nil, "A1 not retried"},
+		{"retry pass esc", []string{"r", "esc"}, "retry A1? its board passed", nil, "A1 not retried"},
+		{"retry second pass", []string{"j", "l", "l", "l", "r", "y"}, "retry B4? its board passed (serial ACME-3007) - y/n", []string{"retry B4"}, "retrying B4"},
+		{"retry fail at once", []string{"l", "r"}, "", []string{"retry B1"}, "retrying B1"},
+		{"retry fail in detail", []string{"l", "enter", "r"}, "", []string{"retry B1"}, "retrying B1"},
+		{"retry pass in detail", []string{"enter", "r", "y"}, "retry A1? its board passed", []string{"retry A1"}, "retrying A1"},
+		{"disable pass yes", []string{"d", "y"}, "disable A1? its board passed (serial ACME-1001): the card shows DISABLED, not its PASS - y/n",
+			[]string{"disable A1"}, "A1 out of service"},
+		{"disable pass no", []string{"d", "n"}, "disable A1? its board passed", nil, "A1 not disabled"},
+		{"disable booting", []string{"l", "l", "d", "y"}, "disable A2? its board is booting: its unit runs to its end, then the slot takes no board - y/n",
+			[]string{"disable A2"}, "A2 will be out of service when its board's unit ends"},
+		{"disable registering no", []string{"l", "l", "l", "d", "x"}, "disable B2? its board is registering", nil, "B2 not disabled"},
+		{"disable flashing", []string{"j", "j", "d", "y"}, "disable A5? its board is flashing", []string{"disable A5"}, "A5 will be out of service"},
+		{"disable starting", []string{"j", "j", "l", "d", "y"}, "disable B5? its board is starting", []string{"disable B5"}, "B5 will be out of service"},
+		{"disable fail at once", []string{"l", "d"}, "", []string{"disable B1"}, "B1 out of service"},
+		{"disable idle at once", []string{"j", "l", "d"}, "", []string{"disable B3"}, "B3 out of service"},
+		{"enable disabled at once", []string{"j", "l", "l", "d"}, "", []string{"enable A4"}, "A4 back in service"},
+		{"disable in detail", []string{"l", "l", "enter", "d", "y"}, "disable A2? its board is booting", []string{"disable A2"}, "A2 will be out of service"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, 120, 40, slotsMixed())
+			if n := len(tt.keys); tt.prompt != "" {
+				f.keys(t, tt.keys[:n-1]...)
+				if s := f.screen(); !f.m.Asking() || !strings.Contains(s, tt.prompt) {
+					t.Fatalf("not asked %q:\n%s", tt.prompt, s)
+				}
+				if got := f.st.Actions(); len(got) != 0 {
+					t.Fatalf("acted before the answer: %q", got)
+				}
+				f.keys(t, tt.keys[n-1])
+			} else {
+				f.keys(t, tt.keys...)
+			}
+			if f.m.Asking() {
+				t.Error("still asking")
+			}
+			if got := f.st.Actions(); !slices.Equal(got, tt.actions) {
+				t.Errorf("actions %q, want %q", got, tt.actions)
+			}
+			if !strings.Contains(f.m.status, tt.status) {
+				t.Errorf("status %q, want %q", f.m.status, tt.status)
+			}
+		})
 	}
 }
 
@@ -213,7 +277,7 @@ func TestViewKeys(t *testing.T) {
 		t.Fatalf("search HW after backspaces: %d units", len(f.m.qa.units))
 	}
 	f.keys(t, "q", "b")
-	if f.m.screen != screenQA || f.m.qa.input.Value() != "HWqb" || f.m.confirmQuit {
+	if f.m.screen != screenQA || f.m.qa.input.Value() != "HWqb" || f.m.Asking() {
 		t.Errorf("q and b while typing: screen %d input %q", f.m.screen, f.m.qa.input.Value())
 	}
 	f.keys(t, "backspace", "backspace", "down", "down")
@@ -297,15 +361,15 @@ func TestQuitGuard(t *testing.T) {
 	t.Run("asks while flashing", func(t *testing.T) {
 		f := newFixture(t, 80, 24, slotsFlashing(3))
 		_, cmd := f.m.Update(keyMsg("q"))
-		if isQuit(cmd) || !f.m.confirmQuit || !strings.Contains(f.screen(), "3 slots still flashing - quit? y/n") {
+		if isQuit(cmd) || !f.m.Asking() || !strings.Contains(f.screen(), "3 slots still flashing - quit? y/n") {
 			t.Fatalf("q while flashing:\n%s", f.screen())
 		}
 		_, cmd = f.m.Update(keyMsg("n"))
-		if isQuit(cmd) || f.m.confirmQuit || !strings.Contains(f.screen(), "not quitting") {
+		if isQuit(cmd) || f.m.Asking() || !strings.Contains(f.screen(), "not quitting") {
 			t.Errorf("n did not return:\n%s", f.screen())
 		}
 		_, cmd = f.m.Update(keyMsg("ctrl+c"))
-		if isQuit(cmd) || !f.m.confirmQuit {
+		if isQuit(cmd) || !f.m.Asking() {
 			t.Error("ctrl+c did not ask")
 		}
 		_, cmd = f.m.Update(keyMsg("y"))
@@ -316,7 +380,7 @@ func TestQuitGuard(t *testing.T) {
 	t.Run("any other key returns", func(t *testing.T) {
 		f := newFixture(t, 80, 24, slotsFlashing(2))
 		f.keys(t, "q", "enter")
-		if f.m.confirmQuit || f.m.screen != screenBench {
+		if f.m.Asking() || f.m.screen != screenBench {
 			t.Error("enter after q did more than dismiss the question")
 		}
 	})
