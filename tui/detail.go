@@ -17,17 +17,18 @@ import (
 type DetailKeyMap struct {
 	PageUp, PageDown, Follow, Top key.Binding
 	PrevSlot, NextSlot            key.Binding
-	Retry, Disable, Back          key.Binding
+	Retry, Disable, Back, Quit    key.Binding
 }
 
-// ShortHelp is the footer's help.
+// ShortHelp is the footer's help: the ways out first, so that a narrow
+// terminal keeps them.
 func (k DetailKeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.PageUp, k.PageDown, k.Follow, k.PrevSlot, k.NextSlot, k.Retry, k.Disable, k.Back}
+	return []key.Binding{k.Back, k.Quit, k.PrevSlot, k.NextSlot, k.Retry, k.Disable, k.PageUp, k.PageDown, k.Follow}
 }
 
 // FullHelp is the help view's.
 func (k DetailKeyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.PageUp, k.PageDown, k.Follow, k.Top}, {k.PrevSlot, k.NextSlot}, {k.Retry, k.Disable, k.Back}}
+	return [][]key.Binding{{k.PageUp, k.PageDown, k.Follow, k.Top}, {k.PrevSlot, k.NextSlot}, {k.Retry, k.Disable, k.Back, k.Quit}}
 }
 
 // assertionMsg carries a unit's serial assertions from the ledger.
@@ -55,7 +56,7 @@ type Detail struct {
 func NewDetail(c *Common, s *store) Detail {
 	k := c.Keys
 	return Detail{c: c, s: s, KeyMap: DetailKeyMap{PageUp: k.PageUp, PageDown: k.PageDown, Follow: k.Follow, Top: k.Top,
-		PrevSlot: k.PrevSlot, NextSlot: k.NextSlot, Retry: k.Retry, Disable: k.Disable, Back: k.Back}}
+		PrevSlot: k.PrevSlot, NextSlot: k.NextSlot, Retry: k.Retry, Disable: k.Disable, Back: k.Back, Quit: k.Quit}}
 }
 
 // Slot is the slot shown.

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -721,7 +722,29 @@ func (m *Model) footer() string {
 		}
 	}
 	hm.SetWidth(max(10, w-lipgloss.Width(right)-2))
-	return spread(" "+hm.ShortHelpView(keys.ShortHelp()), st.Dim.Render(right), w)
+	return spread(" "+hm.ShortHelpView(backFirst(keys.ShortHelp(), m.c.Keys.Back, m.c.Keys.Quit)), st.Dim.Render(right), w)
+}
+
+// backFirst puts the ways out (esc back, q quit), when a view offers
+// them, before its other keys, so that a narrow key bar, cut at its end,
+// keeps them.
+func backFirst(keys []key.Binding, first ...key.Binding) []key.Binding {
+	same := func(a, b key.Binding) bool { return a.Help() == b.Help() && slices.Equal(a.Keys(), b.Keys()) }
+	var front, rest []key.Binding
+	for _, f := range first {
+		for _, b := range keys {
+			if same(b, f) {
+				front = append(front, b)
+				break
+			}
+		}
+	}
+	for _, b := range keys {
+		if !slices.ContainsFunc(first, func(f key.Binding) bool { return same(b, f) }) {
+			rest = append(rest, b)
+		}
+	}
+	return append(front, rest...)
 }
 
 // Working reports how many slots have a board in work.

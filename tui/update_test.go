@@ -491,3 +491,37 @@ func TestNaturalCompare(t *testing.T) {
 		t.Errorf("sorted %v, want %v", ids, want)
 	}
 }
+
+// TestKeyBarKeepsTheWayBack: at 80 columns every view's key bar shows how
+// to go back (and quit, where q quits) before its other keys.
+func TestKeyBarKeepsTheWayBack(t *testing.T) {
+	tests := []struct {
+		name  string
+		keys  []string
+		start string // how the key bar starts
+		has   []string
+	}{
+		{"bench", nil, "q quit", []string{"enter detail"}},
+		{"detail", []string{"enter"}, "esc back • q quit", []string{"previous slot"}},
+		{"detail of a failure", []string{"right", "enter"}, "esc back • q quit", nil},
+		{"batch", []string{"b"}, "esc back", []string{"q quit"}},
+		{"help", []string{"?"}, "esc back • q quit", nil},
+		{"search", []string{"/"}, "esc back", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := detailFixture(t, 80, 24)
+			f.keys(t, tt.keys...)
+			rows := strings.Split(f.screen(), "\n")
+			bar := strings.TrimSpace(rows[len(rows)-1])
+			if !strings.HasPrefix(bar, tt.start) {
+				t.Errorf("key bar %q does not start with %q", bar, tt.start)
+			}
+			for _, h := range tt.has {
+				if !strings.Contains(bar, h) {
+					t.Errorf("key bar %q lacks %q", bar, h)
+				}
+			}
+		})
+	}
+}
