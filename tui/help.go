@@ -60,7 +60,10 @@ func (m HelpView) View() string {
 		legend = append(legend, st.badge(s))
 	}
 	out = append(out, flow(legend, " ", w)...)
-	out = append(out, "", st.Dim.Render("q and ctrl+c ask first while boards are in work; r on a PASS, and d on a PASS or a board in work, ask y/n."))
+	out = append(out, "")
+	for _, l := range flow([]string{"q and ctrl+c ask first while boards are in work;", "r on a PASS, and d on a PASS or a board in work, ask y/n."}, " ", w) {
+		out = append(out, st.Dim.Render(l))
+	}
 	lines := strings.Split(strings.Join(out, "\n"), "\n")
 	for i, l := range lines {
 		lines[i] = fit(l, w)
