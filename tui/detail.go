@@ -156,17 +156,29 @@ func (m Detail) top() []string {
 	if v.Attempt > 0 {
 		title += fmt.Sprintf(" · attempt %d", v.Attempt)
 	}
-	elapsed := ""
-	if !v.StartedAt.IsZero() && v.State != lines.StateIdle {
+	// A unit that ended keeps its verdict and its durations, fixed at its
+	// end, also once its board is pulled (the slot's view is reset then).
+	final := d.final()
+	badge, elapsed := st.badge(v.State), ""
+	switch start := d.started(); {
+	case v.State == lines.StateIdle && final != nil:
+		badge = st.badge(final.State)
+		if !start.IsZero() {
+			elapsed = " " + clock(d.Ended.Sub(start))
+		}
+		elapsed += " · board removed"
+	case !start.IsZero() && v.State != lines.StateIdle:
 		end := now
 		if !d.Ended.IsZero() {
 			end = d.Ended
 		}
-		elapsed = " " + clock(end.Sub(v.StartedAt))
+		elapsed = " " + clock(end.Sub(start))
 	}
-	out := []string{spread(title, st.badge(v.State)+elapsed, w)}
+	out := []string{spread(title, badge+elapsed, w)}
 
-	// Left: the timeline with durations.
+	// Left: the timeline with durations; only a unit in work has a
+	// running one.
+	running := working(v.State)
 	left := []string{st.Section.Render("TIMELINE")}
 	for i, mk := range d.Timeline {
 		var dur string
@@ -175,10 +187,12 @@ func (m Detail) top() []string {
 			dur = st.Dim.Render("skipped")
 		case i+1 < len(d.Timeline):
 			dur = secs(d.Timeline[i+1].At.Sub(mk.At))
-		case v.State == lines.StatePass || v.State == lines.StateFail:
+		case mk.Name == lines.StatePass || mk.Name == lines.StateFail:
 			dur = ""
-		default:
+		case running && d.Ended.IsZero():
 			dur = secs(now.Sub(mk.At)) + " …"
+		case !d.Ended.IsZero():
+			dur = secs(d.Ended.Sub(mk.At))
 		}
 		name := mk.Name
 		if !mk.Stage {
@@ -240,12 +254,17 @@ func (m Detail) top() []string {
 		}
 		out = append(out, fit(l, lw)+"│ "+fit(r, w-lw-2))
 	}
-	if v.State == lines.StateFail {
-		r := lines.ReasonFor(v.Reason)
-		out = append(out, fit(st.Bad.Render("FAILED: "+v.Reason)+" - "+r.What, w),
+	reason, detail := v.Reason, v.Detail
+	failed := v.State == lines.StateFail
+	if v.State == lines.StateIdle && final != nil && final.State == lines.StateFail {
+		failed, reason, detail = true, final.Reason, final.Detail
+	}
+	if failed {
+		r := lines.ReasonFor(reason)
+		out = append(out, fit(st.Bad.Render("FAILED: "+reason)+" - "+r.What, w),
 			fit(st.Bold.Render("→ "+r.Advice), w))
-		if v.Detail != "" {
-			for _, l := range wrap("detail: "+sanitize(strings.ReplaceAll(v.Detail, "\n", " | ")), w, 2) {
+		if detail != "" {
+			for _, l := range wrap("detail: "+sanitize(strings.ReplaceAll(detail, "\n", " | ")), w, 2) {
 				out = append(out, fit(st.Dim.Render(l), w))
 			}
 		}

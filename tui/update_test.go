@@ -525,3 +525,43 @@ func TestKeyBarKeepsTheWayBack(t *testing.T) {
 		})
 	}
 }
+
+// TestDetailOfPulledFailure: once a failed board is pulled, its detail
+// keeps the FAIL, its reason and its durations fixed at the unit's end:
+// the clock moving on changes nothing.
+func TestDetailOfPulledFailure(t *testing.T) {
+	f := detailFixture(t, 120, 40)
+	now := t0
+	f.m.c.Now = func() time.Time { return now }
+	f.keys(t, "right", "enter")
+	// The board is pulled: the pipeline resets the slot's view.
+	f.st.Set(lines.SlotView{ID: "B1", Line: "line2", State: lines.StateIdle})
+	f.send(t, eventsMsg{events: []lines.Event{{At: now, Kind: lines.EventState, Slot: "B1", Line: "line2", State: lines.StateIdle}}})
+	body := func() string { return strings.Join(strings.Split(f.screen(), "\n")[headerHeight:], "\n") } // the header has the clock
+	before := body()
+	// unitEvents: B1's unit failed 10.8 s after it started.
+	for _, want := range []string{"✘ FAIL  0:11 · board removed", "FAILED: kernel-panic", "Unable to mount root fs",
+		"  kernel                 1.9s", "FAIL                                    │"} {
+		if !strings.Contains(before, want) {
+			t.Errorf("detail lacks %q:\n%s", want, before)
+		}
+	}
+	if strings.Contains(before, "s …") || strings.Contains(before, "EMPTY") {
+		t.Errorf("a pulled failure shows a running timer or EMPTY:\n%s", before)
+	}
+	for _, d := range []time.Duration{time.Second, time.Minute, time.Hour} {
+		now = t0.Add(d)
+		f.send(t, tickMsg(now))
+		if after := body(); after != before {
+			t.Fatalf("the detail changed %s later:\n%s\nwas:\n%s", d, after, before)
+		}
+	}
+	// A new board starts a new unit: its timer runs again.
+	f.st.Set(lines.SlotView{ID: "B1", Line: "line2", State: lines.StatePresent, HWSerial: "HW2003", Unit: 8, StartedAt: now})
+	f.send(t, eventsMsg{events: []lines.Event{{At: now, Kind: lines.EventState, Slot: "B1", Line: "line2", Unit: 8, State: lines.StatePresent}}})
+	now = now.Add(3 * time.Second)
+	f.send(t, tickMsg(now))
+	if s := f.screen(); !strings.Contains(s, "STARTING  0:03") || !strings.Contains(s, "3.0s …") || strings.Contains(s, "board removed") {
+		t.Errorf("new unit:\n%s", s)
+	}
+}
