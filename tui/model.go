@@ -38,6 +38,9 @@ type Options struct {
 	Done   <-chan struct{}
 
 	StationID string
+	// Operator is who is at the bench; without one the interface asks for
+	// a name or a badge scan before the bench shows, and gives it to the
+	// station (Station.SetOperator).
 	Operator  string
 	ExportDir string
 	Logger    zerolog.Logger
@@ -59,6 +62,7 @@ const (
 	screenBatch
 	screenQA
 	screenHelp
+	screenOperator // who is at the bench, asked before the bench shows
 )
 
 // Messages of the root.
@@ -87,6 +91,7 @@ type Model struct {
 	batch  BatchView
 	qa     QA
 	help   HelpView
+	op     OperatorPrompt
 
 	// pending is the question the operator is asked (quit while boards
 	// are in work, end a batch, retry a PASS, disable a board in work):
@@ -142,6 +147,11 @@ func New(ctx context.Context, o Options) *Model {
 	m.batch = NewBatchView(c, s)
 	m.qa = NewQA(c)
 	m.help = NewHelpView(c, m.bench.KeyMap, m.detail.KeyMap, m.batch.KeyMap, m.qa.KeyMap)
+	m.op = NewOperatorPrompt(c)
+	if strings.TrimSpace(o.Operator) == "" {
+		m.screen = screenOperator
+		m.op, _ = m.op.Focus()
+	}
 	return m
 }
 
@@ -274,9 +284,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	}
-	if m.screen == screenQA {
+	switch m.screen {
+	case screenQA:
 		var cmd tea.Cmd
 		m.qa, cmd = m.qa.Update(msg)
+		return m, cmd
+	case screenOperator: // a badge scanner may paste
+		var cmd tea.Cmd
+		m.op, cmd = m.op.Update(msg)
 		return m, cmd
 	}
 	return m, nil
@@ -298,7 +313,7 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		m.setStatus(q.no)
 		return m, nil
 	}
-	typing := m.screen == screenQA && m.qa.Typing()
+	typing := m.screen == screenQA && m.qa.Typing() || m.screen == screenOperator
 	switch {
 	case key.Matches(msg, k.ForceQuit), key.Matches(msg, k.Quit) && !typing:
 		if n, _ := m.s.working(); n > 0 {
@@ -379,6 +394,13 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			}
 		}
 		return m, nil
+	case screenOperator:
+		if key.Matches(msg, m.op.KeyMap.Enter) && m.op.Name() != "" {
+			return m, m.signIn(m.op.Name())
+		}
+		var cmd tea.Cmd
+		m.op, cmd = m.op.Update(msg)
+		return m, cmd
 	case screenQA:
 		if key.Matches(msg, k.Back) && m.qa.Typing() {
 			m.screen = screenBench
@@ -389,6 +411,22 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m, cmd
 	}
 	return m, nil
+}
+
+// signIn takes the operator's name: the bench shows, and the station
+// records the name.
+func (m *Model) signIn(name string) tea.Cmd {
+	m.c.Operator = name
+	m.screen = screenBench
+	m.setStatus("operator " + name + " at the bench")
+	m.c.Log.Info().Str("operator", name).Msg("operator at the bench")
+	st := m.c.Station
+	return func() tea.Msg {
+		if err := st.SetOperator(name); err != nil {
+			return actionMsg{"operator " + name + ": " + err.Error()}
+		}
+		return nil
+	}
 }
 
 // retry asks the station to retry a slot with a verdict; a PASS is asked
@@ -561,6 +599,8 @@ func (m *Model) Render() string {
 		body = m.qa.View()
 	case screenHelp:
 		body = m.help.View()
+	case screenOperator:
+		body = m.op.View()
 	}
 	rows := strings.Split(body, "\n")
 	if len(rows) > bodyH {
@@ -707,6 +747,8 @@ func (m *Model) footer() string {
 		keys = m.qa.Keys()
 	case screenHelp:
 		keys = m.help.KeyMap
+	case screenOperator:
+		keys = m.op.KeyMap
 	}
 	right := ""
 	if m.screen == screenBench {

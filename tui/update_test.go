@@ -565,3 +565,61 @@ func TestDetailOfPulledFailure(t *testing.T) {
 		t.Errorf("new unit:\n%s", s)
 	}
 }
+
+// TestOperatorPrompt: without an operator the interface asks for a name
+// or a badge before the bench shows, refuses an empty one, lets every key
+// type (q quits nothing), and gives the name to the station.
+func TestOperatorPrompt(t *testing.T) {
+	f := newFixtureAs(t, 80, 24, slotsMixed(), "")
+	s := f.screen()
+	if f.m.screen != screenOperator || !strings.Contains(s, "WHO IS AT THE BENCH?") || !strings.Contains(s, "operator: ") ||
+		strings.Contains(s, "FLASHING") || !strings.Contains(s, "enter start the bench") {
+		t.Fatalf("the bench shows before an operator is named:\n%s", s)
+	}
+	for _, keys := range [][]string{{"enter"}, {" ", " ", "enter"}} {
+		f.keys(t, keys...)
+		if f.m.screen != screenOperator || !strings.Contains(f.screen(), "a name or a badge is needed to start the bench") {
+			t.Fatalf("%q accepted as a name:\n%s", keys, f.screen())
+		}
+	}
+	// The bench's letters type into the name.
+	f.keys(t, "q", "b", "?", "/", "r", "d", "E", "y")
+	if f.m.screen != screenOperator || f.m.Asking() || f.m.op.Name() != "qb?/rdEy" || len(f.st.Actions()) != 0 {
+		t.Fatalf("keys did more than type: screen %d name %q actions %q", f.m.screen, f.m.op.Name(), f.st.Actions())
+	}
+	if strings.Contains(f.screen(), "is needed") {
+		t.Error("the refusal stays once a name is typed")
+	}
+	for range 8 {
+		f.keys(t, "backspace")
+	}
+	f.keys(t, "A", "n", "a", " ", "M")
+	f.keys(t, "enter")
+	if f.m.screen != screenBench || !slices.Equal(f.st.Actions(), []string{"operator Ana M"}) {
+		t.Fatalf("enter: screen %d actions %q", f.m.screen, f.st.Actions())
+	}
+	if s := f.screen(); !strings.Contains(s, "FLASHSTATION bench-01 · Ana M ·") || !strings.Contains(s, "operator Ana M at the bench") ||
+		!strings.Contains(s, "FLASHING") {
+		t.Errorf("bench after the name:\n%s", s)
+	}
+	// The operator's actions go on as usual.
+	f.keys(t, "l", "r")
+	if got := f.st.Actions(); !slices.Equal(got, []string{"operator Ana M", "retry B1"}) {
+		t.Errorf("actions %q", got)
+	}
+
+	// A badge scanner that pastes its code, then Enter.
+	f = newFixtureAs(t, 120, 40, slotsIdle(4), "")
+	f.send(t, tea.PasteMsg{Content: "BADGE-000731"})
+	f.keys(t, "enter")
+	if f.m.screen != screenBench || !slices.Equal(f.st.Actions(), []string{"operator BADGE-000731"}) ||
+		!strings.Contains(f.screen(), "operator BADGE-000731") {
+		t.Errorf("badge scan: screen %d actions %q\n%s", f.m.screen, f.st.Actions(), f.screen())
+	}
+
+	// ctrl+c still quits from the prompt (nothing in work).
+	f = newFixtureAs(t, 80, 24, slotsIdle(2), "")
+	if _, cmd := f.m.Update(keyMsg("ctrl+c")); !isQuit(cmd) {
+		t.Error("ctrl+c did not quit from the operator prompt")
+	}
+}
