@@ -439,7 +439,14 @@ func (m *Model) retry(id string) tea.Cmd {
 	switch d.View.State {
 	case lines.StatePass:
 		p := "retry " + id + "? its board passed" + serialNote(d.View.Serial) + " - y/n"
-		m.ask(func() string { return p }, func() tea.Cmd { return m.doRetry(id) }, id+" not retried")
+		m.ask(func() string { return p }, func() tea.Cmd {
+			// The board may have gone while the question was asked.
+			if d := m.s.slot(id); d == nil || d.View.State != lines.StatePass {
+				m.setStatus(id + " changed while asked: not retried")
+				return nil
+			}
+			return m.doRetry(id)
+		}, id+" not retried")
 		return nil
 	case lines.StateFail, lines.StateStopped:
 		return m.doRetry(id)
@@ -487,10 +494,9 @@ func (m *Model) toggleDisabled(id string) tea.Cmd {
 	var p string
 	switch {
 	case working(v.State):
-		p = fmt.Sprintf("disable %s? its board is %s: its unit runs to its end, then the slot takes no board - y/n",
-			id, workWords[v.State])
+		p = fmt.Sprintf("disable %s (%s)? its unit finishes, then the slot takes no board - y/n", id, workWords[v.State])
 	case v.State == lines.StatePass:
-		p = "disable " + id + "? its board passed" + serialNote(v.Serial) + ": the card shows DISABLED, not its PASS - y/n"
+		p = "disable " + id + "? its PASS" + serialNote(v.Serial) + " leaves the card - y/n"
 	default:
 		return m.setDisabled(id, true)
 	}
@@ -732,7 +738,8 @@ func (m *Model) header() []string {
 func (m *Model) footer() string {
 	st, w := m.c.Styles, m.c.Width
 	if m.pending != nil {
-		return fit(st.Prompt.Render(m.pending.prompt()), w)
+		frame := lipgloss.Width(st.Prompt.Render(""))
+		return fit(st.Prompt.Render(keepAnswer(m.pending.prompt(), w-frame)), w)
 	}
 	hm := help.New()
 	var keys help.KeyMap
@@ -765,6 +772,25 @@ func (m *Model) footer() string {
 	}
 	hm.SetWidth(max(10, w-lipgloss.Width(right)-2))
 	return spread(" "+hm.ShortHelpView(backFirst(keys.ShortHelp(), m.c.Keys.Back, m.c.Keys.Quit)), st.Dim.Render(right), w)
+}
+
+// keepAnswer cuts a question too wide for the terminal in its middle, so
+// that its end (" - quit? y/n", " - y/n", " y/n") stays on screen.
+func keepAnswer(p string, w int) string {
+	if lipgloss.Width(p) <= w || !strings.HasSuffix(p, " y/n") {
+		return p
+	}
+	tail := " y/n"
+	if strings.HasSuffix(p, "? y/n") {
+		tail = "? y/n"
+	}
+	if i := strings.LastIndex(p, " - "); i >= 0 && len(p)-i <= 16 {
+		tail = p[i:]
+	}
+	if w <= lipgloss.Width(tail)+1 {
+		return p
+	}
+	return fit(strings.TrimSuffix(p, tail), w-lipgloss.Width(tail)) + tail
 }
 
 // backFirst puts the ways out (esc back, q quit), when a view offers

@@ -186,18 +186,18 @@ func TestRiskyKeysAsk(t *testing.T) {
 		{"retry fail at once", []string{"l", "r"}, "", []string{"retry B1"}, "retrying B1"},
 		{"retry fail in detail", []string{"l", "enter", "r"}, "", []string{"retry B1"}, "retrying B1"},
 		{"retry pass in detail", []string{"enter", "r", "y"}, "retry A1? its board passed", []string{"retry A1"}, "retrying A1"},
-		{"disable pass yes", []string{"d", "y"}, "disable A1? its board passed (serial ACME-1001): the card shows DISABLED, not its PASS - y/n",
+		{"disable pass yes", []string{"d", "y"}, "disable A1? its PASS (serial ACME-1001) leaves the card - y/n",
 			[]string{"disable A1"}, "A1 out of service"},
-		{"disable pass no", []string{"d", "n"}, "disable A1? its board passed", nil, "A1 not disabled"},
-		{"disable booting", []string{"l", "l", "d", "y"}, "disable A2? its board is booting: its unit runs to its end, then the slot takes no board - y/n",
+		{"disable pass no", []string{"d", "n"}, "disable A1? its PASS", nil, "A1 not disabled"},
+		{"disable booting", []string{"l", "l", "d", "y"}, "disable A2 (booting)? its unit finishes, then the slot takes no board - y/n",
 			[]string{"disable A2"}, "A2 will be out of service when its board's unit ends"},
-		{"disable registering no", []string{"l", "l", "l", "d", "x"}, "disable B2? its board is registering", nil, "B2 not disabled"},
-		{"disable flashing", []string{"j", "j", "d", "y"}, "disable A5? its board is flashing", []string{"disable A5"}, "A5 will be out of service"},
-		{"disable starting", []string{"j", "j", "l", "d", "y"}, "disable B5? its board is starting", []string{"disable B5"}, "B5 will be out of service"},
+		{"disable registering no", []string{"l", "l", "l", "d", "x"}, "disable B2 (registering)? its unit finishes", nil, "B2 not disabled"},
+		{"disable flashing", []string{"j", "j", "d", "y"}, "disable A5 (flashing)?", []string{"disable A5"}, "A5 will be out of service"},
+		{"disable starting", []string{"j", "j", "l", "d", "y"}, "disable B5 (starting)?", []string{"disable B5"}, "B5 will be out of service"},
 		{"disable fail at once", []string{"l", "d"}, "", []string{"disable B1"}, "B1 out of service"},
 		{"disable idle at once", []string{"j", "l", "d"}, "", []string{"disable B3"}, "B3 out of service"},
 		{"enable disabled at once", []string{"j", "l", "l", "d"}, "", []string{"enable A4"}, "A4 back in service"},
-		{"disable in detail", []string{"l", "l", "enter", "d", "y"}, "disable A2? its board is booting", []string{"disable A2"}, "A2 will be out of service"},
+		{"disable in detail", []string{"l", "l", "enter", "d", "y"}, "disable A2 (booting)?", []string{"disable A2"}, "A2 will be out of service"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -621,5 +621,42 @@ func TestOperatorPrompt(t *testing.T) {
 	f = newFixtureAs(t, 80, 24, slotsIdle(2), "")
 	if _, cmd := f.m.Update(keyMsg("ctrl+c")); !isQuit(cmd) {
 		t.Error("ctrl+c did not quit from the operator prompt")
+	}
+}
+
+// TestRetryQuestionOutlivedBySlot: a PASS whose board is pulled while
+// the operator is asked is not retried on y.
+func TestRetryQuestionOutlivedBySlot(t *testing.T) {
+	f := newFixture(t, 120, 40, slotsMixed())
+	f.keys(t, "r")
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StateIdle})
+	f.send(t, tickMsg(t0))
+	f.keys(t, "y")
+	if got := f.st.Actions(); len(got) != 0 || !strings.Contains(f.screen(), "A1 changed while asked: not retried") {
+		t.Errorf("actions %q\n%s", got, f.screen())
+	}
+}
+
+// TestQuestionsKeepTheirAnswer: a question wider than the terminal is
+// cut in its middle: its y/n stays on screen.
+func TestQuestionsKeepTheirAnswer(t *testing.T) {
+	for _, tt := range []struct {
+		w    int
+		keys []string
+		end  string
+	}{
+		{80, []string{"d"}, "leaves the card - y/n"},                        // A1: PASS
+		{80, []string{"l", "l", "d"}, "then the slot takes no board - y/n"}, // A2: booting
+		{50, []string{"l", "l", "d"}, "… - y/n"},
+		{40, []string{"q"}, "… - quit? y/n"},
+		{40, []string{"E"}, "…? y/n"},
+		{40, []string{"r"}, "… - y/n"},
+	} {
+		f := newFixture(t, tt.w, 24, slotsMixed())
+		f.keys(t, tt.keys...)
+		rows := strings.Split(f.screen(), "\n")
+		if bar := strings.TrimRight(rows[len(rows)-1], " "); !strings.HasSuffix(bar, tt.end) || len([]rune(rows[len(rows)-1])) != tt.w {
+			t.Errorf("%d columns, %q: question %q, want it to end %q", tt.w, tt.keys, bar, tt.end)
+		}
 	}
 }
