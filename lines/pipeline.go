@@ -133,6 +133,8 @@ type Pipeline struct {
 	// storageSaid holds the serials the operator was told the ledger
 	// cannot record (once each).
 	storageSaid sync.Map
+	// op is who is at the bench (Options.Operator, or SetOperator).
+	op operatorAtBench
 }
 
 type lineRun struct {
@@ -203,6 +205,7 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		o.HealthEvery = 15 * time.Second
 	}
 	p := &Pipeline{st: st, o: o, log: o.Logger, led: o.Ledger, lines: map[string]*lineRun{}, done: make(chan struct{})}
+	p.op.name = o.Operator
 	p.hard, p.hardStop = context.WithCancel(context.Background())
 	var err error
 	if p.cache, err = flash.NewCache(filepath.Join(st.DataDir, "images")); err != nil {
