@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -172,6 +173,9 @@ type proxyRun struct {
 	proxy *serialvault.Proxy
 	ln    net.Listener
 	line  string
+	// stopped is why the proxy stopped serving while the station ran
+	// (nil: it serves).
+	stopped atomic.Pointer[string]
 }
 
 // NewPipeline prepares everything a batch needs before any board is
@@ -364,6 +368,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			defer wg.Done()
 			if err := pr.proxy.Serve(ctx, pr.ln); err != nil && ctx.Err() == nil {
 				p.log.Error().Err(err).Str("line", pr.line).Msg("recording proxy stopped")
+				why := err.Error()
+				pr.stopped.Store(&why)
+				p.emit(Event{Kind: EventNotice, Line: pr.line, Text: fmt.Sprintf("line %s: its recording proxy stopped (%v): its boards cannot register", pr.line, err)})
 			}
 		}()
 	}
@@ -466,6 +473,9 @@ type LineHealth struct {
 	// Proxy is the recording proxy's address ("" for console capture).
 	Proxy      string
 	ProxyStats serialvault.ProxyStats
+	// ProxyStopped says why the line's recording proxy stopped serving
+	// ("": it serves).
+	ProxyStopped string
 }
 
 // Health returns each line's health, in configuration order.
@@ -492,6 +502,9 @@ func (p *Pipeline) Health() []LineHealth {
 			if pr.line == l.ID {
 				h.Proxy = pr.ln.Addr().String()
 				h.ProxyStats = pr.proxy.Stats()
+				if why := pr.stopped.Load(); why != nil {
+					h.ProxyStopped = *why
+				}
 			}
 		}
 		out = append(out, h)

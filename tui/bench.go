@@ -284,6 +284,8 @@ func (b Bench) stoppedLines() []stoppedLine {
 // lineStop says why a line cannot register its boards ("" when it can).
 func lineStop(h lines.LineHealth) string {
 	switch {
+	case h.ProxyStopped != "":
+		return "its recording proxy stopped"
 	case h.VaultChecked.IsZero() || h.VaultOK:
 		return ""
 	case h.VaultDatabaseDown:

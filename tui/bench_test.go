@@ -173,6 +173,12 @@ func TestLineStopBanner(t *testing.T) {
 	if s := f.screen(); !strings.Contains(s, "STOPPED: vault database down") {
 		t.Errorf("database down:\n%s", s)
 	}
+	h[0].VaultOK, h[1].ProxyStopped = true, "accept tcp: too many open files"
+	f.st.SetHealth(h)
+	f.send(t, tickMsg(t0))
+	if s := f.screen(); strings.Contains(s, "LINE LINE1") || !strings.Contains(s, "LINE LINE2 STOPPED: its recording proxy stopped") {
+		t.Errorf("proxy stopped:\n%s", s)
+	}
 }
 
 // cardOf cuts a slot's card (the columns of its frame, its rows) out of
@@ -283,5 +289,20 @@ func TestBellOnFail(t *testing.T) {
 	}
 	if n := rings(false, lines.StateFail); n != 0 {
 		t.Errorf("without --bell a FAIL rang %d times", n)
+	}
+}
+
+// TestUnreadableConsoleLine: a console line of undecodable bytes (a baud
+// mismatch) shows as one marker per run, not mojibake.
+func TestUnreadableConsoleLine(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"U-Boot \xff\xfe\xfd\x80 ok", "U-Boot ‹4 unreadable› ok"},
+		{"\xc0\xc1", "‹2 unreadable›"},
+		{"plain", "plain"},
+		{"a\xffb\xfec", "a‹1 unreadable›b‹1 unreadable›c"},
+	} {
+		if got := sanitize(tt.in); got != tt.want {
+			t.Errorf("sanitize(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
