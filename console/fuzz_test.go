@@ -18,7 +18,19 @@ func FuzzSplitter(f *testing.F) {
 	f.Add([]byte("a\r\r\nb\x1b[0;32mc\x1b]0;t\x07\b\xff\r"), uint8(1))
 	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
 		var s console.Splitter
+		m := console.Splitter{MarkUnreadable: true} // the QA rendering
 		n := int(step%64) + 1
+		// A marker is at most 32 bytes, for at least one byte of input.
+		checkMarked := func(l string) {
+			if !utf8.ValidString(l) || len(l) > 32*console.MaxLine {
+				t.Fatalf("bad marked line %q", l)
+			}
+			for _, r := range l {
+				if r < 0x20 && r != '\t' || r == 0x7f || r == 0x1b {
+					t.Fatalf("control %q in marked %q", r, l)
+				}
+			}
+		}
 		check := func(l string) {
 			if !utf8.ValidString(l) || len(l) > console.MaxLine+3 {
 				t.Fatalf("bad line %q", l)
@@ -31,11 +43,16 @@ func FuzzSplitter(f *testing.F) {
 		}
 		for i := 0; i < len(data); i += n {
 			s.Write(data[i:min(i+n, len(data))])
+			m.Write(data[i:min(i+n, len(data))])
 			for _, l := range s.Lines() {
 				check(l)
 			}
+			for _, l := range m.Lines() {
+				checkMarked(l)
+			}
 		}
 		check(s.Partial())
+		checkMarked(m.Partial())
 	})
 }
 

@@ -20,6 +20,11 @@ type Splitter struct {
 	// ShowControls keeps control characters as ^X (the QA rendering)
 	// instead of dropping them (matching).
 	ShowControls bool
+	// MarkUnreadable (the QA rendering) collapses each run of bytes that
+	// are not printable text, invalid UTF-8 or control characters, into
+	// one marker with its byte count (see MarkUnreadable); it takes
+	// precedence over ShowControls.
+	MarkUnreadable bool
 
 	cur     []byte // the current line, escape sequences removed
 	pendCR  bool   // a "\r" whose meaning depends on the next byte
@@ -102,7 +107,9 @@ func (s *Splitter) byte(c byte) {
 	case c == '\t':
 		s.add(c)
 	case c < 0x20:
-		if s.ShowControls {
+		if s.MarkUnreadable {
+			s.add(c)
+		} else if s.ShowControls {
 			s.add('^')
 			s.add(c + '@')
 		}
@@ -113,7 +120,7 @@ func (s *Splitter) byte(c byte) {
 
 func (s *Splitter) add(c byte) {
 	if len(s.cur) >= MaxLine {
-		s.lines = append(s.lines, clean(s.cur))
+		s.lines = append(s.lines, s.text(s.cur))
 		s.cur = s.cur[:0]
 	}
 	s.cur = append(s.cur, c)
@@ -129,8 +136,17 @@ func (s *Splitter) backspace() {
 }
 
 func (s *Splitter) emit() {
-	s.lines = append(s.lines, clean(s.cur))
+	s.lines = append(s.lines, s.text(s.cur))
 	s.cur = s.cur[:0]
+}
+
+// text is a line's bytes as a string: invalid UTF-8 as U+FFFD, or marked.
+func (s *Splitter) text(b []byte) string {
+	if s.MarkUnreadable {
+		t, _ := MarkUnreadable(b)
+		return t
+	}
+	return clean(b)
 }
 
 func clean(b []byte) string {
@@ -146,7 +162,7 @@ func (s *Splitter) Lines() []string {
 
 // Partial is the line being received: a prompt such as "login: " never
 // ends with a newline.
-func (s *Splitter) Partial() string { return clean(s.cur) }
+func (s *Splitter) Partial() string { return s.text(s.cur) }
 
 // Garbage reports, over the recent bytes, whether the input looks like a
 // wrong baud rate or line noise: at least 256 bytes of which more than

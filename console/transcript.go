@@ -157,14 +157,16 @@ func parseRecord(line string) (Record, error) {
 
 // RenderClean writes the QA rendering of a transcript: one line per
 // console line with the seconds since the start, escape sequences removed,
-// control characters shown as ^X, and what the station sent or noted.
+// each run of unreadable bytes (a wrong baud rate, line noise, control
+// characters) shown as one marker with its byte count ("‹312 unreadable
+// bytes›"), and what the station sent or noted.
 func RenderClean(recs []Record, w io.Writer) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	start := recs[0].At
 	bw := bufio.NewWriter(w)
-	s := Splitter{ShowControls: true}
+	s := Splitter{MarkUnreadable: true}
 	var lineStart time.Time
 	flushLines := func() {
 		for _, l := range s.Lines() {

@@ -358,8 +358,17 @@ type UnitFilter struct {
 	HWSerial string
 	Serial   string // exact serial; see SerialPrefix
 	// SerialPrefix matches either the hardware serial or the assigned
-	// serial by prefix (QA search).
+	// serial by prefix.
 	SerialPrefix string
+	// Match finds units by any part (case-insensitive, ASCII folding) of
+	// the hardware serial, the assigned serial, the slot, the reason
+	// code or the batch id (QA search). It is a plain substring: % and _
+	// are not wildcards.
+	Match string
+	// ByFinish orders finished units by finish time, newest first, the
+	// unfinished ones after them (newest first); otherwise units are
+	// ordered by id, newest first.
+	ByFinish bool
 	// Since and Until bound when units started: [Since, Until).
 	Since, Until time.Time
 	Limit        int
@@ -402,11 +411,24 @@ func (l *Ledger) Units(ctx context.Context, f UnitFilter) ([]Unit, error) {
 		where = append(where, `(hw_serial LIKE ? ESCAPE '\' OR serial LIKE ? ESCAPE '\')`)
 		args = append(args, p, p)
 	}
+	if f.Match != "" {
+		// instr, not LIKE: nothing in the text is a wildcard.
+		where = append(where, `(instr(lower(hw_serial), lower(?)) > 0 OR instr(lower(serial), lower(?)) > 0
+			OR instr(lower(slot_id), lower(?)) > 0 OR instr(lower(reason), lower(?)) > 0
+			OR instr(CAST(batch_id AS TEXT), ?) > 0)`)
+		for range 5 {
+			args = append(args, f.Match)
+		}
+	}
 	q := `SELECT ` + unitColumns + ` FROM units`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY id DESC"
+	if f.ByFinish {
+		q += " ORDER BY finished_at IS NULL, finished_at DESC, id DESC"
+	} else {
+		q += " ORDER BY id DESC"
+	}
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}

@@ -156,7 +156,7 @@ func (p *Pipeline) EndBatch(line string) error {
 	if !ok {
 		return fmt.Errorf("no line %q", line)
 	}
-	p.log.Info().Str("line", line).Str("operator", p.o.Operator).Msg("the operator ended the batch")
+	p.operatorAction(line, "", "end batch")
 	lr.run.cancel(errBatchEnded)
 	p.closeBatch(lr, ledger.BatchOperator)
 	return nil

@@ -47,7 +47,22 @@ type Line struct {
 	Capture      Capture
 	Boot         Boot
 	Fastboot     Fastboot
+	// Trays are where the operator puts the line's boards.
+	Trays Trays
 }
+
+// Trays name where the operator puts a line's boards once their verdict
+// is in: the bench cards say "→ PASS tray" or "→ REJECT tray".
+type Trays struct {
+	Pass   string // default "PASS tray"
+	Reject string // default "REJECT tray"
+}
+
+// Default tray names.
+const (
+	DefaultPassTray   = "PASS tray"
+	DefaultRejectTray = "REJECT tray"
+)
 
 // Image is the line's production image.
 type Image struct {
@@ -387,6 +402,12 @@ func decodeLine(w *walker, n ast.Node, path string, l *Line) {
 		}},
 		field{"fastboot", func(n ast.Node, p string) {
 			w.object(n, p, field{"partition", w.str(&l.Fastboot.Partition)})
+		}},
+		field{"trays", func(n ast.Node, p string) {
+			w.object(n, p,
+				field{"pass", w.str(&l.Trays.Pass)},
+				field{"reject", w.str(&l.Trays.Reject)},
+			)
 		}},
 	)
 }

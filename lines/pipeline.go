@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -133,6 +134,8 @@ type Pipeline struct {
 	// storageSaid holds the serials the operator was told the ledger
 	// cannot record (once each).
 	storageSaid sync.Map
+	// op is who is at the bench (Options.Operator, or SetOperator).
+	op operatorAtBench
 }
 
 type lineRun struct {
@@ -170,6 +173,9 @@ type proxyRun struct {
 	proxy *serialvault.Proxy
 	ln    net.Listener
 	line  string
+	// stopped is why the proxy stopped serving while the station ran
+	// (nil: it serves).
+	stopped atomic.Pointer[string]
 }
 
 // NewPipeline prepares everything a batch needs before any board is
@@ -203,6 +209,7 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		o.HealthEvery = 15 * time.Second
 	}
 	p := &Pipeline{st: st, o: o, log: o.Logger, led: o.Ledger, lines: map[string]*lineRun{}, done: make(chan struct{})}
+	p.op.name = o.Operator
 	p.hard, p.hardStop = context.WithCancel(context.Background())
 	var err error
 	if p.cache, err = flash.NewCache(filepath.Join(st.DataDir, "images")); err != nil {
@@ -361,6 +368,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			defer wg.Done()
 			if err := pr.proxy.Serve(ctx, pr.ln); err != nil && ctx.Err() == nil {
 				p.log.Error().Err(err).Str("line", pr.line).Msg("recording proxy stopped")
+				why := err.Error()
+				pr.stopped.Store(&why)
+				p.emit(Event{Kind: EventNotice, Line: pr.line, Text: fmt.Sprintf("line %s: its recording proxy stopped (%v): its boards cannot register", pr.line, err)})
 			}
 		}()
 	}
@@ -455,12 +465,17 @@ type LineHealth struct {
 	// VaultKeyRefused: the vault answers and refuses the line's api-key
 	// (probed with a request-id now and then).
 	VaultKeyRefused bool
+	// Trays are where the line's boards go once their verdict is in.
+	Trays Trays
 	// Reconciled is the last comparison of the ledger with the vault's
 	// signing log (nil: none, or no signing-log configured).
 	Reconciled *Reconciliation
 	// Proxy is the recording proxy's address ("" for console capture).
 	Proxy      string
 	ProxyStats serialvault.ProxyStats
+	// ProxyStopped says why the line's recording proxy stopped serving
+	// ("": it serves).
+	ProxyStopped string
 }
 
 // Health returns each line's health, in configuration order.
@@ -481,11 +496,15 @@ func (p *Pipeline) Health() []LineHealth {
 		h.Finished = len(lr.run.done)
 		h.VaultOK, h.VaultError, h.VaultChecked, h.VaultDatabaseDown = lr.health.ok, lr.health.err, lr.health.checked, lr.health.dbDown
 		h.Reconciled, h.VaultKeyRefused = lr.reconcile, lr.health.keyRefused
+		h.Trays = lr.cfg.Trays
 		lr.mu.Unlock()
 		for _, pr := range p.proxies {
 			if pr.line == l.ID {
 				h.Proxy = pr.ln.Addr().String()
 				h.ProxyStats = pr.proxy.Stats()
+				if why := pr.stopped.Load(); why != nil {
+					h.ProxyStopped = *why
+				}
 			}
 		}
 		out = append(out, h)

@@ -38,6 +38,60 @@ type Reason struct {
 	Do string
 }
 
+// What the operator does with a board that did not pass.
+const (
+	// ThenRetry: the board may be good; work it again (r), once.
+	ThenRetry = "retry"
+	// ThenReject: the board is at fault: it goes to the reject tray.
+	ThenReject = "reject"
+	// ThenFix: the station or the line is at fault: keep the board, fix
+	// what Do says, then retry.
+	ThenFix = "fix"
+)
+
+// rejectOnSight are the board faults no retry mends.
+var rejectOnSight = map[string]bool{
+	flash.ReasonTooSmall: true, console.ReasonBootLoop: true, ReasonSerialConflict: true, ReasonIdentityMismatch: true,
+}
+
+// Then says what the operator does with a board that ended with this
+// reason on its attempt-th try: the station's and the line's faults are
+// fixed first (the board waits); a board fault is retried once, then
+// rejected; some faults are rejected at once.
+func (r Reason) Then(attempt int) string {
+	switch {
+	case r.Class == ClassError:
+		return ThenFix
+	case r.Class == ClassAborted:
+		return ThenRetry
+	case rejectOnSight[r.Code] || attempt >= 2:
+		return ThenReject
+	}
+	return ThenRetry
+}
+
+// Instruction is what a slot card tells the operator to do with its board
+// (trays from the line): never the pass tray for a board that did not pass.
+func Instruction(passed bool, reason string, attempt int, trays Trays) string {
+	if trays.Pass == "" {
+		trays.Pass = DefaultPassTray
+	}
+	if trays.Reject == "" {
+		trays.Reject = DefaultRejectTray
+	}
+	if passed {
+		return "→ " + trays.Pass
+	}
+	r := ReasonFor(reason)
+	switch r.Then(attempt) {
+	case ThenReject:
+		return "→ " + trays.Reject
+	case ThenFix:
+		return "→ fix: " + r.Do
+	}
+	return "→ retry (r)"
+}
+
 // Reasons is the one table of failure reasons (the README shows it).
 var Reasons = []Reason{
 	{flash.ReasonUnplugged, ClassFail, "the board disappeared during the write", "check the USB cable; retry", "check cable, retry"},

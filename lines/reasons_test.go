@@ -74,3 +74,41 @@ func TestMigrationClasses(t *testing.T) {
 		}
 	}
 }
+
+// TestNoFailSaysPass walks every reason code, on every attempt, with the
+// default trays and a line's own: a board that did not pass is never sent
+// to the pass tray, and each instruction says a reject tray, a retry or
+// what to fix.
+func TestNoFailSaysPass(t *testing.T) {
+	for _, trays := range []lines.Trays{{}, {Pass: "GOOD bin", Reject: "SCRAP bin"}} {
+		pass := lines.Instruction(true, "", 1, trays)
+		wantPass, wantReject := trays.Pass, trays.Reject
+		if wantPass == "" {
+			wantPass, wantReject = lines.DefaultPassTray, lines.DefaultRejectTray
+		}
+		if pass != "→ "+wantPass {
+			t.Errorf("pass with %+v: %q", trays, pass)
+		}
+		for _, r := range append(lines.Reasons, lines.ReasonFor("custom-profile-pattern")) {
+			for attempt := 1; attempt <= 3; attempt++ {
+				got := lines.Instruction(false, r.Code, attempt, trays)
+				if got == pass || strings.Contains(got, wantPass) || strings.Contains(got, "remove board") {
+					t.Errorf("%s attempt %d: %q sends a failed board the way of a passed one", r.Code, attempt, got)
+				}
+				then := r.Then(attempt)
+				switch {
+				case then == lines.ThenReject && got != "→ "+wantReject:
+					t.Errorf("%s: reject instruction %q", r.Code, got)
+				case then == lines.ThenRetry && got != "→ retry (r)", then == lines.ThenFix && !strings.HasPrefix(got, "→ fix: "):
+					t.Errorf("%s attempt %d (%s): %q", r.Code, attempt, then, got)
+				}
+				if r.Class == lines.ClassFail && attempt >= 2 && then != lines.ThenReject {
+					t.Errorf("%s: a board fault on its second try is %s, want reject", r.Code, then)
+				}
+			}
+		}
+	}
+	if got := lines.Instruction(false, lines.ReasonIdentityMismatch, 1, lines.Trays{}); got != "→ "+lines.DefaultRejectTray {
+		t.Errorf("identity mismatch: %q", got)
+	}
+}

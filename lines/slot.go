@@ -162,6 +162,7 @@ func (p *Pipeline) Retry(slot string) error {
 	}
 	s.mu.Unlock()
 	s.poke()
+	p.operatorAction(s.cfg.Line, slot, "retry")
 	return nil
 }
 
@@ -178,6 +179,11 @@ func (p *Pipeline) SetDisabled(slot string, disabled bool) error {
 	s.v.Disabled = disabled
 	s.mu.Unlock()
 	s.poke()
+	action := "enable"
+	if disabled {
+		action = "disable"
+	}
+	p.operatorAction(s.cfg.Line, slot, action)
 	return nil
 }
 

@@ -243,6 +243,23 @@ func (v *validator) line(i int, l *Line) {
 	if l.Registration.ExpectedSerial == "" {
 		l.Registration.ExpectedSerial = DefaultExpectedSerial
 	}
+	for _, t := range []struct {
+		name string
+		v    *string
+		def  string
+	}{{"pass", &l.Trays.Pass, DefaultPassTray}, {"reject", &l.Trays.Reject, DefaultRejectTray}} {
+		switch {
+		case *t.v == "":
+			*t.v = t.def
+		case len(*t.v) > 24:
+			v.errorf(p+".trays."+t.name, "%q is longer than 24 characters: a slot card shows it whole", *t.v)
+		case strings.ContainsFunc(*t.v, func(r rune) bool { return r < ' ' || r == 0x7f }):
+			v.errorf(p+".trays."+t.name, "%q has control characters", *t.v)
+		}
+	}
+	if l.Trays.Pass == l.Trays.Reject {
+		v.errorf(p+".trays", "the pass and reject trays are both %q: a failed board would go where the good ones go", l.Trays.Pass)
+	}
 	if err := checkSerialTemplate(l.Registration.ExpectedSerial); err != nil {
 		v.errorf(p+".registration.expected-serial", "%v", err)
 	}

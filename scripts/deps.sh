@@ -1,12 +1,13 @@
 #!/bin/sh
 # Installs, when missing, what flashstation's build and tests need from
 # Debian: libusb headers for gousb, and the real peers the tests check our
-# formats and simulators against (bmaptool, fastboot, zstd, xz).
+# formats and simulators against (bmaptool, fastboot, zstd, xz), and tmux,
+# the terminal emulator the bench TUI is checked in.
 # As root it runs apt-get; otherwise it prints the command to run. Tests that
 # need a missing peer skip with a message naming the package.
 set -eu
 
-packages="libusb-1.0-0-dev pkg-config bmap-tools fastboot zstd xz-utils"
+packages="libusb-1.0-0-dev pkg-config bmap-tools fastboot zstd xz-utils tmux"
 
 missing=""
 for p in $packages; do

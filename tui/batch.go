@@ -13,18 +13,35 @@ import (
 	"github.com/flashstation/flashstation/lines"
 )
 
-// BatchKeyMap are the batch view's keys.
+// BatchKeyMap are the batch view's keys: the view scrolls by a row (up,
+// down, j, k), a page (pgup, pgdn) or to its top and bottom (home, end).
 type BatchKeyMap struct {
-	Back, Search, Help, Quit key.Binding
+	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
+	Back, Search, Help, Quit                key.Binding
 }
 
-// ShortHelp is the footer's help.
+// newBatchKeyMap takes the station's keys and adds the view's own.
+func newBatchKeyMap(k *KeyMap) BatchKeyMap {
+	return BatchKeyMap{Up: k.Up, Down: k.Down, PageUp: k.PageUp, PageDown: k.PageDown,
+		Top:    key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("home/g", "top")),
+		Bottom: key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("end/G", "bottom")),
+		Back:   k.Back, Search: k.Search, Help: k.Help, Quit: k.Quit}
+}
+
+// ShortHelp is the footer's help (short enough for 80 columns).
 func (k BatchKeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Back, k.Search, k.Help, k.Quit}
+	search := k.Search
+	search.SetHelp("/", "QA")
+	return []key.Binding{footerKeys("↑↓jk", "scroll"), footerKeys("pgup/dn", "page"), footerKeys("home/end", "ends"), k.Back, search, k.Help, k.Quit}
 }
 
 // FullHelp is the help view's.
-func (k BatchKeyMap) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+func (k BatchKeyMap) FullHelp() [][]key.Binding {
+	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom}, {k.Back, k.Search, k.Help, k.Quit}}
+}
+
+// recentUnits is how many recent units the batch view lists.
+const recentUnits = 50
 
 // statsMsg carries a report of the station's batches.
 type statsMsg struct {
@@ -46,43 +63,101 @@ func fetchStats(c *Common, batches []int64, n int) tea.Cmd {
 		m := statsMsg{at: now(), full: n > 0}
 		m.stats, m.err = rec.Stats(ctx, ledger.StatsFilter{Batches: batches})
 		if m.err == nil && n > 0 {
-			m.recent, m.err = rec.Units(ctx, ledger.UnitFilter{Batches: batches, Limit: n})
+			m.recent, m.err = rec.Units(ctx, ledger.UnitFilter{Batches: batches, Limit: n, ByFinish: true})
 		}
 		return m
 	}
 }
 
 // BatchView is the supervisor's view: counts, yields, throughput, the
-// failure pareto, per-slot failure rates and the recent units.
+// failure pareto, per-slot failure rates and the recent units (newest
+// finished first). It scrolls as a whole when it does not fit, and says
+// which rows it shows.
 type BatchView struct {
 	c      *Common
 	s      *store
 	KeyMap BatchKeyMap
 	last   statsMsg
 	loaded bool
+	top    int // the first row shown
 }
 
 // NewBatchView returns the batch view.
 func NewBatchView(c *Common, s *store) BatchView {
-	k := c.Keys
-	return BatchView{c: c, s: s, KeyMap: BatchKeyMap{Back: k.Back, Search: k.Search, Help: k.Help, Quit: k.Quit}}
+	return BatchView{c: c, s: s, KeyMap: newBatchKeyMap(c.Keys)}
 }
 
 // Refresh asks for a new report.
-func (m BatchView) Refresh() tea.Cmd { return fetchStats(m.c, m.s.batches(), 50) }
+func (m BatchView) Refresh() tea.Cmd { return fetchStats(m.c, m.s.batches(), recentUnits) }
 
-// Update takes reports.
+// height is the rows the view may use.
+func (m BatchView) height() int { return max(8, m.c.Height-headerHeight-footerHeight) }
+
+// window is how many rows of the report are shown and the last valid top:
+// all of them, or all but the row that says where the view is.
+func (m BatchView) window(n int) (rows, maxTop int) {
+	h := m.height()
+	if n <= h {
+		return n, 0
+	}
+	return h - 1, n - (h - 1)
+}
+
+// Update takes reports and scrolls.
 func (m BatchView) Update(msg tea.Msg) (BatchView, tea.Cmd) {
-	if sm, ok := msg.(statsMsg); ok && sm.full {
-		m.last, m.loaded = sm, true
+	switch msg := msg.(type) {
+	case statsMsg:
+		if msg.full {
+			m.last, m.loaded = msg, true
+		}
+	case tea.KeyPressMsg:
+		rows, maxTop := m.window(len(m.report()))
+		k := m.KeyMap
+		switch {
+		case key.Matches(msg, k.Up):
+			m.top--
+		case key.Matches(msg, k.Down):
+			m.top++
+		case key.Matches(msg, k.PageUp):
+			m.top -= max(1, rows-1)
+		case key.Matches(msg, k.PageDown):
+			m.top += max(1, rows-1)
+		case key.Matches(msg, k.Top):
+			m.top = 0
+		case key.Matches(msg, k.Bottom):
+			m.top = maxTop
+		}
+		m.top = min(max(0, m.top), maxTop)
 	}
 	return m, nil
 }
 
-// View renders the report in the screen less header and footer.
+// View renders the report in the screen less header and footer: the rows
+// that fit from top, and then, when some do not, where the view is.
 func (m BatchView) View() string {
+	all := m.report()
+	rows, maxTop := m.window(len(all))
+	if rows == len(all) {
+		return strings.Join(all, "\n")
+	}
+	top := min(max(0, m.top), maxTop)
+	out := slices.Clone(all[top : top+rows])
+	var more []string
+	if top > 0 {
+		more = append(more, fmt.Sprintf("↑ %d rows above", top))
+	}
+	if below := len(all) - top - rows; below > 0 {
+		more = append(more, fmt.Sprintf("↓ %d rows below", below))
+	}
+	st := m.c.Styles
+	out = append(out, spread(st.Warn.Render(strings.Join(more, "  ")),
+		st.Dim.Render(fmt.Sprintf("rows %d-%d of %d", top+1, top+rows, len(all))), m.c.Width))
+	return strings.Join(out, "\n")
+}
+
+// report is every row of the batch view.
+func (m BatchView) report() []string {
 	st, w := m.c.Styles, m.c.Width
-	h := max(8, m.c.Height-headerHeight-footerHeight)
 	var out []string
 	add := func(s string) { out = append(out, fit(s, w)) }
 	var bs []string
@@ -100,11 +175,11 @@ func (m BatchView) View() string {
 	}
 	if !m.loaded {
 		add(st.Dim.Render("reading the ledger…"))
-		return strings.Join(out, "\n")
+		return out
 	}
 	if m.last.err != nil {
 		add(st.Bad.Render("cannot read the ledger: " + m.last.err.Error()))
-		return strings.Join(out, "\n")
+		return out
 	}
 	s := m.last.stats
 	dup := fmt.Sprintf("duplicate serials %d", s.Duplicates)
@@ -174,16 +249,7 @@ func (m BatchView) View() string {
 	if len(s.Slots) == 0 {
 		slots = append(slots, st.Dim.Render("no finished units"))
 	}
-	// Side by side; the recent units keep at least 4 rows.
-	room := max(3, h-len(out)-7)
-	more := func(list []string) []string {
-		if len(list) > room {
-			n := len(list) - room + 1
-			list = append(list[:room-1:room-1], st.Dim.Render(fmt.Sprintf("… %d more", n)))
-		}
-		return list
-	}
-	pareto, slots = more(pareto), more(slots)
+	// Side by side, all of them: the view scrolls.
 	lw := w * 3 / 5
 	for i := range max(len(pareto), len(slots)) {
 		var l, r string
@@ -196,12 +262,13 @@ func (m BatchView) View() string {
 		add(fit(l, lw-1) + "│ " + r)
 	}
 	add("")
-	add(st.Section.Render("RECENT UNITS"))
+	recent := "  newest finished first"
+	if len(m.last.recent) >= recentUnits {
+		recent += fmt.Sprintf(", the last %d", len(m.last.recent))
+	}
+	add(st.Section.Render("RECENT UNITS") + st.Dim.Render(recent))
 	add(st.Dim.Render(fmt.Sprintf("%-6s %-8s %-6s %-14s %-14s %-9s %-22s %s", "UNIT", "SLOT", "LINE", "BOARD", "SERIAL", "VERDICT", "REASON", "FINISHED")))
 	for _, u := range m.last.recent {
-		if len(out) >= h {
-			break
-		}
 		verdict := fit(outcomeWord(st, u.State), 9)
 		fin := ""
 		if !u.FinishedAt.IsZero() {
@@ -209,7 +276,10 @@ func (m BatchView) View() string {
 		}
 		add(fmt.Sprintf("%-6d %-8s %-6s %-14s %-14s %s %-22s %s", u.ID, u.SlotID, u.LineID, u.HWSerial, u.Serial, verdict, u.Reason, fin))
 	}
-	return strings.Join(out, "\n")
+	if len(m.last.recent) == 0 {
+		add(st.Dim.Render("no units yet"))
+	}
+	return out
 }
 
 // naturalCompare orders slot ids as people do: A2 before A10.

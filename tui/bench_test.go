@@ -3,7 +3,11 @@ package tui
 import (
 	"context"
 	"fmt"
+	"image/color"
 	"io"
+	"math"
+	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -105,4 +109,200 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestRemovedFailStays: a failed board pulled from its slot leaves the
+// card a FAIL ("removed", with what to do) until the next board comes or
+// the operator clears it with c; a passed board's slot just empties.
+func TestRemovedFailStays(t *testing.T) {
+	f := newFixture(t, 120, 40, slotsIdle(2))
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StateFail, HWSerial: "HW7", Unit: 7, Attempt: 1, Reason: "boot-loop", StartedAt: t0})
+	f.send(t, eventsMsg{events: []lines.Event{{At: t0.Add(30 * time.Second), Kind: lines.EventVerdict, Slot: "A1", Unit: 7, State: lines.StateFail, Reason: "boot-loop", HWSerial: "HW7"}}})
+	// The board is pulled: the pipeline says the slot is empty.
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StateIdle})
+	f.send(t, tickMsg(t0.Add(time.Minute)))
+	s := f.screen()
+	if !regexp.MustCompile(`A1\s+✘ (F A I L|FAIL) ✘`).MatchString(s) || !strings.Contains(s, "board HW7 removed") || !strings.Contains(s, "→ REJECT tray") {
+		t.Fatalf("pulled FAIL:\n%s", s)
+	}
+	if strings.Contains(s, "insert a board") && strings.Index(s, "insert a board") < strings.Index(s, "B1") {
+		t.Errorf("the removed FAIL's card says insert a board:\n%s", s)
+	}
+	if st, removed := f.m.s.slot("A1").shown(); st != lines.StateFail || !removed {
+		t.Errorf("shown %s %v", st, removed)
+	}
+	f.keys(t, "c")
+	if s := f.screen(); strings.Contains(s, "removed") || !strings.Contains(s, "insert a board") {
+		t.Errorf("after c:\n%s", s)
+	}
+	// Another FAIL, pulled, then a new board: the new board's card.
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StateFail, HWSerial: "HW8", Unit: 8, Reason: "kernel-panic", StartedAt: t0})
+	f.send(t, eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventVerdict, Slot: "A1", Unit: 8, State: lines.StateFail, Reason: "kernel-panic", HWSerial: "HW8"}}})
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StateIdle})
+	f.send(t, tickMsg(t0.Add(time.Minute)))
+	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StatePresent, HWSerial: "HW9", Unit: 9, StartedAt: t0})
+	f.send(t, eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventState, Slot: "A1", Unit: 9, State: lines.StatePresent}}})
+	if s := f.screen(); strings.Contains(s, "removed") || !strings.Contains(s, "board HW9") {
+		t.Errorf("a new board:\n%s", s)
+	}
+}
+
+// TestLineStopBanner: a line whose vault cannot sign shows a banner
+// across the bench, and its empty slots wait for the vault instead of
+// asking for a board; the other line's do not.
+func TestLineStopBanner(t *testing.T) {
+	f := newFixture(t, 120, 40, slotsIdle(2))
+	h := f.st.Health()
+	h[0].VaultOK, h[0].VaultChecked, h[0].VaultError = false, t0, "connection refused"
+	f.st.SetHealth(h)
+	f.send(t, tickMsg(t0))
+	s := f.screen()
+	if !strings.Contains(s, "LINE LINE1 STOPPED: vault unreachable - boards wait") {
+		t.Fatalf("no banner:\n%s", s)
+	}
+	a1, b1 := cardOf(s, "A1"), cardOf(s, "B1")
+	if !strings.Contains(a1, "waiting for the vault") || strings.Contains(a1, "insert a board") {
+		t.Errorf("line1's empty slot:\n%s\nscreen:\n%s", a1, s)
+	}
+	if !strings.Contains(b1, "insert a board") {
+		t.Errorf("line2's empty slot:\n%s", b1)
+	}
+	h[0].VaultDatabaseDown = true
+	f.st.SetHealth(h)
+	f.send(t, tickMsg(t0))
+	if s := f.screen(); !strings.Contains(s, "STOPPED: vault database down") {
+		t.Errorf("database down:\n%s", s)
+	}
+	h[0].VaultOK, h[1].ProxyStopped = true, "accept tcp: too many open files"
+	f.st.SetHealth(h)
+	f.send(t, tickMsg(t0))
+	if s := f.screen(); strings.Contains(s, "LINE LINE1") || !strings.Contains(s, "LINE LINE2 STOPPED: its recording proxy stopped") {
+		t.Errorf("proxy stopped:\n%s", s)
+	}
+}
+
+// cardOf cuts a slot's card (the columns of its frame, its rows) out of
+// a screen.
+func cardOf(screen, id string) string {
+	rows := strings.Split(screen, "\n")
+	re := regexp.MustCompile(`[ ▶]` + id + ` `)
+	for i, r := range rows {
+		loc := re.FindStringIndex(r)
+		if loc == nil {
+			continue
+		}
+		runes := []rune(r)
+		col := len([]rune(r[:loc[0]]))
+		start, end := col, col
+		for start > 0 && !strings.ContainsRune("│┃▌", runes[start]) {
+			start--
+		}
+		for end < len(runes)-1 && !strings.ContainsRune("│┃▌", runes[end]) {
+			end++
+		}
+		var out []string
+		for _, rr := range rows[max(0, i-1):min(len(rows), i+6)] {
+			rr := []rune(rr)
+			out = append(out, string(rr[min(start, len(rr)):min(end+1, len(rr))]))
+		}
+		return strings.Join(out, "\n")
+	}
+	return ""
+}
+
+// TestPaletteContrast: in both palettes, text on tiles and badges, body
+// and secondary text on the background, and the frames, are readable
+// (WCAG contrast: 4.5 for text, 3 for frames); PASS and FAIL tiles differ
+// in colour too.
+func TestPaletteContrast(t *testing.T) {
+	for name, p := range map[string]Palette{"dark": DarkPalette, "light": LightPalette} {
+		check := func(what string, fg, bg color.Color, least float64) {
+			if c := contrast(fg, bg); c < least {
+				t.Errorf("%s: %s contrast %.2f, want at least %.1f", name, what, c, least)
+			}
+		}
+		for _, st := range []string{lines.StatePass, lines.StateFail, lines.StatePresent, lines.StateFlashing, lines.StateBooting, lines.StateRegister, lines.StateIdle, lines.StateDisabled} {
+			check("badge "+st, p.OnTile, p.stateColor(st), 4.5)
+		}
+		check("text", p.Text, p.Background, 4.5)
+		check("dim text", p.Dim, p.Background, 4.5)
+		check("warning", p.Warn, p.Background, 4.5)
+		check("frame", p.Border, p.Background, 3)
+		check("selection", p.Select, p.Background, 4.5)
+		check("title", p.TitleFg, p.TitleBg, 4.5)
+		check("PASS against FAIL", p.Pass, p.Fail, 1.1)
+	}
+}
+
+// contrast is the WCAG 2 contrast ratio of two colours.
+func contrast(a, b color.Color) float64 {
+	lum := func(c color.Color) float64 {
+		r, g, bl, _ := c.RGBA()
+		ch := func(v uint32) float64 {
+			x := float64(v) / 0xffff
+			if x <= 0.03928 {
+				return x / 12.92
+			}
+			return math.Pow((x+0.055)/1.055, 2.4)
+		}
+		return 0.2126*ch(r) + 0.7152*ch(g) + 0.0722*ch(bl)
+	}
+	la, lb := lum(a), lum(b)
+	if la < lb {
+		la, lb = lb, la
+	}
+	return (la + 0.05) / (lb + 0.05)
+}
+
+// TestBellOnFail: with Bell, a FAIL rings the terminal's bell (BEL, once
+// per batch of events); a PASS does not, and without Bell nothing rings.
+func TestBellOnFail(t *testing.T) {
+	rings := func(bell bool, state string) int {
+		f := newFixture(t, 80, 24, slotsIdle(2))
+		f.m.opts.Bell = bell
+		_, cmd := f.m.Update(eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventVerdict, Slot: "A1", Unit: 1, State: state, Reason: "boot-loop"}}})
+		n := 0
+		var walk func(c tea.Cmd, depth int)
+		walk = func(c tea.Cmd, depth int) {
+			if c == nil || depth > 3 {
+				return
+			}
+			switch msg := c().(type) {
+			case tea.BatchMsg:
+				for _, c := range msg {
+					walk(c, depth+1)
+				}
+			case tea.RawMsg:
+				if msg.Msg == "\a" {
+					n++
+				}
+			}
+		}
+		walk(cmd, 0)
+		return n
+	}
+	if n := rings(true, lines.StateFail); n != 1 {
+		t.Errorf("a FAIL rang %d times", n)
+	}
+	if n := rings(true, lines.StatePass); n != 0 {
+		t.Errorf("a PASS rang %d times", n)
+	}
+	if n := rings(false, lines.StateFail); n != 0 {
+		t.Errorf("without --bell a FAIL rang %d times", n)
+	}
+}
+
+// TestUnreadableConsoleLine: a console line of undecodable bytes (a baud
+// mismatch) shows as one marker per run, not mojibake.
+func TestUnreadableConsoleLine(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"U-Boot \xff\xfe\xfd\x80 ok", "U-Boot ‹4 unreadable› ok"},
+		{"\xc0\xc1", "‹2 unreadable›"},
+		{"plain", "plain"},
+		{"a\xffb\xfec", "a‹1 unreadable›b‹1 unreadable›c"},
+	} {
+		if got := sanitize(tt.in); got != tt.want {
+			t.Errorf("sanitize(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
 }

@@ -18,6 +18,9 @@ type Station interface {
 	Retry(slot string) error
 	SetDisabled(slot string, disabled bool) error
 	EndBatch(line string) error
+	// SetOperator names the operator at the bench when the station was
+	// started without one.
+	SetOperator(name string) error
 }
 
 // Records is what the interface reads from the ledger (*ledger.Ledger is

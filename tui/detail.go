@@ -17,17 +17,18 @@ import (
 type DetailKeyMap struct {
 	PageUp, PageDown, Follow, Top key.Binding
 	PrevSlot, NextSlot            key.Binding
-	Retry, Disable, Back          key.Binding
+	Retry, Disable, Back, Quit    key.Binding
 }
 
-// ShortHelp is the footer's help.
+// ShortHelp is the footer's help: the ways out first, so that a narrow
+// terminal keeps them.
 func (k DetailKeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.PageUp, k.PageDown, k.Follow, k.PrevSlot, k.NextSlot, k.Retry, k.Disable, k.Back}
+	return []key.Binding{k.Back, k.Quit, k.PrevSlot, k.NextSlot, k.Retry, k.Disable, k.PageUp, k.PageDown, k.Follow}
 }
 
 // FullHelp is the help view's.
 func (k DetailKeyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.PageUp, k.PageDown, k.Follow, k.Top}, {k.PrevSlot, k.NextSlot}, {k.Retry, k.Disable, k.Back}}
+	return [][]key.Binding{{k.PageUp, k.PageDown, k.Follow, k.Top}, {k.PrevSlot, k.NextSlot}, {k.Retry, k.Disable, k.Back, k.Quit}}
 }
 
 // assertionMsg carries a unit's serial assertions from the ledger.
@@ -55,7 +56,7 @@ type Detail struct {
 func NewDetail(c *Common, s *store) Detail {
 	k := c.Keys
 	return Detail{c: c, s: s, KeyMap: DetailKeyMap{PageUp: k.PageUp, PageDown: k.PageDown, Follow: k.Follow, Top: k.Top,
-		PrevSlot: k.PrevSlot, NextSlot: k.NextSlot, Retry: k.Retry, Disable: k.Disable, Back: k.Back}}
+		PrevSlot: k.PrevSlot, NextSlot: k.NextSlot, Retry: k.Retry, Disable: k.Disable, Back: k.Back, Quit: k.Quit}}
 }
 
 // Slot is the slot shown.
@@ -155,29 +156,47 @@ func (m Detail) top() []string {
 	if v.Attempt > 0 {
 		title += fmt.Sprintf(" · attempt %d", v.Attempt)
 	}
-	elapsed := ""
-	if !v.StartedAt.IsZero() && v.State != lines.StateIdle {
+	// A unit that ended keeps its verdict and its durations, fixed at its
+	// end, also once its board is pulled (the slot's view is reset then).
+	final := d.final()
+	badge, elapsed := st.badge(v.State), ""
+	switch start := d.started(); {
+	case v.State == lines.StateIdle && final != nil:
+		badge = st.badge(final.State)
+		if !start.IsZero() {
+			elapsed = " " + clock(d.Ended.Sub(start))
+		}
+		elapsed += " · board removed"
+	case !start.IsZero() && v.State != lines.StateIdle:
 		end := now
 		if !d.Ended.IsZero() {
 			end = d.Ended
 		}
-		elapsed = " " + clock(end.Sub(v.StartedAt))
+		elapsed = " " + clock(end.Sub(start))
 	}
-	out := []string{spread(title, st.badge(v.State)+elapsed, w)}
+	out := []string{spread(title, badge+elapsed, w)}
 
-	// Left: the timeline with durations.
+	// Left: the timeline with durations; only a unit in work has a
+	// running one.
+	running := working(v.State)
 	left := []string{st.Section.Render("TIMELINE")}
+	// The end of the last span: now while the unit runs, its verdict's
+	// time once it ended (unknown: no span, never a running timer).
+	end, ended := now, !d.Ended.IsZero() || v.State == lines.StatePass || v.State == lines.StateFail || !running
+	if ended {
+		end = d.Ended
+	}
+	spans := timelineSpans(d.Timeline, end, ended)
 	for i, mk := range d.Timeline {
 		var dur string
-		switch {
+		switch sp := spans[i]; {
 		case mk.Skipped:
 			dur = st.Dim.Render("skipped")
-		case i+1 < len(d.Timeline):
-			dur = secs(d.Timeline[i+1].At.Sub(mk.At))
-		case v.State == lines.StatePass || v.State == lines.StateFail:
-			dur = ""
+		case sp.none:
+		case sp.open:
+			dur = secs(sp.d) + " …"
 		default:
-			dur = secs(now.Sub(mk.At)) + " …"
+			dur = secs(sp.d)
 		}
 		name := mk.Name
 		if !mk.Stage {
@@ -239,14 +258,58 @@ func (m Detail) top() []string {
 		}
 		out = append(out, fit(l, lw)+"│ "+fit(r, w-lw-2))
 	}
-	if v.State == lines.StateFail {
-		r := lines.ReasonFor(v.Reason)
-		out = append(out, fit(st.Bad.Render("FAILED: "+v.Reason)+" - "+r.What, w),
+	reason, detail := v.Reason, v.Detail
+	failed := v.State == lines.StateFail
+	if v.State == lines.StateIdle && final != nil && final.State == lines.StateFail {
+		failed, reason, detail = true, final.Reason, final.Detail
+	}
+	if failed {
+		r := lines.ReasonFor(reason)
+		out = append(out, fit(st.Bad.Render("FAILED: "+reason)+" - "+r.What, w),
 			fit(st.Bold.Render("→ "+r.Advice), w))
-		if v.Detail != "" {
-			for _, l := range wrap("detail: "+sanitize(strings.ReplaceAll(v.Detail, "\n", " | ")), w, 2) {
+		if detail != "" {
+			for _, l := range wrap("detail: "+sanitize(strings.ReplaceAll(detail, "\n", " | ")), w, 2) {
 				out = append(out, fit(st.Dim.Render(l), w))
 			}
+		}
+	}
+	return out
+}
+
+// span is how long a timeline mark lasted: open while it still runs, none
+// for the verdict itself (and a skipped stage).
+type span struct {
+	d          time.Duration
+	open, none bool
+}
+
+// timelineSpans says how long each mark of a timeline lasted. A slot state
+// lasts until the next slot state, so that it spans its boot stages (its
+// time is the sum of theirs, and of the wait before the first); a boot
+// stage lasts until the next mark of any kind. The last state lasts until
+// end, open unless the unit ended; a verdict (PASS, FAIL) has no span, nor
+// has the last mark of an ended unit whose end is not known (zero).
+func timelineSpans(tl []mark, end time.Time, ended bool) []span {
+	out := make([]span, len(tl))
+	for i, mk := range tl {
+		if mk.Skipped {
+			out[i].none = true
+			continue
+		}
+		next := -1
+		for j := i + 1; j < len(tl); j++ {
+			if !tl[j].Skipped && (mk.Stage || !tl[j].Stage) {
+				next = j
+				break
+			}
+		}
+		switch {
+		case next >= 0:
+			out[i].d = tl[next].At.Sub(mk.At)
+		case !mk.Stage && (mk.Name == lines.StatePass || mk.Name == lines.StateFail), ended && end.IsZero():
+			out[i].none = true
+		default:
+			out[i].d, out[i].open = max(0, end.Sub(mk.At)), !ended
 		}
 	}
 	return out

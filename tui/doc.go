@@ -9,8 +9,11 @@
 // slot id. The interface never does station work itself: retry and disable
 // are requests to the pipeline.
 //
-// Layout: Model is the root (resize, quit and its guard, view switching,
-// events); Bench, Detail, BatchView, QA and HelpView are components, each
+// Layout: Model is the root (resize, quitting, the one pending y/n
+// question - quit while boards are in work, end a batch, retry a PASS,
+// disable a PASS or a board in work -, view switching, events); without
+// an operator, OperatorPrompt asks who is at the bench before the bench
+// shows. Bench, Detail, BatchView, QA and HelpView are components, each
 // with New, a KeyMap and an Update returning its own type, sharing one
 // Common (size, styles, keys, logger, clock). Every colour is in styles.go.
 package tui

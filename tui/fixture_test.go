@@ -48,6 +48,13 @@ func health(b1, b2 int64) []lines.LineHealth {
 // slots and a ledger holding two lines' batches (filled by seedLedger).
 func newFixture(t testing.TB, w, h int, slots []lines.SlotView) *fixture {
 	t.Helper()
+	return newFixtureAs(t, w, h, slots, "ana")
+}
+
+// newFixtureAs is newFixture with the operator the station was started
+// with ("": the interface asks).
+func newFixtureAs(t testing.TB, w, h int, slots []lines.SlotView, operator string) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	clock := t0
 	led, err := ledger.Open(context.Background(), filepath.Join(dir, ledger.FileName), ledger.WithClock(func() time.Time {
@@ -60,7 +67,7 @@ func newFixture(t testing.TB, w, h int, slots []lines.SlotView) *fixture {
 	t.Cleanup(func() { led.Close() })
 	b1, b2 := seedLedger(t, led, dir)
 	st := tuitest.New(slots, health(b1, b2))
-	m := New(context.Background(), Options{Station: st, Records: led, StationID: "bench-01", Operator: "ana",
+	m := New(context.Background(), Options{Station: st, Records: led, StationID: "bench-01", Operator: operator,
 		ExportDir: "/var/lib/flashstation/exports", Logger: zerolog.Nop(), Now: func() time.Time { return t0 }, Width: w, Height: h,
 		Tick: func(time.Duration, func(time.Time) tea.Msg) tea.Cmd { return nil }})
 	return &fixture{m: m, st: st, led: led, dir: dir}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
@@ -80,6 +81,9 @@ func plural(n int, one, many string) string {
 // sanitize keeps a console line printable: no control bytes that would
 // move the cursor.
 func sanitize(s string) string {
+	if strings.ContainsRune(s, utf8.RuneError) {
+		s = markUnreadable(s)
+	}
 	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return s
 	}
@@ -95,6 +99,29 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// markUnreadable shows each run of undecodable bytes in a console line (a
+// baud mismatch) as one marker instead of mojibake.
+func markUnreadable(s string) string {
+	var b strings.Builder
+	run := 0
+	flush := func() {
+		if run > 0 {
+			fmt.Fprintf(&b, "‹%d unreadable›", run)
+			run = 0
+		}
+	}
+	for _, r := range s {
+		if r == utf8.RuneError {
+			run++
+			continue
+		}
+		flush()
+		b.WriteRune(r)
+	}
+	flush()
+	return b.String()
 }
 
 // flow lays fields out on lines of width w, separated by sep, wrapping

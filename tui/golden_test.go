@@ -74,6 +74,16 @@ func TestGoldenViews(t *testing.T) {
 			f.keys(t, "?")
 			return f
 		}},
+		{"operator-prompt", func(t *testing.T, w, h int) *fixture {
+			f := newFixtureAs(t, w, h, slotsFlashing(8), "")
+			f.keys(t, "enter")
+			return f
+		}},
+		{"retry-pass", func(t *testing.T, w, h int) *fixture {
+			f := newFixture(t, w, h, slotsMixed())
+			f.keys(t, "r")
+			return f
+		}},
 		{"quit-guard", func(t *testing.T, w, h int) *fixture {
 			f := newFixture(t, w, h, slotsFlashing(8))
 			f.keys(t, "q")

@@ -9,10 +9,10 @@ import (
 )
 
 // HelpKeyMap are the help view's keys.
-type HelpKeyMap struct{ Back, Help key.Binding }
+type HelpKeyMap struct{ Back, Help, Quit key.Binding }
 
 // ShortHelp is the footer's help.
-func (k HelpKeyMap) ShortHelp() []key.Binding { return []key.Binding{k.Back} }
+func (k HelpKeyMap) ShortHelp() []key.Binding { return []key.Binding{k.Back, k.Quit} }
 
 // FullHelp is the help view's.
 func (k HelpKeyMap) FullHelp() [][]key.Binding { return [][]key.Binding{{k.Back}} }
@@ -31,7 +31,7 @@ type helpGroup struct {
 
 // NewHelpView returns the help view over the components' key maps.
 func NewHelpView(c *Common, bench BenchKeyMap, detail DetailKeyMap, batch BatchKeyMap, qa QAKeyMap) HelpView {
-	return HelpView{c: c, KeyMap: HelpKeyMap{Back: c.Keys.Back, Help: c.Keys.Help},
+	return HelpView{c: c, KeyMap: HelpKeyMap{Back: c.Keys.Back, Help: c.Keys.Help, Quit: c.Keys.Quit},
 		groups: []helpGroup{{"BENCH", bench}, {"SLOT DETAIL", detail}, {"BATCH", batch}, {"QA LOOKUP", qa}}}
 }
 
@@ -60,7 +60,10 @@ func (m HelpView) View() string {
 		legend = append(legend, st.badge(s))
 	}
 	out = append(out, flow(legend, " ", w)...)
-	out = append(out, "", st.Dim.Render("q and ctrl+c ask first while boards are in work."))
+	out = append(out, "")
+	for _, l := range flow([]string{"q and ctrl+c ask first while boards are in work;", "r on a PASS, and d on a PASS or a board in work, ask y/n."}, " ", w) {
+		out = append(out, st.Dim.Render(l))
+	}
 	lines := strings.Split(strings.Join(out, "\n"), "\n")
 	for i, l := range lines {
 		lines[i] = fit(l, w)

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,9 @@ type Options struct {
 	Done   <-chan struct{}
 
 	StationID string
+	// Operator is who is at the bench; without one the interface asks for
+	// a name or a badge scan before the bench shows, and gives it to the
+	// station (Station.SetOperator).
 	Operator  string
 	ExportDir string
 	Logger    zerolog.Logger
@@ -48,6 +52,8 @@ type Options struct {
 	Keys   *KeyMap // default DefaultKeyMap
 	// Width and Height are the size before the first WindowSizeMsg.
 	Width, Height int
+	// Bell rings the terminal's bell on every FAIL.
+	Bell bool
 }
 
 type screen int
@@ -58,6 +64,7 @@ const (
 	screenBatch
 	screenQA
 	screenHelp
+	screenOperator // who is at the bench, asked before the bench shows
 )
 
 // Messages of the root.
@@ -86,15 +93,34 @@ type Model struct {
 	batch  BatchView
 	qa     QA
 	help   HelpView
+	op     OperatorPrompt
 
-	confirmQuit bool
-	confirmEnd  string // the line whose batch the operator is asked to end
-	status      string
-	statusAt    time.Time
-	stats       *ledger.Stats // header counts
-	lastStats   time.Time
-	quitting    bool
+	// pending is the question the operator is asked (quit while boards
+	// are in work, end a batch, retry a PASS, disable a board in work):
+	// the next key answers it.
+	pending   *confirm
+	status    string
+	statusAt  time.Time
+	stats     *ledger.Stats // header counts
+	lastStats time.Time
+	quitting  bool
 }
+
+// confirm is a y/n question: y runs yes, any other key cancels and says
+// no in the footer.
+type confirm struct {
+	prompt func() string // asked again at each redraw (counts change)
+	yes    func() tea.Cmd
+	no     string
+}
+
+// ask puts a question to the operator.
+func (m *Model) ask(prompt func() string, yes func() tea.Cmd, no string) {
+	m.pending = &confirm{prompt: prompt, yes: yes, no: no}
+}
+
+// Asking reports whether a question waits for the operator's answer.
+func (m *Model) Asking() bool { return m.pending != nil }
 
 // New returns the interface for a station.
 func New(ctx context.Context, o Options) *Model {
@@ -123,6 +149,11 @@ func New(ctx context.Context, o Options) *Model {
 	m.batch = NewBatchView(c, s)
 	m.qa = NewQA(c)
 	m.help = NewHelpView(c, m.bench.KeyMap, m.detail.KeyMap, m.batch.KeyMap, m.qa.KeyMap)
+	m.op = NewOperatorPrompt(c)
+	if strings.TrimSpace(o.Operator) == "" {
+		m.screen = screenOperator
+		m.op, _ = m.op.Focus()
+	}
 	return m
 }
 
@@ -173,7 +204,8 @@ func (m *Model) tick() tea.Cmd {
 
 // Init starts reading events and the clock.
 func (m *Model) Init() tea.Cmd {
-	return tea.Batch(waitEvents(m.opts.Events), waitDone(m.opts.Done), m.tick(), m.refreshStats())
+	// The terminal's background picks the light or the dark palette.
+	return tea.Batch(waitEvents(m.opts.Events), waitDone(m.opts.Done), m.tick(), m.refreshStats(), tea.RequestBackgroundColor)
 }
 
 func (m *Model) refreshStats() tea.Cmd {
@@ -192,12 +224,18 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.c.Width, m.c.Height = msg.Width, msg.Height
 		m.bench, _ = m.bench.Update(msg)
 		return m, nil
+	case tea.BackgroundColorMsg:
+		if m.opts.Styles == nil { // the station's own styles, not a test's
+			m.c.Styles = NewStyles(msg.IsDark())
+		}
+		return m, nil
 	case eventsMsg:
-		verdict := false
+		verdict, failed := false, false
 		for _, e := range msg.events {
 			m.s.apply(e)
 			if e.Kind == lines.EventVerdict {
 				verdict = true
+				failed = failed || e.State == lines.StateFail
 			}
 		}
 		m.s.refresh(m.c.Station.Slots())
@@ -208,6 +246,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if verdict {
 			m.s.health = m.c.Station.Health()
 			cmds = append(cmds, m.refreshStats())
+		}
+		if failed && m.opts.Bell {
+			cmds = append(cmds, tea.Raw("\a"))
 		}
 		if m.screen == screenDetail {
 			var cmd tea.Cmd
@@ -255,9 +296,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.KeyPressMsg:
 		return m.key(msg)
 	}
-	if m.screen == screenQA {
+	switch m.screen {
+	case screenQA:
 		var cmd tea.Cmd
 		m.qa, cmd = m.qa.Update(msg)
+		return m, cmd
+	case screenOperator: // a badge scanner may paste
+		var cmd tea.Cmd
+		m.op, cmd = m.op.Update(msg)
 		return m, cmd
 	}
 	return m, nil
@@ -267,34 +313,27 @@ func (m *Model) setStatus(s string) {
 	m.status, m.statusAt = s, m.c.Now()
 }
 
-// key handles a key press: the quit guard first, then the global keys,
+// key handles a key press: the pending question first, then the global keys,
 // then the current view's.
 func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	k := m.c.Keys
-	if m.confirmEnd != "" {
-		line := m.confirmEnd
-		m.confirmEnd = ""
+	if q := m.pending; q != nil {
+		m.pending = nil
 		if key.Matches(msg, k.Yes) {
-			return m, m.endBatch(line)
+			return m, q.yes()
 		}
-		m.setStatus("batch of " + line + " not ended")
+		m.setStatus(q.no)
 		return m, nil
 	}
-	if m.confirmQuit {
-		m.confirmQuit = false
-		if key.Matches(msg, k.Yes) {
-			m.c.Log.Warn().Msg("operator quit while boards were in work")
-			m.quitting = true
-			return m, tea.Quit
-		}
-		m.setStatus("not quitting")
-		return m, nil
-	}
-	typing := m.screen == screenQA && m.qa.Typing()
+	typing := m.screen == screenQA && m.qa.Typing() || m.screen == screenOperator
 	switch {
 	case key.Matches(msg, k.ForceQuit), key.Matches(msg, k.Quit) && !typing:
 		if n, _ := m.s.working(); n > 0 {
-			m.confirmQuit = true
+			m.ask(m.quitPrompt, func() tea.Cmd {
+				m.c.Log.Warn().Msg("operator quit while boards were in work")
+				m.quitting = true
+				return tea.Quit
+			}, "not quitting")
 			return m, nil
 		}
 		m.quitting = true
@@ -327,7 +366,9 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 			return m, m.toggleDisabled(slot)
 		case key.Matches(msg, k.EndBatch):
 			if d := m.s.slot(slot); d != nil {
-				m.confirmEnd = d.View.Line
+				line := d.View.Line
+				m.ask(func() string { return m.endPrompt(line) }, func() tea.Cmd { return m.endBatch(line) },
+					"batch of "+line+" not ended")
 			}
 			return m, nil
 		}
@@ -356,15 +397,26 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		var cmd tea.Cmd
 		m.detail, cmd = m.detail.Update(msg)
 		return m, cmd
-	case screenBatch, screenHelp:
+	case screenBatch:
 		if key.Matches(msg, k.Back) {
-			if m.screen == screenHelp {
-				m.screen = m.prev
-			} else {
-				m.screen = screenBench
-			}
+			m.screen = screenBench
+			return m, nil
+		}
+		var cmd tea.Cmd
+		m.batch, cmd = m.batch.Update(msg)
+		return m, cmd
+	case screenHelp:
+		if key.Matches(msg, k.Back) {
+			m.screen = m.prev
 		}
 		return m, nil
+	case screenOperator:
+		if key.Matches(msg, m.op.KeyMap.Enter) && m.op.Name() != "" {
+			return m, m.signIn(m.op.Name())
+		}
+		var cmd tea.Cmd
+		m.op, cmd = m.op.Update(msg)
+		return m, cmd
 	case screenQA:
 		if key.Matches(msg, k.Back) && m.qa.Typing() {
 			m.screen = screenBench
@@ -377,20 +429,64 @@ func (m *Model) key(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
-// retry asks the station to retry a failed slot.
+// signIn takes the operator's name: the bench shows, and the station
+// records the name.
+func (m *Model) signIn(name string) tea.Cmd {
+	m.c.Operator = name
+	m.screen = screenBench
+	m.setStatus("operator " + name + " at the bench")
+	m.c.Log.Info().Str("operator", name).Msg("operator at the bench")
+	st := m.c.Station
+	return func() tea.Msg {
+		if err := st.SetOperator(name); err != nil {
+			return actionMsg{"operator " + name + ": " + err.Error()}
+		}
+		return nil
+	}
+}
+
+// retry asks the station to retry a slot with a verdict; a PASS is asked
+// about first (its board would be written again).
 func (m *Model) retry(id string) tea.Cmd {
 	d := m.s.slot(id)
 	if d == nil {
 		return nil
 	}
 	switch d.View.State {
-	case lines.StateFail, lines.StatePass, lines.StateStopped:
+	case lines.StatePass:
+		p := "retry " + id + "? its board passed" + serialNote(d.View.Serial) + " - y/n"
+		m.ask(func() string { return p }, func() tea.Cmd {
+			// The board may have gone while the question was asked.
+			if d := m.s.slot(id); d == nil || d.View.State != lines.StatePass {
+				m.setStatus(id + " changed while asked: not retried")
+				return nil
+			}
+			return m.doRetry(id)
+		}, id+" not retried")
+		return nil
+	case lines.StateFail, lines.StateStopped:
+		return m.doRetry(id)
 	default:
 		m.setStatus(fmt.Sprintf("%s is %s: retry is for a slot with a verdict", id, BadgeOf(d.View.State).Word))
 		return nil
 	}
+}
+
+// serialNote is " (serial X)", or nothing without a serial.
+func serialNote(serial string) string {
+	if serial == "" {
+		return ""
+	}
+	return " (serial " + serial + ")"
+}
+
+func (m *Model) doRetry(id string) tea.Cmd {
+	d := m.s.slot(id)
+	if d == nil {
+		return nil
+	}
 	m.setStatus("retrying " + id + ": it starts when the board is in flash mode")
-	m.c.Log.Info().Str("slot", id).Str("board", d.View.HWSerial).Msg("operator retried a slot")
+	m.c.Log.Info().Str("slot", id).Str("board", d.View.HWSerial).Str("operator", m.c.Operator).Msg("operator retried a slot")
 	st := m.c.Station
 	return func() tea.Msg {
 		if err := st.Retry(id); err != nil {
@@ -400,23 +496,45 @@ func (m *Model) retry(id string) tea.Cmd {
 	}
 }
 
-// toggleDisabled takes a slot out of service or puts it back.
+// toggleDisabled takes a slot out of service or puts it back; a slot with
+// a board in work or a PASS is asked about first.
 func (m *Model) toggleDisabled(id string) tea.Cmd {
 	d := m.s.slot(id)
 	if d == nil {
 		return nil
 	}
-	disable := !d.View.Disabled
+	v := d.View
+	if v.Disabled {
+		return m.setDisabled(id, false)
+	}
+	var p string
+	switch {
+	case working(v.State):
+		p = fmt.Sprintf("disable %s (%s)? its unit finishes, then the slot takes no board - y/n", id, workWords[v.State])
+	case v.State == lines.StatePass:
+		p = "disable " + id + "? its PASS" + serialNote(v.Serial) + " leaves the card - y/n"
+	default:
+		return m.setDisabled(id, true)
+	}
+	m.ask(func() string { return p }, func() tea.Cmd { return m.setDisabled(id, true) }, id+" not disabled")
+	return nil
+}
+
+func (m *Model) setDisabled(id string, disable bool) tea.Cmd {
+	d := m.s.slot(id)
+	if d == nil {
+		return nil
+	}
 	switch {
 	case !disable:
 		m.setStatus(id + " back in service")
-	case d.View.State == lines.StateFlashing || d.View.State == lines.StateBooting || d.View.State == lines.StateRegister || d.View.State == lines.StatePresent:
+	case working(d.View.State):
 		m.setStatus(id + " will be out of service when its board's unit ends")
 	default:
 		m.setStatus(id + " out of service")
 	}
 	d.View.Disabled = disable // shown at once; the pipeline confirms
-	m.c.Log.Info().Str("slot", id).Bool("disabled", disable).Msg("operator changed a slot's service")
+	m.c.Log.Info().Str("slot", id).Bool("disabled", disable).Str("operator", m.c.Operator).Msg("operator changed a slot's service")
 	st := m.c.Station
 	return func() tea.Msg {
 		if err := st.SetDisabled(id, disable); err != nil {
@@ -440,26 +558,29 @@ func (m *Model) endBatch(line string) tea.Cmd {
 }
 
 // endPrompt asks before a line's batch ends, saying what it stops.
-func (m *Model) endPrompt() string {
+func (m *Model) endPrompt(line string) string {
 	n := 0
 	for _, id := range m.s.order {
 		v := m.s.byID[id].View
-		if v.Line == m.confirmEnd && working(v.State) {
+		if v.Line == line && working(v.State) {
 			n++
 		}
 	}
-	p := "end the batch of line " + m.confirmEnd
+	p := "end the batch of line " + line
 	if n > 0 {
 		p += " (" + plural(n, "board", "boards") + " in work will be stopped)"
 	}
 	return p + "? y/n"
 }
 
+// workWords say what a board in work is doing.
+var workWords = map[string]string{lines.StatePresent: "starting", lines.StateFlashing: "flashing", lines.StateBooting: "booting",
+	lines.StateRegister: "registering"}
+
 // quitPrompt says what is still running: "3 slots still flashing - quit? y/n".
 func (m *Model) quitPrompt() string {
 	_, by := m.s.working()
-	words := map[string]string{lines.StatePresent: "starting", lines.StateFlashing: "flashing", lines.StateBooting: "booting",
-		lines.StateRegister: "registering"}
+	words := workWords
 	var parts []string
 	for _, st := range []string{lines.StateFlashing, lines.StateBooting, lines.StateRegister, lines.StatePresent} {
 		if n := by[st]; n > 0 {
@@ -500,6 +621,8 @@ func (m *Model) Render() string {
 		body = m.qa.View()
 	case screenHelp:
 		body = m.help.View()
+	case screenOperator:
+		body = m.op.View()
 	}
 	rows := strings.Split(body, "\n")
 	if len(rows) > bodyH {
@@ -627,14 +750,12 @@ func (m *Model) header() []string {
 	return []string{l1, fit(l2, w)}
 }
 
-// footer: the quit guard, a message, or the keys.
+// footer: the pending question, a message, or the keys.
 func (m *Model) footer() string {
 	st, w := m.c.Styles, m.c.Width
-	if m.confirmQuit {
-		return fit(st.Prompt.Render(m.quitPrompt()), w)
-	}
-	if m.confirmEnd != "" {
-		return fit(st.Prompt.Render(m.endPrompt()), w)
+	if m.pending != nil {
+		frame := lipgloss.Width(st.Prompt.Render(""))
+		return fit(st.Prompt.Render(keepAnswer(m.pending.prompt(), w-frame)), w)
 	}
 	hm := help.New()
 	var keys help.KeyMap
@@ -649,6 +770,8 @@ func (m *Model) footer() string {
 		keys = m.qa.Keys()
 	case screenHelp:
 		keys = m.help.KeyMap
+	case screenOperator:
+		keys = m.op.KeyMap
 	}
 	right := ""
 	if m.screen == screenBench {
@@ -664,7 +787,48 @@ func (m *Model) footer() string {
 		}
 	}
 	hm.SetWidth(max(10, w-lipgloss.Width(right)-2))
-	return spread(" "+hm.ShortHelpView(keys.ShortHelp()), st.Dim.Render(right), w)
+	return spread(" "+hm.ShortHelpView(backFirst(keys.ShortHelp(), m.c.Keys.Back, m.c.Keys.Quit)), st.Dim.Render(right), w)
+}
+
+// keepAnswer cuts a question too wide for the terminal in its middle, so
+// that its end (" - quit? y/n", " - y/n", " y/n") stays on screen.
+func keepAnswer(p string, w int) string {
+	if lipgloss.Width(p) <= w || !strings.HasSuffix(p, " y/n") {
+		return p
+	}
+	tail := " y/n"
+	if strings.HasSuffix(p, "? y/n") {
+		tail = "? y/n"
+	}
+	if i := strings.LastIndex(p, " - "); i >= 0 && len(p)-i <= 16 {
+		tail = p[i:]
+	}
+	if w <= lipgloss.Width(tail)+1 {
+		return p
+	}
+	return fit(strings.TrimSuffix(p, tail), w-lipgloss.Width(tail)) + tail
+}
+
+// backFirst puts the ways out (esc back, q quit), when a view offers
+// them, before its other keys, so that a narrow key bar, cut at its end,
+// keeps them.
+func backFirst(keys []key.Binding, first ...key.Binding) []key.Binding {
+	same := func(a, b key.Binding) bool { return a.Help() == b.Help() && slices.Equal(a.Keys(), b.Keys()) }
+	var front, rest []key.Binding
+	for _, f := range first {
+		for _, b := range keys {
+			if same(b, f) {
+				front = append(front, b)
+				break
+			}
+		}
+	}
+	for _, b := range keys {
+		if !slices.ContainsFunc(first, func(f key.Binding) bool { return same(b, f) }) {
+			rest = append(rest, b)
+		}
+	}
+	return append(front, rest...)
 }
 
 // Working reports how many slots have a board in work.

@@ -16,39 +16,103 @@ import (
 	"github.com/flashstation/flashstation/ledger"
 )
 
-// QAKeyMap are the QA view's keys.
+// QAKeyMap are the QA view's keys. While the search box has the focus,
+// letters (j, k, g, G included) type into it: the list moves by arrows
+// and pgup/pgdn only (the Type* keys), and tab gives the focus to the
+// list, where j/k, home/end and the rest work too.
 type QAKeyMap struct {
 	Up, Down, Open, Export, PageUp, PageDown, Back key.Binding
+	Top, Bottom                                    key.Binding
+	// Line and Last scroll the evidence's console by a line and to its
+	// newest line.
+	Line, Last key.Binding
+	// Focus moves the focus between the search box and the list.
+	Focus key.Binding
+	// TypeUp, TypeDown, TypePageUp and TypePageDown move in the list
+	// while the box has the focus: no letters.
+	TypeUp, TypeDown, TypePageUp, TypePageDown key.Binding
 }
 
-// ShortHelp is the footer's help while searching.
-func (k QAKeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Up, k.Down, k.Open, k.Back}
+// newQAKeyMap takes the station's keys and adds the QA view's own.
+func newQAKeyMap(k *KeyMap) QAKeyMap {
+	open := k.Enter
+	open.SetHelp("enter", "evidence")
+	return QAKeyMap{Up: k.Up, Down: k.Down, Open: open, Export: k.Export, PageUp: k.PageUp, PageDown: k.PageDown, Back: k.Back,
+		Top:          key.NewBinding(key.WithKeys("home", "g"), key.WithHelp("home/g", "first")),
+		Bottom:       key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("end/G", "last")),
+		Line:         key.NewBinding(key.WithKeys("up", "k", "down", "j"), key.WithHelp("↑↓/jk", "line")),
+		Last:         key.NewBinding(key.WithKeys("end", "G"), key.WithHelp("end/G", "newest")),
+		Focus:        key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab", "list keys")),
+		TypeUp:       key.NewBinding(key.WithKeys("up"), key.WithHelp("↑", "up")),
+		TypeDown:     key.NewBinding(key.WithKeys("down"), key.WithHelp("↓", "down")),
+		TypePageUp:   key.NewBinding(key.WithKeys("pgup"), key.WithHelp("pgup", "page up")),
+		TypePageDown: key.NewBinding(key.WithKeys("pgdown"), key.WithHelp("pgdn", "page down")),
+	}
 }
+
+// ShortHelp is the footer's help while the list has the focus (short
+// enough for 80 columns).
+func (k QAKeyMap) ShortHelp() []key.Binding {
+	open, focus := k.Open, k.Focus
+	open.SetHelp("enter", "open")
+	focus.SetHelp("tab", "search")
+	return []key.Binding{footerKeys("↑↓jk", "move"), footerKeys("pgup/dn", "page"), footerKeys("home/end", "ends"), open, focus, k.Back}
+}
+
+// pageKeys is pgup and pgdn together, for the footer.
+func pageKeys() key.Binding { return footerKeys("pgup/pgdn", "page") }
+
+// footerKeys is a binding only shown in a footer: it matches no key.
+func footerKeys(keys, desc string) key.Binding {
+	return key.NewBinding(key.WithKeys(keys), key.WithHelp(keys, desc))
+}
+
+// typingKeys are the keys while the search box has the focus: no letter.
+type typingKeys struct{ k QAKeyMap }
+
+func (t typingKeys) ShortHelp() []key.Binding {
+	return []key.Binding{t.k.TypeUp, t.k.TypeDown, pageKeys(), t.k.Open, t.k.Focus, t.k.Back}
+}
+
+func (t typingKeys) FullHelp() [][]key.Binding { return [][]key.Binding{t.ShortHelp()} }
 
 // evidenceKeys are the keys while a unit's evidence is shown.
-type evidenceKeys struct{ k QAKeyMap }
+type evidenceKeys struct {
+	k       QAKeyMap
+	onTimes bool
+}
 
 func (e evidenceKeys) ShortHelp() []key.Binding {
-	return []key.Binding{e.k.Export, e.k.PageUp, e.k.PageDown, e.k.Back}
+	export, last, pane := e.k.Export, e.k.Last, e.k.Focus
+	export.SetHelp("e", "export")
+	last.SetHelp("end", "newest")
+	pane.SetHelp("tab", "timeline")
+	if e.onTimes {
+		pane.SetHelp("tab", "console")
+	}
+	return []key.Binding{export, footerKeys("pgup/dn", "page"), footerKeys("↑↓jk", "line"), last, pane, e.k.Back}
 }
 
 func (e evidenceKeys) FullHelp() [][]key.Binding { return [][]key.Binding{e.ShortHelp()} }
 
 // Keys are the keys of the current mode, for the footer.
 func (m QA) Keys() help.KeyMap {
-	if m.open {
-		return evidenceKeys{m.KeyMap}
+	switch {
+	case m.open:
+		return evidenceKeys{m.KeyMap, m.onTimes}
+	case m.input.Focused():
+		return typingKeys{m.KeyMap}
 	}
 	return m.KeyMap
 }
 
 // FullHelp is the help view's.
 func (k QAKeyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{{k.Up, k.Down, k.Open}, {k.Export, k.PageUp, k.PageDown, k.Back}}
+	search := key.NewBinding(key.WithKeys("up", "down", "pgup", "pgdown"), key.WithHelp("in the search box", "↑ ↓ pgup pgdn move; letters type"))
+	return [][]key.Binding{{search, k.Focus}, {k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom, k.Open}, {k.Export, k.Line, k.Last, k.Back}}
 }
 
-// searchMsg carries the units matching a prefix.
+// searchMsg carries the units matching a search.
 type searchMsg struct {
 	query string
 	units []ledger.Unit
@@ -68,8 +132,11 @@ type exportMsg struct {
 	err  error
 }
 
-// QA finds units by serial prefix (assigned or hardware serial), shows a
-// unit's evidence and exports its bundle.
+// searchLimit bounds a search's units.
+const searchLimit = 200
+
+// QA finds units by any part of their board, serial, slot, reason or
+// batch, shows a unit's evidence and exports its bundle.
 type QA struct {
 	c      *Common
 	KeyMap QAKeyMap
@@ -83,7 +150,9 @@ type QA struct {
 	open    bool // the evidence of units[sel] is shown
 	ev      *ledger.Evidence
 	console []string
-	back    int
+	back    int  // console lines scrolled up from the newest
+	evBack  int  // timeline events scrolled up from the newest
+	onTimes bool // the scroll keys move the timeline, not the console
 	status  string
 }
 
@@ -91,8 +160,8 @@ type QA struct {
 func NewQA(c *Common) QA {
 	k := c.Keys
 	in := textinput.New()
-	in.Prompt = "serial or board prefix: "
-	in.Placeholder = "type to search"
+	in.Prompt = "search: "
+	in.Placeholder = "board/serial/slot/reason/batch"
 	in.CharLimit = 64
 	in.SetWidth(32)
 	in.SetVirtualCursor(true)
@@ -101,8 +170,7 @@ func NewQA(c *Common) QA {
 	st := in.Styles()
 	st.Cursor.Blink = false
 	in.SetStyles(st)
-	return QA{c: c, input: in, KeyMap: QAKeyMap{Up: k.Up, Down: k.Down, Open: k.Enter, Export: k.Export,
-		PageUp: k.PageUp, PageDown: k.PageDown, Back: k.Back}}
+	return QA{c: c, input: in, KeyMap: newQAKeyMap(k)}
 }
 
 // Focus starts a search: the input takes the keys.
@@ -113,7 +181,7 @@ func (m QA) Focus() (QA, tea.Cmd) {
 }
 
 // Typing reports whether keys go to the search input.
-func (m QA) Typing() bool { return !m.open }
+func (m QA) Typing() bool { return !m.open && m.input.Focused() }
 
 func (m QA) search() tea.Cmd {
 	if m.c.Records == nil {
@@ -121,7 +189,7 @@ func (m QA) search() tea.Cmd {
 	}
 	q, rec, ctx := m.input.Value(), m.c.Records, m.c.Ctx
 	return func() tea.Msg {
-		units, err := rec.Units(ctx, ledger.UnitFilter{SerialPrefix: q, Limit: 200})
+		units, err := rec.Units(ctx, ledger.UnitFilter{Match: q, Limit: searchLimit})
 		return searchMsg{query: q, units: units, err: err}
 	}
 }
@@ -184,7 +252,7 @@ func (m QA) Update(msg tea.Msg) (QA, tea.Cmd) {
 			m.status = "cannot read the evidence: " + msg.err.Error()
 			return m, nil
 		}
-		m.ev, m.console, m.back = &msg.ev, msg.console, 0
+		m.ev, m.console, m.back, m.evBack, m.onTimes = &msg.ev, msg.console, 0, 0, false
 		return m, nil
 	case exportMsg:
 		if msg.err != nil {
@@ -195,35 +263,40 @@ func (m QA) Update(msg tea.Msg) (QA, tea.Cmd) {
 		return m, nil
 	case tea.KeyPressMsg:
 		if m.open {
-			page := max(1, m.listHeight()-10)
-			switch {
-			case key.Matches(msg, m.KeyMap.Back):
-				m.open, m.ev, m.status = false, nil, ""
-				return m, m.input.Focus()
-			case key.Matches(msg, m.KeyMap.Export):
-				if m.ev != nil {
-					m.status = "exporting…"
-					return m, m.export()
-				}
-			case key.Matches(msg, m.KeyMap.PageUp):
-				m.back = min(max(0, len(m.console)-1), m.back+page)
-			case key.Matches(msg, m.KeyMap.PageDown):
-				m.back = max(0, m.back-page)
-			}
-			return m, nil
+			return m.evidenceKey(msg)
 		}
+		h, last := m.listHeight(), max(0, len(m.units)-1)
+		typing := m.input.Focused()
+		k := m.KeyMap
 		switch {
-		case key.Matches(msg, m.KeyMap.Up) && msg.String() == "up":
-			m.sel = max(0, m.sel-1)
-		case key.Matches(msg, m.KeyMap.Down) && msg.String() == "down":
-			m.sel = min(max(0, len(m.units)-1), m.sel+1)
-		case key.Matches(msg, m.KeyMap.Open):
+		case key.Matches(msg, k.Open):
 			if m.sel < len(m.units) {
 				m.open, m.ev, m.status = true, nil, ""
 				m.input.Blur()
 				return m, m.loadEvidence(m.units[m.sel].ID)
 			}
-		default:
+			return m, nil
+		case key.Matches(msg, k.Focus), !typing && key.Matches(msg, k.Back):
+			if typing {
+				m.input.Blur()
+				return m, nil
+			}
+			return m, m.input.Focus()
+		case typing && key.Matches(msg, k.TypeUp), !typing && key.Matches(msg, k.Up):
+			m.sel = max(0, m.sel-1)
+		case typing && key.Matches(msg, k.TypeDown), !typing && key.Matches(msg, k.Down):
+			m.sel = min(last, m.sel+1)
+		case typing && key.Matches(msg, k.TypePageUp), !typing && key.Matches(msg, k.PageUp):
+			m.sel = max(0, m.sel-h)
+			m.top = max(0, m.top-h)
+		case typing && key.Matches(msg, k.TypePageDown), !typing && key.Matches(msg, k.PageDown):
+			m.sel = min(last, m.sel+h)
+			m.top = min(max(0, len(m.units)-h), m.top+h)
+		case !typing && key.Matches(msg, k.Top):
+			m.sel = 0
+		case !typing && key.Matches(msg, k.Bottom):
+			m.sel = last
+		case typing:
 			var cmd tea.Cmd
 			before := m.input.Value()
 			m.input, cmd = m.input.Update(msg)
@@ -231,8 +304,9 @@ func (m QA) Update(msg tea.Msg) (QA, tea.Cmd) {
 				return m, tea.Batch(cmd, m.search())
 			}
 			return m, cmd
+		default:
+			return m, nil
 		}
-		h := m.listHeight()
 		if m.sel < m.top {
 			m.top = m.sel
 		}
@@ -246,6 +320,47 @@ func (m QA) Update(msg tea.Msg) (QA, tea.Cmd) {
 	return m, cmd
 }
 
+// evidenceKey scrolls the evidence's console (or its timeline, after
+// tab), exports, or goes back.
+func (m QA) evidenceKey(msg tea.KeyPressMsg) (QA, tea.Cmd) {
+	k := m.KeyMap
+	switch {
+	case key.Matches(msg, k.Back):
+		m.open, m.ev, m.status = false, nil, ""
+		return m, m.input.Focus()
+	case key.Matches(msg, k.Export):
+		if m.ev != nil {
+			m.status = "exporting…"
+			return m, m.export()
+		}
+		return m, nil
+	case key.Matches(msg, k.Focus):
+		m.onTimes = !m.onTimes
+		return m, nil
+	}
+	back, rows, n := &m.back, m.consoleHeight(), len(m.console)
+	if m.onTimes && m.ev != nil {
+		back, rows, n = &m.evBack, m.timelineRows(), len(m.ev.Events)
+	}
+	page, maxBack := max(1, rows-1), max(0, n-rows)
+	switch {
+	case key.Matches(msg, k.PageUp):
+		*back += page
+	case key.Matches(msg, k.PageDown):
+		*back -= page
+	case key.Matches(msg, k.Up):
+		*back++
+	case key.Matches(msg, k.Down):
+		*back--
+	case key.Matches(msg, k.Top):
+		*back = maxBack
+	case key.Matches(msg, k.Last):
+		*back = 0
+	}
+	*back = min(max(0, *back), maxBack)
+	return m, nil
+}
+
 // View renders the search and its results, or a unit's evidence.
 func (m QA) View() string {
 	st, w := m.c.Styles, m.c.Width
@@ -254,16 +369,19 @@ func (m QA) View() string {
 	}
 	var out []string
 	add := func(s string) { out = append(out, fit(s, w)) }
+	h := m.listHeight()
 	count := plural(len(m.units), "unit", "units")
-	if len(m.units) == 200 {
-		count = "first 200 units"
+	if len(m.units) >= searchLimit {
+		count = fmt.Sprintf("the first %d units", len(m.units))
+	}
+	if len(m.units) > h {
+		count = fmt.Sprintf("%d-%d of %s", m.top+1, min(len(m.units), m.top+h), count)
 	}
 	add(spread(st.Section.Render("QA LOOKUP")+"  "+m.input.View(), st.Dim.Render(count), w))
 	if m.err != nil {
 		add(st.Bad.Render("search failed: " + m.err.Error()))
 	}
 	add(st.Dim.Render(fmt.Sprintf("  %-6s %-8s %-6s %-14s %-14s %-8s %-22s %s", "UNIT", "SLOT", "LINE", "BOARD", "SERIAL", "VERDICT", "REASON", "FINISHED")))
-	h := m.listHeight()
 	for i := m.top; i < len(m.units) && i < m.top+h; i++ {
 		u := m.units[i]
 		fin := ""
@@ -278,19 +396,54 @@ func (m QA) View() string {
 		}
 	}
 	if len(m.units) == 0 && m.query != "" {
-		add(st.Dim.Render("  no unit's serial or board starts with " + m.query))
+		add(st.Dim.Render("  no unit's board, serial, slot, reason or batch contains " + m.query))
 	}
 	return strings.Join(out, "\n")
 }
 
-func (m QA) evidenceView() string {
+// evidenceHeight is the rows of the evidence view.
+func (m QA) evidenceHeight() int { return max(8, m.c.Height-headerHeight-footerHeight) }
+
+// consoleHeight is the console lines the evidence view shows.
+func (m QA) consoleHeight() int {
+	return max(1, m.evidenceHeight()-len(m.evidenceTop())-2)
+}
+
+// evidenceTop is the evidence above its console: the unit, its serial
+// assertions and its timeline (the events that fit, scrolled by evBack).
+func (m QA) evidenceTop() []string {
+	out := m.evidenceHead()
+	if m.ev == nil {
+		return out
+	}
 	st, w := m.c.Styles, m.c.Width
-	h := max(8, m.c.Height-headerHeight-footerHeight)
+	add := func(s string) { out = append(out, fit(s, w)) }
+	rows := m.timelineRows()
+	evs := m.ev.Events
+	end := max(0, len(evs)-m.evBack)
+	first := max(0, end-rows)
+	where := ""
+	if len(evs) > rows {
+		where = fmt.Sprintf("events %d-%d of %d", first+1, end, len(evs))
+		if m.evBack > 0 {
+			where += " - end to follow"
+		}
+	}
+	add(spread(st.Section.Render(pointer(m.onTimes)+"TIMELINE"), st.Dim.Render(where), w))
+	for _, e := range evs[first:end] {
+		add(fmt.Sprintf("  %s  %-8s %-14s %s", e.At.Local().Format("15:04:05.000"), e.Kind, e.Stage, sanitize(e.Message)))
+	}
+	return out
+}
+
+// evidenceHead is the unit and its serial assertions.
+func (m QA) evidenceHead() []string {
+	st, w := m.c.Styles, m.c.Width
 	var out []string
 	add := func(s string) { out = append(out, fit(s, w)) }
 	if m.ev == nil {
 		add(st.Dim.Render("reading the evidence…"))
-		return strings.Join(out, "\n")
+		return out
 	}
 	u := m.ev.Unit
 	verdict := outcomeWord(st, u.State)
@@ -318,24 +471,47 @@ func (m QA) evidenceView() string {
 	if len(m.ev.Assertions) == 0 {
 		add(st.Dim.Render("no serial assertion"))
 	}
-	add(st.Section.Render("TIMELINE"))
-	evs := m.ev.Events
-	room := max(3, (h-len(out))/3)
-	if len(evs) > room {
-		evs = evs[len(evs)-room:]
-		add(st.Dim.Render(fmt.Sprintf("  (%d earlier events)", len(m.ev.Events)-room)))
+	return out
+}
+
+// pointer marks the part of the evidence the scroll keys move.
+func pointer(on bool) string {
+	if on {
+		return "▸ "
 	}
-	for _, e := range evs {
-		add(fmt.Sprintf("  %s  %-8s %-14s %s", e.At.Local().Format("15:04:05.000"), e.Kind, e.Stage, sanitize(e.Message)))
+	return ""
+}
+
+// timelineRows is how many timeline events the evidence shows at once:
+// a third of the room under the unit, at least 3.
+func (m QA) timelineRows() int {
+	top := 0
+	if m.ev != nil {
+		top = len(m.evidenceHead())
 	}
-	follow := fmt.Sprintf("%d lines", len(m.console))
-	if m.back > 0 {
-		follow = fmt.Sprintf("%d lines, %d up", len(m.console), m.back)
+	return max(3, (m.evidenceHeight()-top-1)/3)
+}
+
+func (m QA) evidenceView() string {
+	st, w := m.c.Styles, m.c.Width
+	h := m.evidenceHeight()
+	out := m.evidenceTop()
+	if m.ev == nil {
+		return strings.Join(out, "\n")
 	}
-	add(spread(st.Section.Render("CONSOLE")+st.Dim.Render(" "+filepath.Base(m.ev.Clean)), st.Dim.Render(follow), w))
-	ch := max(1, h-len(out)-1)
+	add := func(s string) { out = append(out, fit(s, w)) }
+	ch := m.consoleHeight()
 	end := max(0, len(m.console)-m.back)
-	for _, l := range m.console[max(0, end-ch):end] {
+	first := max(0, end-ch)
+	follow := "no console lines"
+	if len(m.console) > 0 {
+		follow = fmt.Sprintf("lines %d-%d of %d", first+1, end, len(m.console))
+		if m.back > 0 {
+			follow += " - end to follow"
+		}
+	}
+	add(spread(st.Section.Render(pointer(!m.onTimes && len(m.ev.Events) > m.timelineRows())+"CONSOLE")+st.Dim.Render(" "+filepath.Base(m.ev.Clean)), st.Dim.Render(follow), w))
+	for _, l := range m.console[first:end] {
 		add(sanitize(l))
 	}
 	for len(out) < h-1 {

@@ -42,7 +42,34 @@ type slotData struct {
 
 type verdict struct {
 	State, Reason, HWSerial, Serial string
-	At                              time.Time
+	Detail                          string
+	Attempt                         int
+	Unit                            int64
+	Started, At                     time.Time
+	// Cleared: the operator dealt with the removed board (c).
+	Cleared bool
+}
+
+// final is the verdict of the slot's current unit once it ended (nil
+// while it runs, or when the interface saw no verdict for it).
+func (d *slotData) final() *verdict {
+	if d.Ended.IsZero() || d.Last == nil || d.Last.Unit != d.Unit {
+		return nil
+	}
+	return d.Last
+}
+
+// started is when the slot's current unit began: the pipeline's view
+// while the board is in, else the unit's first mark (a pulled board's
+// view is reset).
+func (d *slotData) started() time.Time {
+	if !d.View.StartedAt.IsZero() {
+		return d.View.StartedAt
+	}
+	if len(d.Timeline) > 0 {
+		return d.Timeline[0].At
+	}
+	return time.Time{}
 }
 
 // lastLines returns up to n console lines ending `back` lines before the
@@ -163,7 +190,8 @@ func (s *store) apply(e lines.Event) {
 		d.Console = append(d.Console, e.Text)
 		d.View.LastLine = e.Text
 	case lines.EventVerdict:
-		d.Last = &verdict{State: e.State, Reason: e.Reason, HWSerial: e.HWSerial, Serial: e.Serial, At: e.At}
+		d.Last = &verdict{State: e.State, Reason: e.Reason, HWSerial: e.HWSerial, Serial: e.Serial, Detail: e.Detail, Unit: d.Unit, At: e.At,
+			Attempt: d.View.Attempt, Started: d.View.StartedAt}
 		d.View.State = e.State
 		d.View.Reason, d.View.Detail = e.Reason, e.Detail
 		if e.Serial != "" {

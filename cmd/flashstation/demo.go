@@ -25,6 +25,7 @@ func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
 		faults, json, head bool
 		data               string
 		fastKeys           bool
+		bell               bool
 	}
 	cmd := &cobra.Command{
 		Use:   "demo [--boards N] [--speed X] [--faults] [--data DIR] [--headless] [--json]",
@@ -94,7 +95,7 @@ export work on it afterwards:
 			fmt.Fprintf(out, "demo: station %s, %d slots on 2 lines; vault double at %s\n", st.ID, len(st.Slots), bench.VaultURL)
 			if !o.head {
 				err = runTUI(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, allowNonUSB: true,
-					registerTimeout: registerTimeout, dataLock: lock}, tty)
+					registerTimeout: registerTimeout, dataLock: lock, bell: o.bell}, tty)
 			} else {
 				err = runHeadless(ctx, st, bench, headlessOptions{operator: "demo", batchSize: perLine, json: o.json,
 					allowNonUSB: true, timeout: 10 * time.Minute, registerTimeout: registerTimeout, dataLock: lock}, stdout, stderr)
@@ -111,6 +112,7 @@ export work on it afterwards:
 	f.BoolVar(&o.head, "headless", false, "run without the TUI and print a summary")
 	f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout")
 	f.BoolVar(&o.fastKeys, "fast-keys", false, "2048-bit keys instead of 4096 (tests)")
+	f.BoolVar(&o.bell, "bell", false, "ring the terminal's bell on every FAIL")
 	_ = f.MarkHidden("fast-keys")
 	return cmd
 }

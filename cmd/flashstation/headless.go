@@ -29,13 +29,15 @@ type runFlags struct {
 	headless, json   bool
 	batchSize        int
 	allowNonUSB      bool
+	bell             bool
 }
 
 func (o *runFlags) register(f *pflag.FlagSet, headless bool) {
 	f.StringVar(&o.config, "config", defaultConfig(), "station file")
 	f.IntVar(&o.batchSize, "batch-size", 0, "units per line in this batch (0: until stopped)")
-	f.StringVar(&o.operator, "operator", os.Getenv("USER"), "operator name for the batch")
+	f.StringVar(&o.operator, "operator", "", "operator name for the batch (default: the bench TUI asks for a name or badge; --headless records $USER)")
 	f.BoolVar(&o.allowNonUSB, "allow-non-usb", false, "allow disks that are not on USB (labs)")
+	f.BoolVar(&o.bell, "bell", false, "ring the terminal's bell on every FAIL (the bench TUI)")
 	if headless {
 		f.BoolVar(&o.headless, "headless", false, "run without the TUI")
 		f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout (with --headless)")
@@ -57,7 +59,11 @@ func (o *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	hw := &lines.RealHardware{Sysfs: usbSystem()}
-	opts := headlessOptions{operator: o.operator, batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB}
+	opts := headlessOptions{operator: strings.TrimSpace(o.operator), batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB, bell: o.bell}
+	if opts.operator == "" && o.headless {
+		// As before the bench asked: the login's name, said not given.
+		opts.operator, opts.operatorNotGiven = os.Getenv("USER"), true
+	}
 	if !o.headless {
 		return runTUI(ctx, st, hw, opts, tty)
 	}
@@ -84,11 +90,15 @@ the TUI). Exit 1 when a unit failed.`,
 }
 
 type headlessOptions struct {
-	operator    string
-	batchSize   int
-	json        bool
-	allowNonUSB bool
-	timeout     time.Duration
+	operator string
+	// operatorNotGiven: a headless run without --operator (operator is
+	// $USER, or empty); the TUI asks instead.
+	operatorNotGiven bool
+	batchSize        int
+	json             bool
+	allowNonUSB      bool
+	bell             bool // the TUI rings on a FAIL
+	timeout          time.Duration
 	// registerTimeout is the wait for a board's serial (0: the pipeline's
 	// 10 min; the demo scales it with its speed).
 	registerTimeout time.Duration
@@ -191,6 +201,9 @@ func (r *stationRun) finish(o headlessOptions, took time.Duration, stdout io.Wri
 		}
 	} else {
 		printSummary(stdout, sum, took)
+		if o.operatorNotGiven {
+			fmt.Fprintf(stdout, "%s (--operator)\n", operatorWords(r.p.Operator(), true))
+		}
 	}
 	if n := sum.Failed + sum.Errors + sum.Aborted; n > 0 {
 		return reported(exitVerdict, fmt.Errorf("%d units did not pass: %d failed, %d station errors, %d aborted", n, sum.Failed, sum.Errors, sum.Aborted))
@@ -222,7 +235,7 @@ func runHeadless(ctx context.Context, st *lines.Station, hw lines.Hardware, o he
 	}
 	start := time.Now()
 	for _, b := range sortedBatches(p.Batches()) {
-		fmt.Fprintf(out, "batch %d on line %s (operator %q)\n", b.ID, b.LineID, b.Operator)
+		fmt.Fprintf(out, "batch %d on line %s (%s)\n", b.ID, b.LineID, operatorWords(b.Operator, o.operatorNotGiven))
 	}
 loop:
 	for {
@@ -239,6 +252,21 @@ loop:
 		}
 	}
 	return r.finish(o, time.Since(start), stdout)
+}
+
+// operatorWords says who the batch's operator is: `operator "ana"`, and
+// when --operator was not given, that it was not (with the $USER recorded
+// instead, if any).
+func operatorWords(name string, notGiven bool) string {
+	switch {
+	case notGiven && name == "":
+		return "operator not given"
+	case notGiven:
+		return fmt.Sprintf("operator not given: $USER %q recorded", name)
+	case name == "":
+		return "operator not given"
+	}
+	return fmt.Sprintf("operator %q", name)
 }
 
 func sortedBatches(m map[string]ledger.Batch) []ledger.Batch {

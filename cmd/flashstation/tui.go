@@ -48,7 +48,7 @@ func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headles
 
 	start := time.Now()
 	m := tui.New(runCtx, tui.Options{Station: r.p, Records: r.led, Events: events, Done: r.p.Done(),
-		StationID: st.ID, Operator: o.operator, ExportDir: filepath.Join(st.DataDir, "exports"), Logger: r.log})
+		StationID: st.ID, Operator: o.operator, ExportDir: filepath.Join(st.DataDir, "exports"), Logger: r.log, Bell: o.bell})
 	prog := tea.NewProgram(m, tea.WithContext(runCtx), tea.WithOutput(tty))
 	r.log.Info().Msg("bench interface started")
 	_, tuiErr := prog.Run()

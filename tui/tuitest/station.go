@@ -93,6 +93,17 @@ func (s *Station) act(a string) error {
 	return fmt.Errorf("no slot in %q", a)
 }
 
+// SetOperator records the operator named at the bench ("operator NAME").
+func (s *Station) SetOperator(name string) error {
+	if name == "" {
+		return fmt.Errorf("an operator needs a name")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actions = append(s.actions, "operator "+name)
+	return nil
+}
+
 // Actions returns the requests received, in order.
 func (s *Station) Actions() []string {
 	s.mu.Lock()
