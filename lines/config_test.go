@@ -85,6 +85,8 @@ func TestMinimalDefaults(t *testing.T) {
 		{"profile", l.Boot.Profile, lines.DefaultProfile},
 		{"trigger", l.Boot.Trigger, lines.TriggerManual},
 		{"partition", l.Fastboot.Partition, "mmc0"},
+		{"pass tray", l.Trays.Pass, lines.DefaultPassTray},
+		{"reject tray", l.Trays.Reject, lines.DefaultRejectTray},
 		{"api-key file", l.Vault.APIKey.File, filepath.Join(dir, "api.key")},
 		{"model", l.Model, filepath.Join(filepath.Dir(dir), "..", "..", "configs", "assets", "acme-gw-armhf.model")},
 	} {

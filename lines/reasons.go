@@ -89,6 +89,9 @@ func Instruction(passed bool, reason string, attempt int, trays Trays) string {
 	case ThenFix:
 		return "→ fix: " + r.Do
 	}
+	if r.Code == ReasonBatchEnded {
+		return "→ " + r.Do // the next batch, not this one
+	}
 	return "→ retry (r)"
 }
 

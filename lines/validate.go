@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/charmbracelet/x/ansi"
+
 	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/logging"
 	"github.com/flashstation/flashstation/serialvault"
@@ -72,6 +74,19 @@ type validator struct {
 	st      *Station
 	lines   map[string]*Line // by id, the first of each id
 	lineIDs []string         // distinct line ids, in file order
+}
+
+// MaxTrayWidth is the widest tray name: what the smallest slot card shows
+// after its "→ ".
+const MaxTrayWidth = 14
+
+// trayDiffers is how many leading characters the two trays' names must
+// differ in (case aside).
+const trayDiffers = 6
+
+func trayPrefix(s string) string {
+	r := []rune(strings.ToLower(s))
+	return string(r[:min(len(r), trayDiffers)])
 }
 
 func (v *validator) errorf(path, format string, args ...any) {
@@ -251,14 +266,14 @@ func (v *validator) line(i int, l *Line) {
 		switch {
 		case *t.v == "":
 			*t.v = t.def
-		case len(*t.v) > 24:
-			v.errorf(p+".trays."+t.name, "%q is longer than 24 characters: a slot card shows it whole", *t.v)
+		case ansi.StringWidth(*t.v) > MaxTrayWidth:
+			v.errorf(p+".trays."+t.name, "%q is wider than %d characters: the smallest slot card could not show it whole", *t.v, MaxTrayWidth)
 		case strings.ContainsFunc(*t.v, func(r rune) bool { return r < ' ' || r == 0x7f }):
 			v.errorf(p+".trays."+t.name, "%q has control characters", *t.v)
 		}
 	}
-	if l.Trays.Pass == l.Trays.Reject {
-		v.errorf(p+".trays", "the pass and reject trays are both %q: a failed board would go where the good ones go", l.Trays.Pass)
+	if a, b := trayPrefix(l.Trays.Pass), trayPrefix(l.Trays.Reject); a == b {
+		v.errorf(p+".trays", "the pass and reject trays (%q, %q) start alike: on a small card a failed board would seem to go where the good ones go; make their first %d characters differ", l.Trays.Pass, l.Trays.Reject, trayDiffers)
 	}
 	if err := checkSerialTemplate(l.Registration.ExpectedSerial); err != nil {
 		v.errorf(p+".registration.expected-serial", "%v", err)

@@ -112,7 +112,11 @@ func (b Bench) layout(h int) (cols, cardW int, size cardSize, rows int) {
 // gridHeight is the height the grid may use: the screen less the header,
 // the footer and the lines' stop banners.
 func (b Bench) gridHeight() int {
-	return max(3, b.c.Height-headerHeight-footerHeight-len(b.stoppedLines()))
+	h := b.c.Height - headerHeight - footerHeight
+	if b.stopBanner() != "" {
+		h--
+	}
+	return max(1, h)
 }
 
 func (b *Bench) scroll() {
@@ -193,11 +197,8 @@ func (b Bench) View(h int) string {
 		return line(w, seg{"no slots configured", p.dim})
 	}
 	var out strings.Builder
-	for _, st := range b.stoppedLines() {
-		if out.Len() > 0 {
-			out.WriteByte('\n')
-		}
-		out.WriteString(p.stopped.on(line(w, seg{" ■ LINE " + strings.ToUpper(st.line) + " STOPPED: " + st.why + " - boards wait", paint{}})))
+	if banner := b.stopBanner(); banner != "" {
+		out.WriteString(p.stopped.on(line(w, seg{banner, paint{}})))
 		h--
 	}
 	cols, cardW, size, rows := b.layout(h)
@@ -281,6 +282,23 @@ func (b Bench) stoppedLines() []stoppedLine {
 	return out
 }
 
+// stopBanner is the one row that says which lines are stopped ("" when
+// none): one line in full, several folded together.
+func (b Bench) stopBanner() string {
+	st := b.stoppedLines()
+	switch len(st) {
+	case 0:
+		return ""
+	case 1:
+		return " ■ LINE " + strings.ToUpper(st[0].line) + " STOPPED: " + st[0].why + " - boards wait"
+	}
+	var parts []string
+	for _, l := range st {
+		parts = append(parts, strings.ToUpper(l.line)+": "+l.why)
+	}
+	return " ■ " + strconv.Itoa(len(st)) + " LINES STOPPED (boards wait): " + strings.Join(parts, " · ")
+}
+
 // lineStop says why a line cannot register its boards ("" when it can).
 func lineStop(h lines.LineHealth) string {
 	switch {
@@ -306,13 +324,15 @@ func (b Bench) health(line string) lines.LineHealth {
 	return lines.LineHealth{Line: line}
 }
 
-// Frame characters: a thin rounded frame, a heavy one when selected or
-// on a PASS tile; a FAIL tile's top and bottom are hatched, so a FAIL is
-// told from a PASS without colour too.
+// Frame characters: a thin rounded frame; a heavy one on a PASS tile; a
+// FAIL tile's top and bottom hatched, so a FAIL is told from a PASS without
+// colour too; double lines around the selected working card.
 var (
 	frameThin  = [6]string{"╭", "╮", "╰", "╯", "─", "│"}
 	frameThick = [6]string{"┏", "┓", "┗", "┛", "━", "┃"}
 	frameFail  = [6]string{"▚", "▚", "▚", "▚", "▚", "▌"}
+	// The selected working card: double lines, unlike any tile.
+	frameSelect = [6]string{"╔", "╗", "╚", "╝", "═", "║"}
 )
 
 // shown is the state a slot's card shows: a failed board that was pulled
@@ -353,7 +373,9 @@ func (b Bench) card(d *slotData, w, h int, selected bool) []string {
 	var elapsed string
 	switch {
 	case removed:
-		elapsed = clock(d.Last.At.Sub(d.Last.Started))
+		if !d.Last.Started.IsZero() && !d.Last.At.Before(d.Last.Started) {
+			elapsed = clock(d.Last.At.Sub(d.Last.Started))
+		}
 	case !v.StartedAt.IsZero() && state != lines.StateIdle && state != lines.StateDisabled:
 		end := now
 		if !d.Ended.IsZero() && (state == lines.StatePass || state == lines.StateFail) {
@@ -412,7 +434,11 @@ func (b Bench) card(d *slotData, w, h int, selected bool) []string {
 	case lines.StateIdle:
 		l2 = dim("no board")
 		if last := d.Last; last != nil {
-			l3 = dim("last: ✔ " + last.HWSerial + " " + last.Serial)
+			if last.State == lines.StatePass {
+				l3 = dim("last: ✔ PASS " + last.HWSerial + " " + last.Serial)
+			} else {
+				l3 = dim("last: ✘ FAIL " + last.HWSerial + " " + last.Reason)
+			}
 			l4 = dim("at " + last.At.Local().Format("15:04:05"))
 		}
 		l5 = dim("insert a board")
@@ -487,7 +513,17 @@ func (b Bench) card(d *slotData, w, h int, selected bool) []string {
 			l2 = plain("board " + hw + " removed")
 			l4 = plain("c clears · " + r.What)
 		}
-		l5 = strong(lines.Instruction(false, reason, attempt, hl.Trays))
+		do := lines.Instruction(false, reason, attempt, hl.Trays)
+		if removed {
+			// The board is out of the slot: r has nothing to retry.
+			switch lines.ReasonFor(reason).Then(attempt) {
+			case lines.ThenRetry:
+				do = "→ reinsert board" // a board put back is worked again
+			case lines.ThenFix:
+				do += ", reinsert"
+			}
+		}
+		l5 = strong(do)
 	}
 	if v.HWSerial == "" && !removed && (state == lines.StateFail || state == lines.StatePass) {
 		l2 = dim("no board")
@@ -526,7 +562,7 @@ func (b Bench) card(d *slotData, w, h int, selected bool) []string {
 	case state == lines.StatePass:
 		fr, frame = frameThick, p.passTile
 	case selected:
-		fr, frame = frameThick, p.selectFrame
+		fr, frame = frameSelect, p.selectFrame
 	case state == lines.StateIdle || state == lines.StateDisabled || state == lines.StateStopped:
 		frame = p.dim
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 	"github.com/rs/zerolog"
 
 	"github.com/flashstation/flashstation/lines"
@@ -132,7 +133,7 @@ func TestRemovedFailStays(t *testing.T) {
 		t.Errorf("shown %s %v", st, removed)
 	}
 	f.keys(t, "c")
-	if s := f.screen(); strings.Contains(s, "removed") || !strings.Contains(s, "insert a board") {
+	if s := f.screen(); strings.Contains(s, "removed") || !strings.Contains(s, "insert a board") || !strings.Contains(s, "last: ✘ FAIL HW7 boot-loop") || strings.Contains(s, "last: ✔") {
 		t.Errorf("after c:\n%s", s)
 	}
 	// Another FAIL, pulled, then a new board: the new board's card.
@@ -140,6 +141,11 @@ func TestRemovedFailStays(t *testing.T) {
 	f.send(t, eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventVerdict, Slot: "A1", Unit: 8, State: lines.StateFail, Reason: "kernel-panic", HWSerial: "HW8"}}})
 	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StateIdle})
 	f.send(t, tickMsg(t0.Add(time.Minute)))
+	// A board fault on its first try: retried, but the board is out of
+	// the slot, so r has nothing to retry.
+	if s := f.screen(); !strings.Contains(s, "→ reinsert board") || strings.Contains(s, "→ retry (r)") {
+		t.Errorf("a pulled first-try FAIL:\n%s", s)
+	}
 	f.st.Set(lines.SlotView{ID: "A1", Line: "line1", State: lines.StatePresent, HWSerial: "HW9", Unit: 9, StartedAt: t0})
 	f.send(t, eventsMsg{events: []lines.Event{{At: t0, Kind: lines.EventState, Slot: "A1", Unit: 9, State: lines.StatePresent}}})
 	if s := f.screen(); strings.Contains(s, "removed") || !strings.Contains(s, "board HW9") {
@@ -303,6 +309,71 @@ func TestUnreadableConsoleLine(t *testing.T) {
 	} {
 		if got := sanitize(tt.in); got != tt.want {
 			t.Errorf("sanitize(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestLightTerminal: with the station's own styles, a light background
+// picks the light palette and a dark one the dark; styles a caller gave
+// stay.
+func TestLightTerminal(t *testing.T) {
+	f := newFixture(t, 80, 24, slotsIdle(2))
+	f.send(t, tea.BackgroundColorMsg{Color: color.White})
+	if f.m.c.Styles.Palette.Background != LightPalette.Background {
+		t.Errorf("a light terminal got %v", f.m.c.Styles.Palette.Background)
+	}
+	f.send(t, tea.BackgroundColorMsg{Color: color.Black})
+	if f.m.c.Styles.Palette.Background != DarkPalette.Background {
+		t.Errorf("a dark terminal got %v", f.m.c.Styles.Palette.Background)
+	}
+	given := NewStyles(true)
+	m := New(context.Background(), Options{Station: f.st, Records: f.led, Styles: given, Logger: zerolog.Nop(),
+		Tick: func(time.Duration, func(time.Time) tea.Msg) tea.Cmd { return nil }})
+	m.Update(tea.BackgroundColorMsg{Color: color.White})
+	if m.c.Styles != given {
+		t.Error("a caller's styles were replaced")
+	}
+}
+
+// TestManyStoppedLines: however many lines stop, their banner is one row,
+// and the cards keep the rest of the screen.
+func TestManyStoppedLines(t *testing.T) {
+	f := newFixture(t, 80, 24, slotsIdle(2))
+	var h []lines.LineHealth
+	for i := range 25 {
+		h = append(h, lines.LineHealth{Line: fmt.Sprintf("l%d", i), VaultChecked: t0, VaultError: "down"})
+	}
+	f.st.SetHealth(h)
+	f.send(t, tickMsg(t0))
+	s := f.screen()
+	if strings.Count(s, "STOPPED") != 1 || !strings.Contains(s, "25 LINES STOPPED") || !strings.Contains(s, "A1") || !strings.Contains(s, "B1") {
+		t.Errorf("25 stopped lines:\n%s", s)
+	}
+	if rows := strings.Count(s, "\n") + 1; rows != 24 {
+		t.Errorf("%d rows", rows)
+	}
+}
+
+// TestTinyTerminal: every size draws exactly its rows, each exactly its
+// width, without a panic; below 30x8 it says the terminal is too small.
+func TestTinyTerminal(t *testing.T) {
+	f := newFixture(t, 80, 24, slotsMixed())
+	for w := 1; w <= 40; w++ {
+		for h := 1; h <= 12; h++ {
+			f.send(t, tea.WindowSizeMsg{Width: w, Height: h})
+			s := f.screen()
+			rows := strings.Split(s, "\n")
+			if len(rows) != h {
+				t.Fatalf("%dx%d: %d rows", w, h, len(rows))
+			}
+			for _, r := range rows {
+				if cw := ansi.StringWidth(r); cw != w {
+					t.Fatalf("%dx%d: a row of %d cells: %q", w, h, cw, r)
+				}
+			}
+			if (w < minWidth || h < minHeight) && !strings.Contains(s, "too small") && h > 0 && w >= len("terminal too small") {
+				t.Errorf("%dx%d does not say it is too small:\n%s", w, h, s)
+			}
 		}
 	}
 }

@@ -82,11 +82,14 @@ type (
 // size, quitting (asking first while boards are in work), switching views
 // and the station's events.
 type Model struct {
-	c      *Common
-	s      *store
-	opts   Options
-	screen screen
-	prev   screen // the screen help returns to
+	// ownStyles: no styles were given, so the terminal's background
+	// chooses the light or the dark palette.
+	ownStyles bool
+	c         *Common
+	s         *store
+	opts      Options
+	screen    screen
+	prev      screen // the screen help returns to
 
 	bench  Bench
 	detail Detail
@@ -130,6 +133,7 @@ func New(ctx context.Context, o Options) *Model {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	ownStyles := o.Styles == nil // the terminal's background picks them
 	if o.Styles == nil {
 		o.Styles = DefaultStyles()
 	}
@@ -143,7 +147,7 @@ func New(ctx context.Context, o Options) *Model {
 		Station: o.Station, Records: o.Records, StationID: o.StationID, Operator: o.Operator, ExportDir: o.ExportDir}
 	s := newStore(o.Station.Slots())
 	s.health = o.Station.Health()
-	m := &Model{c: c, s: s, opts: o}
+	m := &Model{c: c, s: s, opts: o, ownStyles: ownStyles}
 	m.bench = NewBench(c, s)
 	m.detail = NewDetail(c, s)
 	m.batch = NewBatchView(c, s)
@@ -225,7 +229,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.bench, _ = m.bench.Update(msg)
 		return m, nil
 	case tea.BackgroundColorMsg:
-		if m.opts.Styles == nil { // the station's own styles, not a test's
+		if m.ownStyles { // the station's own styles, not a caller's
 			m.c.Styles = NewStyles(msg.IsDark())
 		}
 		return m, nil
@@ -513,6 +517,8 @@ func (m *Model) toggleDisabled(id string) tea.Cmd {
 		p = fmt.Sprintf("disable %s (%s)? its unit finishes, then the slot takes no board - y/n", id, workWords[v.State])
 	case v.State == lines.StatePass:
 		p = "disable " + id + "? its PASS" + serialNote(v.Serial) + " leaves the card - y/n"
+	case func() bool { st, _ := d.shown(); return st == lines.StateFail }():
+		p = "disable " + id + "? its FAIL leaves the card: set the board aside first - y/n"
 	default:
 		return m.setDisabled(id, true)
 	}
@@ -534,6 +540,9 @@ func (m *Model) setDisabled(id string, disable bool) tea.Cmd {
 		m.setStatus(id + " out of service")
 	}
 	d.View.Disabled = disable // shown at once; the pipeline confirms
+	if disable && d.Last != nil {
+		d.Last.Cleared = true // the operator dealt with the slot's last verdict
+	}
 	m.c.Log.Info().Str("slot", id).Bool("disabled", disable).Str("operator", m.c.Operator).Msg("operator changed a slot's service")
 	st := m.c.Station
 	return func() tea.Msg {
@@ -608,6 +617,9 @@ func (m *Model) Render() string {
 		return ""
 	}
 	w, h := m.c.Width, m.c.Height
+	if w < minWidth || h < minHeight {
+		return tooSmall(w, h)
+	}
 	body := ""
 	bodyH := max(1, h-headerHeight-footerHeight)
 	switch m.screen {
@@ -638,6 +650,27 @@ func (m *Model) Render() string {
 		rows = append(rows, blank)
 	}
 	return strings.Join(append(append(m.header(), rows...), m.footer()), "\n")
+}
+
+// The smallest terminal the interface draws in.
+const (
+	minWidth  = 30
+	minHeight = 8
+)
+
+// tooSmall is the screen of a terminal too small to draw the bench in:
+// every row exactly w cells, h rows.
+func tooSmall(w, h int) string {
+	msg := []string{"terminal too small", fmt.Sprintf("%dx%d: at least %dx%d", w, h, minWidth, minHeight)}
+	rows := make([]string, max(1, h))
+	for i := range rows {
+		t := ""
+		if i < len(msg) {
+			t = msg[i]
+		}
+		rows[i] = fit(t, max(1, w))
+	}
+	return strings.Join(rows, "\n")
 }
 
 // header: the station, operator, counts and yield; each line's batch,

@@ -120,6 +120,17 @@ func (s *store) refresh(views []lines.SlotView) {
 		if v.Unit > d.Unit { // unit ids only grow
 			d.newUnit(v.Unit)
 		}
+		// A verdict applied before this view came (a unit that started
+		// and ended between two refreshes) takes its start and attempt.
+		if l := d.Last; l != nil && l.Unit == v.Unit && v.Unit != 0 {
+			if l.Started.IsZero() || l.Started.After(l.At) {
+				l.Started = v.StartedAt
+			}
+			l.Attempt = max(l.Attempt, v.Attempt)
+		}
+		if v.State == lines.StateDisabled && d.Last != nil {
+			d.Last.Cleared = true // out of service: its last verdict was dealt with
+		}
 	}
 }
 

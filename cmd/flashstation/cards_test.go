@@ -188,8 +188,9 @@ func TestBenchCardsOnATerminal(t *testing.T) {
 				fails = findTiles(screen, '▚', '▚', '▚')
 				passes = passes[:0]
 				for _, tl := range findTiles(screen, '┏', '━', '┓') {
-					// A selected working card has a heavy frame too.
-					if strings.Contains(tileText(screen, tl), "→ PASS tray") {
+					// A heavy frame is a PASS tile (the selection has
+					// double lines): its verdict line says so.
+					if regexp.MustCompile(`✔ (P A S S|PASS) ✔`).MatchString(tileText(screen, tl)) {
 						passes = append(passes, tl)
 					}
 				}
@@ -220,6 +221,9 @@ func TestBenchCardsOnATerminal(t *testing.T) {
 			var passPaper string
 			for _, tl := range passes {
 				cells, txt := inside(tl)
+				if !strings.Contains(txt, "→ PASS tray") {
+					t.Errorf("a PASS tile does not say the pass tray:\n%s", txt)
+				}
 				passPaper = cells[0].paper()
 				if mono && passPaper != "" {
 					t.Errorf("NO_COLOR, yet a PASS tile is on %q", passPaper)
@@ -236,7 +240,7 @@ func TestBenchCardsOnATerminal(t *testing.T) {
 			}
 			for _, tl := range fails {
 				cells, txt := inside(tl)
-				if strings.Contains(txt, "PASS tray") || !regexp.MustCompile(`→ (REJECT tray|retry|fix:)`).MatchString(txt) {
+				if strings.Contains(txt, "PASS tray") || !regexp.MustCompile(`→ (REJECT tray|retry|fix:|reinsert board)`).MatchString(txt) {
 					t.Errorf("a FAIL tile's instruction:\n%s", txt)
 				}
 				// The palette's FAIL, as the terminal got it: in true
@@ -255,8 +259,14 @@ func TestBenchCardsOnATerminal(t *testing.T) {
 					t.Errorf("FAIL and PASS tiles are on the same paper %q", passPaper)
 				}
 			}
-			if mono && strings.Contains(capture(), "38;2;") {
-				t.Errorf("NO_COLOR, yet the screen has colours")
+			if mono {
+				for y, row := range screen {
+					for x, c := range row {
+						if c.fg != "" || c.bg != "" {
+							t.Fatalf("NO_COLOR, yet cell %d,%d %q has colours %q/%q", y, x, c.r, c.fg, c.bg)
+						}
+					}
+				}
 			}
 			t.Logf("%d FAIL and %d PASS tiles; the screen:\n%s", len(fails), len(passes), all)
 		})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -31,6 +32,22 @@ func terminal(stdout io.Writer) (*os.File, bool) {
 	return f, true
 }
 
+// signIn is the pipeline for an interface that asks who is at the bench:
+// the first operator named starts the station's work.
+type signIn struct {
+	*lines.Pipeline
+	once sync.Once
+	done chan struct{}
+}
+
+func (s *signIn) SetOperator(name string) error {
+	err := s.Pipeline.SetOperator(name)
+	if err == nil {
+		s.once.Do(func() { close(s.done) })
+	}
+	return err
+}
+
 // runTUI runs the station with the bench interface on the terminal, then
 // prints the batch's summary.
 func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headlessOptions, tty *os.File) error {
@@ -44,10 +61,26 @@ func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headles
 	defer cancel()
 	events := r.p.Subscribe(8192)
 	done := make(chan error, 1)
-	go func() { done <- r.p.Run(runCtx) }()
+	// Without an operator the interface asks who is at the bench first;
+	// no board is taken before someone has signed in.
+	var station tui.Station = r.p
+	signedIn := make(chan struct{})
+	if o.operator == "" {
+		station = &signIn{Pipeline: r.p, done: signedIn}
+	} else {
+		close(signedIn)
+	}
+	go func() {
+		select {
+		case <-signedIn:
+			done <- r.p.Run(runCtx)
+		case <-runCtx.Done():
+			done <- nil
+		}
+	}()
 
 	start := time.Now()
-	m := tui.New(runCtx, tui.Options{Station: r.p, Records: r.led, Events: events, Done: r.p.Done(),
+	m := tui.New(runCtx, tui.Options{Station: station, Records: r.led, Events: events, Done: r.p.Done(),
 		StationID: st.ID, Operator: o.operator, ExportDir: filepath.Join(st.DataDir, "exports"), Logger: r.log, Bell: o.bell})
 	prog := tea.NewProgram(m, tea.WithContext(runCtx), tea.WithOutput(tty))
 	r.log.Info().Msg("bench interface started")
