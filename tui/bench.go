@@ -104,7 +104,12 @@ func (b Bench) layout(h int) (cols, cardW int, size cardSize, rows int) {
 			}
 		}
 	}
-	cs := cardSizes[len(cardSizes)-1]
+	// Not every slot fits: it scrolls anyway, so each card keeps its
+	// instruction (two lines) rather than shrinking to one.
+	cs := cardSizes[len(cardSizes)-2]
+	if h < cs.h {
+		cs = cardSizes[len(cardSizes)-1]
+	}
 	cols = max(1, min(w/cs.minW, maxColumns, n))
 	return cols, w / cols, cs, max(1, h/cs.h)
 }
@@ -549,8 +554,12 @@ func (b Bench) card(d *slotData, w, h int, selected bool) []string {
 	default:
 		one := append([]seg(nil), l1[:min(len(l1), 3)]...)
 		if tile {
-			one = []seg{{id + " " + badge.Glyph + badge.Word + " ", bold}}
-			one = append(one, l5...)
+			// The instruction only if it fits whole: a cut one says nothing.
+			head := id + " " + badge.Glyph + " " + badge.Word
+			one = []seg{{head, bold}}
+			if do := segText(l5); cellWidth(head)+1+cellWidth(do) <= inner {
+				one = append(one, seg{" " + do, bold})
+			}
 		}
 		body = [][]seg{one}
 	}
@@ -588,6 +597,15 @@ func (b Bench) card(d *slotData, w, h int, selected bool) []string {
 	}
 	out[h-1] = frame.on(fr[2] + strings.Repeat(fr[4], w-2) + fr[3])
 	return out
+}
+
+// segText is the text of a line's segments.
+func segText(l []seg) string {
+	var b strings.Builder
+	for _, s := range l {
+		b.WriteString(s.text)
+	}
+	return b.String()
 }
 
 // tileLine is line, with the blanks that fill it in the tile's paint.
