@@ -7,8 +7,6 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/flashstation/flashstation/usb"
 )
 
 // Job flashes one target: a block device, a regular file or a fastboot
@@ -24,6 +22,14 @@ type Rebooter interface {
 	Reboot(ctx context.Context) error
 }
 
+// FastbootOpener opens the fastboot interface (class ff/42/03) of the USB
+// device at a port path such as 1-1.4. The usb/libusb adapter is the
+// real one; a flashstation built without cgo has one that always fails
+// (libusb.ErrUnavailable).
+type FastbootOpener interface {
+	OpenFastboot(ctx context.Context, portPath string) (FastbootTransport, error)
+}
+
 // TargetOptions say how to open target specs.
 type TargetOptions struct {
 	Block BlockOptions
@@ -34,8 +40,8 @@ type TargetOptions struct {
 	// Throttle limits named targets to bytes per second (labs, benchmarks,
 	// the simulated bench's slow media).
 	Throttle map[string]float64
-	// LibUSB opens the libusb session for fastboot:usb targets.
-	LibUSB func() (*usb.LibUSB, error)
+	// USB opens fastboot:usb targets; nil: they cannot be opened.
+	USB FastbootOpener
 }
 
 // Kinds of target spec.
@@ -111,14 +117,10 @@ func OpenJob(ctx context.Context, spec string, o TargetOptions) (Job, error) {
 		}
 		return &fastbootJob{name: spec, c: NewFastbootClient(tr), o: o}, nil
 	case targetFastbootUSB:
-		if o.LibUSB == nil {
-			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: "USB access not available"}
+		if o.USB == nil {
+			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: spec + ": USB fastboot not available (no USB access given)"}
 		}
-		l, err := o.LibUSB()
-		if err != nil {
-			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
-		}
-		tr, err := l.OpenFastboot(strings.TrimPrefix(spec, "fastboot:usb:"))
+		tr, err := o.USB.OpenFastboot(ctx, strings.TrimPrefix(spec, "fastboot:usb:"))
 		if err != nil {
 			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
 		}

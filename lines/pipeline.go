@@ -31,22 +31,25 @@ import (
 type Hardware interface {
 	Devices() ([]usb.Device, error)
 	OpenJob(ctx context.Context, dev usb.Device, o flash.TargetOptions) (flash.Job, error)
-	SetPortPower(hub string, port int, on bool) error
+	usb.PortPower
 }
 
-// RealHardware finds boards in sysfs, opens their disks or fastboot
-// interfaces, and switches hub ports through libusb.
+// USB is what the station needs of libusb: fastboot interfaces and hub
+// port power (the usb/libusb adapter's Session is one).
+type USB interface {
+	flash.FastbootOpener
+	usb.PortPower
+	Close() error
+}
+
+// RealHardware finds boards in sysfs, opens their disks, and opens
+// fastboot interfaces and switches hub ports through USB. It owns USB:
+// Close closes it, once the station has ended.
 type RealHardware struct {
 	Sysfs usb.Sysfs
-
-	once sync.Once
-	lib  *usb.LibUSB
-	err  error
-}
-
-func (h *RealHardware) libusb() (*usb.LibUSB, error) {
-	h.once.Do(func() { h.lib, h.err = usb.OpenLibUSB() })
-	return h.lib, h.err
+	// USB opens fastboot interfaces and switches hub ports; nil: neither
+	// is available.
+	USB USB
 }
 
 // Devices lists the USB devices.
@@ -54,7 +57,9 @@ func (h *RealHardware) Devices() ([]usb.Device, error) { return h.Sysfs.Devices(
 
 // OpenJob opens a device's disk (UMS) or fastboot interface.
 func (h *RealHardware) OpenJob(ctx context.Context, dev usb.Device, o flash.TargetOptions) (flash.Job, error) {
-	o.LibUSB = h.libusb
+	if h.USB != nil {
+		o.USB = h.USB
+	}
 	switch {
 	case dev.Fastboot:
 		return flash.OpenJob(ctx, "fastboot:usb:"+dev.PortPath, o)
@@ -64,13 +69,23 @@ func (h *RealHardware) OpenJob(ctx context.Context, dev usb.Device, o flash.Targ
 	return nil, &flash.Failure{Reason: flash.ReasonOpen, Offset: -1, Detail: "the device on " + dev.PortPath + " has no disk and no fastboot interface"}
 }
 
+// errNoUSB is SetPortPower's error without USB access.
+var errNoUSB = errors.New("hub power not available (no USB access given)")
+
 // SetPortPower switches a hub port.
-func (h *RealHardware) SetPortPower(hub string, port int, on bool) error {
-	l, err := h.libusb()
-	if err != nil {
-		return err
+func (h *RealHardware) SetPortPower(ctx context.Context, hub string, port int, on bool) error {
+	if h.USB == nil {
+		return fmt.Errorf("hub %s port %d: %w", hub, port, errNoUSB)
 	}
-	return l.SetPortPower(hub, port, on)
+	return h.USB.SetPortPower(ctx, hub, port, on)
+}
+
+// Close closes the USB access (the libusb context), when there is one.
+func (h *RealHardware) Close() error {
+	if h.USB == nil {
+		return nil
+	}
+	return h.USB.Close()
 }
 
 // Options configure a pipeline.

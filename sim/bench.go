@@ -490,8 +490,8 @@ func (b *Bench) OpenJob(ctx context.Context, dev usb.Device, o flash.TargetOptio
 
 // SetPortPower switches a hub port: a board whose port comes back on
 // boots from its storage.
-func (b *Bench) SetPortPower(hub string, port int, on bool) error {
-	if err := b.Hubs.SetPortPower(hub, port, on); err != nil {
+func (b *Bench) SetPortPower(ctx context.Context, hub string, port int, on bool) error {
+	if err := b.Hubs.SetPortPower(ctx, hub, port, on); err != nil {
 		return err
 	}
 	if on {

@@ -1,9 +1,11 @@
 // Package usb finds what is plugged into the bench's USB ports: devices by
 // port path (bus-port.port..., as sysfs names them), the disks and serial
-// ports they provide, fastboot interfaces, and switchable hub ports. It
-// reads sysfs for discovery and uses gousb (libusb) only where the kernel
-// offers no file: fastboot bulk transfers and hub port power. gousb types
-// never leave this package.
+// ports they provide, fastboot interfaces, hubs and their USB 2/3 peers.
+// It reads sysfs only and is pure Go (it builds with CGO_ENABLED=0). What
+// the kernel offers no file for (fastboot bulk transfers, hub port power,
+// hub descriptors) is declared here as small interfaces (PortPower,
+// HubReader) and done by the usb/libusb adapter, the only importer of
+// gousb.
 package usb
 
 import (
@@ -18,21 +20,29 @@ import (
 
 // Device is a USB device found in sysfs.
 type Device struct {
-	PortPath     string   `json:"port_path"` // e.g. 1-1.4.2
-	Bus          int      `json:"bus"`
-	Address      int      `json:"address"`
-	VID          string   `json:"vid"` // 4 hex digits
-	PID          string   `json:"pid"`
-	Serial       string   `json:"serial,omitempty"`
-	Manufacturer string   `json:"manufacturer,omitempty"`
-	Product      string   `json:"product,omitempty"`
-	SpeedMbps    string   `json:"speed_mbps,omitempty"`
-	Hub          bool     `json:"hub,omitempty"`
-	HubPorts     int      `json:"hub_ports,omitempty"`
-	Fastboot     bool     `json:"fastboot,omitempty"` // has a ff/42/03 interface
-	Disks        []string `json:"disks,omitempty"`    // /dev paths of its whole disks
-	TTYs         []string `json:"ttys,omitempty"`     // /dev paths of its serial ports
-	Kind         string   `json:"kind,omitempty"`     // what it looks like to a bench
+	PortPath     string `json:"port_path"` // e.g. 1-1.4.2
+	Bus          int    `json:"bus"`
+	Address      int    `json:"address"`
+	VID          string `json:"vid"` // 4 hex digits
+	PID          string `json:"pid"`
+	Serial       string `json:"serial,omitempty"`
+	Manufacturer string `json:"manufacturer,omitempty"`
+	Product      string `json:"product,omitempty"`
+	SpeedMbps    string `json:"speed_mbps,omitempty"`
+	Hub          bool   `json:"hub,omitempty"`
+	HubPorts     int    `json:"hub_ports,omitempty"`
+	// PeerHub is a hub's twin on the other bus of a USB 3 hub (its USB 2
+	// half for a SuperSpeed hub and the other way round), from sysfs port
+	// peer links.
+	PeerHub string `json:"peer_hub,omitempty"`
+	// PowerSwitching is how a hub switches port power (per-port, ganged,
+	// none), from its hub descriptor: sysfs does not tell, so Devices
+	// leaves it empty and a caller with a HubReader fills it.
+	PowerSwitching string   `json:"power_switching,omitempty"`
+	Fastboot       bool     `json:"fastboot,omitempty"` // has a ff/42/03 interface
+	Disks          []string `json:"disks,omitempty"`    // /dev paths of its whole disks
+	TTYs           []string `json:"ttys,omitempty"`     // /dev paths of its serial ports
+	Kind           string   `json:"kind,omitempty"`     // what it looks like to a bench
 }
 
 // SerialPort is a serial device (USB-serial adapter, CDC ACM, or a
@@ -119,6 +129,7 @@ func (s Sysfs) Devices() ([]Device, error) {
 		if read(filepath.Join(dir, "bDeviceClass")) == "09" {
 			d.Hub = true
 			d.HubPorts = readInt(filepath.Join(dir, "maxchild"))
+			d.PeerHub = peerHubOf(dir, name)
 		}
 		ifaces, _ := filepath.Glob(filepath.Join(dir, name+":*"))
 		for _, ifc := range ifaces {
@@ -222,7 +233,7 @@ func (s Sysfs) SerialPorts() ([]SerialPort, error) {
 		if drv, err := filepath.EvalSymlinks(filepath.Join(devDir, "driver")); err == nil {
 			p.Driver = filepath.Base(drv)
 		}
-		if p.Driver == "serial8250" && read(filepath.Join(s.Root, "class", "tty", e.Name(), "type")) == "0" {
+		if placeholderDriver(p.Driver) && read(filepath.Join(s.Root, "class", "tty", e.Name(), "type")) == "0" {
 			continue // an 8250 placeholder without hardware
 		}
 		if port := PortOf(real); port != "" {
@@ -242,6 +253,80 @@ func (s Sysfs) SerialPorts() ([]SerialPort, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
 	return out, nil
+}
+
+// placeholderDriver reports whether a tty's device driver is the one of
+// the 8250 driver's placeholder ports (ttyS0..ttyS31, most without a
+// UART, whose type reads 0): serial8250 up to 6.4 kernels; since 6.5 the
+// serial core gives each port its own device on the serial-base bus, whose
+// driver is "port".
+func placeholderDriver(driver string) bool { return driver == "serial8250" || driver == "port" }
+
+// portDirRe names a hub's port directory in sysfs (1-1-port2, usb2-port1)
+// and splits it into the hub and the port number.
+var portDirRe = regexp.MustCompile(`^([0-9]+-[0-9]+(?:\.[0-9]+)*|usb[0-9]+)-port([0-9]+)$`)
+
+// peerHubOf returns the hub that a hub's ports are peered with (the other
+// half of a USB 3 hub), or "" when none is.
+func peerHubOf(dir, name string) string {
+	links, _ := filepath.Glob(filepath.Join(dir, ifaceName(name)+":*", name+"-port*", "peer"))
+	sort.Slice(links, func(i, j int) bool { return lessPortDir(links[i], links[j]) })
+	for _, l := range links {
+		if hub, _, ok := peerOf(l); ok {
+			return hub
+		}
+	}
+	return ""
+}
+
+func lessPortDir(a, b string) bool {
+	pa, pb := portDirRe.FindStringSubmatch(filepath.Base(filepath.Dir(a))), portDirRe.FindStringSubmatch(filepath.Base(filepath.Dir(b)))
+	if pa == nil || pb == nil {
+		return a < b
+	}
+	x, _ := strconv.Atoi(pa[2])
+	y, _ := strconv.Atoi(pb[2])
+	return x < y
+}
+
+// ifaceName is the device part of a hub's interface names: the hub's
+// port path, or N-0 for root hub usbN.
+func ifaceName(hub string) string {
+	if bus, ok := strings.CutPrefix(hub, "usb"); ok {
+		return bus + "-0"
+	}
+	return hub
+}
+
+// peerOf resolves a port's peer link to the peer hub and port.
+func peerOf(link string) (hub string, port int, ok bool) {
+	real, err := filepath.EvalSymlinks(link)
+	if err != nil {
+		return "", 0, false
+	}
+	m := portDirRe.FindStringSubmatch(filepath.Base(real))
+	if m == nil {
+		return "", 0, false
+	}
+	port, _ = strconv.Atoi(m[2])
+	return m[1], port, true
+}
+
+// PortPeer returns the peer of a hub's downstream port: the same socket's
+// port on the other hub of a USB 3 hub (a USB 3 hub is a USB 2 hub and a
+// SuperSpeed hub, and a socket has a port on each). ok is false when the
+// port has no peer (a USB 2 only hub) or is not there. A root hub's peer
+// is named usbN.
+func (s Sysfs) PortPeer(hub string, port int) (peerHub string, peerPort int, ok bool) {
+	dir := filepath.Join(s.Root, "bus", "usb", "devices", hub)
+	name := filepath.Base(dir)
+	links, _ := filepath.Glob(filepath.Join(dir, ifaceName(name)+":*", fmt.Sprintf("%s-port%d", name, port), "peer"))
+	for _, l := range links {
+		if h, p, ok := peerOf(l); ok {
+			return h, p, true
+		}
+	}
+	return "", 0, false
 }
 
 type serialLink struct{ byID, byPath string }

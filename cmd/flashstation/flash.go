@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/flashstation/flashstation/flash"
-	"github.com/flashstation/flashstation/usb"
+	"github.com/flashstation/flashstation/usb/libusb"
 )
 
 type flashFlags struct {
@@ -175,22 +175,15 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 			flash.HumanBytes(img.MappedBytes), how)
 	}
 
-	var libusbOnce sync.Once
-	var lib *usb.LibUSB
-	var libErr error
+	// libusb opens only if a fastboot:usb target is given; closed after
+	// the jobs (deferred first, it runs last).
+	lib := libusb.New()
+	defer lib.Close()
 	topts := flash.TargetOptions{
 		Block:     flash.BlockOptions{AllowNonUSB: o.allowNonUSB},
 		Partition: o.partition, Reboot: o.reboot, Throttle: throttle,
-		LibUSB: func() (*usb.LibUSB, error) {
-			libusbOnce.Do(func() { lib, libErr = usb.OpenLibUSB() })
-			return lib, libErr
-		},
+		USB: lib,
 	}
-	defer func() {
-		if lib != nil {
-			lib.Close()
-		}
-	}()
 
 	var jobs []flash.Job
 	var jobIdx []int

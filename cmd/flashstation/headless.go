@@ -21,6 +21,7 @@ import (
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/usb"
+	"github.com/flashstation/flashstation/usb/libusb"
 )
 
 // runFlags are the flags of a station run (run, and the root command).
@@ -58,7 +59,8 @@ func (o *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hw := &lines.RealHardware{Sysfs: usbSystem()}
+	hw := &lines.RealHardware{Sysfs: usbSystem(), USB: libusb.New()}
+	defer hw.Close() // the station has ended: its libusb context goes
 	opts := headlessOptions{operator: strings.TrimSpace(o.operator), batchSize: o.batchSize, json: o.json, allowNonUSB: o.allowNonUSB, bell: o.bell}
 	if opts.operator == "" && o.headless {
 		// As before the bench asked: the login's name, said not given.

@@ -4,6 +4,7 @@
 package usbtest
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"sync"
@@ -18,18 +19,37 @@ type PowerEvent struct {
 	On   bool
 }
 
-// Hubs fakes switchable hub ports. OnSwitch, when set, is called after
-// each switch (a simulated board powers down or boots).
+// Hubs fakes switchable hub ports (a usb.PortPower) and their hub
+// descriptors (a usb.HubReader). OnSwitch, when set, is called after each
+// switch (a simulated board powers down or boots).
 type Hubs struct {
 	mu       sync.Mutex
 	events   []PowerEvent
 	state    map[string]bool
 	Fail     error // returned by SetPortPower when set
 	OnSwitch func(PowerEvent)
+	// Descriptors are the hubs' descriptors by port path; a hub not in it
+	// has 4 per-port switched ports.
+	Descriptors map[string]usb.HubDescriptor
+	// DescriptorFail is returned by HubDescriptor when set.
+	DescriptorFail error
+}
+
+// HubDescriptor returns the hub's descriptor from Descriptors.
+func (h *Hubs) HubDescriptor(_ context.Context, hub string) (usb.HubDescriptor, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.DescriptorFail != nil {
+		return usb.HubDescriptor{}, h.DescriptorFail
+	}
+	if d, ok := h.Descriptors[hub]; ok {
+		return d, nil
+	}
+	return usb.HubDescriptor{Ports: 4, Characteristics: 0x0001}, nil
 }
 
 // SetPortPower records the switch.
-func (h *Hubs) SetPortPower(hub string, port int, on bool) error {
+func (h *Hubs) SetPortPower(_ context.Context, hub string, port int, on bool) error {
 	h.mu.Lock()
 	if h.Fail != nil {
 		h.mu.Unlock()
