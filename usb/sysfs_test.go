@@ -138,3 +138,110 @@ func TestSystemDoesNotFail(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// linux68 is the testdata sysfs of a 6.8 kernel (see its README.md).
+var linux68 = usb.Sysfs{Root: "testdata/linux-6.8/sys", Dev: "testdata/linux-6.8/dev"}
+
+func TestLinux6Devices(t *testing.T) {
+	devs, err := linux68.Devices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range devs {
+		s := d.PortPath + "=" + d.Kind
+		if d.Hub {
+			s += "(peer " + d.PeerHub + ")"
+		}
+		got = append(got, s)
+	}
+	want := "1-1=hub(peer 2-1) 1-1.2=fastboot 1-1.3=serial 1-1.4=hub(peer ) 2-1=hub(peer 1-1) 2-1.1=disk"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("devices:\n got %v\nwant %v", strings.Join(got, " "), want)
+	}
+	if d := devs[5]; len(d.Disks) != 1 || d.Disks[0] != "testdata/linux-6.8/dev/sda" || d.SpeedMbps != "5000" {
+		t.Errorf("ums board %+v", d)
+	}
+	if d := devs[2]; len(d.TTYs) != 1 || d.TTYs[0] != "testdata/linux-6.8/dev/ttyUSB0" {
+		t.Errorf("console adapter %+v", d)
+	}
+}
+
+// TestLinux6PlaceholderPorts: since 6.5 the serial core gives every port
+// a device on the serial-base bus whose driver is "port" (not serial8250):
+// the 8250 placeholders (type 0) are still left out, a real UART is kept.
+func TestLinux6PlaceholderPorts(t *testing.T) {
+	ports, err := linux68.SerialPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range ports {
+		got = append(got, filepath.Base(p.Device)+"("+p.Driver+")")
+	}
+	if want := "ttyS0(port) ttyUSB0(ftdi_sio)"; strings.Join(got, " ") != want {
+		t.Fatalf("ports %v, want %s", got, want)
+	}
+	if p := ports[1]; p.PortPath != "1-1.3" || p.Interface != "1-1.3:1.0" || p.Serial != "A6X0KQ2" || !strings.HasSuffix(p.ByID, "A6X0KQ2-if00-port0") {
+		t.Errorf("console adapter %+v", p)
+	}
+	if dev, err := linux68.SerialOnPort("1-1.3"); err != nil || dev != "testdata/linux-6.8/dev/ttyUSB0" {
+		t.Errorf("SerialOnPort = %q %v", dev, err)
+	}
+}
+
+func TestLinux6PortPeers(t *testing.T) {
+	for _, tc := range []struct {
+		hub      string
+		port     int
+		peerHub  string
+		peerPort int
+	}{
+		{"1-1", 1, "2-1", 1},
+		{"1-1", 4, "2-1", 4},
+		{"2-1", 2, "1-1", 2},
+		{"usb1", 1, "usb2", 1},
+		{"usb2", 3, "usb1", 3},
+		{"1-1.4", 1, "", 0}, // a USB 2 only hub
+		{"1-1", 9, "", 0},   // no such port
+		{"3-1", 1, "", 0},   // no such hub
+	} {
+		h, p, ok := linux68.PortPeer(tc.hub, tc.port)
+		if h != tc.peerHub || p != tc.peerPort || ok != (tc.peerHub != "") {
+			t.Errorf("PortPeer(%s, %d) = %q %d %v, want %q %d", tc.hub, tc.port, h, p, ok, tc.peerHub, tc.peerPort)
+		}
+	}
+}
+
+func TestHubDescriptor(t *testing.T) {
+	for _, tc := range []struct {
+		desc  []byte
+		ports int
+		mode  string
+		bad   bool
+	}{
+		// USB 2.0 hub, 4 ports, per-port power switching (VL817's USB 2 half)
+		{desc: []byte{0x09, 0x29, 0x04, 0xe9, 0x00, 0x32, 0x64, 0x00, 0xff}, ports: 4, mode: "per-port"},
+		// SuperSpeed hub descriptor, 4 ports, per-port
+		{desc: []byte{0x0c, 0x2a, 0x04, 0x09, 0x00, 0x32, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}, ports: 4, mode: "per-port"},
+		// ganged (bits 00), as many cheap hubs
+		{desc: []byte{0x09, 0x29, 0x07, 0xe0, 0x00, 0x32, 0x64, 0x00, 0xff}, ports: 7, mode: "ganged"},
+		// no power switching (bits 1x)
+		{desc: []byte{0x09, 0x29, 0x04, 0x02, 0x00, 0x32, 0x64, 0x00, 0xff}, ports: 4, mode: "none"},
+		{desc: []byte{0x09, 0x29, 0x04, 0x03, 0x00, 0x32, 0x64, 0x00, 0xff}, ports: 4, mode: "none"},
+		{desc: []byte{0x09, 0x29, 0x04}, bad: true},
+		{desc: []byte{0x12, 0x01, 0x00, 0x02, 0x09, 0x00}, bad: true}, // a device descriptor
+		{desc: []byte{0x20, 0x29, 0x04, 0x01, 0x00}, bad: true},       // bLength beyond what was read
+	} {
+		d, err := usb.ParseHubDescriptor(tc.desc)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("% x accepted: %+v", tc.desc, d)
+			}
+			continue
+		}
+		if err != nil || d.Ports != tc.ports || d.Switching().String() != tc.mode {
+			t.Errorf("% x: %+v %v %v, want %d ports %s", tc.desc, d, d.Switching(), err, tc.ports, tc.mode)
+		}
+	}
+}

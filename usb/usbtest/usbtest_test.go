@@ -49,3 +49,39 @@ func TestBus(t *testing.T) {
 		t.Errorf("%+v", d)
 	}
 }
+
+// strictPower refuses a switch under an ended context, as the libusb
+// adapter does.
+type strictPower struct{ on []bool }
+
+func (p *strictPower) SetPortPower(ctx context.Context, _ string, _ int, on bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.on = append(p.on, on)
+	return nil
+}
+
+// TestCyclePortPowersOnAfterCancel: a cycle cancelled while the port is
+// off still switches it on, through a context that has not ended.
+func TestCyclePortPowersOnAfterCancel(t *testing.T) {
+	p := &strictPower{}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+	if err := usb.CyclePort(ctx, p, "1-1", 2, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.on) != 2 || p.on[0] || !p.on[1] {
+		t.Errorf("switches %v, want off then on", p.on)
+	}
+}
+
+func TestHubsDescriptors(t *testing.T) {
+	h := &usbtest.Hubs{Descriptors: map[string]usb.HubDescriptor{"1-1": {Ports: 7, Characteristics: 0x00e0}}}
+	if d, err := h.HubDescriptor(context.Background(), "1-1"); err != nil || d.Switching() != usb.PowerGanged {
+		t.Errorf("1-1: %+v %v", d, err)
+	}
+	if d, err := h.HubDescriptor(context.Background(), "2-1"); err != nil || d.Switching() != usb.PowerPerPort {
+		t.Errorf("2-1: %+v %v", d, err)
+	}
+}
