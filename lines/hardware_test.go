@@ -1,0 +1,61 @@
+package lines_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/usb"
+	"github.com/flashstation/flashstation/usb/usbtest"
+)
+
+// fakeUSB is a lines.USB: hub ports from usbtest.Hubs, a fastboot opener
+// that fails as told, and a count of closes.
+type fakeUSB struct {
+	usbtest.Hubs
+	openErr error
+	opened  []string
+	closes  int
+}
+
+func (f *fakeUSB) OpenFastboot(_ context.Context, portPath string) (flash.FastbootTransport, error) {
+	f.opened = append(f.opened, portPath)
+	return nil, f.openErr
+}
+
+func (f *fakeUSB) Close() error { f.closes++; return nil }
+
+// TestRealHardwareUSB: RealHardware opens fastboot and switches hub ports
+// through its USB, says so when it has none, and closes it when closed.
+func TestRealHardwareUSB(t *testing.T) {
+	ctx := context.Background()
+	var none lines.RealHardware
+	if err := none.SetPortPower(ctx, "1-1", 2, false); err == nil || !strings.Contains(err.Error(), "hub 1-1 port 2") {
+		t.Errorf("no USB: %v", err)
+	}
+	if _, err := none.OpenJob(ctx, usb.Device{PortPath: "1-1.2", Fastboot: true}, flash.TargetOptions{}); err == nil {
+		t.Error("fastboot without USB opened")
+	}
+	if err := none.Close(); err != nil {
+		t.Error(err)
+	}
+
+	f := &fakeUSB{openErr: errors.New("USB fastboot and hub power need libusb: this flashstation was built without cgo")}
+	hw := &lines.RealHardware{USB: f}
+	if err := usb.CyclePort(ctx, hw, "1-1", 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ev := f.Events(); len(ev) != 2 || ev[0] != (usbtest.PowerEvent{Hub: "1-1", Port: 2, On: false}) || !ev[1].On {
+		t.Errorf("switches %+v", ev)
+	}
+	_, err := hw.OpenJob(ctx, usb.Device{PortPath: "1-1.2", Fastboot: true}, flash.TargetOptions{})
+	if !errors.Is(err, f.openErr) || len(f.opened) != 1 || f.opened[0] != "1-1.2" {
+		t.Errorf("fastboot open: %v, opened %v", err, f.opened)
+	}
+	if err := hw.Close(); err != nil || f.closes != 1 {
+		t.Errorf("close: %v, %d closes", err, f.closes)
+	}
+}
