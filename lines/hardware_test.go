@@ -59,3 +59,24 @@ func TestRealHardwareUSB(t *testing.T) {
 		t.Errorf("close: %v, %d closes", err, f.closes)
 	}
 }
+
+// TestRealHardwarePeers: the station's hardware finds a USB 3 hub port's
+// twin in sysfs, so a slot's power cycle switches both halves, off in
+// order and on in reverse.
+func TestRealHardwarePeers(t *testing.T) {
+	u := &fakeUSB{}
+	h := &lines.RealHardware{Sysfs: usb.Sysfs{Root: "../usb/testdata/linux-6.8/sys", Dev: "../usb/testdata/linux-6.8/dev"}, USB: u}
+	var peers usb.PeerFinder = h // as the slot finds it
+	ports := usb.PortsOf(peers, "1-1", 2)
+	if len(ports) != 2 || ports[1] != (usb.Port{Hub: "2-1", Port: 2}) {
+		t.Fatalf("ports %v", ports)
+	}
+	if err := usb.CyclePorts(context.Background(), h, ports, 0); err != nil {
+		t.Fatal(err)
+	}
+	ev := u.Events()
+	if len(ev) != 4 || ev[0] != (usbtest.PowerEvent{Hub: "1-1", Port: 2}) || ev[1] != (usbtest.PowerEvent{Hub: "2-1", Port: 2}) ||
+		ev[3] != (usbtest.PowerEvent{Hub: "1-1", Port: 2, On: true}) {
+		t.Errorf("switches %v", ev)
+	}
+}

@@ -80,6 +80,12 @@ func (h *RealHardware) SetPortPower(ctx context.Context, hub string, port int, o
 	return h.USB.SetPortPower(ctx, hub, port, on)
 }
 
+// PortPeer finds a hub port's twin on the other half of a USB 3 hub
+// (sysfs), so that a power cycle switches both.
+func (h *RealHardware) PortPeer(hub string, port int) (string, int, bool) {
+	return h.Sysfs.PortPeer(hub, port)
+}
+
 // Close closes the USB access (the libusb context), when there is one.
 func (h *RealHardware) Close() error {
 	if h.USB == nil {

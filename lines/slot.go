@@ -664,7 +664,10 @@ func (u *unitRun) trigger(ctx context.Context, job flash.Job) bool {
 			u.fail(ReasonTriggerFailed, "the slot has no hub power port")
 			return false
 		}
-		if err := usb.CyclePort(ctx, s.p.o.Hardware, s.cfg.Power.Hub, s.cfg.Power.Port, time.Second); err != nil {
+		// Both halves of a USB 3 hub's port, when the hardware knows the
+		// port's twin: else the board keeps its power.
+		peers, _ := s.p.o.Hardware.(usb.PeerFinder)
+		if err := usb.CyclePorts(ctx, s.p.o.Hardware, usb.PortsOf(peers, s.cfg.Power.Hub, s.cfg.Power.Port), time.Second); err != nil {
 			u.fail(ReasonTriggerFailed, err.Error())
 			return false
 		}

@@ -245,3 +245,15 @@ func TestHubDescriptor(t *testing.T) {
 		}
 	}
 }
+
+// TestLinux6PortsOf: a slot on a USB 3 hub's port is both halves' ports,
+// found through sysfs; on a USB 2 only hub, its port alone.
+func TestLinux6PortsOf(t *testing.T) {
+	got := usb.PortsOf(linux68, "1-1", 1)
+	if len(got) != 2 || got[0] != (usb.Port{Hub: "1-1", Port: 1}) || got[1] != (usb.Port{Hub: "2-1", Port: 1}) {
+		t.Errorf("1-1 port 1: %v", got)
+	}
+	if got := usb.PortsOf(linux68, "1-1.4", 1); len(got) != 1 {
+		t.Errorf("1-1.4 port 1: %v", got)
+	}
+}

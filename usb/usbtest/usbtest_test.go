@@ -85,3 +85,76 @@ func TestHubsDescriptors(t *testing.T) {
 		t.Errorf("2-1: %+v %v", d, err)
 	}
 }
+
+// peers is a fake PeerFinder: a USB 3 hub whose halves are 1-1 and 2-1.
+type peers struct{}
+
+func (peers) PortPeer(hub string, port int) (string, int, bool) {
+	switch hub {
+	case "1-1":
+		return "2-1", port, true
+	case "2-1":
+		return "1-1", port, true
+	}
+	return "", 0, false
+}
+
+// TestCyclePortsBothHalves: a port of a USB 3 hub is switched off on both
+// of its halves, then on again in the reverse order; a USB 2 only hub's
+// port alone.
+func TestCyclePortsBothHalves(t *testing.T) {
+	ports := usb.PortsOf(peers{}, "1-1", 3)
+	if len(ports) != 2 || ports[1] != (usb.Port{Hub: "2-1", Port: 3}) {
+		t.Fatalf("ports %v", ports)
+	}
+	if got := usb.PortsOf(peers{}, "1-1.4", 1); len(got) != 1 {
+		t.Errorf("a USB 2 hub's port: %v", got)
+	}
+	if got := usb.PortsOf(nil, "1-1", 3); len(got) != 1 {
+		t.Errorf("no peer finder: %v", got)
+	}
+	h := &usbtest.Hubs{}
+	if err := usb.CyclePorts(context.Background(), h, ports, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := []usbtest.PowerEvent{{Hub: "1-1", Port: 3, On: false}, {Hub: "2-1", Port: 3, On: false}, {Hub: "2-1", Port: 3, On: true}, {Hub: "1-1", Port: 3, On: true}}
+	got := h.Events()
+	if len(got) != len(want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("switch %d: %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// failOn fails the switches of one hub.
+type failOn struct {
+	*usbtest.Hubs
+	hub string
+}
+
+func (f failOn) SetPortPower(ctx context.Context, hub string, port int, on bool) error {
+	if hub == f.hub && !on {
+		return errors.New("pipe error")
+	}
+	return f.Hubs.SetPortPower(ctx, hub, port, on)
+}
+
+// TestCyclePortsPeerFails: the peer half refuses to switch off: the first
+// half is switched back on (the slot is not left unpowered) and the error
+// names the port.
+func TestCyclePortsPeerFails(t *testing.T) {
+	h := &usbtest.Hubs{}
+	err := usb.CyclePorts(context.Background(), failOn{h, "2-1"}, usb.PortsOf(peers{}, "1-1", 2), 0)
+	if err == nil || err.Error() != "2-1 port 2 off: pipe error" {
+		t.Errorf("error %v", err)
+	}
+	if !h.Powered("1-1", 2) {
+		t.Error("the first half was left off")
+	}
+	if ev := h.Events(); len(ev) != 2 || ev[0].On || !ev[1].On {
+		t.Errorf("events %v", ev)
+	}
+}
