@@ -80,3 +80,45 @@ func TestRealHardwarePeers(t *testing.T) {
 		t.Errorf("switches %v", ev)
 	}
 }
+
+// TestCheckHubPower: a hub-power line's slots need hubs that switch each
+// port alone, on both halves of a USB 3 hub; ganged hubs, hubs without
+// switching, ports past the hub's and unreadable descriptors are named,
+// slot and hub; other lines and disabled slots are not checked.
+func TestCheckHubPower(t *testing.T) {
+	st := &lines.Station{
+		Lines: []lines.Line{{ID: "l1", Boot: lines.Boot{Trigger: lines.TriggerHubPower}}, {ID: "l2", Boot: lines.Boot{Trigger: lines.TriggerFastbootReboot}}},
+		Slots: []lines.Slot{
+			{ID: "A1", Line: "l1", Power: &lines.Power{Hub: "1-1", Port: 1}},
+			{ID: "A2", Line: "l1", Power: &lines.Power{Hub: "1-1", Port: 2}},
+			{ID: "A3", Line: "l1", Power: &lines.Power{Hub: "3-1", Port: 9}},
+			{ID: "A4", Line: "l1", Power: &lines.Power{Hub: "4-1", Port: 1}, Disabled: true},
+			{ID: "B1", Line: "l2", Power: &lines.Power{Hub: "4-1", Port: 1}},
+		},
+	}
+	hubs := &usbtest.Hubs{Descriptors: map[string]usb.HubDescriptor{
+		"1-1": {Ports: 4, Characteristics: 0x0001},
+		"2-1": {Ports: 4, Characteristics: 0x0000}, // the SuperSpeed half is ganged
+		"3-1": {Ports: 4, Characteristics: 0x0001},
+		"4-1": {Ports: 4, Characteristics: 0x0002},
+	}}
+	var peers usb.PeerFinder = usb.Sysfs{Root: "../usb/testdata/linux-6.8/sys"}
+	errs := lines.CheckHubPower(context.Background(), st, hubs, peers)
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Error())
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{"slot A1: hub 2-1 switches power ganged", "slot A2: hub 2-1 switches power ganged", "slot A3: hub 3-1 has 4 ports, the slot's power port is 9"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
+		}
+	}
+	if len(errs) != 3 || strings.Contains(all, "A4") || strings.Contains(all, "B1") || strings.Contains(all, "hub 1-1") {
+		t.Errorf("problems:\n%s", all)
+	}
+	hubs.DescriptorFail = errors.New("LIBUSB_ERROR_ACCESS")
+	if errs := lines.CheckHubPower(context.Background(), st, hubs, nil); len(errs) != 3 || !strings.Contains(errs[0].Error(), "slot A1: hub 1-1: its power switching cannot be read: LIBUSB_ERROR_ACCESS") {
+		t.Errorf("unreadable: %v", errs)
+	}
+}

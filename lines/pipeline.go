@@ -80,6 +80,16 @@ func (h *RealHardware) SetPortPower(ctx context.Context, hub string, port int, o
 	return h.USB.SetPortPower(ctx, hub, port, on)
 }
 
+// HubDescriptor reads a hub's descriptor through USB (its power
+// switching and ports).
+func (h *RealHardware) HubDescriptor(ctx context.Context, hub string) (usb.HubDescriptor, error) {
+	r, ok := h.USB.(usb.HubReader)
+	if !ok {
+		return usb.HubDescriptor{}, fmt.Errorf("hub %s: %w", hub, errNoUSB)
+	}
+	return r.HubDescriptor(ctx, hub)
+}
+
 // PortPeer finds a hub port's twin on the other half of a USB 3 hub
 // (sysfs), so that a power cycle switches both.
 func (h *RealHardware) PortPeer(hub string, port int) (string, int, bool) {
@@ -317,6 +327,14 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	}
 	if err := p.findUnread(ctx); err != nil {
 		return nil, err
+	}
+	// A hub-power trigger needs hubs that switch each port alone: refused
+	// before any board is touched (hardware that can read hub descriptors).
+	if r, ok := o.Hardware.(usb.HubReader); ok {
+		peers, _ := o.Hardware.(usb.PeerFinder)
+		if errs := CheckHubPower(ctx, st, r, peers); len(errs) > 0 {
+			return nil, fmt.Errorf("the bench's hubs cannot power-cycle its boards: %w", errors.Join(errs...))
+		}
 	}
 	for id, lr := range p.lines {
 		if lr.cfg.Capture.Method != CaptureProxy {
