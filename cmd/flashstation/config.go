@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/usb"
+	"github.com/flashstation/flashstation/usb/libusb"
 )
 
 func newConfigCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -44,8 +50,55 @@ func configCheck(path string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "%s: %s\n", path, countProblems(problems))
 		return &exitError{code: exitUsage, reason: reasonConfig, quiet: true, err: fmt.Errorf("%s: invalid configuration", path)}
 	}
+	lib := libusb.New()
+	defer lib.Close()
+	hubErrs, notHere := checkHubsHere(context.Background(), st, usbSystem(), lib)
+	for _, h := range notHere {
+		fmt.Fprintf(stderr, "%s: warning: hub %s is not connected to this PC: its power switching is not checked (run config check on the bench PC)\n", path, h)
+	}
+	for _, e := range hubErrs {
+		fmt.Fprintf(stderr, "%s: %v\n", path, e)
+	}
+	if len(hubErrs) > 0 {
+		return &exitError{code: exitUsage, reason: reasonConfig, quiet: true, err: fmt.Errorf("%s: the bench's hubs cannot power-cycle its boards", path)}
+	}
 	fmt.Fprintln(stdout, summary(st, problems))
 	return nil
+}
+
+// checkHubsHere checks the power switching of the hub-power slots' hubs
+// that this PC has (lines.CheckHubPower); the hubs it does not have are
+// returned, not checked.
+func checkHubsHere(ctx context.Context, st *lines.Station, sys usb.Sysfs, r usb.HubReader) (problems []error, notHere []string) {
+	here := hereOnly{sys: sys, r: r, missing: map[string]bool{}}
+	for _, err := range lines.CheckHubPower(ctx, st, here, sys) {
+		if !errors.Is(err, errHubNotHere) {
+			problems = append(problems, err)
+		}
+	}
+	for h := range here.missing {
+		notHere = append(notHere, h)
+	}
+	sort.Strings(notHere)
+	return problems, notHere
+}
+
+var errHubNotHere = errors.New("not connected to this PC")
+
+// hereOnly reads the descriptors of the hubs sysfs shows, and notes the
+// others.
+type hereOnly struct {
+	sys     usb.Sysfs
+	r       usb.HubReader
+	missing map[string]bool
+}
+
+func (h hereOnly) HubDescriptor(ctx context.Context, hub string) (usb.HubDescriptor, error) {
+	if _, err := os.Stat(filepath.Join(h.sys.Root, "bus", "usb", "devices", hub)); err != nil {
+		h.missing[hub] = true
+		return usb.HubDescriptor{}, errHubNotHere
+	}
+	return h.r.HubDescriptor(ctx, hub)
 }
 
 func countProblems(ps lines.Problems) string {

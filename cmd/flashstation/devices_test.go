@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/usb"
 	"github.com/flashstation/flashstation/usb/libusb"
 	"github.com/flashstation/flashstation/usb/usbtest"
@@ -62,5 +63,34 @@ func TestDevicesShowHubs(t *testing.T) {
 	defer lib.Close()
 	if got := powerSwitching(context.Background(), lib, "99-9"); !strings.HasPrefix(got, "unknown (") {
 		t.Errorf("missing hub: %q", got)
+	}
+}
+
+// TestConfigCheckHubs: config check reads the power switching of the hubs
+// this PC has (a ganged SuperSpeed half is an error naming slot and hub)
+// and says which hubs it could not check because they are not here.
+func TestConfigCheckHubs(t *testing.T) {
+	st := &lines.Station{
+		Lines: []lines.Line{{ID: "l1", Boot: lines.Boot{Trigger: lines.TriggerHubPower}}},
+		Slots: []lines.Slot{
+			{ID: "A1", Line: "l1", Power: &lines.Power{Hub: "1-1", Port: 1}},
+			{ID: "A2", Line: "l1", Power: &lines.Power{Hub: "5-2", Port: 1}},
+		},
+	}
+	sys := linux68
+	hubs := &usbtest.Hubs{Descriptors: map[string]usb.HubDescriptor{
+		"1-1": {Ports: 4, Characteristics: 0x0001},
+		"2-1": {Ports: 4, Characteristics: 0x0000},
+	}}
+	problems, notHere := checkHubsHere(context.Background(), st, sys, hubs)
+	if len(problems) != 1 || !strings.Contains(problems[0].Error(), "slot A1: hub 2-1 switches power ganged") {
+		t.Errorf("problems %v", problems)
+	}
+	if len(notHere) != 1 || notHere[0] != "5-2" {
+		t.Errorf("not here %v", notHere)
+	}
+	hubs.Descriptors["2-1"] = usb.HubDescriptor{Ports: 4, Characteristics: 0x0001}
+	if problems, _ := checkHubsHere(context.Background(), st, sys, hubs); len(problems) != 0 {
+		t.Errorf("per-port hubs: %v", problems)
 	}
 }
