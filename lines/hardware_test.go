@@ -3,11 +3,16 @@ package lines_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/sim"
 	"github.com/flashstation/flashstation/usb"
 	"github.com/flashstation/flashstation/usb/usbtest"
 )
@@ -120,5 +125,48 @@ func TestCheckHubPower(t *testing.T) {
 	hubs.DescriptorFail = errors.New("LIBUSB_ERROR_ACCESS")
 	if errs := lines.CheckHubPower(context.Background(), st, hubs, nil); len(errs) != 3 || !strings.Contains(errs[0].Error(), "slot A1: hub 1-1: its power switching cannot be read: LIBUSB_ERROR_ACCESS") {
 		t.Errorf("unreadable: %v", errs)
+	}
+}
+
+// TestStartRefusesUSBFastbootWithoutUSB: a station whose slots flash over
+// USB fastboot does not start without USB access (no libusb, or none
+// given): said at once, naming the slot, not as failed boards.
+func TestStartRefusesUSBFastbootWithoutUSB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a simulated bench")
+	}
+	dir := t.TempDir()
+	bench, err := sim.NewBench(context.Background(), sim.BenchConfig{Dir: dir, Boards: 2, FastKeys: true, ImageSize: sim.MinImageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bench.Close()
+	st, problems, err := lines.LoadValid(bench.ConfigPath)
+	if err != nil {
+		t.Fatalf("%v %v", err, problems)
+	}
+	led, err := ledger.Open(context.Background(), filepath.Join(st.DataDir, ledger.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	led.EnsureStation(context.Background(), ledger.Station{ID: st.ID})
+	for _, l := range st.Lines {
+		led.EnsureLine(context.Background(), ledger.Line{ID: l.ID, StationID: st.ID})
+	}
+	for _, hw := range []*lines.RealHardware{{}, {USB: &fakeUSB{}}} {
+		p, err := lines.NewPipeline(context.Background(), st, lines.Options{Hardware: hw, Ledger: led, Logger: zerolog.Nop()})
+		if hw.USB == nil {
+			if err == nil || !strings.Contains(err.Error(), "slot B1 flashes over USB fastboot, and this station has no USB access") {
+				t.Errorf("without USB: %v", err)
+			}
+			continue
+		}
+		// With USB, the next check is the hubs' (the fake's hubs switch per port).
+		if err != nil {
+			t.Errorf("with USB: %v", err)
+		} else {
+			p.Close()
+		}
 	}
 }

@@ -80,6 +80,18 @@ func (h *RealHardware) SetPortPower(ctx context.Context, hub string, port int, o
 	return h.USB.SetPortPower(ctx, hub, port, on)
 }
 
+// USBAvailable says whether the station can reach USB devices (libusb
+// started): nil when it can.
+func (h *RealHardware) USBAvailable() error {
+	if h.USB == nil {
+		return errNoUSB
+	}
+	if a, ok := h.USB.(interface{ Available() error }); ok {
+		return a.Available()
+	}
+	return nil
+}
+
 // HubDescriptor reads a hub's descriptor through USB (its power
 // switching and ports).
 func (h *RealHardware) HubDescriptor(ctx context.Context, hub string) (usb.HubDescriptor, error) {
@@ -239,6 +251,10 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	if o.HealthEvery == 0 {
 		o.HealthEvery = 15 * time.Second
 	}
+	// The hardware's checks come before anything is prepared or recorded.
+	if err := checkHardware(ctx, st, o.Hardware); err != nil {
+		return nil, err
+	}
 	p := &Pipeline{st: st, o: o, log: o.Logger, led: o.Ledger, lines: map[string]*lineRun{}, done: make(chan struct{})}
 	p.op.name = o.Operator
 	p.hard, p.hardStop = context.WithCancel(context.Background())
@@ -328,14 +344,7 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	if err := p.findUnread(ctx); err != nil {
 		return nil, err
 	}
-	// A hub-power trigger needs hubs that switch each port alone: refused
-	// before any board is touched (hardware that can read hub descriptors).
-	if r, ok := o.Hardware.(usb.HubReader); ok {
-		peers, _ := o.Hardware.(usb.PeerFinder)
-		if errs := CheckHubPower(ctx, st, r, peers); len(errs) > 0 {
-			return nil, fmt.Errorf("the bench's hubs cannot power-cycle its boards: %w", errors.Join(errs...))
-		}
-	}
+
 	for id, lr := range p.lines {
 		if lr.cfg.Capture.Method != CaptureProxy {
 			continue
@@ -346,6 +355,32 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		}
 	}
 	return p, nil
+}
+
+// checkHardware refuses a station its hardware cannot serve: USB
+// fastboot slots without USB access, hub-power slots on hubs that cannot
+// switch one port alone.
+func checkHardware(ctx context.Context, st *Station, hw Hardware) error {
+	// A slot that flashes over USB fastboot needs USB access: refused at
+	// the start, not as a failed board.
+	if a, ok := hw.(interface{ USBAvailable() error }); ok {
+		for _, s := range st.Slots {
+			if s.Method == MethodFastboot && !s.Disabled {
+				if err := a.USBAvailable(); err != nil {
+					return fmt.Errorf("slot %s flashes over USB fastboot, and this station has no USB access: %w", s.ID, err)
+				}
+			}
+		}
+	}
+	// A hub-power trigger needs hubs that switch each port alone: refused
+	// before any board is touched (hardware that can read hub descriptors).
+	if r, ok := hw.(usb.HubReader); ok {
+		peers, _ := hw.(usb.PeerFinder)
+		if errs := CheckHubPower(ctx, st, r, peers); len(errs) > 0 {
+			return fmt.Errorf("the bench's hubs cannot power-cycle its boards: %w", errors.Join(errs...))
+		}
+	}
+	return nil
 }
 
 // SpoolDir is where a station spools the serial assertions it learns.

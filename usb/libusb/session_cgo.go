@@ -48,6 +48,20 @@ func (s *Session) Close() error {
 	return s.ctx.Close()
 }
 
+// Available opens libusb if it is not open yet, and says whether it
+// started (the station asks at its start, before a board needs it).
+func (s *Session) Available() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	if s.ctx == nil && s.err == nil {
+		s.ctx, s.err = newContext()
+	}
+	return s.err
+}
+
 // newContext opens a libusb context; gousb panics when libusb cannot start.
 func newContext() (c *gousb.Context, err error) {
 	defer func() {

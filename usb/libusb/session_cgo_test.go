@@ -17,6 +17,10 @@ import (
 func TestSessionErrors(t *testing.T) {
 	ctx := context.Background()
 	s := libusb.New()
+	// libusb starts here (a build with cgo on Linux), or says why not.
+	if err := s.Available(); err != nil && errors.Is(err, libusb.ErrUnavailable) {
+		t.Errorf("Available with cgo: %v", err)
+	}
 	if err := s.SetPortPower(ctx, "not-a-port", 1, false); err == nil || !strings.Contains(err.Error(), "hub not-a-port port 1 power off") {
 		t.Errorf("bad hub path: %v", err)
 	}
@@ -44,5 +48,8 @@ func TestSessionErrors(t *testing.T) {
 	}
 	if err := s.SetPortPower(ctx, "99-9", 2, false); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("after close: %v", err)
+	}
+	if err := s.Available(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Available after close: %v", err)
 	}
 }

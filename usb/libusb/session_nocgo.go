@@ -20,6 +20,9 @@ func New() *Session { return &Session{} }
 // Close does nothing.
 func (s *Session) Close() error { return nil }
 
+// Available says USB access is not there: this build has no libusb.
+func (s *Session) Available() error { return ErrUnavailable }
+
 // OpenFastboot fails: there is no libusb.
 func (s *Session) OpenFastboot(_ context.Context, portPath string) (flash.FastbootTransport, error) {
 	return nil, fmt.Errorf("fastboot on USB port %s: %w", portPath, ErrUnavailable)

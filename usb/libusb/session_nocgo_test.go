@@ -24,4 +24,7 @@ func TestUnavailableWithoutCgo(t *testing.T) {
 			t.Errorf("%v: want ErrUnavailable naming the port", err)
 		}
 	}
+	if err := s.Available(); !errors.Is(err, libusb.ErrUnavailable) {
+		t.Errorf("Available: %v", err)
+	}
 }
