@@ -79,6 +79,19 @@ func VerifySignatures(fn func(text []byte) error) VerifyOption {
 	return func(c *verifyConfig) { c.signature = fn }
 }
 
+// startVerify is the start of both verifications: the options, and the
+// triggers' check (its schema problems, and the count in the report).
+func (l *Ledger) startVerify(ctx context.Context, opts []VerifyOption) (verifyConfig, Report, []Problem, error) {
+	var cfg verifyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var rep Report
+	schema, n, err := l.verifyTriggers(ctx)
+	rep.Triggers = n
+	return cfg, rep, schema, err
+}
+
 // Verify checks that the ledger is the record the station wrote:
 //   - every guarding trigger is in the schema exactly as the migrations
 //     wrote it (a dropped or rewritten trigger is tampering);
@@ -97,16 +110,10 @@ func VerifySignatures(fn func(text []byte) error) VerifyOption {
 // The error is for a ledger that cannot be read; a ledger that fails is
 // a Report with OK false.
 func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (Report, error) {
-	var cfg verifyConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	var rep Report
-	schema, n, err := l.verifyTriggers(ctx)
+	cfg, rep, schema, err := l.startVerify(ctx, opts)
 	if err != nil {
 		return rep, err
 	}
-	rep.Triggers = n
 	rows, err := l.verifyRows(ctx, cfg, &rep)
 	if err != nil {
 		return rep, err
@@ -273,16 +280,10 @@ func (l *Ledger) verifyRows(ctx context.Context, cfg verifyConfig, rep *Report) 
 // for only when one is). A row changed elsewhere in the ledger is found by
 // Verify.
 func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...VerifyOption) (Report, error) {
-	var cfg verifyConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	var rep Report
-	schema, n, err := l.verifyTriggers(ctx)
+	cfg, rep, schema, err := l.startVerify(ctx, opts)
 	if err != nil {
 		return rep, err
 	}
-	rep.Triggers = n
 	ids = append([]int64(nil), ids...)
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	var out []Problem

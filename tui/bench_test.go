@@ -302,10 +302,10 @@ func TestBellOnFail(t *testing.T) {
 // mismatch) shows as one marker per run, not mojibake.
 func TestUnreadableConsoleLine(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
-		{"U-Boot \xff\xfe\xfd\x80 ok", "U-Boot ‹4 unreadable› ok"},
-		{"\xc0\xc1", "‹2 unreadable›"},
+		{"U-Boot \xff\xfe\xfd\x80 ok", "U-Boot ‹4 unreadable bytes› ok"},
+		{"\xc0\xc1", "‹2 unreadable bytes›"},
 		{"plain", "plain"},
-		{"a\xffb\xfec", "a‹1 unreadable›b‹1 unreadable›c"},
+		{"ok \xff then text", "ok ‹1 unreadable byte› then text"},
 	} {
 		if got := sanitize(tt.in); got != tt.want {
 			t.Errorf("sanitize(%q) = %q, want %q", tt.in, got, tt.want)

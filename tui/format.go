@@ -9,6 +9,7 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/ledger"
 )
 
@@ -82,7 +83,7 @@ func plural(n int, one, many string) string {
 // move the cursor.
 func sanitize(s string) string {
 	if strings.ContainsRune(s, utf8.RuneError) {
-		s = markUnreadable(s)
+		s, _ = console.MarkUnreadable([]byte(s)) // one marker per run, as the clean transcript has
 	}
 	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return s
@@ -99,29 +100,6 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// markUnreadable shows each run of undecodable bytes in a console line (a
-// baud mismatch) as one marker instead of mojibake.
-func markUnreadable(s string) string {
-	var b strings.Builder
-	run := 0
-	flush := func() {
-		if run > 0 {
-			fmt.Fprintf(&b, "‹%d unreadable›", run)
-			run = 0
-		}
-	}
-	for _, r := range s {
-		if r == utf8.RuneError {
-			run++
-			continue
-		}
-		flush()
-		b.WriteRune(r)
-	}
-	flush()
-	return b.String()
 }
 
 // flow lays fields out on lines of width w, separated by sep, wrapping

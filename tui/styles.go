@@ -52,27 +52,19 @@ var DarkPalette = Palette{
 	Disabled:   lipgloss.Color("#4A4F55"),
 }
 
-// LightPalette is for light terminal backgrounds.
-var LightPalette = Palette{
-	Background: lipgloss.Color("#FFFFFF"),
-	Text:       lipgloss.Color("#202124"),
-	Dim:        lipgloss.Color("#5F6368"),
-	Border:     lipgloss.Color("#80868B"),
-	Select:     lipgloss.Color("#000000"),
-	TitleFg:    lipgloss.Color("#FFFFFF"),
-	TitleBg:    lipgloss.Color("#37474F"),
-	OnTile:     lipgloss.Color("#FFFFFF"),
-	Pass:       lipgloss.Color("#1B6E34"),
-	Fail:       lipgloss.Color("#C62828"),
-	Warn:       lipgloss.Color("#A34700"),
-	BarTodo:    lipgloss.Color("#B0BEC5"),
-	Present:    lipgloss.Color("#00796B"),
-	Flashing:   lipgloss.Color("#1565C0"),
-	Booting:    lipgloss.Color("#7B1FA2"),
-	Register:   lipgloss.Color("#A34700"),
-	Idle:       lipgloss.Color("#5F6368"),
-	Disabled:   lipgloss.Color("#4A4F55"),
-}
+// LightPalette is for light terminal backgrounds: the dark one's tiles
+// and badges (white text on strong colours reads on either), with its own
+// background, text, selection and warning colours.
+var LightPalette = func() Palette {
+	p := DarkPalette
+	p.Background = lipgloss.Color("#FFFFFF")
+	p.Text = lipgloss.Color("#202124")
+	p.Dim = lipgloss.Color("#5F6368")
+	p.Select = lipgloss.Color("#000000")
+	p.Warn = lipgloss.Color("#A34700")
+	p.BarTodo = lipgloss.Color("#B0BEC5")
+	return p
+}()
 
 // Badge is how a slot state is shown: a glyph, a word, a colour.
 type Badge struct {
