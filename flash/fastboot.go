@@ -14,12 +14,28 @@ import (
 )
 
 // FastbootTransport carries fastboot packets: a command or a piece of
-// download data out, a response packet in.
+// download data out, a response packet in. Every call is bounded by its
+// ctx: when ctx ends the call returns (an error wrapping ctx.Err()) and
+// the transport is left open, so its owner closes it when no call runs
+// (the USB one never releases an interface under a running transfer).
 type FastbootTransport interface {
-	Send(p []byte) error
-	Recv() ([]byte, error)
+	// Send writes one command as one transfer (on USB ended by a
+	// zero-length packet when its length is a multiple of the endpoint's
+	// packet size, so the device sees where it ends).
+	Send(ctx context.Context, p []byte) error
+	// SendData writes a piece of download data: the device reads exactly
+	// the size it accepted (DATA), so nothing ends a piece (on USB a
+	// zero-length packet there would reach the device as an empty
+	// command once the download is complete).
+	SendData(ctx context.Context, p []byte) error
+	// Recv reads one response packet.
+	Recv(ctx context.Context) ([]byte, error)
 	Close() error
 }
+
+// ErrDeviceGone is wrapped by a transport's error when the device left
+// the bus (or its connection dropped): the board was pulled or reset.
+var ErrDeviceGone = errors.New("the device went away")
 
 // FastbootError is a FAIL answer.
 type FastbootError struct {
@@ -30,6 +46,22 @@ type FastbootError struct {
 func (e *FastbootError) Error() string {
 	return fmt.Sprintf("fastboot %s: FAILED (%s)", e.Command, e.Message)
 }
+
+// TimeoutError is an exchange the device did not finish within the
+// client's Timeout: a hung bootloader. It wraps
+// context.DeadlineExceeded.
+type TimeoutError struct {
+	Command string
+	Step    string // "command", "response" or "data"
+	Timeout time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	what := map[string]string{"command": "take the command", "response": "answer", "data": "take download data"}[e.Step]
+	return fmt.Sprintf("fastboot %s: the device did not %s within %s (hung)", e.Command, what, e.Timeout)
+}
+
+func (e *TimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 // tcpTransport is fastboot over TCP: after the FB01 handshake every packet
 // in either direction is an 8-byte big-endian length and the payload.
@@ -51,62 +83,97 @@ func DialFastbootTCP(ctx context.Context, addr string) (FastbootTransport, error
 	if err != nil {
 		return nil, fmt.Errorf("fastboot tcp %s: %w", addr, err)
 	}
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := conn.Write([]byte("FB01")); err != nil {
+	t := &tcpTransport{conn: conn}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = t.bound(hctx, func() error {
+		if _, err := conn.Write([]byte("FB01")); err != nil {
+			return err
+		}
+		var hs [4]byte
+		if _, err := io.ReadFull(conn, hs[:]); err != nil {
+			return err
+		}
+		if string(hs[:2]) != "FB" {
+			return fmt.Errorf("%q is not a fastboot device", hs[:])
+		}
+		if v, err := strconv.Atoi(string(hs[2:])); err != nil || v < 1 {
+			return fmt.Errorf("bad version %q", hs[2:])
+		}
+		return nil
+	})
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("fastboot handshake: %w", err)
 	}
-	var hs [4]byte
-	if _, err := io.ReadFull(conn, hs[:]); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("fastboot handshake: %w", err)
-	}
-	if string(hs[:2]) != "FB" {
-		conn.Close()
-		return nil, fmt.Errorf("fastboot handshake: %q is not a fastboot device", hs[:])
-	}
-	if v, err := strconv.Atoi(string(hs[2:])); err != nil || v < 1 {
-		conn.Close()
-		return nil, fmt.Errorf("fastboot handshake: bad version %q", hs[2:])
-	}
-	_ = conn.SetDeadline(time.Time{})
-	return &tcpTransport{conn: conn}, nil
+	return t, nil
 }
 
-func (t *tcpTransport) Send(p []byte) error {
-	var hdr [8]byte
-	binary.BigEndian.PutUint64(hdr[:], uint64(len(p)))
-	if _, err := t.conn.Write(hdr[:]); err != nil {
+// bound runs one exchange on the connection under ctx: its deadline
+// becomes the connection's, and its end interrupts the exchange (the
+// connection stays open). An error after ctx ended wraps ctx.Err().
+func (t *tcpTransport) bound(ctx context.Context, f func() error) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, err := t.conn.Write(p)
+	dl, _ := ctx.Deadline() // zero: no deadline
+	_ = t.conn.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = t.conn.SetDeadline(time.Unix(1, 0)) })
+	err := f()
+	if !stop() {
+		// The interruption ran (or runs): the error is ctx's.
+		if err != nil {
+			return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+	}
+	if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnReset(err)) {
+		return fmt.Errorf("%w: %v", ErrDeviceGone, err)
+	}
 	return err
 }
 
-func (t *tcpTransport) Recv() ([]byte, error) {
-	var hdr [8]byte
-	if _, err := io.ReadFull(t.conn, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.BigEndian.Uint64(hdr[:])
-	if n > maxFastbootPacket {
-		return nil, fmt.Errorf("fastboot: %d-byte response packet", n)
-	}
-	p := make([]byte, n)
-	_, err := io.ReadFull(t.conn, p)
+func (t *tcpTransport) Send(ctx context.Context, p []byte) error {
+	return t.bound(ctx, func() error {
+		var hdr [8]byte
+		binary.BigEndian.PutUint64(hdr[:], uint64(len(p)))
+		if _, err := t.conn.Write(hdr[:]); err != nil {
+			return err
+		}
+		_, err := t.conn.Write(p)
+		return err
+	})
+}
+
+// SendData is Send: TCP frames every packet.
+func (t *tcpTransport) SendData(ctx context.Context, p []byte) error { return t.Send(ctx, p) }
+
+func (t *tcpTransport) Recv(ctx context.Context) ([]byte, error) {
+	var p []byte
+	err := t.bound(ctx, func() error {
+		var hdr [8]byte
+		if _, err := io.ReadFull(t.conn, hdr[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint64(hdr[:])
+		if n > maxFastbootPacket {
+			return fmt.Errorf("fastboot: %d-byte response packet", n)
+		}
+		p = make([]byte, n)
+		_, err := io.ReadFull(t.conn, p)
+		return err
+	})
 	return p, err
 }
 
 func (t *tcpTransport) Close() error { return t.conn.Close() }
 
-// SetDeadline lets the client bound each exchange.
-func (t *tcpTransport) SetDeadline(d time.Time) error { return t.conn.SetDeadline(d) }
-
 // FastbootClient speaks the fastboot protocol over a transport.
 type FastbootClient struct {
 	t FastbootTransport
-	// Timeout bounds each packet exchange (default 2 min: a device may
-	// take long to write a large piece before it answers OKAY).
+	// Timeout bounds each exchange: sending a command, each response
+	// packet (INFO and TEXT keep a slow device's command alive), each
+	// piece of download data (default 2 min: a device may take long to
+	// write a large piece before it answers OKAY).
 	Timeout time.Duration
 	Info    func(string) // receives INFO and TEXT messages
 }
@@ -116,30 +183,50 @@ func NewFastbootClient(t FastbootTransport) *FastbootClient {
 	return &FastbootClient{t: t, Timeout: 2 * time.Minute}
 }
 
-// refresh pushes the transport's deadline Timeout into the future.
-func (c *FastbootClient) refresh() {
-	if d, ok := c.t.(interface{ SetDeadline(time.Time) error }); ok && c.Timeout > 0 {
-		_ = d.SetDeadline(time.Now().Add(c.Timeout))
-	}
-}
-
 // Close closes the transport.
 func (c *FastbootClient) Close() error { return c.t.Close() }
 
-// watch closes the transport when ctx ends, unblocking a read.
-func (c *FastbootClient) watch(ctx context.Context) func() {
-	c.refresh()
-	stop := context.AfterFunc(ctx, func() { c.t.Close() })
-	return func() { stop() }
+// exchange runs one send or receive under its own deadline, Timeout from
+// now; a deadline of the client's (not ctx's) becomes a TimeoutError.
+func (c *FastbootClient) exchange(ctx context.Context, cmd, step string, f func(context.Context) error) error {
+	ectx, cancel := ctx, context.CancelFunc(func() {})
+	if c.Timeout > 0 {
+		ectx, cancel = context.WithTimeout(ctx, c.Timeout)
+	}
+	defer cancel()
+	err := f(ectx)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("fastboot %s: %w (%v)", cmd, ctx.Err(), err)
+	}
+	if ectx.Err() != nil {
+		return &TimeoutError{Command: cmd, Step: step, Timeout: c.Timeout}
+	}
+	return fmt.Errorf("fastboot %s: %w", cmd, err)
+}
+
+// send sends a command, or a piece of download data.
+func (c *FastbootClient) send(ctx context.Context, cmd, step string, p []byte) error {
+	return c.exchange(ctx, cmd, step, func(ctx context.Context) error {
+		if step == "data" {
+			return c.t.SendData(ctx, p)
+		}
+		return c.t.Send(ctx, p)
+	})
 }
 
 // response reads packets until OKAY, FAIL or DATA.
-func (c *FastbootClient) response(cmd string) (kind, payload string, err error) {
+func (c *FastbootClient) response(ctx context.Context, cmd string) (kind, payload string, err error) {
 	for {
-		c.refresh()
-		p, err := c.t.Recv()
+		var p []byte
+		err := c.exchange(ctx, cmd, "response", func(ctx context.Context) (err error) {
+			p, err = c.t.Recv(ctx)
+			return err
+		})
 		if err != nil {
-			return "", "", fmt.Errorf("fastboot %s: %w", cmd, err)
+			return "", "", err
 		}
 		if len(p) < 4 {
 			return "", "", fmt.Errorf("fastboot %s: short response %q", cmd, p)
@@ -165,25 +252,17 @@ func (c *FastbootClient) Command(ctx context.Context, cmd string) (string, error
 	if len(cmd) > 4096 {
 		return "", fmt.Errorf("fastboot command too long")
 	}
-	defer c.watch(ctx)()
-	if err := c.t.Send([]byte(cmd)); err != nil {
-		return "", fmt.Errorf("fastboot %s: %w", cmd, ctxErr(ctx, err))
+	if err := c.send(ctx, cmd, "command", []byte(cmd)); err != nil {
+		return "", err
 	}
-	kind, payload, err := c.response(cmd)
+	kind, payload, err := c.response(ctx, cmd)
 	if err != nil {
-		return "", ctxErr(ctx, err)
+		return "", err
 	}
 	if kind != "OKAY" {
 		return "", fmt.Errorf("fastboot %s: unexpected %s", cmd, kind)
 	}
 	return payload, nil
-}
-
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	return err
 }
 
 // GetVar reads a device variable.
@@ -194,14 +273,13 @@ func (c *FastbootClient) GetVar(ctx context.Context, name string) (string, error
 // Download sends size bytes produced by write into the device's download
 // buffer. progress gets the bytes sent so far.
 func (c *FastbootClient) Download(ctx context.Context, size int64, write func(io.Writer) error, progress func(int64)) error {
-	defer c.watch(ctx)()
 	cmd := fmt.Sprintf("download:%08x", size)
-	if err := c.t.Send([]byte(cmd)); err != nil {
-		return ctxErr(ctx, err)
+	if err := c.send(ctx, cmd, "command", []byte(cmd)); err != nil {
+		return err
 	}
-	kind, payload, err := c.response(cmd)
+	kind, payload, err := c.response(ctx, cmd)
 	if err != nil {
-		return ctxErr(ctx, err)
+		return err
 	}
 	if kind != "DATA" {
 		return fmt.Errorf("fastboot %s: want DATA, got %s", cmd, kind)
@@ -209,19 +287,19 @@ func (c *FastbootClient) Download(ctx context.Context, size int64, write func(io
 	if n, err := strconv.ParseInt(payload, 16, 64); err != nil || n != size {
 		return fmt.Errorf("fastboot %s: device accepts %q bytes", cmd, payload)
 	}
-	pw := &packetWriter{c: c, progress: progress, ctx: ctx}
+	pw := &packetWriter{c: c, cmd: cmd, progress: progress, ctx: ctx}
 	if err := write(pw); err != nil {
-		return ctxErr(ctx, err)
+		return err
 	}
 	if err := pw.flush(); err != nil {
-		return ctxErr(ctx, err)
+		return err
 	}
 	if pw.sent != size {
 		return fmt.Errorf("fastboot %s: sent %d bytes", cmd, pw.sent)
 	}
-	kind, _, err = c.response(cmd)
+	kind, _, err = c.response(ctx, cmd)
 	if err != nil {
-		return ctxErr(ctx, err)
+		return err
 	}
 	if kind != "OKAY" {
 		return fmt.Errorf("fastboot %s: unexpected %s after data", cmd, kind)
@@ -232,6 +310,7 @@ func (c *FastbootClient) Download(ctx context.Context, size int64, write func(io
 // packetWriter sends download data in 1 MiB packets.
 type packetWriter struct {
 	c        *FastbootClient
+	cmd      string
 	ctx      context.Context
 	buf      []byte
 	sent     int64
@@ -262,11 +341,7 @@ func (w *packetWriter) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	if err := w.ctx.Err(); err != nil {
-		return err
-	}
-	w.c.refresh()
-	if err := w.c.t.Send(w.buf); err != nil {
+	if err := w.c.send(w.ctx, w.cmd, "data", w.buf); err != nil {
 		return err
 	}
 	w.sent += int64(len(w.buf))
@@ -310,8 +385,8 @@ func FlashFastboot(ctx context.Context, img *Prepared, c *FastbootClient, o Fast
 			res.Failure = &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
 		case errors.As(err, &fe):
 			res.Failure = &Failure{Reason: ReasonFastboot, Offset: -1, Detail: fe.Error(), Err: err}
-		case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) || isConnReset(err):
-			res.Failure = &Failure{Reason: ReasonUnplugged, Offset: -1, Detail: "the device went away: " + err.Error(), Err: err}
+		case errors.Is(err, ErrDeviceGone) || errors.Is(err, net.ErrClosed):
+			res.Failure = &Failure{Reason: ReasonUnplugged, Offset: -1, Detail: err.Error(), Err: err}
 		default:
 			res.Failure = &Failure{Reason: ReasonFastboot, Offset: -1, Detail: err.Error(), Err: err}
 		}

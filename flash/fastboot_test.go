@@ -3,6 +3,7 @@ package flash_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -253,4 +254,43 @@ func TestDebianFastbootClient(t *testing.T) {
 		t.Errorf("fastboot sent %v (want it to split the image)", d.Flashed())
 	}
 	run("reboot")
+}
+
+// TestFastbootTCPHungBoard: a board that stops answering mid-flash ends
+// its job within the exchange timeout, naming the command; a stop while it
+// hangs ends the job as cancelled. The connection is only closed by its
+// owner afterwards.
+func TestFastbootTCPHungBoard(t *testing.T) {
+	raw, _ := sharedImage(t)
+	img := prepare(t, newCache(t), flash.ImageSpec{Path: raw})
+	t.Run("timeout", func(t *testing.T) {
+		d := startDevice(t, fastboottest.Config{HangOn: "flash:"})
+		job, err := flash.OpenJob(context.Background(), "fastboot:tcp:"+d.Addr(), flash.TargetOptions{FastbootTimeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer job.Close()
+		res := job.Run(context.Background(), img, flash.Options{})
+		var te *flash.TimeoutError
+		if res.Failure == nil || res.Failure.Reason != flash.ReasonFastboot || !errors.As(res.Failure.Err, &te) ||
+			!strings.Contains(res.Failure.Detail, "fastboot flash:mmc0: the device did not answer within 200ms (hung)") {
+			t.Errorf("hung board: %+v", res.Failure)
+		}
+	})
+	t.Run("stopped", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		d := startDevice(t, fastboottest.Config{HangOn: "flash:", OnHang: func(string) { cancel() }})
+		job, err := flash.OpenJob(ctx, "fastboot:tcp:"+d.Addr(), flash.TargetOptions{FastbootTimeout: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := job.Run(ctx, img, flash.Options{})
+		if res.Failure == nil || res.Failure.Reason != flash.ReasonCancelled || !errors.Is(res.Failure.Err, context.Canceled) {
+			t.Errorf("stopped: %+v", res.Failure)
+		}
+		if err := job.Close(); err != nil {
+			t.Errorf("close after a stop: %v (the stop must not have closed it)", err)
+		}
+	})
 }

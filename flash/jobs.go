@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +43,10 @@ type TargetOptions struct {
 	Throttle map[string]float64
 	// USB opens fastboot:usb targets; nil: they cannot be opened.
 	USB FastbootOpener
+	// FastbootTimeout bounds each fastboot exchange (a command, a response
+	// packet, a piece of download data); 0: 2 min. A board that answers
+	// nothing for that long is hung and its job fails, naming the command.
+	FastbootTimeout time.Duration
 }
 
 // Kinds of target spec.
@@ -115,7 +120,7 @@ func OpenJob(ctx context.Context, spec string, o TargetOptions) (Job, error) {
 		if err != nil {
 			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
 		}
-		return &fastbootJob{name: spec, c: NewFastbootClient(tr), o: o}, nil
+		return newFastbootJob(spec, tr, o), nil
 	case targetFastbootUSB:
 		if o.USB == nil {
 			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: spec + ": USB fastboot not available (no USB access given)"}
@@ -124,7 +129,7 @@ func OpenJob(ctx context.Context, spec string, o TargetOptions) (Job, error) {
 		if err != nil {
 			return nil, &Failure{Reason: ReasonOpen, Offset: -1, Detail: err.Error(), Err: err}
 		}
-		return &fastbootJob{name: spec, c: NewFastbootClient(tr), o: o}, nil
+		return newFastbootJob(spec, tr, o), nil
 	case targetBlock:
 		bt, err := OpenBlockTarget(spec, o.Block)
 		if err != nil {
@@ -160,6 +165,14 @@ type fastbootJob struct {
 	name string
 	c    *FastbootClient
 	o    TargetOptions
+}
+
+func newFastbootJob(name string, tr FastbootTransport, o TargetOptions) *fastbootJob {
+	c := NewFastbootClient(tr)
+	if o.FastbootTimeout > 0 {
+		c.Timeout = o.FastbootTimeout
+	}
+	return &fastbootJob{name: name, c: c, o: o}
 }
 
 func (j *fastbootJob) Name() string { return j.name }

@@ -53,6 +53,11 @@ type Config struct {
 	// OnUnplug is then called.
 	UnplugAfter int64
 	OnUnplug    func()
+	// HangOn makes the device stop answering (a hung bootloader) when it
+	// gets a command starting with this; OnHang is then called. The
+	// connection stays open until the host gives up.
+	HangOn string
+	OnHang func(cmd string)
 }
 
 // Device is a running fastboot device.
@@ -204,6 +209,13 @@ func (d *Device) session(nc net.Conn) {
 }
 
 func (d *Device) handle(c conn, cmd string) error {
+	if d.cfg.HangOn != "" && strings.HasPrefix(cmd, d.cfg.HangOn) {
+		if d.cfg.OnHang != nil {
+			d.cfg.OnHang(cmd)
+		}
+		_, _ = io.Copy(io.Discard, c) // until the host closes
+		return io.EOF
+	}
 	switch {
 	case strings.HasPrefix(cmd, "getvar:"):
 		name := strings.TrimPrefix(cmd, "getvar:")

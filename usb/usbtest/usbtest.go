@@ -118,3 +118,21 @@ func (b *Bus) Devices() ([]usb.Device, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].PortPath < out[j].PortPath })
 	return out, nil
 }
+
+// Twins is a usb.PeerFinder of USB 3 hubs: the ports of each key's hub
+// and of its value's are peers, port for port (Twins{"1-1": "2-1"}: a
+// hub whose USB 2 half is 1-1 and SuperSpeed half 2-1).
+type Twins map[string]string
+
+// PortPeer returns the port's twin on the other half.
+func (t Twins) PortPeer(hub string, port int) (string, int, bool) {
+	if h, ok := t[hub]; ok {
+		return h, port, true
+	}
+	for k, v := range t {
+		if v == hub {
+			return k, port, true
+		}
+	}
+	return "", 0, false
+}

@@ -86,28 +86,18 @@ func TestHubsDescriptors(t *testing.T) {
 	}
 }
 
-// peers is a fake PeerFinder: a USB 3 hub whose halves are 1-1 and 2-1.
-type peers struct{}
-
-func (peers) PortPeer(hub string, port int) (string, int, bool) {
-	switch hub {
-	case "1-1":
-		return "2-1", port, true
-	case "2-1":
-		return "1-1", port, true
-	}
-	return "", 0, false
-}
+// peers is a USB 3 hub whose halves are 1-1 and 2-1.
+var peers = usbtest.Twins{"1-1": "2-1"}
 
 // TestCyclePortsBothHalves: a port of a USB 3 hub is switched off on both
 // of its halves, then on again in the reverse order; a USB 2 only hub's
 // port alone.
 func TestCyclePortsBothHalves(t *testing.T) {
-	ports := usb.PortsOf(peers{}, "1-1", 3)
+	ports := usb.PortsOf(peers, "1-1", 3)
 	if len(ports) != 2 || ports[1] != (usb.Port{Hub: "2-1", Port: 3}) {
 		t.Fatalf("ports %v", ports)
 	}
-	if got := usb.PortsOf(peers{}, "1-1.4", 1); len(got) != 1 {
+	if got := usb.PortsOf(peers, "1-1.4", 1); len(got) != 1 {
 		t.Errorf("a USB 2 hub's port: %v", got)
 	}
 	if got := usb.PortsOf(nil, "1-1", 3); len(got) != 1 {
@@ -147,7 +137,7 @@ func (f failOn) SetPortPower(ctx context.Context, hub string, port int, on bool)
 // names the port.
 func TestCyclePortsPeerFails(t *testing.T) {
 	h := &usbtest.Hubs{}
-	err := usb.CyclePorts(context.Background(), failOn{h, "2-1"}, usb.PortsOf(peers{}, "1-1", 2), 0)
+	err := usb.CyclePorts(context.Background(), failOn{h, "2-1"}, usb.PortsOf(peers, "1-1", 2), 0)
 	if err == nil || err.Error() != "2-1 port 2 off: pipe error" {
 		t.Errorf("error %v", err)
 	}
