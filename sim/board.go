@@ -435,6 +435,9 @@ func (b *Board) PowerOff() {
 	}
 	b.state = StateOff
 	b.mu.Unlock()
+	if b.fb != nil {
+		b.fb.Close() // no power, no fastboot
+	}
 	if b.cfg.Presence != nil {
 		b.cfg.Presence.Unplug(b.cfg.Port)
 	}
