@@ -24,6 +24,9 @@ type Console struct {
 	split   Splitter // for Expect, after the boot
 	pending []string // lines split but not yet consumed by Expect
 	gone    bool
+	// held are chunks AwaitOutput read and kept for the next reader
+	// (WatchBoot, Expect, Follow), which takes them first.
+	held []Chunk
 }
 
 // OpenConsole opens a console and starts capturing it. A port that cannot
@@ -54,7 +57,45 @@ func (c *Console) Close() error {
 
 // WatchBoot follows the boot until the profile's last stage or a failure.
 func (c *Console) WatchBoot(ctx context.Context, p *Profile, start time.Time, onEvent func(Event)) Verdict {
-	return Watch(ctx, NewMachine(p, start), c.chunks, onEvent)
+	return watch(ctx, NewMachine(p, start), c.takeHeld(), c.chunks, onEvent)
+}
+
+// AwaitOutput waits until the console receives bytes read at or after
+// since (a power-on: proof that the board speaks). It consumes nothing:
+// every chunk it reads is kept for the next WatchBoot, Expect or Follow,
+// which sees it first, with its own time. It returns ctx's error when ctx
+// ends first, and ErrUnplugged when the capture ended for good.
+func (c *Console) AwaitOutput(ctx context.Context, since time.Time) error {
+	for _, ch := range c.held {
+		if ch.Gap == "" && len(ch.Data) > 0 && !ch.At.Before(since) {
+			return nil
+		}
+	}
+	for {
+		if c.gone {
+			return ErrUnplugged
+		}
+		select {
+		case ch, ok := <-c.chunks:
+			if !ok {
+				c.gone = true
+				continue
+			}
+			c.held = append(c.held, ch)
+			if ch.Gap == "" && len(ch.Data) > 0 && !ch.At.Before(since) {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// takeHeld returns the chunks AwaitOutput kept, and forgets them.
+func (c *Console) takeHeld() []Chunk {
+	h := c.held
+	c.held = nil
+	return h
 }
 
 // Send writes text to the board.
@@ -78,6 +119,11 @@ func (c *Console) Expect(ctx context.Context, re *regexp.Regexp, prompt bool, ti
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	var seen []string
+	for _, ch := range c.takeHeld() {
+		if ch.Gap == "" {
+			c.split.Write(ch.Data)
+		}
+	}
 	for {
 		c.pending = append(c.pending, c.split.Lines()...)
 		for len(c.pending) > 0 {
@@ -123,9 +169,20 @@ func (c *Console) Expect(ctx context.Context, re *regexp.Regexp, prompt bool, ti
 func (c *Console) Follow(onLine func(string)) (stop func()) {
 	quit := make(chan struct{})
 	done := make(chan struct{})
+	held := c.takeHeld()
 	go func() {
 		defer close(done)
 		var s Splitter
+		for _, ch := range held {
+			if ch.Gap == "" {
+				s.Write(ch.Data)
+			}
+		}
+		for _, l := range s.Lines() {
+			if onLine != nil {
+				onLine(l)
+			}
+		}
 		for {
 			select {
 			case <-quit:

@@ -377,6 +377,11 @@ type Chunk struct {
 // chunks end (the console is gone for good) or ctx ends. Every event goes
 // to onEvent (which may be nil).
 func Watch(ctx context.Context, m *Machine, chunks <-chan Chunk, onEvent func(Event)) Verdict {
+	return watch(ctx, m, nil, chunks, onEvent)
+}
+
+// watch is Watch, fed first the chunks held (read earlier, kept for it).
+func watch(ctx context.Context, m *Machine, held []Chunk, chunks <-chan Chunk, onEvent func(Event)) Verdict {
 	deliver := func(evs []Event) {
 		if onEvent != nil {
 			for _, e := range evs {
@@ -387,6 +392,20 @@ func Watch(ctx context.Context, m *Machine, chunks <-chan Chunk, onEvent func(Ev
 	timer := time.NewTimer(time.Until(m.Deadline()))
 	defer timer.Stop()
 	for !m.Done() {
+		if len(held) > 0 {
+			c := held[0]
+			held = held[1:]
+			if c.Gap != "" {
+				deliver(m.Gap(c.At, c.Gap))
+			} else {
+				deliver(m.Feed(c.At, c.Data))
+			}
+			deliver(m.Tick(time.Now()))
+			if !m.Done() {
+				timer.Reset(time.Until(m.Deadline()))
+			}
+			continue
+		}
 		select {
 		case c, ok := <-chunks:
 			now := time.Now()

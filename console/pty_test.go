@@ -288,3 +288,49 @@ func TestPortErrors(t *testing.T) {
 		t.Errorf("second open: %v", err)
 	}
 }
+
+// TestAwaitOutputKeepsBytes: AwaitOutput waits for bytes read after its
+// mark (what came before does not count), and consumes nothing: the boot
+// watcher after it sees every stage from the first byte.
+func TestAwaitOutputKeepsBytes(t *testing.T) {
+	b := newBoard(t, "")
+	c := openConsole(t, b.link, nil)
+	data := composite(t)
+	// Bytes before the mark are kept, but are no proof.
+	b.play([]byte("stale\r\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
+	defer cancel()
+	early, stop := context.WithCancel(ctx)
+	got := make(chan error, 1)
+	mark := time.Now().Add(time.Hour)
+	go func() { got <- c.AwaitOutput(early, mark) }()
+	// Nothing after the mark can come: the wait ends only with its context.
+	stop()
+	if err := <-got; err == nil {
+		t.Fatal("output after a mark an hour away")
+	}
+	start := time.Now()
+	go b.play(data)
+	if err := c.AwaitOutput(ctx, start); err != nil {
+		t.Fatal(err)
+	}
+	var stages []string
+	var lines []string
+	v := c.WatchBoot(ctx, profile(t, "uc20"), start, func(e console.Event) {
+		switch e.Kind {
+		case console.EventStage:
+			stages = append(stages, e.Stage)
+		case console.EventLine:
+			lines = append(lines, e.Line)
+		}
+	})
+	if !v.Passed {
+		t.Fatalf("verdict %+v", v)
+	}
+	if strings.Join(stages, " ") != "first-bytes bootloader install-boot run-boot seeding console-ready" {
+		t.Errorf("stages %v", stages)
+	}
+	if len(lines) == 0 || lines[0] != "stale" {
+		t.Errorf("the watcher did not see the held bytes first: %q", lines[:min(3, len(lines))])
+	}
+}

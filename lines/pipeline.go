@@ -146,6 +146,13 @@ type Options struct {
 	ReconcileEvery time.Duration
 	// AllowNonUSB lets slots flash disks that are not on USB (labs).
 	AllowNonUSB bool
+	// PowerOffWait bounds the wait, in a hub-power boot trigger, for the
+	// board to leave the bus once its port is off (default 5 s: a real
+	// hub drops it within a second); PowerOnWait the wait, once the port
+	// is on again, for it to show again or speak on its console (default
+	// 15 s).
+	PowerOffWait time.Duration
+	PowerOnWait  time.Duration
 }
 
 // Pipeline runs a station's slots: each takes a board from insertion to a
@@ -250,6 +257,12 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	}
 	if o.HealthEvery == 0 {
 		o.HealthEvery = 15 * time.Second
+	}
+	if o.PowerOffWait == 0 {
+		o.PowerOffWait = defaultPowerOffWait
+	}
+	if o.PowerOnWait == 0 {
+		o.PowerOnWait = defaultPowerOnWait
 	}
 	// The hardware's checks come before anything is prepared or recorded.
 	if err := checkHardware(ctx, st, o.Hardware); err != nil {

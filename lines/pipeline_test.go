@@ -43,6 +43,8 @@ type benchOpt struct {
 	reconcileEvery  time.Duration
 	ledger          []ledger.Option
 	stopGrace       time.Duration
+	powerOffWait    time.Duration
+	powerOnWait     time.Duration
 }
 
 func startBenchWith(t *testing.T, cfg sim.BenchConfig, batch int, o benchOpt) *e2e {
@@ -79,7 +81,8 @@ func startBenchWith(t *testing.T, cfg sim.BenchConfig, batch int, o benchOpt) *e
 		led.EnsureLine(context.Background(), ledger.Line{ID: l.ID, StationID: st.ID})
 	}
 	p, err := lines.NewPipeline(context.Background(), st, lines.Options{Hardware: bench, Ledger: led, Logger: zerolog.Nop(),
-		BatchSize: batch, AllowNonUSB: true, RegisterTimeout: o.registerTimeout, ProofWait: o.proofWait, ReconcileEvery: o.reconcileEvery, StopGrace: o.stopGrace, PollEvery: 50 * time.Millisecond})
+		BatchSize: batch, AllowNonUSB: true, RegisterTimeout: o.registerTimeout, ProofWait: o.proofWait, ReconcileEvery: o.reconcileEvery, StopGrace: o.stopGrace, PollEvery: 50 * time.Millisecond,
+		PowerOffWait: o.powerOffWait, PowerOnWait: o.powerOnWait})
 	if err != nil {
 		t.Fatal(err)
 	}

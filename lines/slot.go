@@ -282,11 +282,14 @@ type unitRun struct {
 	started time.Time // when the unit started, as the ledger has it (a unit read again)
 	dev     usb.Device
 	start   time.Time
-	con     *console.Console
-	tr      *console.Transcript
-	raw     string
-	clean   string
-	outcome string // set once the unit ended
+	// bootFrom is when the boot trigger powered the board on (zero: the
+	// boot is timed from the watch's start).
+	bootFrom time.Time
+	con      *console.Console
+	tr       *console.Transcript
+	raw      string
+	clean    string
+	outcome  string // set once the unit ended
 	// window is the unit's registration window on a proxy line, open from
 	// its boot trigger to its end.
 	window *serialvault.Window
@@ -664,11 +667,7 @@ func (u *unitRun) trigger(ctx context.Context, job flash.Job) bool {
 			u.fail(ReasonTriggerFailed, "the slot has no hub power port")
 			return false
 		}
-		// Both halves of a USB 3 hub's port, when the hardware knows the
-		// port's twin: else the board keeps its power.
-		peers, _ := s.p.o.Hardware.(usb.PeerFinder)
-		if err := usb.CyclePorts(ctx, s.p.o.Hardware, usb.PortsOf(peers, s.cfg.Power.Hub, s.cfg.Power.Port), time.Second); err != nil {
-			u.fail(ReasonTriggerFailed, err.Error())
+		if !u.powerCycle(ctx) {
 			return false
 		}
 	case TriggerConsole:
@@ -731,6 +730,9 @@ func (u *unitRun) openWindow() bool {
 func (u *unitRun) boot(ctx context.Context) (console.Verdict, bool) {
 	s := u.s
 	start := time.Now()
+	if !u.bootFrom.IsZero() {
+		start = u.bootFrom // the console may have spoken since
+	}
 	v := u.con.WatchBoot(ctx, s.line.profile, start, func(e console.Event) {
 		switch e.Kind {
 		case console.EventStage:

@@ -488,15 +488,19 @@ func (b *Bench) OpenJob(ctx context.Context, dev usb.Device, o flash.TargetOptio
 	return flash.NewTargetJob(t), nil
 }
 
-// SetPortPower switches a hub port: a board whose port comes back on
-// boots from its storage.
+// SetPortPower switches a hub port, as a per-port switching hub does: a
+// board whose port goes off loses power (it leaves the bus, its console
+// falls silent), and boots from its storage when the port comes back on
+// (Faults.KeepsPower and StaysOff make it misbehave).
 func (b *Bench) SetPortPower(ctx context.Context, hub string, port int, on bool) error {
 	if err := b.Hubs.SetPortPower(ctx, hub, port, on); err != nil {
 		return err
 	}
-	if on {
-		for _, board := range b.boards(func(s *SlotInfo) bool { return s.Hub == hub && s.HubPort == port }) {
-			board.PowerCycle()
+	for _, board := range b.boards(func(s *SlotInfo) bool { return s.Hub == hub && s.HubPort == port }) {
+		if on {
+			board.PowerOn()
+		} else {
+			board.PowerOff()
 		}
 	}
 	return nil

@@ -59,6 +59,13 @@ type Faults struct {
 	// HoldRegistration, when set, keeps snapd from registering until it
 	// is closed (tests act while a board waits to register).
 	HoldRegistration <-chan struct{}
+	// KeepsPower: the board's hub port ignores its power switch (a ganged
+	// hub, or a board powered from elsewhere): a power cut changes nothing,
+	// the board stays on the bus and does not reboot.
+	KeepsPower bool
+	// StaysOff: the board does not come back after a power cut (a dead
+	// regulator): no device on the bus, a silent console.
+	StaysOff bool
 }
 
 // String lists the faults, for logs and the demo.
@@ -79,6 +86,8 @@ func (f Faults) String() string {
 	add(f.NeverRegisters, "never registers")
 	add(f.VaultRefuses, "vault refuses")
 	add(f.HoldRegistration != nil, "registration held")
+	add(f.KeepsPower, "keeps power")
+	add(f.StaysOff, "stays off")
 	if len(out) == 0 {
 		return "none"
 	}
@@ -405,7 +414,64 @@ func (b *Board) imageGood() bool {
 
 // PowerCycle is a hub port power cycle: the board restarts from its
 // storage (a first boot when it was just flashed).
-func (b *Board) PowerCycle() { go b.Boot() }
+func (b *Board) PowerCycle() {
+	b.PowerOff()
+	b.PowerOn()
+}
+
+// PowerOff cuts the board's power (its hub port switched off): whatever
+// it was doing stops (a boot in progress, its registration), it leaves
+// the bus, its console falls silent. A pulled board stays pulled; one
+// with Faults.KeepsPower does not notice.
+func (b *Board) PowerOff() {
+	if b.cfg.Faults.KeepsPower || b.State() == StateUnplugged {
+		return
+	}
+	b.stopBoot()
+	b.mu.Lock()
+	if b.state == StateUnplugged { // pulled meanwhile
+		b.mu.Unlock()
+		return
+	}
+	b.state = StateOff
+	b.mu.Unlock()
+	if b.fb != nil {
+		b.fb.Close() // no power, no fastboot
+	}
+	if b.cfg.Presence != nil {
+		b.cfg.Presence.Unplug(b.cfg.Port)
+	}
+}
+
+// PowerOn powers a board that was off: it boots from its storage and
+// shows on the bus as the booted system does. One that kept its power
+// carries on; one with Faults.StaysOff stays dark.
+func (b *Board) PowerOn() {
+	if b.cfg.Faults.KeepsPower || b.cfg.Faults.StaysOff || b.State() != StateOff {
+		return
+	}
+	b.Boot()
+}
+
+// stopBoot ends the boot being played, if any (its registration too),
+// and readies the board for another: a new device key, nothing booted or
+// registered yet.
+func (b *Board) stopBoot() {
+	b.mu.Lock()
+	cancel, done := b.bootCancel, b.bootDone
+	b.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+	b.mu.Lock()
+	b.serial, b.regErr = nil, nil
+	b.booted, b.registered = make(chan struct{}), make(chan struct{})
+	b.bootCancel, b.bootDone = nil, nil
+	b.mu.Unlock()
+	b.snapDone.Store(false)
+}
 
 // Boot starts the board from its storage and plays its first boot on the
 // console; once the console is ready it registers with the device
@@ -444,20 +510,8 @@ func (b *Board) ReenterFlashMode() error {
 	if b.cfg.Mode != ModeUMS {
 		return errors.New("sim: only a UMS board re-enters its flash mode")
 	}
-	b.mu.Lock()
-	cancel, done := b.bootCancel, b.bootDone
-	b.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
-	b.mu.Lock()
-	b.state = StateFlashMode
-	b.serial, b.regErr = nil, nil
-	b.booted, b.registered = make(chan struct{}), make(chan struct{})
-	b.bootCancel, b.bootDone = nil, nil
-	b.mu.Unlock()
-	b.snapDone.Store(false)
+	b.stopBoot()
+	b.setState(StateFlashMode)
 	b.show()
 	return nil
 }

@@ -323,3 +323,69 @@ func TestBench(t *testing.T) {
 		t.Errorf("vault key %v", err)
 	}
 }
+
+// TestPowerSwitch: a hub port switched off takes the board off the bus
+// and ends its boot; switched on, it boots from storage (its console
+// speaks, it shows as the booted system). A board that keeps its power
+// never leaves the bus; one that stays off never comes back.
+func TestPowerSwitch(t *testing.T) {
+	k := newKit(t)
+	for _, tc := range []struct {
+		name      string
+		faults    sim.Faults
+		offShows  bool   // still on the bus with the port off
+		offState  string // the board's state with the port off
+		backState string // its state once the port is on again ("": booting or booted)
+	}{
+		{name: "per-port switching", offState: sim.StateOff},
+		{name: "keeps power", faults: sim.Faults{KeepsPower: true}, offShows: true, offState: sim.StateFlashMode, backState: sim.StateFlashMode},
+		{name: "stays off", faults: sim.Faults{StaysOff: true}, offState: sim.StateOff, backState: sim.StateOff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, bus := k.board(t, "SIM-PWR", sim.ModeUMS, tc.faults, 1)
+			target, _ := b.Target()
+			if r := flash.Write(context.Background(), k.img, target, flash.Options{}); r.Failure != nil {
+				t.Fatal(r.Failure)
+			}
+			c, err := console.OpenConsole(context.Background(), &console.Capture{Path: b.ConsolePath(), Baud: 115200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			b.PowerOff()
+			devs, _ := bus.Devices()
+			if shows := len(devs) == 1; shows != tc.offShows || b.State() != tc.offState {
+				t.Fatalf("port off: devices %+v, state %s", devs, b.State())
+			}
+			on := time.Now()
+			b.PowerOn()
+			ctx, cancel := context.WithTimeout(context.Background(), ceiling)
+			defer cancel()
+			if tc.backState != "" {
+				devs, _ = bus.Devices()
+				if b.State() != tc.backState || len(devs) != map[bool]int{true: 1}[tc.offShows] {
+					t.Errorf("port on: state %s, devices %+v", b.State(), devs)
+				}
+				return
+			}
+			if err := c.AwaitOutput(ctx, on); err != nil {
+				t.Fatal(err)
+			}
+			devs, _ = bus.Devices()
+			if len(devs) != 1 || devs[0].Kind != "booted" || devs[0].Serial != "SIM-PWR" {
+				t.Errorf("after power on the board shows as %+v", devs)
+			}
+			// Off in the middle of the boot: the boot ends, the board leaves
+			// the bus; on again, it boots afresh to its end.
+			b.PowerOff()
+			devs, _ = bus.Devices()
+			if len(devs) != 0 || b.State() != sim.StateOff {
+				t.Fatalf("off mid-boot: devices %+v, state %s", devs, b.State())
+			}
+			b.PowerOn()
+			if err := b.WaitBooted(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

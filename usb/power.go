@@ -70,15 +70,7 @@ func CyclePort(ctx context.Context, p PortPower, hub string, port int, off time.
 // again, even when ctx ends early or a switch fails: a slot is never left
 // unpowered; the first error is returned.
 func CyclePorts(ctx context.Context, p PortPower, ports []Port, off time.Duration) error {
-	var first error
-	switched := 0
-	for _, pt := range ports {
-		if err := p.SetPortPower(ctx, pt.Hub, pt.Port, false); err != nil {
-			first = fmt.Errorf("%s off: %w", pt, err)
-			break
-		}
-		switched++
-	}
+	switched, first := SwitchOff(ctx, p, ports)
 	if first == nil {
 		t := time.NewTimer(off)
 		select {
@@ -87,8 +79,31 @@ func CyclePorts(ctx context.Context, p PortPower, ports []Port, off time.Duratio
 		}
 		t.Stop()
 	}
+	if err := SwitchOn(ctx, p, switched); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+// SwitchOff powers ports off, in order, and returns those it switched
+// (all of them, or those before the first that failed, with its error):
+// SwitchOn must power them on again.
+func SwitchOff(ctx context.Context, p PortPower, ports []Port) ([]Port, error) {
+	for i, pt := range ports {
+		if err := p.SetPortPower(ctx, pt.Hub, pt.Port, false); err != nil {
+			return ports[:i], fmt.Errorf("%s off: %w", pt, err)
+		}
+	}
+	return ports, nil
+}
+
+// SwitchOn powers ports on in the reverse order of SwitchOff, every one
+// even when ctx has ended or a switch fails (a slot is never left
+// unpowered), and returns the first error.
+func SwitchOn(ctx context.Context, p PortPower, ports []Port) error {
+	var first error
 	on := context.WithoutCancel(ctx)
-	for i := switched - 1; i >= 0; i-- {
+	for i := len(ports) - 1; i >= 0; i-- {
 		if err := p.SetPortPower(on, ports[i].Hub, ports[i].Port, true); err != nil && first == nil {
 			first = fmt.Errorf("%s on: %w", ports[i], err)
 		}
