@@ -3,6 +3,9 @@ package lines_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -168,5 +171,76 @@ func TestStartRefusesUSBFastbootWithoutUSB(t *testing.T) {
 		} else {
 			p.Close()
 		}
+	}
+}
+
+// TestRealHardwarePortDisable: on a kernel with the ports' disable
+// attribute (6.0 and later) a slot's power cycle goes through it, as
+// uhubctl does, and nothing is sent over USB; a port without it falls back
+// to the hub request; an attribute that cannot be written falls back too
+// and, when USB fails as well, both reasons are named.
+func TestRealHardwarePortDisable(t *testing.T) {
+	root := t.TempDir()
+	if out, err := exec.Command("cp", "-a", "../usb/testdata/linux-6.8/sys", root).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	sys := filepath.Join(root, "sys")
+	disable := func(hub string, port int) string {
+		return filepath.Join(sys, "bus/usb/devices", hub, hub+":1.0", fmt.Sprintf("%s-port%d", hub, port), "disable")
+	}
+	for _, hub := range []string{"1-1", "2-1"} {
+		if err := os.WriteFile(disable(hub, 2), []byte("0"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := &fakeUSB{}
+	h := &lines.RealHardware{Sysfs: usb.Sysfs{Root: sys}, USB: u}
+	ctx := context.Background()
+	ports := usb.PortsOf(h, "1-1", 2)
+	off, err := usb.SwitchOff(ctx, h, ports)
+	if err != nil || len(off) != 2 {
+		t.Fatalf("off: %v %v", off, err)
+	}
+	for _, hub := range []string{"1-1", "2-1"} {
+		if b, _ := os.ReadFile(disable(hub, 2)); string(b) != "1" {
+			t.Errorf("hub %s port 2 disable = %q after power off, want 1", hub, b)
+		}
+	}
+	if err := usb.SwitchOn(ctx, h, off); err != nil {
+		t.Fatal(err)
+	}
+	for _, hub := range []string{"1-1", "2-1"} {
+		if b, _ := os.ReadFile(disable(hub, 2)); string(b) != "0" {
+			t.Errorf("hub %s port 2 disable = %q after power on, want 0", hub, b)
+		}
+	}
+	if ev := u.Events(); len(ev) != 0 {
+		t.Errorf("hub requests sent besides sysfs: %v", ev)
+	}
+	// Port 1 has no disable attribute: the hub request switches it.
+	if err := h.SetPortPower(ctx, "1-1", 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if ev := u.Events(); len(ev) != 1 || ev[0] != (usbtest.PowerEvent{Hub: "1-1", Port: 1}) {
+		t.Errorf("fallback: %v", ev)
+	}
+	// An attribute that cannot be written (here a directory): USB is tried,
+	// and both reasons are named when it fails too.
+	os.Remove(disable("1-1", 2))
+	if err := os.Mkdir(disable("1-1", 2), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u.Fail = errors.New("LIBUSB_ERROR_ACCESS")
+	err = h.SetPortPower(ctx, "1-1", 2, false)
+	if err == nil || !strings.Contains(err.Error(), "LIBUSB_ERROR_ACCESS") || !strings.Contains(err.Error(), "sysfs first") {
+		t.Errorf("both failing: %v", err)
+	}
+	// Without USB access a kernel with the attribute still switches.
+	noUSB := &lines.RealHardware{Sysfs: usb.Sysfs{Root: sys}}
+	if err := noUSB.SetPortPower(ctx, "2-1", 2, false); err != nil {
+		t.Errorf("sysfs without USB: %v", err)
+	}
+	if err := noUSB.SetPortPower(ctx, "1-1", 1, false); err == nil || !strings.Contains(err.Error(), "no USB access") {
+		t.Errorf("no attribute, no USB: %v", err)
 	}
 }

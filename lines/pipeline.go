@@ -72,12 +72,26 @@ func (h *RealHardware) OpenJob(ctx context.Context, dev usb.Device, o flash.Targ
 // errNoUSB is SetPortPower's error without USB access.
 var errNoUSB = errors.New("hub power not available (no USB access given)")
 
-// SetPortPower switches a hub port.
+// SetPortPower switches a hub port as uhubctl does: through the kernel's
+// port disable attribute where it has one (Linux 6.0 and later; the hub
+// driver then keeps the port off), else (an older kernel, or the
+// attribute not writable) by the hub class request through USB.
 func (h *RealHardware) SetPortPower(ctx context.Context, hub string, port int, on bool) error {
-	if h.USB == nil {
-		return fmt.Errorf("hub %s port %d: %w", hub, port, errNoUSB)
+	serr := h.Sysfs.SetPortPower(ctx, hub, port, on)
+	if serr == nil || ctx.Err() != nil {
+		return serr
 	}
-	return h.USB.SetPortPower(ctx, hub, port, on)
+	if h.USB == nil {
+		if errors.Is(serr, usb.ErrNoPortDisable) {
+			return fmt.Errorf("hub %s port %d: %w", hub, port, errNoUSB)
+		}
+		return fmt.Errorf("%w; and %w", serr, errNoUSB)
+	}
+	err := h.USB.SetPortPower(ctx, hub, port, on)
+	if err != nil && !errors.Is(serr, usb.ErrNoPortDisable) {
+		return fmt.Errorf("%w (sysfs first: %v)", err, serr)
+	}
+	return err
 }
 
 // USBAvailable says whether the station can reach USB devices (libusb

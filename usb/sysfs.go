@@ -9,7 +9,10 @@
 package usb
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -312,21 +315,68 @@ func peerOf(link string) (hub string, port int, ok bool) {
 	return m[1], port, true
 }
 
+// portDirs returns the sysfs directories of a hub's downstream port
+// (.../1-1.4:1.0/1-1.4-port2; a root hub usbN's are .../N-0:1.0/usbN-portM).
+func (s Sysfs) portDirs(hub string, port int) []string {
+	dir := filepath.Join(s.Root, "bus", "usb", "devices", hub)
+	name := filepath.Base(dir)
+	dirs, _ := filepath.Glob(filepath.Join(dir, ifaceName(name)+":*", fmt.Sprintf("%s-port%d", name, port)))
+	return dirs
+}
+
 // PortPeer returns the peer of a hub's downstream port: the same socket's
 // port on the other hub of a USB 3 hub (a USB 3 hub is a USB 2 hub and a
 // SuperSpeed hub, and a socket has a port on each). ok is false when the
 // port has no peer (a USB 2 only hub) or is not there. A root hub's peer
 // is named usbN.
 func (s Sysfs) PortPeer(hub string, port int) (peerHub string, peerPort int, ok bool) {
-	dir := filepath.Join(s.Root, "bus", "usb", "devices", hub)
-	name := filepath.Base(dir)
-	links, _ := filepath.Glob(filepath.Join(dir, ifaceName(name)+":*", fmt.Sprintf("%s-port%d", name, port), "peer"))
-	for _, l := range links {
-		if h, p, ok := peerOf(l); ok {
+	for _, d := range s.portDirs(hub, port) {
+		if h, p, ok := peerOf(filepath.Join(d, "peer")); ok {
 			return h, p, true
 		}
 	}
 	return "", 0, false
+}
+
+// ErrNoPortDisable is SetPortPower's error on a kernel without the port
+// disable attribute (Linux before 6.0), or a port sysfs does not show.
+var ErrNoPortDisable = errors.New("no sysfs port disable attribute (Linux 6.0 or later has it)")
+
+// SetPortPower switches a hub's downstream port through the kernel, as
+// uhubctl does first on Linux 6.0 and later: "1" written to the port's
+// disable attribute powers it off (on hubs that switch power) and the hub
+// driver leaves it off, "0" enables it again. Switching through libusb
+// alone goes behind the hub driver's back. An error wraps
+// ErrNoPortDisable when the attribute is not there; another (permission
+// denied: see the README's udev rules) says what the write met.
+func (s Sysfs) SetPortPower(ctx context.Context, hub string, port int, on bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dirs := s.portDirs(hub, port)
+	if len(dirs) == 0 {
+		return fmt.Errorf("hub %s port %d: %w", hub, port, ErrNoPortDisable)
+	}
+	path := filepath.Join(dirs[0], "disable")
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("hub %s port %d: %w", hub, port, ErrNoPortDisable)
+	}
+	if err != nil {
+		return fmt.Errorf("hub %s port %d: %w", hub, port, err)
+	}
+	v := "1"
+	if on {
+		v = "0"
+	}
+	_, err = f.WriteString(v)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("hub %s port %d: write %s: %w", hub, port, path, err)
+	}
+	return nil
 }
 
 type serialLink struct{ byID, byPath string }
