@@ -129,6 +129,9 @@ func (t *tcpTransport) bound(ctx context.Context, f func() error) error {
 	if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnReset(err)) {
 		return fmt.Errorf("%w: %v", ErrDeviceGone, err)
 	}
+	if !dl.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
 	return err
 }
 
@@ -201,7 +204,12 @@ func (c *FastbootClient) exchange(ctx context.Context, cmd, step string, f func(
 	if ctx.Err() != nil {
 		return fmt.Errorf("fastboot %s: %w (%v)", cmd, ctx.Err(), err)
 	}
-	if ectx.Err() != nil {
+	// A transport's own deadline may fire a moment before its ctx's timer
+	// marks the ctx done: the clock decides whose deadline it was.
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return fmt.Errorf("fastboot %s: %w (%v)", cmd, context.DeadlineExceeded, err)
+	}
+	if ectx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 		return &TimeoutError{Command: cmd, Step: step, Timeout: c.Timeout}
 	}
 	return fmt.Errorf("fastboot %s: %w", cmd, err)
