@@ -278,10 +278,53 @@ func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
 		{"u-boot", "U-Boot 2023.01"},
 		{"autoboot", "Hit any key to stop autoboot"},
 		{"boot menu", "extlinux/extlinux.conf"},
-		{"bad kernel", "EXTLINUX FAILED"},
+		{"bad kernel", "zimage: Bad magic!"},
+		{"menu failed", "EXTLINUX FAILED: continuing..."},
+		{"prompt", "\n=> "}, // every boot target failed: U-Boot's prompt
 	})
 	if strings.Contains(b.con.text(), "Starting kernel") {
 		t.Error("U-Boot started a zeroed kernel")
 	}
 	t.Logf("console:\n%s", b.con.text())
+}
+
+func TestQEMUFaults(t *testing.T) {
+	a := needQEMU(t)
+	for _, tc := range []struct {
+		fault  string
+		stages [][2]string
+	}{
+		{seedconf.FaultPanic, [][2]string{
+			{"install boot", "Installing the system, please wait for reboot"},
+			{"oops", "Unable to handle kernel NULL pointer dereference"},
+			{"panic", "Kernel panic - not syncing: Attempted to kill init!"},
+			{"panic end", "---[ end Kernel panic - not syncing"},
+		}},
+		{seedconf.FaultBootLoop, [][2]string{
+			{"install boot", "Installing the system, please wait for reboot"},
+			{"reboot", "reboot: Restarting system"},
+			{"u-boot again", "U-Boot 2023.01"},
+			{"install mode again", "snapd_recovery_mode=install"},
+			{"install boot again", "Installing the system, please wait for reboot"},
+		}},
+		{seedconf.FaultSeedError, [][2]string{
+			{"install boot", "Installing the system, please wait for reboot"},
+			{"reboot", "reboot: Restarting system"},
+			{"run mode", "snapd_recovery_mode=run"},
+			{"seed error", "cannot run snapd from the seed"},
+			{"task error", "error: cannot perform the following tasks:"},
+		}},
+	} {
+		t.Run(tc.fault, func(t *testing.T) {
+			disk, _ := testImage(t, a, seedconf.FaultNone)
+			must(t, SetFault(disk, tc.fault)) // as the bench sets it on a flashed disk
+			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+			defer cancel()
+			b := bootQEMU(t, a, disk)
+			b.expect(ctx, t, tc.stages)
+			if tc.fault == seedconf.FaultSeedError && strings.Contains(b.con.text(), "Mark system seeded") {
+				t.Error("a board that failed to seed says it seeded")
+			}
+		})
+	}
 }
