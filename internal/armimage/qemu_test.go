@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
 )
 
@@ -95,13 +97,14 @@ sign-key-sha3-384: not-signed-in-this-test
 not signed
 `
 
-// console is the board's serial console as the test watches it: a
+// serialConsole is the board's serial console as the test watches it: a
 // pseudo-terminal QEMU's PL011 is connected to.
-type console struct {
+type serialConsole struct {
 	start time.Time
 
 	mu      sync.Mutex
 	buf     []byte
+	chunks  []console.Chunk // what buf was read as, with the times, for the station's machine
 	cursor  int
 	changed chan struct{} // closed and replaced on every read
 	readErr error         // set when the reader stops
@@ -109,7 +112,7 @@ type console struct {
 
 // qemuBoard is one QEMU run.
 type qemuBoard struct {
-	con    *console
+	con    *serialConsole
 	exited chan struct{} // closed when QEMU has exited
 	err    error         // QEMU's exit, once exited is closed
 }
@@ -130,7 +133,7 @@ func bootQEMU(t *testing.T, a qemuAssets, disk string) *qemuBoard {
 	)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	b := &qemuBoard{con: &console{start: time.Now(), changed: make(chan struct{})}, exited: make(chan struct{})}
+	b := &qemuBoard{con: &serialConsole{start: time.Now(), changed: make(chan struct{})}, exited: make(chan struct{})}
 	must(t, cmd.Start())
 	readerDone := make(chan struct{})
 	go func() {
@@ -157,12 +160,15 @@ func bootQEMU(t *testing.T, a qemuAssets, disk string) *qemuBoard {
 	return b
 }
 
-func (c *console) read(r io.Reader) {
+func (c *serialConsole) read(r io.Reader) {
 	p := make([]byte, 4096)
 	for {
 		n, err := r.Read(p)
 		c.mu.Lock()
 		c.buf = append(c.buf, p[:n]...)
+		if n > 0 {
+			c.chunks = append(c.chunks, console.Chunk{At: time.Now(), Data: bytes.Clone(p[:n])})
+		}
 		if err != nil {
 			c.readErr = err
 		}
@@ -175,7 +181,7 @@ func (c *console) read(r io.Reader) {
 	}
 }
 
-func (c *console) text() string {
+func (c *serialConsole) text() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return string(c.buf)
@@ -183,7 +189,7 @@ func (c *console) text() string {
 
 // waitFor waits until needle shows after the previous match and returns
 // the time since QEMU started.
-func (c *console) waitFor(ctx context.Context, needle string) (time.Duration, error) {
+func (c *serialConsole) waitFor(ctx context.Context, needle string) (time.Duration, error) {
 	for {
 		c.mu.Lock()
 		if i := bytes.Index(c.buf[c.cursor:], []byte(needle)); i >= 0 {
@@ -221,6 +227,36 @@ func (b *qemuBoard) expect(ctx context.Context, t *testing.T, stages [][2]string
 	}
 }
 
+// stationVerdict replays the console, as read and when, into the
+// station's boot machine for the uc22 profile; if the boot has not ended
+// by the last byte, time runs on for an hour (every stage times out).
+func (b *qemuBoard) stationVerdict(t *testing.T) console.Verdict {
+	t.Helper()
+	p, ok := console.Builtin("uc22")
+	if !ok {
+		t.Fatal("no uc22 profile")
+	}
+	m := console.NewMachine(p, b.con.start)
+	b.con.mu.Lock()
+	chunks := slices.Clone(b.con.chunks)
+	b.con.mu.Unlock()
+	last := b.con.start
+	for _, c := range chunks {
+		m.Feed(c.At, c.Data)
+		last = c.At
+	}
+	for at := last; !m.Done() && at.Sub(last) < time.Hour; at = at.Add(10 * time.Second) {
+		m.Tick(at)
+	}
+	v := m.Verdict()
+	var stages []string
+	for _, s := range v.Stages {
+		stages = append(stages, fmt.Sprintf("%s@%.1fs", s.Name, s.At.Seconds()))
+	}
+	t.Logf("station (uc22): passed=%v reason=%q detail=%q stages=%v", v.Passed, v.Reason, v.Detail, stages)
+	return v
+}
+
 func TestQEMUBootsInstallThenRun(t *testing.T) {
 	a := needQEMU(t)
 	disk, _ := testImage(t, a, seedconf.FaultNone)
@@ -255,6 +291,9 @@ func TestQEMUBootsInstallThenRun(t *testing.T) {
 	if n := strings.Count(b.con.text(), "Installing the system"); n != 1 {
 		t.Errorf("the install boot showed %d times, want once", n)
 	}
+	if v := b.stationVerdict(t); !v.Passed {
+		t.Errorf("the station's uc22 profile fails the boot: %s: %s", v.Reason, v.Detail)
+	}
 }
 
 func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
@@ -285,6 +324,13 @@ func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
 	if strings.Contains(b.con.text(), "Starting kernel") {
 		t.Error("U-Boot started a zeroed kernel")
 	}
+	// The station must fail this boot. Issue 16 wants bootloader-error;
+	// the built-in U-Boot error list has "Bad Linux ARM64 Image magic!"
+	// but not 32-bit U-Boot's "zimage: Bad magic!", so today it ends
+	// only when the install boot's stage times out.
+	if v := b.stationVerdict(t); v.Passed {
+		t.Error("the station passes a board whose kernel is zeroed")
+	}
 	t.Logf("console:\n%s", b.con.text())
 }
 
@@ -292,22 +338,23 @@ func TestQEMUFaults(t *testing.T) {
 	a := needQEMU(t)
 	for _, tc := range []struct {
 		fault  string
+		reason string // the station's verdict
 		stages [][2]string
 	}{
-		{seedconf.FaultPanic, [][2]string{
+		{seedconf.FaultPanic, console.ReasonKernelPanic, [][2]string{
 			{"install boot", "Installing the system, please wait for reboot"},
 			{"oops", "Unable to handle kernel NULL pointer dereference"},
 			{"panic", "Kernel panic - not syncing: Attempted to kill init!"},
 			{"panic end", "---[ end Kernel panic - not syncing"},
 		}},
-		{seedconf.FaultBootLoop, [][2]string{
+		{seedconf.FaultBootLoop, console.ReasonBootLoop, [][2]string{
 			{"install boot", "Installing the system, please wait for reboot"},
 			{"reboot", "reboot: Restarting system"},
 			{"u-boot again", "U-Boot 2023.01"},
 			{"install mode again", "snapd_recovery_mode=install"},
 			{"install boot again", "Installing the system, please wait for reboot"},
 		}},
-		{seedconf.FaultSeedError, [][2]string{
+		{seedconf.FaultSeedError, console.ReasonSeedError, [][2]string{
 			{"install boot", "Installing the system, please wait for reboot"},
 			{"reboot", "reboot: Restarting system"},
 			{"run mode", "snapd_recovery_mode=run"},
@@ -324,6 +371,9 @@ func TestQEMUFaults(t *testing.T) {
 			b.expect(ctx, t, tc.stages)
 			if tc.fault == seedconf.FaultSeedError && strings.Contains(b.con.text(), "Mark system seeded") {
 				t.Error("a board that failed to seed says it seeded")
+			}
+			if v := b.stationVerdict(t); v.Passed || v.Reason != tc.reason {
+				t.Errorf("station verdict: passed=%v reason %q, want failed with %q", v.Passed, v.Reason, tc.reason)
 			}
 		})
 	}
