@@ -16,6 +16,11 @@
 //
 // The init rewrites the boot menu's mode on the disk at the end of the
 // install boot, so a booted image is not the image built: boot a copy.
+//
+// QEMU gives the qemu-system-arm command line that boots such a disk
+// (Debian's U-Boot for the virt machine, the console on a terminal), as
+// the package's tests and, later, the bench's QEMU board run it.
+// NOTES.md has the measured boot stages.
 package armimage
 
 import (

@@ -41,17 +41,15 @@ func needQEMU(t *testing.T) qemuAssets {
 	if a.qemu, err = exec.LookPath("qemu-system-arm"); err != nil {
 		t.Skip("qemu-system-arm is missing (Debian package qemu-system-arm; make deps installs it)")
 	}
-	a.uboot = "/usr/lib/u-boot/qemu_arm/u-boot.bin"
+	a.uboot = UBootQEMUArm
 	if _, err := os.Stat(a.uboot); err != nil {
 		t.Skipf("%s is missing (Debian package u-boot-qemu; make deps installs it)", a.uboot)
 	}
 	a.kernelDir = os.Getenv("FLASHSTATION_QEMU_KERNEL")
 	if a.kernelDir == "" {
-		out, err := exec.Command("go", "env", "GOCACHE").Output()
-		if err != nil {
-			t.Skipf("go env GOCACHE: %v", err)
+		if a.kernelDir, err = KernelAssets(); err != nil {
+			t.Skip(err)
 		}
-		a.kernelDir = filepath.Join(strings.TrimSpace(string(out)), "flashstation-qemu", "kernel", "current")
 	}
 	if _, err := os.Stat(filepath.Join(a.kernelDir, ".complete")); err != nil {
 		t.Skipf("no armhf kernel assets in %s: run scripts/qemu-kernel.sh (or set FLASHSTATION_QEMU_KERNEL)", a.kernelDir)
@@ -123,14 +121,7 @@ func bootQEMU(t *testing.T, a qemuAssets, disk string) *qemuBoard {
 	t.Helper()
 	master, slave, err := pty.Open()
 	must(t, err)
-	cmd := exec.Command(a.qemu,
-		"-M", "virt", "-m", "256", "-smp", "1",
-		"-display", "none", "-monitor", "none",
-		"-chardev", "serial,id=con0,path="+slave.Name(), "-serial", "chardev:con0",
-		"-bios", a.uboot,
-		"-drive", "if=none,file="+disk+",format=raw,id=d", "-device", "virtio-blk-device,drive=d",
-		"-netdev", "user,id=n,restrict=on", "-device", "virtio-net-device,netdev=n",
-	)
+	cmd := exec.Command(a.qemu, QEMU{UBoot: a.uboot, Disk: disk, Serial: slave.Name()}.Args()...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	b := &qemuBoard{con: &serialConsole{start: time.Now(), changed: make(chan struct{})}, exited: make(chan struct{})}
