@@ -10,7 +10,7 @@ GOBIN   := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION ?= 0.8.2
 STATICCHECK ?= $(GOBIN)/staticcheck
 
-.PHONY: all deps tools build test vet demo bench lint fmt clean
+.PHONY: all deps tools build test vet demo bench lint fmt clean qemu-assets qemu-test
 
 all: build
 
@@ -41,6 +41,15 @@ test: deps lint
 # The station on a simulated bench (DEMO_ARGS: e.g. --faults --boards 16).
 demo: build
 	$(BIN) demo $(DEMO_ARGS)
+
+# The armhf QEMU board's kernel (Debian's armmp vmlinuz and virtio
+# modules, fetched into the build cache), then its boot tests:
+# internal/armimage boots the built image under qemu-system-arm.
+qemu-assets: deps
+	@scripts/qemu-kernel.sh >/dev/null
+
+qemu-test: qemu-assets
+	$(GO) test -timeout $(TIMEOUT) -v -run 'QEMU|Build' ./internal/armimage/...
 
 # Performance benchmarks (never timed assertions in tests): the flash engine
 # against bmaptool and dd, then the Go benchmarks.

@@ -2,12 +2,15 @@
 # Installs, when missing, what flashstation's build and tests need from
 # Debian: libusb headers for gousb, and the real peers the tests check our
 # formats and simulators against (bmaptool, fastboot, zstd, xz), and tmux,
-# the terminal emulator the bench TUI is checked in.
+# the terminal emulator the bench TUI is checked in; and the armhf QEMU
+# bench's boot chain and image tools (qemu-system-arm, u-boot-qemu for
+# U-Boot's qemu_arm build, mtools and dosfstools for the vfat seed, gdisk for
+# sgdisk's GPT). scripts/qemu-kernel.sh fetches the armhf kernel itself.
 # As root it runs apt-get; otherwise it prints the command to run. Tests that
 # need a missing peer skip with a message naming the package.
 set -eu
 
-packages="libusb-1.0-0-dev pkg-config bmap-tools fastboot zstd xz-utils tmux"
+packages="libusb-1.0-0-dev pkg-config bmap-tools fastboot zstd xz-utils tmux qemu-system-arm u-boot-qemu mtools dosfstools gdisk"
 
 missing=""
 for p in $packages; do
