@@ -244,3 +244,25 @@ func TestLongSpinnerLine(t *testing.T) {
 		}
 	}
 }
+
+// TestArmhfUBootCannotBootTheKernel: 32-bit U-Boot (Debian's 2023.01, as
+// the QEMU armhf board prints it) finding a corrupt kernel on a flashed
+// board is a bootloader error at once, and its echo of the command line
+// it would pass ("append: ... snapd_recovery_mode=install") is not taken
+// for the install boot: no kernel ran.
+func TestArmhfUBootCannotBootTheKernel(t *testing.T) {
+	b, err := os.ReadFile("testdata/uboot-armhf-bad-kernel.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, evs := feed(t, profile(t, "uc22"), b, 100*time.Millisecond)
+	v := m.Verdict()
+	if v.Reason != console.ReasonBootloaderError || !strings.Contains(v.Detail, "zimage: Bad magic!") {
+		t.Fatalf("verdict %+v", v)
+	}
+	for _, e := range evs {
+		if e.Kind == console.EventStage && e.Stage == "install-boot" {
+			t.Errorf("install-boot reached on U-Boot's echo: %+v", e)
+		}
+	}
+}

@@ -315,12 +315,16 @@ func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
 	if strings.Contains(b.con.text(), "Starting kernel") {
 		t.Error("U-Boot started a zeroed kernel")
 	}
-	// The station must fail this boot. Issue 16 wants bootloader-error;
-	// the built-in U-Boot error list has "Bad Linux ARM64 Image magic!"
-	// but not 32-bit U-Boot's "zimage: Bad magic!", so today it ends
-	// only when the install boot's stage times out.
-	if v := b.stationVerdict(t); v.Passed {
-		t.Error("the station passes a board whose kernel is zeroed")
+	// The station fails this boot at once, as U-Boot's: no kernel ran,
+	// so no install boot began (U-Boot's "append:" echo is not one).
+	v := b.stationVerdict(t)
+	if v.Passed || v.Reason != console.ReasonBootloaderError || !strings.Contains(v.Detail, "zimage: Bad magic!") {
+		t.Errorf("station verdict on a zeroed kernel: passed=%v %s: %s, want bootloader-error", v.Passed, v.Reason, v.Detail)
+	}
+	for _, st := range v.Stages {
+		if st.Name == "install-boot" && !st.Skipped {
+			t.Errorf("install-boot reached with a zeroed kernel: %+v", st)
+		}
 	}
 	t.Logf("console:\n%s", b.con.text())
 }
