@@ -95,14 +95,14 @@ func fails(reason string, patterns ...string) []FailPattern {
 
 // Patterns shared by the built-in profiles.
 var (
-	bannerPattern  = `U-Boot( SPL)? \d{4}\.\d{2}`
-	ubootErrors    = fails(ReasonBootloaderError, `Resetting CPU`, `Must RESET board to recover`, `Retry count exceeded`, `File not found`, `Wrong Image Format for boot`, `Bad Linux ARM64 Image magic!`, `zimage: Bad magic!`, `Ramdisk image is corrupt`)
-	seedErrors     = fails(ReasonSeedError, `cannot run snapd from the seed`, `error: cannot perform the following tasks`)
-	readyMarkers   = []string{`Press enter to configure\.`, `Ubuntu Core \d+ on \S+ \(tty\S+\)`}
-	readyPrompt    = []string{`login: ?$`}
-	seededMarkers  = []string{`Mark system seeded`, `Started Wait until snapd is fully seeded`}
-	seedingOutput  = []string{`Mount snap "`, `Setup snap "`, `Ensure prerequisites for "`}
-	kernelMarkers  = []string{`Booting Linux on physical CPU`, `Linux version \d`, `Welcome to Ubuntu Core`}
+	bannerPattern = `U-Boot( SPL)? \d{4}\.\d{2}`
+	ubootErrors   = fails(ReasonBootloaderError, `Resetting CPU`, `Must RESET board to recover`, `Retry count exceeded`, `File not found`, `Wrong Image Format for boot`, `Bad Linux ARM64 Image magic!`, `zimage: Bad magic!`, `Ramdisk image is corrupt`)
+	seedErrors    = fails(ReasonSeedError, `cannot run snapd from the seed`, `error: cannot perform the following tasks`)
+	readyMarkers  = []string{`Press enter to configure\.`, `Ubuntu Core \d+ on \S+ \(tty\S+\)`}
+	readyPrompt   = []string{`login: ?$`}
+	seededMarkers = []string{`Mark system seeded`, `Started Wait until snapd is fully seeded`}
+	seedingOutput = []string{`Mount snap "`, `Setup snap "`, `Ensure prerequisites for "`}
+	kernelMarkers = []string{`Booting Linux on physical CPU`, `Linux version \d`, `Welcome to Ubuntu Core`}
 	// The install boot is the kernel's: U-Boot's extlinux echoes the command
 	// line it passes ("append: ... snapd_recovery_mode=install") before any
 	// kernel runs, so only the kernel's own line marks it.
