@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flashstation/flashstation/flash"
+	"github.com/flashstation/flashstation/internal/armimage"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
 	"github.com/flashstation/flashstation/usb"
@@ -62,7 +63,11 @@ type BenchConfig struct {
 	// hardware serial instead of SIM00001, SIM00002... (tests give two
 	// boards one serial, as boards whose U-Boot shares one do).
 	SerialOf func(board int) string
-	Logger   zerolog.Logger
+	// QEMU, when set, makes every board a QEMU board (BoardConfig.QEMU):
+	// the image is a real bootable armhf image (internal/armimage) and the
+	// boots are real, at real speed (Speed is 1).
+	QEMU   *QEMUAssets
+	Logger zerolog.Logger
 }
 
 // SlotInfo is one slot of the simulated bench and its board.
@@ -124,6 +129,9 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 	}
 	if cfg.MinTimeout <= 0 {
 		cfg.MinTimeout = 15 * time.Second
+	}
+	if cfg.QEMU != nil {
+		cfg.Speed = 1 // real boots take real time
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
@@ -221,9 +229,13 @@ func (b *Bench) plugBoard(ctx context.Context, i int, mode Mode, service string,
 	if b.cfg.FastKeys {
 		bits = 2048
 	}
+	diskSize := b.cfg.ImageSize + 8<<20
+	if b.cfg.QEMU != nil {
+		diskSize = armimage.DiskSize + 8<<20
+	}
 	board, err := NewBoard(BoardConfig{
 		Serial: serial, Mode: mode, Storage: filepath.Join(b.Dir, "disks", fmt.Sprintf("%s-%d.img", slot.ID, n)),
-		DiskSize: b.cfg.ImageSize + 8<<20, ConsoleLink: slot.Console, Port: slot.Port, Presence: b.Bus,
+		DiskSize: diskSize, QEMU: b.cfg.QEMU, ConsoleLink: slot.Console, Port: slot.Port, Presence: b.Bus,
 		Profile: "uc20", Speed: b.cfg.Speed, Expect: b.Image, Model: b.model,
 		DeviceService: service, Headers: headers, KeyBits: bits,
 		LoginUser: FactoryUser, LoginPassword: strings.TrimSpace(string(pw)), Faults: faults, Logger: b.cfg.Logger,
@@ -337,6 +349,11 @@ const MinImageSize = 16 << 20
 // know what the boards expect.
 func (b *Bench) writeImage(ctx context.Context) error {
 	path := filepath.Join(b.Dir, "image.img.zst")
+	if b.cfg.QEMU != nil {
+		if err := b.writeQEMUImage(ctx, path); err != nil {
+			return err
+		}
+	}
 	if _, err := os.Stat(path); err != nil {
 		raw := make([]byte, b.cfg.ImageSize)
 		rng := rand.NewChaCha8([32]byte{'s', 'i', 'm'})

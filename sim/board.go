@@ -133,6 +133,14 @@ type BoardConfig struct {
 	LoginUser, LoginPassword string
 	Faults                   Faults
 	Logger                   zerolog.Logger
+	// QEMU, when set, makes a QEMU board: its flash mode is simulated
+	// (a UMS disk or fastboot onto Storage, as other boards), but its
+	// boots are real: qemu-system-arm's armhf virt machine with Debian's
+	// U-Boot boots Storage, the station watching its console. Power off
+	// ends QEMU, power on starts it again. QEMUArgs adds to QEMU's command
+	// line (the board's identity, its network).
+	QEMU     *QEMUAssets
+	QEMUArgs func(*Board) ([]string, error)
 }
 
 // Board is a simulated board: storage, a console on a pseudo-terminal, a
@@ -142,6 +150,7 @@ type Board struct {
 
 	master, slave *os.File
 	fb            *fastboottest.Device
+	qemu          *qemuConsole // a QEMU board's side of the console
 
 	mu         sync.Mutex
 	state      string
@@ -204,6 +213,13 @@ func NewBoard(cfg BoardConfig) (*Board, error) {
 		return nil, fmt.Errorf("sim: console pty: %w", err)
 	}
 	b := &Board{cfg: cfg, master: m, slave: s, state: StateOff, booted: make(chan struct{}), registered: make(chan struct{})}
+	if cfg.QEMU != nil {
+		if b.qemu, err = newQEMUConsole(); err != nil {
+			m.Close()
+			s.Close()
+			return nil, err
+		}
+	}
 	if cfg.ConsoleLink != "" {
 		os.MkdirAll(filepath.Dir(cfg.ConsoleLink), 0o755)
 		os.Remove(cfg.ConsoleLink)
@@ -278,6 +294,10 @@ func (b *Board) Start(ctx context.Context) error {
 	b.show()
 	b.wg.Add(1)
 	go b.consoleInput()
+	if b.qemu != nil {
+		b.wg.Add(1)
+		go b.relayQEMU()
+	}
 	return nil
 }
 
@@ -329,6 +349,9 @@ func (b *Board) Close() {
 	}
 	b.master.Close()
 	b.slave.Close()
+	if b.qemu != nil {
+		b.qemu.Close()
+	}
 	if b.cfg.ConsoleLink != "" {
 		os.Remove(b.cfg.ConsoleLink)
 	}
@@ -498,6 +521,10 @@ func (b *Board) Boot() {
 	b.wg.Add(1)
 	go func() {
 		defer close(done)
+		if b.qemu != nil {
+			b.playQEMU()
+			return
+		}
 		b.play()
 	}()
 }
@@ -722,6 +749,13 @@ func (b *Board) consoleInput() {
 			gen, loggedIn, wantPassword, user, line = g, false, false, "", line[:0]
 		}
 		state := b.State()
+		if b.qemu != nil && (state == StateBooting || state == StateBooted) {
+			// The guest's own console answers (its U-Boot, its getty).
+			if _, err := b.qemu.master.Write([]byte{c}); err != nil {
+				return
+			}
+			continue
+		}
 		if state == StateFlashMode {
 			if c == 0x03 {
 				echo("<INTERRUPT>\r\n=> ")

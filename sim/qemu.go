@@ -1,0 +1,266 @@
+package sim
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+
+	"github.com/flashstation/flashstation/internal/armimage"
+	"github.com/flashstation/flashstation/internal/armimage/seedconf"
+)
+
+// QEMUAssets is what a bench of QEMU boards needs: Debian's
+// qemu-system-arm and U-Boot for its virt machine, Debian's armhf kernel
+// (scripts/qemu-kernel.sh), and the board program built for armhf.
+type QEMUAssets struct {
+	QEMU      string // qemu-system-arm
+	UBoot     string // armimage.UBootQEMUArm
+	KernelDir string // vmlinuz and modules/, from scripts/qemu-kernel.sh
+	Init      string // cmd/flashstation-board built for armhf (armimage.BuildInit)
+	CacheDir  string // built images, by their inputs' hash
+}
+
+// FindQEMUAssets finds the QEMU bench's assets on this machine and builds
+// the board program from the module at moduleDir (the flashstation source
+// tree) into the cache. Its error says what is missing and how to get it.
+func FindQEMUAssets(ctx context.Context, moduleDir string) (QEMUAssets, error) {
+	var a QEMUAssets
+	var err error
+	if a.QEMU, err = exec.LookPath("qemu-system-arm"); err != nil {
+		return a, errors.New("sim: no qemu-system-arm: install Debian's qemu-system-arm (make deps)")
+	}
+	a.UBoot = armimage.UBootQEMUArm
+	if _, err := os.Stat(a.UBoot); err != nil {
+		return a, fmt.Errorf("sim: no U-Boot for QEMU's virt machine at %s: install Debian's u-boot-qemu (make deps)", a.UBoot)
+	}
+	if a.KernelDir, err = armimage.KernelAssets(); err != nil {
+		return a, err
+	}
+	if _, err := os.Stat(filepath.Join(a.KernelDir, "vmlinuz")); err != nil {
+		return a, fmt.Errorf("sim: no armhf kernel in %s: run make qemu-assets (scripts/qemu-kernel.sh)", a.KernelDir)
+	}
+	a.CacheDir = filepath.Join(filepath.Dir(filepath.Dir(a.KernelDir)), "images")
+	a.Init = filepath.Join(filepath.Dir(filepath.Dir(a.KernelDir)), "flashstation-board")
+	if err := armimage.BuildInit(ctx, moduleDir, a.Init); err != nil {
+		return a, fmt.Errorf("sim: %w", err)
+	}
+	return a, nil
+}
+
+// qemuFault is the fault a QEMU board acts out for the board's faults:
+// the guest's own (a real kernel panic, a reboot loop, a seeding error).
+func qemuFault(f Faults) string {
+	switch {
+	case f.KernelPanic:
+		return seedconf.FaultPanic
+	case f.BootLoop:
+		return seedconf.FaultBootLoop
+	}
+	return seedconf.FaultNone
+}
+
+// qemuReady is the guest's console-ready prompt: the board is booted.
+var qemuReady = regexp.MustCompile(`Press enter to configure\.|login: ?$`)
+
+// qemuConsole is a QEMU board's side of the console: a pseudo-terminal
+// whose slave QEMU opens at each boot, and whose master the board copies
+// to and from the station's console for the board's lifetime.
+type qemuConsole struct {
+	master, slave *os.File
+}
+
+func newQEMUConsole() (*qemuConsole, error) {
+	m, s, err := pty.Open()
+	if err != nil {
+		return nil, fmt.Errorf("sim: QEMU console pty: %w", err)
+	}
+	// Raw until QEMU opens it (QEMU makes it raw too): no echo of what
+	// the station types before the guest runs, no line discipline.
+	if err := makeRaw(s); err != nil {
+		m.Close()
+		s.Close()
+		return nil, fmt.Errorf("sim: QEMU console pty: %w", err)
+	}
+	return &qemuConsole{master: m, slave: s}, nil
+}
+
+// makeRaw puts a terminal in raw mode (cfmakeraw).
+func makeRaw(f *os.File) error {
+	t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
+	return unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
+}
+
+func (q *qemuConsole) Close() {
+	q.master.Close()
+	q.slave.Close()
+}
+
+// relayQEMU copies what the guest prints to the station's console until
+// the board closes, and marks the board booted at the guest's ready
+// prompt.
+func (b *Board) relayQEMU() {
+	defer b.wg.Done()
+	r := bufio.NewReader(b.qemu.master)
+	var line []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			b.consoleMu.Lock()
+			_, werr := b.master.Write(buf[:n])
+			b.consoleMu.Unlock()
+			if werr != nil {
+				return
+			}
+			for _, c := range buf[:n] {
+				if c == '\n' {
+					line = line[:0]
+					continue
+				}
+				if len(line) < 512 {
+					line = append(line, c)
+				}
+			}
+			if qemuReady.Match(bytes.TrimRight(line, "\r ")) && b.State() == StateBooting {
+				b.qemuBooted()
+			}
+		}
+		if err != nil {
+			if b.ctx != nil && b.ctx.Err() != nil {
+				return
+			}
+			// No QEMU holds the slave between boots: wait for the next.
+			select {
+			case <-b.ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// qemuBooted is the guest at its ready prompt: the board is booted and
+// shows on the bus as the booted system does.
+func (b *Board) qemuBooted() {
+	b.setState(StateBooted)
+	b.show()
+	b.mu.Lock()
+	booted := b.booted
+	b.mu.Unlock()
+	select {
+	case <-booted:
+	default:
+		close(booted)
+	}
+}
+
+// playQEMU is a QEMU board's boot: qemu-system-arm with the board's
+// storage as its disk, until the boot is stopped (power off, the board
+// back in its flash mode) or the guest powers off.
+func (b *Board) playQEMU() {
+	defer b.wg.Done()
+	ctx := b.bootContext()
+	q := b.cfg.QEMU
+	if err := armimage.SetFault(b.cfg.Storage, qemuFault(b.cfg.Faults)); err != nil {
+		// No boot menu on the disk: U-Boot finds nothing to boot, as on
+		// a board whose flash is corrupt. Let it say so.
+		b.cfg.Logger.Debug().Err(err).Str("board", b.cfg.Serial).Msg("sim qemu board: no boot menu to set the fault on")
+	}
+	args := armimage.QEMU{UBoot: q.UBoot, Disk: b.cfg.Storage, Serial: b.qemu.slave.Name()}.Args()
+	if b.cfg.QEMUArgs != nil {
+		extra, err := b.cfg.QEMUArgs(b)
+		if err != nil {
+			b.cfg.Logger.Error().Err(err).Str("board", b.cfg.Serial).Msg("sim qemu board")
+			b.setState(StateFailed)
+			return
+		}
+		args = append(args, extra...)
+	}
+	cmd := exec.CommandContext(ctx, q.QEMU, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		b.cfg.Logger.Error().Err(err).Str("board", b.cfg.Serial).Msg("sim qemu board: qemu-system-arm")
+		b.setState(StateFailed)
+		return
+	}
+	err := cmd.Wait()
+	if ctx.Err() == nil {
+		// The guest powered off, or QEMU failed.
+		if err != nil {
+			b.cfg.Logger.Error().Err(err).Str("board", b.cfg.Serial).Str("stderr", stderr.String()).Msg("sim qemu board: qemu-system-arm ended")
+		}
+		b.mu.Lock()
+		if b.state == StateBooting || b.state == StateBooted {
+			b.state = StateOff
+		}
+		b.mu.Unlock()
+		b.show()
+	}
+}
+
+// qemuLabel is the recovery system's label on the QEMU bench's image.
+const qemuLabel = "20260901"
+
+// writeQEMUImage builds the QEMU bench's image (a real armhf Ubuntu Core
+// 20+ seed with the bench's model, internal/armimage; cached by its
+// inputs) and writes it, zstd-compressed, where the station's lines take
+// their image, unless the same image is already there.
+func (b *Bench) writeQEMUImage(ctx context.Context, path string) error {
+	model, err := os.ReadFile(filepath.Join(b.Dir, "model.assert"))
+	if err != nil {
+		return err
+	}
+	q := b.cfg.QEMU
+	img, err := armimage.Build(ctx, armimage.Config{KernelDir: q.KernelDir, Init: q.Init, Model: model, Label: qemuLabel, CacheDir: q.CacheDir})
+	if err != nil {
+		return fmt.Errorf("sim: the QEMU bench's image: %w", err)
+	}
+	stamp := filepath.Join(b.Dir, "image.inputs")
+	if old, err := os.ReadFile(stamp); err == nil && string(old) == img.Hash {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+	}
+	raw, err := os.ReadFile(img.Path)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	w, err := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(raw); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(stamp, []byte(img.Hash), 0o644)
+}
