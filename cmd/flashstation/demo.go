@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,9 +30,10 @@ func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
 		data               string
 		fastKeys           bool
 		bell               bool
+		qemu               bool
 	}
 	cmd := &cobra.Command{
-		Use:   "demo [--boards N] [--speed X] [--faults] [--data DIR] [--headless] [--json]",
+		Use:   "demo [--boards N] [--speed X] [--faults] [--qemu] [--data DIR] [--headless] [--json]",
 		Short: "Run the station on a simulated bench",
 		Long: `Run the real station pipeline on a simulated bench: the Serial Vault double,
 N simulated boards (half USB mass storage on line1 with the recording proxy,
@@ -36,7 +41,11 @@ half fastboot on line2 with console capture), one batch, then a summary.
 On a terminal the bench TUI shows it (q quits once you have seen enough);
 --headless prints the events instead and ends with the batch.
 --faults mixes failures in (write error, kernel panic, hang, garbage, unplug,
-boot loop, vault refusal). DIR (a temporary directory unless --data) keeps
+boot loop, vault refusal). --qemu makes the boards QEMU armhf boards (3 unless
+--boards): their flash mode is simulated, their boots are real (Debian's U-Boot
+and kernel under qemu-system-arm, at real speed); it needs make qemu-assets
+and runs from flashstation's source tree, which builds the boards' program.
+DIR (a temporary directory unless --data) keeps
 station.yaml, vault-key.pub and the ledger, so status, logs, assertions and
 export work on it afterwards:
 
@@ -69,10 +78,24 @@ export work on it afterwards:
 				fmt.Fprintln(out, "demo: stdout is not a terminal: running headless")
 				o.head = true
 			}
-			fmt.Fprintf(out, "demo: building a simulated bench of %d boards in %s (vault key, image, boards)...\n", o.boards, dir)
 			benchLog, _ := logging.New(io.Discard, "")
 			benchCfg := sim.BenchConfig{Dir: dir, Boards: o.boards, Speed: o.speed, Faults: o.faults,
 				FastKeys: o.fastKeys, Logger: benchLog}
+			if o.qemu {
+				if !cmd.Flags().Changed("boards") {
+					benchCfg.Boards = 3
+				}
+				assets, err := demoQEMUAssets(ctx)
+				if err != nil {
+					return err
+				}
+				benchCfg.QEMU, o.speed = &assets, 1
+			}
+			kind := "simulated"
+			if o.qemu {
+				kind = "QEMU armhf"
+			}
+			fmt.Fprintf(out, "demo: building a bench of %d %s boards in %s (vault key, image, boards)...\n", benchCfg.Boards, kind, dir)
 			if benchConfigHook != nil {
 				benchConfigHook(&benchCfg)
 			}
@@ -85,7 +108,7 @@ export work on it afterwards:
 			if err != nil {
 				return err
 			}
-			perLine := (o.boards + 1) / 2
+			perLine := (benchCfg.Boards + 1) / 2
 			// The simulated snapd waits scale with the speed; so does the
 			// wait for a serial (a refused board fails once it has tried).
 			registerTimeout := 10 * time.Minute
@@ -113,6 +136,18 @@ export work on it afterwards:
 	f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout")
 	f.BoolVar(&o.fastKeys, "fast-keys", false, "2048-bit keys instead of 4096 (tests)")
 	f.BoolVar(&o.bell, "bell", false, "ring the terminal's bell on every FAIL")
+	f.BoolVar(&o.qemu, "qemu", false, "QEMU armhf boards: real U-Boot and kernel boots (make qemu-assets)")
 	_ = f.MarkHidden("fast-keys")
 	return cmd
+}
+
+// demoQEMUAssets finds the QEMU bench's assets, building the boards'
+// program from the flashstation source tree the demo runs in.
+func demoQEMUAssets(ctx context.Context) (sim.QEMUAssets, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	mod := strings.TrimSpace(string(out))
+	if err != nil || mod == "" || mod == os.DevNull {
+		return sim.QEMUAssets{}, errors.New("demo --qemu builds the QEMU boards' program: run it from flashstation's source tree (make demo DEMO_ARGS=--qemu)")
+	}
+	return sim.FindQEMUAssets(ctx, filepath.Dir(mod))
 }
