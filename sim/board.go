@@ -66,6 +66,10 @@ type Faults struct {
 	// StaysOff: the board does not come back after a power cut (a dead
 	// regulator): no device on the bus, a silent console.
 	StaysOff bool
+	// CorruptAfterFlash: the storage loses data after the station has
+	// written and verified it (a failing eMMC): the boot finds a damaged
+	// kernel, and a QEMU board's real U-Boot refuses it.
+	CorruptAfterFlash bool
 }
 
 // String lists the faults, for logs and the demo.
@@ -88,6 +92,7 @@ func (f Faults) String() string {
 	add(f.HoldRegistration != nil, "registration held")
 	add(f.KeepsPower, "keeps power")
 	add(f.StaysOff, "stays off")
+	add(f.CorruptAfterFlash, "storage corrupted after the flash")
 	if len(out) == 0 {
 		return "none"
 	}
@@ -517,6 +522,11 @@ func (b *Board) Boot() {
 	// Re-enumeration: off the bus while rebooting, back as the booted device.
 	if b.cfg.Presence != nil {
 		b.cfg.Presence.Unplug(b.cfg.Port)
+	}
+	if b.cfg.Faults.CorruptAfterFlash {
+		if err := b.corruptStorage(); err != nil {
+			b.cfg.Logger.Debug().Err(err).Str("board", b.cfg.Serial).Msg("sim board: corrupting its storage")
+		}
 	}
 	b.wg.Add(1)
 	go func() {
