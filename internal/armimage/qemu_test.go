@@ -111,20 +111,25 @@ type serialConsole struct {
 // qemuBoard is one QEMU run.
 type qemuBoard struct {
 	con    *serialConsole
+	tty    *os.File      // the pty's master: what is written is typed on the console
 	exited chan struct{} // closed when QEMU has exited
 	err    error         // QEMU's exit, once exited is closed
 }
 
-// bootQEMU starts QEMU on disk with its console on a pty; cleanup kills
-// it and waits for it and for the console reader.
-func bootQEMU(t *testing.T, a qemuAssets, disk string) *qemuBoard {
+// bootQEMU starts QEMU on q (its U-Boot and console filled in) with its
+// console on a pty; cleanup kills it and waits for it and for the console
+// reader.
+func bootQEMU(t *testing.T, a qemuAssets, q QEMU) *qemuBoard {
 	t.Helper()
 	master, slave, err := pty.Open()
 	must(t, err)
-	cmd := exec.Command(a.qemu, QEMU{UBoot: a.uboot, Disk: disk, Serial: slave.Name()}.Args()...)
+	q.UBoot, q.Serial = a.uboot, slave.Name()
+	args, err := q.Args()
+	must(t, err)
+	cmd := exec.Command(a.qemu, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	b := &qemuBoard{con: &serialConsole{start: time.Now(), changed: make(chan struct{})}, exited: make(chan struct{})}
+	b := &qemuBoard{con: &serialConsole{start: time.Now(), changed: make(chan struct{})}, exited: make(chan struct{}), tty: master}
 	must(t, cmd.Start())
 	readerDone := make(chan struct{})
 	go func() {
@@ -253,7 +258,7 @@ func TestQEMUBootsInstallThenRun(t *testing.T) {
 	disk, _ := testImage(t, a, seedconf.FaultNone)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	b := bootQEMU(t, a, disk)
+	b := bootQEMU(t, a, QEMU{Disk: disk})
 	b.expect(ctx, t, [][2]string{
 		{"u-boot", "U-Boot 2023.01"},
 		{"autoboot", "Hit any key to stop autoboot"},
@@ -303,7 +308,7 @@ func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	b := bootQEMU(t, a, disk)
+	b := bootQEMU(t, a, QEMU{Disk: disk})
 	b.expect(ctx, t, [][2]string{
 		{"u-boot", "U-Boot 2023.01"},
 		{"autoboot", "Hit any key to stop autoboot"},
@@ -362,7 +367,7 @@ func TestQEMUFaults(t *testing.T) {
 			must(t, SetFault(disk, tc.fault)) // as the bench sets it on a flashed disk
 			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 			defer cancel()
-			b := bootQEMU(t, a, disk)
+			b := bootQEMU(t, a, QEMU{Disk: disk})
 			b.expect(ctx, t, tc.stages)
 			if tc.fault == seedconf.FaultSeedError && strings.Contains(b.con.text(), "Mark system seeded") {
 				t.Error("a board that failed to seed says it seeded")
