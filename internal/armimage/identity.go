@@ -64,7 +64,7 @@ func GuestServiceURL(hostURL string) (guestURL, hostAddr string, err error) {
 		return "", "", fmt.Errorf("armimage: proxy URL: %w", err)
 	}
 	if u.Scheme != "http" || u.Port() == "" {
-		return "", "", fmt.Errorf("armimage: proxy URL %q: want http://host:port/...", hostURL)
+		return "", "", fmt.Errorf("armimage: proxy URL %q: want http://host:port/path", hostURL)
 	}
 	hostAddr = u.Host
 	u.Host = ProxyGuestIP

@@ -39,7 +39,6 @@ type vaultBench struct {
 	signed   chan struct{} // one per answered serial request
 	hold     chan struct{} // closed: serial requests go through
 	arrived  chan struct{} // one per serial request, before it waits on hold
-	held     atomic.Bool
 }
 
 func startVault(t *testing.T, holdSerial bool) *vaultBench {
@@ -185,6 +184,8 @@ func TestQEMUBoardRegistersAndLogsIn(t *testing.T) {
 		{"install boot", "Installing the system, please wait for reboot"},
 		{"reboot", "reboot: Restarting system"},
 		{"run mode", "snapd_recovery_mode=run"},
+		{"init", "Run /init as init process"},
+		{"run boot", "Welcome to Ubuntu Core 22!"},
 		{"seeded", "Mark system seeded"},
 		{"ready", "Ubuntu Core 22 on 10.0.2.15 (ttyAMA0)\r\n\r\nubuntu login: "},
 	})
@@ -288,6 +289,8 @@ func TestQEMUBoardReachesOnlyTheProxy(t *testing.T) {
 	b := guestBoard(t, a, vb, disk, id)
 	b.expect(ctx, t, [][2]string{
 		{"run mode", "snapd_recovery_mode=run"},
+		{"init", "Run /init as init process"},
+		{"run boot", "Welcome to Ubuntu Core 22!"},
 		{"probe proxy", "probe " + ProxyGuestAddr + ": connected"},
 		{"probe host", "probe " + hostSide + ": unreachable"},
 		{"probe dns", "probe 10.0.2.3:53: unreachable"},
@@ -295,7 +298,9 @@ func TestQEMUBoardReachesOnlyTheProxy(t *testing.T) {
 		{"seeded", "Mark system seeded"},
 		{"ready", "Press enter to configure."},
 	})
-	t.Cleanup(func() { t.Logf("vault requests: request-id %d serial %d", vb.vault.Requests("/v1/request-id"), vb.vault.Requests("/v1/serial")) })
+	t.Cleanup(func() {
+		t.Logf("vault requests: request-id %d serial %d", vb.vault.Requests("/v1/request-id"), vb.vault.Requests("/v1/serial"))
+	})
 	wait(ctx, t, vb.signed, "the vault's signature")
 	t.Logf("%7.2fs  serial signed", time.Since(b.con.start).Seconds())
 	checkSigned(t, vb, id)
