@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -91,24 +89,12 @@ func wait(ctx context.Context, t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
-// guestImage builds the image with vb's model (the board idles once
-// ready) and returns a copy to boot.
+// guestImage builds the image with the vault's model (signed by a key
+// made for this process, so cached only in a temporary directory; the
+// board idles once ready) and returns a copy to boot.
 func guestImage(t *testing.T, a qemuAssets, model *serialvault.Assertion) string {
 	t.Helper()
-	ctx := context.Background()
-	initBin := filepath.Join(t.TempDir(), "init")
-	start := time.Now()
-	must(t, BuildInit(ctx, "../..", initBin))
-	t.Logf("init built in %v", time.Since(start))
-	img, err := Build(ctx, Config{
-		KernelDir: a.kernelDir, Init: initBin, Model: model.Encode(), Label: "20240210",
-		Fault: seedconf.FaultNone, CacheDir: t.TempDir(),
-	})
-	must(t, err)
-	data, err := os.ReadFile(img.Path)
-	must(t, err)
-	disk := filepath.Join(t.TempDir(), "disk.img")
-	must(t, os.WriteFile(disk, data, 0o644))
+	disk, _ := bootableImage(t, a, Config{Model: model.Encode(), Fault: seedconf.FaultNone, CacheDir: t.TempDir()})
 	return disk
 }
 

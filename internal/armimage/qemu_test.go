@@ -57,21 +57,30 @@ func needQEMU(t *testing.T) qemuAssets {
 	return a
 }
 
-// testImage builds (or takes from the build cache) the image for cfg and
-// returns a copy the boot may change.
+// testImage builds (or takes from the build cache) the image with the
+// test model and fault, that powers off once ready, and returns a copy the
+// boot may change, and the image's bytes.
 func testImage(t *testing.T, a qemuAssets, fault string) (string, []byte) {
+	t.Helper()
+	return bootableImage(t, a, Config{Model: []byte(testModel), Fault: fault, PowerOff: true})
+}
+
+// bootableImage builds the image for cfg with this tree's init and a's
+// kernel (cached in cfg.CacheDir, by default beside the kernel assets),
+// and returns a copy the boot may change, and the image's bytes.
+func bootableImage(t *testing.T, a qemuAssets, cfg Config) (string, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	initBin := filepath.Join(t.TempDir(), "init")
 	start := time.Now()
 	must(t, BuildInit(ctx, "../..", initBin))
 	t.Logf("init built in %v", time.Since(start))
-	cache := filepath.Join(filepath.Dir(filepath.Dir(a.kernelDir)), "images")
+	cfg.KernelDir, cfg.Init, cfg.Label = a.kernelDir, initBin, "20240210"
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(filepath.Dir(filepath.Dir(a.kernelDir)), "images")
+	}
 	start = time.Now()
-	img, err := Build(ctx, Config{
-		KernelDir: a.kernelDir, Init: initBin, Model: []byte(testModel), Label: "20240210",
-		Fault: fault, PowerOff: true, CacheDir: cache,
-	})
+	img, err := Build(ctx, cfg)
 	must(t, err)
 	t.Logf("image %s (cached %v) in %v", img.Path, img.Cached, time.Since(start))
 	data, err := os.ReadFile(img.Path)
