@@ -30,7 +30,7 @@ var slirpNet = netConfig{
 // default route (no DHCP: the address is fixed), and returns the card's
 // MAC address.
 func netUp(c netConfig) (string, error) {
-	deadline := time.Now().Add(diskWait)
+	deadline := time.Now().Add(diskWait) // for the card, then for its link
 	for {
 		if _, err := os.Stat("/sys/class/net/" + c.ifname); err == nil {
 			break
@@ -73,6 +73,19 @@ func netUp(c netConfig) (string, error) {
 	}
 	if err := addDefaultRoute(c.gateway); err != nil {
 		return "", err
+	}
+	// Wait for the kernel to see the link up (its "link becomes ready"
+	// line comes then), as systemd-networkd's wait-online does, so that
+	// the line lands before the seeding, not after the login prompt.
+	for {
+		state, _ := os.ReadFile("/sys/class/net/" + c.ifname + "/operstate")
+		if strings.TrimSpace(string(state)) == "up" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("network: %s not up within %v (operstate %q)", c.ifname, diskWait, strings.TrimSpace(string(state)))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	mac, err := os.ReadFile("/sys/class/net/" + c.ifname + "/address")
 	if err != nil {

@@ -175,6 +175,11 @@ func TestQEMUBoardRegistersAndLogsIn(t *testing.T) {
 		{"seeded", "Mark system seeded"},
 		{"ready", "Ubuntu Core 22 on 10.0.2.15 (ttyAMA0)\r\n\r\nubuntu login: "},
 	})
+	// The network is up before the seeding: the kernel's link line does
+	// not land after the login prompt.
+	if text := b.con.text(); strings.Contains(text, "link becomes ready") && strings.Index(text, "link becomes ready") > strings.LastIndex(text, "Mark system seeded") {
+		t.Error("the kernel's link line came after the seeding")
+	}
 	wait(ctx, t, vb.arrived, "the board's serial request")
 	t.Logf("%7.2fs  serial request at the vault", time.Since(b.con.start).Seconds())
 
