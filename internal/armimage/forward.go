@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -33,8 +34,14 @@ func ForwardMain() {
 	if len(os.Args) != 3 || os.Args[1] != ForwardArg {
 		return
 	}
+	// stdin is a socket: made non-blocking, it is read through the
+	// runtime's poller, and forward can stop its reader with a deadline.
+	var in io.Reader = os.Stdin
+	if err := syscall.SetNonblock(0, true); err == nil {
+		in = os.NewFile(0, "guest-connection")
+	}
 	// stderr is the guest's connection too: report nothing there.
-	if err := forward(os.Stdin, os.Stdout, os.Args[2]); err != nil {
+	if err := forward(in, os.Stdout, os.Args[2]); err != nil {
 		os.Exit(1)
 	}
 	os.Exit(0)
@@ -42,9 +49,10 @@ func ForwardMain() {
 
 // forward relays one guest connection (in, out) to addr until the host
 // closes its side. When the guest closes first, the host gets a
-// half-close and its answer still comes back. The copy from in is left
-// to the process's exit if the host ends first (a read of stdin cannot be
-// interrupted).
+// half-close and its answer still comes back. When the host ends first,
+// the copy from in is stopped with a read deadline when in has one (an
+// *os.File on a non-blocking socket), and otherwise left to the process's
+// exit.
 func forward(in io.Reader, out io.WriteCloser, addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -61,6 +69,12 @@ func forward(in io.Reader, out io.WriteCloser, addr string) error {
 	}()
 	_, err = io.Copy(out, c)
 	out.Close()
+	if d, ok := in.(interface{ SetReadDeadline(time.Time) error }); ok && d.SetReadDeadline(time.Now()) == nil {
+		if uerr := <-up; !errors.Is(uerr, os.ErrDeadlineExceeded) {
+			err = errors.Join(err, uerr)
+		}
+		return err
+	}
 	select {
 	case uerr := <-up:
 		return errors.Join(err, uerr)
