@@ -91,8 +91,13 @@ func (b *boot) seedError() {
 	b.print(fmt.Sprintf("- Mount snap %q (%d) (squashfs: invalid superblock)\n", seedSnaps[1].name, seedSnaps[1].rev))
 }
 
-func (b *boot) ready() {
-	// TODO(issue 16): the login prompt and serial assertion on console
-	// lines ("Ubuntu Core 22 on <ip> (ttyAMA0)", "ubuntu login: ").
+// ready is the console-ready text: console-conf's prompt, or on a board
+// with a factory user the getty's banner and login prompt (written raw:
+// the terminal no longer turns "\n" into "\r\n" by then).
+func (b *boot) ready(login bool, ip string) {
+	if login {
+		b.print(banner(ip))
+		return
+	}
 	b.print("Press enter to configure.\n")
 }

@@ -32,7 +32,7 @@ func TestBootLinesCarryTheStationsMarkers(t *testing.T) {
 	b.installEnd()
 	b.runBoot()
 	b.seeding()
-	b.ready()
+	b.ready(false, "10.0.2.15")
 	text := out.String()
 	at := 0
 	for _, marker := range []string{"Installing the system, please wait for reboot", "Feb 10 10:03:24 ubuntu snapd[598]: handlers_install.go:204: create and deploy partitions", "request immediate system reboot", "Welcome to Ubuntu Core 22!", "Mount snap \"core22\" (1125)", "Mark system seeded", "Press enter to configure.\n"} {

@@ -15,21 +15,31 @@
 // flashstation.poweroff=1. flashstation.fault=panic|boot-loop|seed-error
 // acts out the bench's boot faults.
 //
-// TODO(issue 16): bring up virtio-net (its modules are loaded already),
-// register with the station's proxy through 10.0.2.2 using the
-// serial-request protocol, and offer the factory login on console lines.
+// What makes a board itself comes from its "hardware", not the image: a
+// small read-only virtio disk, the EEPROM (package
+// internal/armimage/eeprom), holds its serial, device key, device service
+// and factory login. With one, the run boot brings up eth0 with the static
+// address QEMU's user networking expects (10.0.2.15/24 via 10.0.2.2),
+// registers after the seeding as snapd does (the model read from the seed
+// vfat, then the serial-request protocol through vaulttest.Device, the
+// simulated boards' code, to the device service at the one address QEMU
+// forwards to the host), and, when the EEPROM names a factory user, offers
+// the console login and prints the serial assertion on request.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flashstation/flashstation/internal/armimage/eeprom"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
 )
 
@@ -50,7 +60,7 @@ func main() {
 // openConsole returns the console the kernel handed us, reopened if
 // stdout is not connected.
 func openConsole() *os.File {
-	if f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
+	if f, err := os.OpenFile("/dev/console", os.O_RDWR, 0); err == nil {
 		return f
 	}
 	return os.Stdout
@@ -78,7 +88,11 @@ func run(con *os.File) error {
 			os.Exit(11) // PID 1 exits: the kernel's own "Attempted to kill init!" panic
 		}
 		if p.Fault != seedconf.FaultBootLoop {
-			if err := markInstalled(); err != nil {
+			d, err := findDisks()
+			if err != nil {
+				return err
+			}
+			if err := markInstalled(d.seed); err != nil {
 				return err
 			}
 		}
@@ -86,18 +100,7 @@ func run(con *os.File) error {
 		unix.Sync()
 		return reboot(unix.LINUX_REBOOT_CMD_RESTART)
 	case seedconf.ModeRun:
-		b.runBoot()
-		if p.Fault == seedconf.FaultSeedError {
-			b.seedError()
-			return nil
-		}
-		b.seeding()
-		b.ready()
-		if p.PowerOff {
-			unix.Sync()
-			return reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-		}
-		return nil
+		return runBoot(con, b, p)
 	default:
 		return fmt.Errorf("no snapd_recovery_mode on the kernel command line (%q)", strings.TrimSpace(string(cmdline)))
 	}
@@ -151,19 +154,8 @@ func loadModule(path string) error {
 }
 
 // markInstalled rewrites the boot menu's mode to run on the ubuntu-seed
-// partition (the first partition of the virtio disk).
-func markInstalled() error {
-	const dev = "/dev/vda1"
-	deadline := time.Now().Add(diskWait)
-	for {
-		if _, err := os.Stat(dev); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("marking the install done: %s did not appear within %v", dev, diskWait)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+// partition dev.
+func markInstalled(dev string) error {
 	f, err := os.OpenFile(dev, os.O_RDWR|os.O_SYNC, 0)
 	if err != nil {
 		return fmt.Errorf("marking the install done: %w", err)
@@ -175,6 +167,91 @@ func markInstalled() error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("marking the install done on %s: %w", dev, err)
 	}
+	return nil
+}
+
+// registrationWait bounds the wait for the registration before a board
+// with flashstation.poweroff=1 powers off.
+const registrationWait = 2 * time.Minute
+
+// runBoot is the run boot: seeding, then, on a board with an EEPROM, the
+// network and the registration, then the console-ready prompt and, on a
+// board with a factory user, the getty. It returns only to power off (or
+// on a failure).
+func runBoot(con *os.File, b *boot, p cmdlineParams) error {
+	b.runBoot()
+	if p.Fault == seedconf.FaultSeedError {
+		b.seedError()
+		return nil
+	}
+	d, err := findDisks()
+	if err != nil {
+		return err
+	}
+	var facts *eeprom.Facts
+	mac := ""
+	if d.eeprom != "" {
+		f, err := readFacts(d.eeprom)
+		if err != nil {
+			return err
+		}
+		facts = &f
+		if mac, err = netUp(slirpNet); err != nil {
+			return err
+		}
+		probe(context.Background(), b.print, f.Probes)
+	}
+	b.seeding()
+
+	// snapd's "Initialize device", after the seeding; the console shows
+	// nothing of it. Its goroutine is owned here: a board that powers off
+	// waits for it, an idle one keeps it running as PID 1 never ends.
+	snap := &snapState{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	if facts != nil {
+		model, err := readModel(d.seed, p.System)
+		if err != nil {
+			snap.finish(nil, err)
+			b.print("flashstation-board: " + err.Error() + "\n")
+		} else {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				snap.finish(register(ctx, *facts, model, mac))
+			}()
+		}
+	}
+	login := facts != nil && facts.ConsoleUser != ""
+	if login {
+		if err := rawTerminal(int(con.Fd())); err != nil {
+			return err
+		}
+	}
+	b.ready(login, slirpNet.addr.Addr().String())
+	if p.PowerOff {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		t := time.NewTimer(registrationWait)
+		select {
+		case <-done:
+		case <-t.C:
+			cancel()
+			<-done
+		}
+		t.Stop()
+		unix.Sync()
+		return reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}
+	if login {
+		g := &getty{in: con, out: con, user: facts.ConsoleUser, password: facts.ConsolePassword, kernel: kernelRelease(), snap: snap}
+		err := g.serve()
+		cancel()
+		wg.Wait()
+		return err
+	}
+	wg.Wait()
 	return nil
 }
 

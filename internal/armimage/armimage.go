@@ -19,7 +19,13 @@
 //
 // QEMU gives the qemu-system-arm command line that boots such a disk
 // (Debian's U-Boot for the virt machine, the console on a terminal), as
-// the package's tests and, later, the bench's QEMU board run it.
+// the package's tests and, later, the bench's QEMU board run it. Every
+// board boots the same image; what makes one board itself is its Identity
+// (serial, device key, device service, factory login), which
+// QEMU.WithIdentity puts on a read-only virtio "EEPROM" disk the board's
+// init reads. The board's network reaches only the station's proxy
+// (QEMU.Proxy, seen by the guest at ProxyGuestAddr, see GuestServiceURL),
+// each connection relayed by a forwarder process (ForwardMain).
 // NOTES.md has the measured boot stages.
 package armimage
 

@@ -57,21 +57,30 @@ func needQEMU(t *testing.T) qemuAssets {
 	return a
 }
 
-// testImage builds (or takes from the build cache) the image for cfg and
-// returns a copy the boot may change.
+// testImage builds (or takes from the build cache) the image with the
+// test model and fault, that powers off once ready, and returns a copy the
+// boot may change, and the image's bytes.
 func testImage(t *testing.T, a qemuAssets, fault string) (string, []byte) {
+	t.Helper()
+	return bootableImage(t, a, Config{Model: []byte(testModel), Fault: fault, PowerOff: true})
+}
+
+// bootableImage builds the image for cfg with this tree's init and a's
+// kernel (cached in cfg.CacheDir, by default beside the kernel assets),
+// and returns a copy the boot may change, and the image's bytes.
+func bootableImage(t *testing.T, a qemuAssets, cfg Config) (string, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	initBin := filepath.Join(t.TempDir(), "init")
 	start := time.Now()
 	must(t, BuildInit(ctx, "../..", initBin))
 	t.Logf("init built in %v", time.Since(start))
-	cache := filepath.Join(filepath.Dir(filepath.Dir(a.kernelDir)), "images")
+	cfg.KernelDir, cfg.Init, cfg.Label = a.kernelDir, initBin, "20240210"
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = filepath.Join(filepath.Dir(filepath.Dir(a.kernelDir)), "images")
+	}
 	start = time.Now()
-	img, err := Build(ctx, Config{
-		KernelDir: a.kernelDir, Init: initBin, Model: []byte(testModel), Label: "20240210",
-		Fault: fault, PowerOff: true, CacheDir: cache,
-	})
+	img, err := Build(ctx, cfg)
 	must(t, err)
 	t.Logf("image %s (cached %v) in %v", img.Path, img.Cached, time.Since(start))
 	data, err := os.ReadFile(img.Path)
@@ -111,20 +120,25 @@ type serialConsole struct {
 // qemuBoard is one QEMU run.
 type qemuBoard struct {
 	con    *serialConsole
+	tty    *os.File      // the pty's master: what is written is typed on the console
 	exited chan struct{} // closed when QEMU has exited
 	err    error         // QEMU's exit, once exited is closed
 }
 
-// bootQEMU starts QEMU on disk with its console on a pty; cleanup kills
-// it and waits for it and for the console reader.
-func bootQEMU(t *testing.T, a qemuAssets, disk string) *qemuBoard {
+// bootQEMU starts QEMU on q (its U-Boot and console filled in) with its
+// console on a pty; cleanup kills it and waits for it and for the console
+// reader.
+func bootQEMU(t *testing.T, a qemuAssets, q QEMU) *qemuBoard {
 	t.Helper()
 	master, slave, err := pty.Open()
 	must(t, err)
-	cmd := exec.Command(a.qemu, QEMU{UBoot: a.uboot, Disk: disk, Serial: slave.Name()}.Args()...)
+	q.UBoot, q.Serial = a.uboot, slave.Name()
+	args, err := q.Args()
+	must(t, err)
+	cmd := exec.Command(a.qemu, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	b := &qemuBoard{con: &serialConsole{start: time.Now(), changed: make(chan struct{})}, exited: make(chan struct{})}
+	b := &qemuBoard{con: &serialConsole{start: time.Now(), changed: make(chan struct{})}, exited: make(chan struct{}), tty: master}
 	must(t, cmd.Start())
 	readerDone := make(chan struct{})
 	go func() {
@@ -253,7 +267,7 @@ func TestQEMUBootsInstallThenRun(t *testing.T) {
 	disk, _ := testImage(t, a, seedconf.FaultNone)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	b := bootQEMU(t, a, disk)
+	b := bootQEMU(t, a, QEMU{Disk: disk})
 	b.expect(ctx, t, [][2]string{
 		{"u-boot", "U-Boot 2023.01"},
 		{"autoboot", "Hit any key to stop autoboot"},
@@ -303,7 +317,7 @@ func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	b := bootQEMU(t, a, disk)
+	b := bootQEMU(t, a, QEMU{Disk: disk})
 	b.expect(ctx, t, [][2]string{
 		{"u-boot", "U-Boot 2023.01"},
 		{"autoboot", "Hit any key to stop autoboot"},
@@ -362,7 +376,7 @@ func TestQEMUFaults(t *testing.T) {
 			must(t, SetFault(disk, tc.fault)) // as the bench sets it on a flashed disk
 			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 			defer cancel()
-			b := bootQEMU(t, a, disk)
+			b := bootQEMU(t, a, QEMU{Disk: disk})
 			b.expect(ctx, t, tc.stages)
 			if tc.fault == seedconf.FaultSeedError && strings.Contains(b.con.text(), "Mark system seeded") {
 				t.Error("a board that failed to seed says it seeded")
