@@ -131,6 +131,32 @@ func (e *e2e) summary(t *testing.T) lines.Summary {
 	return s
 }
 
+// checkAssertion: a passed unit holds one serial assertion that verifies
+// against the bench's brand key, captured through the proxy on line 1's
+// slots (A) and over the console on line 2's (B).
+func (e *e2e) checkAssertion(t *testing.T, ring *serialvault.KeyRing, u lines.UnitSummary) {
+	t.Helper()
+	as, _ := e.led.SerialAssertions(context.Background(), ledger.AssertionFilter{UnitID: u.Unit})
+	if len(as) != 1 {
+		t.Errorf("%s: %d assertions", u.Slot, len(as))
+		return
+	}
+	a, err := serialvault.Decode(as[0].Text)
+	if err == nil {
+		_, err = ring.Verify(a)
+	}
+	if err != nil {
+		t.Errorf("%s: assertion: %v", u.Slot, err)
+	}
+	wantVia := ledger.ViaProxy
+	if strings.HasPrefix(u.Slot, "B") {
+		wantVia = ledger.ViaConsole
+	}
+	if as[0].Via != wantVia {
+		t.Errorf("%s: captured via %s, want %s", u.Slot, as[0].Via, wantVia)
+	}
+}
+
 // TestBatchWithFaults runs a batch of 16 boards on two lines at once, with
 // the fault mix: each unit ends with the verdict and reason its fault
 // causes, and every pass holds a verified serial assertion.
@@ -160,25 +186,7 @@ func TestBatchWithFaults(t *testing.T) {
 			if u.Verdict != ledger.UnitPass || u.Serial != u.HWSerial {
 				t.Errorf("%s: %s %s (%s)", u.Slot, u.Verdict, u.Reason, u.Detail)
 			}
-			as, _ := e.led.SerialAssertions(context.Background(), ledger.AssertionFilter{UnitID: u.Unit})
-			if len(as) != 1 {
-				t.Errorf("%s: %d assertions", u.Slot, len(as))
-				continue
-			}
-			a, err := serialvault.Decode(as[0].Text)
-			if err == nil {
-				_, err = ring.Verify(a)
-			}
-			if err != nil {
-				t.Errorf("%s: assertion: %v", u.Slot, err)
-			}
-			wantVia := ledger.ViaProxy
-			if strings.HasPrefix(u.Slot, "B") {
-				wantVia = ledger.ViaConsole
-			}
-			if as[0].Via != wantVia {
-				t.Errorf("%s: captured via %s, want %s", u.Slot, as[0].Via, wantVia)
-			}
+			e.checkAssertion(t, ring, u)
 			continue
 		}
 		// The board's faults fail; the station's (its console set-up, the

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/creack/pty"
 	"github.com/rs/zerolog"
 
 	"github.com/flashstation/flashstation/flash"
@@ -213,7 +212,7 @@ func NewBoard(cfg BoardConfig) (*Board, error) {
 		f.Truncate(cfg.DiskSize)
 		f.Close()
 	}
-	m, s, err := pty.Open()
+	m, s, err := openPTY()
 	if err != nil {
 		return nil, fmt.Errorf("sim: console pty: %w", err)
 	}

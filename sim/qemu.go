@@ -19,6 +19,7 @@ import (
 
 	"github.com/flashstation/flashstation/internal/armimage"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
+	"github.com/flashstation/flashstation/serialvault"
 )
 
 // QEMUAssets is what a bench of QEMU boards needs: Debian's
@@ -30,6 +31,9 @@ type QEMUAssets struct {
 	KernelDir string // vmlinuz and modules/, from scripts/qemu-kernel.sh
 	Init      string // cmd/flashstation-board built for armhf (armimage.BuildInit)
 	CacheDir  string // built images, by their inputs' hash
+	// Forwarder is the binary QEMU runs for each of a guest's connections
+	// to its device service (armimage.ForwardMain; "": this program).
+	Forwarder string
 }
 
 // FindQEMUAssets finds the QEMU bench's assets on this machine and builds
@@ -82,7 +86,7 @@ type qemuConsole struct {
 }
 
 func newQEMUConsole() (*qemuConsole, error) {
-	m, s, err := pty.Open()
+	m, s, err := openPTY()
 	if err != nil {
 		return nil, fmt.Errorf("sim: QEMU console pty: %w", err)
 	}
@@ -133,8 +137,10 @@ func (b *Board) relayQEMU() {
 			if werr != nil {
 				return
 			}
+			ready := false
 			for _, c := range buf[:n] {
 				if c == '\n' {
+					ready = ready || qemuReady.Match(bytes.TrimRight(line, "\r "))
 					line = line[:0]
 					continue
 				}
@@ -142,7 +148,9 @@ func (b *Board) relayQEMU() {
 					line = append(line, c)
 				}
 			}
-			if qemuReady.Match(bytes.TrimRight(line, "\r ")) && b.State() == StateBooting {
+			// A prompt waits without a newline.
+			ready = ready || qemuReady.Match(bytes.TrimRight(line, "\r "))
+			if ready && b.State() == StateBooting {
 				b.qemuBooted()
 			}
 		}
@@ -187,7 +195,12 @@ func (b *Board) playQEMU() {
 		// a board whose flash is corrupt. Let it say so.
 		b.cfg.Logger.Debug().Err(err).Str("board", b.cfg.Serial).Msg("sim qemu board: no boot menu to set the fault on")
 	}
-	args := armimage.QEMU{UBoot: q.UBoot, Disk: b.cfg.Storage, Serial: b.qemu.slave.Name()}.Args()
+	args, err := b.qemuArgs()
+	if err != nil {
+		b.cfg.Logger.Error().Err(err).Str("board", b.cfg.Serial).Msg("sim qemu board")
+		b.setState(StateFailed)
+		return
+	}
 	if b.cfg.QEMUArgs != nil {
 		extra, err := b.cfg.QEMUArgs(b)
 		if err != nil {
@@ -206,7 +219,7 @@ func (b *Board) playQEMU() {
 		b.setState(StateFailed)
 		return
 	}
-	err := cmd.Wait()
+	err = cmd.Wait()
 	if ctx.Err() == nil {
 		// The guest powered off, or QEMU failed.
 		if err != nil {
@@ -297,4 +310,65 @@ func (b *Board) corruptStorage() error {
 	c := b.cfg.Expect.Chunks[0]
 	_, err = f.WriteAt(make([]byte, min(4096, c.Length)), c.Offset)
 	return err
+}
+
+// qemuArgs is the board's QEMU command line: its storage as the disk, its
+// console, and its identity on an EEPROM disk (hardware serial, device
+// key, the device service and the factory user, as the board's snapd and
+// gadget would have them) with the one network path to the device
+// service: the line's recording proxy, or the vault.
+func (b *Board) qemuArgs() ([]string, error) {
+	q := armimage.QEMU{UBoot: b.cfg.QEMU.UBoot, Disk: b.cfg.Storage, Serial: b.qemu.slave.Name()}
+	if b.cfg.DeviceService == "" {
+		return q.Args()
+	}
+	key := b.cfg.Key
+	if key == nil {
+		// Made on the host: under QEMU's software emulation the guest
+		// would take minutes (snapd makes it on the board).
+		var err error
+		if key, err = serialvault.GenerateKey(b.cfg.KeyBits); err != nil {
+			return nil, err
+		}
+		b.cfg.Key = key
+	}
+	guestURL, hostAddr, err := armimage.GuestServiceURL(b.cfg.DeviceService)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(filepath.Dir(b.cfg.Storage), "qemu-"+b.cfg.Serial)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	q, err = q.WithIdentity(dir, armimage.Identity{Serial: b.cfg.Serial, Key: key, DeviceService: guestURL, Headers: b.cfg.Headers,
+		ConsoleUser: b.cfg.LoginUser, ConsolePassword: b.cfg.LoginPassword})
+	if err != nil {
+		return nil, err
+	}
+	q.Proxy, q.Forwarder = hostAddr, b.cfg.QEMU.Forwarder
+	return q.Args()
+}
+
+// openPTY opens a pseudo-terminal whose master end is non-blocking, read
+// through the runtime's poller: closing it ends a Read blocked on it,
+// whoever else holds the slave end (pty.Open's master is left blocking by
+// its ioctls, and a blocking read would outlive Close).
+func openPTY() (master, slave *os.File, err error) {
+	m, s, err := pty.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	fd, err := unix.Dup(int(m.Fd()))
+	m.Close()
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		s.Close()
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), s, nil
 }

@@ -41,7 +41,7 @@ half fastboot on line2 with console capture), one batch, then a summary.
 On a terminal the bench TUI shows it (q quits once you have seen enough);
 --headless prints the events instead and ends with the batch.
 --faults mixes failures in (write error, kernel panic, hang, garbage, unplug,
-boot loop, vault refusal). --qemu makes the boards QEMU armhf boards (3 unless
+boot loop, vault refusal). --qemu makes the boards QEMU armhf boards (4 unless
 --boards): their flash mode is simulated, their boots are real (Debian's U-Boot
 and kernel under qemu-system-arm, at real speed); it needs make qemu-assets
 and runs from flashstation's source tree, which builds the boards' program.
@@ -83,7 +83,7 @@ export work on it afterwards:
 				FastKeys: o.fastKeys, Logger: benchLog}
 			if o.qemu {
 				if !cmd.Flags().Changed("boards") {
-					benchCfg.Boards = 3
+					benchCfg.Boards = 4
 				}
 				assets, err := demoQEMUAssets(ctx)
 				if err != nil {

@@ -8,9 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/flashstation/flashstation/internal/armimage"
 )
 
 func main() {
+	// A QEMU board's connection to the station, when QEMU started this
+	// binary to relay one (demo --qemu): relays it and exits.
+	armimage.ForwardMain()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The first signal stops the station cleanly (it may wait for boards
 	// that are registering); the second one ends the process at once.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/flashstation/flashstation/internal/armimage"
 	"github.com/flashstation/flashstation/sim"
 )
 
@@ -38,6 +39,7 @@ func testBench(c *sim.BenchConfig) {
 }
 
 func TestMain(m *testing.M) {
+	armimage.ForwardMain()
 	benchConfigHook = testBench
 	if args := os.Getenv(childEnv); args != "" {
 		os.Args = append([]string{"flashstation"}, strings.Split(args, "\x1f")...)
