@@ -15,10 +15,13 @@ STATICCHECK ?= $(GOBIN)/staticcheck
 all: build
 
 # Debian packages the build and tests need (libusb for gousb; bmap-tools,
-# fastboot, zstd, xz-utils as real peers). Installs as root, else prints
+# fastboot, zstd, xz-utils as real peers; QEMU, U-Boot and the disk tools
+# for the QEMU bench), and Debian's armhf kernel for the QEMU boards
+# (fetched into the Go build cache once). Installs as root, else prints
 # the apt-get command.
 deps:
 	@scripts/deps.sh
+	@scripts/qemu-kernel.sh >/dev/null || echo "deps: no armhf kernel for the QEMU bench (scripts/qemu-kernel.sh failed): its tests skip" >&2
 
 # The Go tools the lint needs, installed through the Go toolchain.
 tools:

@@ -56,6 +56,9 @@ func TestQEMUBench(t *testing.T) {
 		ts, _ := e.led.Transcripts(context.Background(), u.Unit)
 		var raw string
 		for _, tr := range ts {
+			if tr.Kind != ledger.TranscriptRaw {
+				continue
+			}
 			path := tr.Path
 			if !filepath.IsAbs(path) {
 				path = filepath.Join(e.st.DataDir, path)
@@ -79,6 +82,11 @@ func TestQEMUBench(t *testing.T) {
 		}
 		if !strings.Contains(raw, "Booting Linux on physical CPU") || !strings.Contains(raw, "snapd_recovery_mode=run") {
 			t.Errorf("%s: the transcript lacks the kernel's lines", u.Slot)
+		}
+		// The station never typed during U-Boot's autoboot countdown: U-Boot
+		// stopped neither boot at its prompt.
+		if strings.Count(raw, "Hit any key to stop autoboot") != 2 || strings.Contains(raw, "\n=> ") || strings.Contains(raw, "<INTERRUPT>") {
+			t.Errorf("%s: U-Boot's autoboot was interrupted, or did not run twice", u.Slot)
 		}
 		e.checkAssertion(t, ring, u)
 	}

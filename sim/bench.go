@@ -298,16 +298,25 @@ func (b *Bench) startVault() error {
 func freePorts() (int, int, error) {
 	var ports []int
 	var ls []net.Listener
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	// Below the kernel's ephemeral range (32768 and up on Linux): between
+	// this check and the proxy's listen, no other program's outgoing
+	// connection or ":0" listener can take the port.
+	for try := 0; len(ports) < 2 && try < 200; try++ {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			return 0, 0, err
+			continue
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
-	for _, l := range ls {
-		l.Close()
+	if len(ports) < 2 {
+		return 0, 0, errors.New("sim: no free port for the proxies between 20000 and 32000")
 	}
 	return ports[0], ports[1], nil
 }

@@ -57,7 +57,14 @@ func FindQEMUAssets(ctx context.Context, moduleDir string) (QEMUAssets, error) {
 	}
 	a.CacheDir = filepath.Join(filepath.Dir(filepath.Dir(a.KernelDir)), "images")
 	a.Init = filepath.Join(filepath.Dir(filepath.Dir(a.KernelDir)), "flashstation-board")
-	if err := armimage.BuildInit(ctx, moduleDir, a.Init); err != nil {
+	// Built beside and renamed into place: another process (a test
+	// package, a demo) may be building or reading it at the same time.
+	tmp := fmt.Sprintf("%s.%d.tmp", a.Init, os.Getpid())
+	if err := armimage.BuildInit(ctx, moduleDir, tmp); err != nil {
+		os.Remove(tmp)
+		return a, fmt.Errorf("sim: %w", err)
+	}
+	if err := os.Rename(tmp, a.Init); err != nil {
 		return a, fmt.Errorf("sim: %w", err)
 	}
 	return a, nil

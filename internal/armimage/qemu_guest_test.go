@@ -158,6 +158,7 @@ func (b *qemuBoard) exchange(ctx context.Context, t *testing.T, cmd string, n in
 }
 
 func TestQEMUBoardRegistersAndLogsIn(t *testing.T) {
+	t.Parallel() // at most GOMAXPROCS boots at once
 	a := needQEMU(t)
 	vb := startVault(t, true)
 	disk := guestImage(t, a, vb.model)
@@ -248,6 +249,7 @@ func TestQEMUBoardRegistersAndLogsIn(t *testing.T) {
 }
 
 func TestQEMUBoardReachesOnlyTheProxy(t *testing.T) {
+	t.Parallel() // at most GOMAXPROCS boots at once
 	a := needQEMU(t)
 	vb := startVault(t, false)
 	disk := guestImage(t, a, vb.model)

@@ -263,6 +263,7 @@ func (b *qemuBoard) stationVerdict(t *testing.T) console.Verdict {
 }
 
 func TestQEMUBootsInstallThenRun(t *testing.T) {
+	t.Parallel() // at most GOMAXPROCS boots at once
 	a := needQEMU(t)
 	disk, _ := testImage(t, a, seedconf.FaultNone)
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
@@ -302,6 +303,7 @@ func TestQEMUBootsInstallThenRun(t *testing.T) {
 }
 
 func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
+	t.Parallel() // at most GOMAXPROCS boots at once
 	a := needQEMU(t)
 	disk, data := testImage(t, a, seedconf.FaultNone)
 	kernel, err := os.ReadFile(filepath.Join(a.kernelDir, "vmlinuz"))
@@ -344,6 +346,7 @@ func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
 }
 
 func TestQEMUFaults(t *testing.T) {
+	t.Parallel() // at most GOMAXPROCS boots at once
 	a := needQEMU(t)
 	for _, tc := range []struct {
 		fault  string
@@ -372,6 +375,7 @@ func TestQEMUFaults(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
+			t.Parallel()
 			disk, _ := testImage(t, a, seedconf.FaultNone)
 			must(t, SetFault(disk, tc.fault)) // as the bench sets it on a flashed disk
 			ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
