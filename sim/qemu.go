@@ -289,33 +289,24 @@ func (b *Bench) writeQEMUImage(ctx context.Context, path string) error {
 // a QEMU board's kernel on its seed is zeroed, a simulated board's first
 // mapped chunk of its image loses its first block.
 func (b *Board) corruptStorage() error {
-	f, err := os.OpenFile(b.cfg.Storage, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	if b.cfg.QEMU != nil {
 		kernel, err := os.ReadFile(filepath.Join(b.cfg.QEMU.KernelDir, "vmlinuz"))
 		if err != nil {
 			return err
 		}
-		seed := make([]byte, armimage.SeedSize)
-		if _, err := f.ReadAt(seed, armimage.SeedOffset); err != nil {
-			return err
-		}
-		at := bytes.Index(seed, kernel)
-		if at < 0 {
-			return errors.New("no kernel on the seed")
-		}
-		_, err = f.WriteAt(make([]byte, len(kernel)), int64(armimage.SeedOffset+at))
+		return armimage.ZeroKernel(b.cfg.Storage, kernel)
+	}
+	f, err := os.OpenFile(b.cfg.Storage, os.O_RDWR, 0)
+	if err != nil {
 		return err
 	}
-	if b.cfg.Expect == nil || len(b.cfg.Expect.Chunks) == 0 {
-		_, err = f.WriteAt(make([]byte, 4096), 0)
-		return err
+	defer f.Close()
+	off, n := int64(0), int64(4096)
+	if b.cfg.Expect != nil && len(b.cfg.Expect.Chunks) > 0 {
+		c := b.cfg.Expect.Chunks[0]
+		off, n = c.Offset, min(n, c.Length)
 	}
-	c := b.cfg.Expect.Chunks[0]
-	_, err = f.WriteAt(make([]byte, min(4096, c.Length)), c.Offset)
+	_, err = f.WriteAt(make([]byte, n), off)
 	return err
 }
 

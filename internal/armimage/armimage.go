@@ -402,3 +402,27 @@ func BuildInit(ctx context.Context, moduleDir, out string) error {
 	}
 	return nil
 }
+
+// ZeroKernel zeroes the kernel (its bytes, found on the seed partition)
+// on a disk image or flashed disk file: what a board whose storage lost
+// data after its flash boots. U-Boot then refuses it ("zimage: Bad
+// magic!").
+func ZeroKernel(disk string, kernel []byte) error {
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("armimage: zeroing the kernel: %w", err)
+	}
+	defer f.Close()
+	seed := make([]byte, SeedSize)
+	if _, err := f.ReadAt(seed, SeedOffset); err != nil {
+		return fmt.Errorf("armimage: zeroing the kernel: %w", err)
+	}
+	at := bytes.Index(seed, kernel)
+	if at < 0 {
+		return fmt.Errorf("armimage: zeroing the kernel: %s holds no contiguous copy of it on its seed", disk)
+	}
+	if _, err := f.WriteAt(make([]byte, len(kernel)), int64(SeedOffset+at)); err != nil {
+		return fmt.Errorf("armimage: zeroing the kernel: %w", err)
+	}
+	return f.Close()
+}

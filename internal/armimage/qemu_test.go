@@ -3,7 +3,6 @@ package armimage
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -305,17 +304,10 @@ func TestQEMUBootsInstallThenRun(t *testing.T) {
 func TestQEMUCorruptedKernelFailsInUBoot(t *testing.T) {
 	t.Parallel() // at most GOMAXPROCS boots at once
 	a := needQEMU(t)
-	disk, data := testImage(t, a, seedconf.FaultNone)
+	disk, _ := testImage(t, a, seedconf.FaultNone)
 	kernel, err := os.ReadFile(filepath.Join(a.kernelDir, "vmlinuz"))
 	must(t, err)
-	at := bytes.Index(data[SeedOffset:], kernel)
-	if at < 0 {
-		t.Fatal("the kernel is not stored contiguously on the seed")
-	}
-	f, err := os.OpenFile(disk, os.O_RDWR, 0)
-	must(t, err)
-	_, err = f.WriteAt(make([]byte, len(kernel)), int64(SeedOffset+at))
-	must(t, errors.Join(err, f.Close()))
+	must(t, ZeroKernel(disk, kernel))
 
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
