@@ -52,6 +52,7 @@ type Faults struct {
 	KernelPanic    bool    // the kernel panics on first boot
 	HangAt         string  // the console stops at this stage (e.g. seeding)
 	BootLoop       bool    // the install boot starts over and over
+	SeedError      bool    // snapd cannot mount a seed snap on the run boot
 	Garbage        bool    // the console runs at another baud rate
 	NeverRegisters bool    // snapd never registers
 	VaultRefuses   bool    // the vault refuses every registration
@@ -71,6 +72,9 @@ type Faults struct {
 	CorruptAfterFlash bool
 }
 
+// failsBoot: the first boot ends in a failure the console shows.
+func (f Faults) failsBoot() bool { return f.KernelPanic || f.BootLoop || f.SeedError }
+
 // String lists the faults, for logs and the demo.
 func (f Faults) String() string {
 	var out []string
@@ -85,6 +89,7 @@ func (f Faults) String() string {
 	add(f.KernelPanic, "kernel panic")
 	add(f.HangAt != "", "hang at "+f.HangAt)
 	add(f.BootLoop, "boot loop")
+	add(f.SeedError, "seed error")
 	add(f.Garbage, "baud garbage")
 	add(f.NeverRegisters, "never registers")
 	add(f.VaultRefuses, "vault refuses")
@@ -628,7 +633,7 @@ func (b *Board) play() {
 			<-b.bootContext().Done() // the board hangs: nothing more on the console
 			return
 		}
-		if s.stage == "console-ready" && good && !f.KernelPanic && !f.BootLoop {
+		if s.stage == "console-ready" && good && !f.failsBoot() {
 			// getty listens from the moment it prints its prompt.
 			b.setState(StateBooted)
 		}
@@ -639,7 +644,7 @@ func (b *Board) play() {
 			return
 		}
 	}
-	if !good || f.KernelPanic || f.BootLoop {
+	if !good || f.failsBoot() {
 		b.setState(StateFailed)
 		return
 	}

@@ -78,6 +78,8 @@ func qemuFault(f Faults) string {
 		return seedconf.FaultPanic
 	case f.BootLoop:
 		return seedconf.FaultBootLoop
+	case f.SeedError:
+		return seedconf.FaultSeedError
 	}
 	return seedconf.FaultNone
 }

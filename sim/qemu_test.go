@@ -10,6 +10,7 @@ import (
 	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/internal/armimage"
+	"github.com/flashstation/flashstation/internal/armimage/seedconf"
 	"github.com/flashstation/flashstation/sim"
 	"github.com/flashstation/flashstation/usb/usbtest"
 )
@@ -115,5 +116,26 @@ func TestQEMUBoard(t *testing.T) {
 	b.PowerOff()
 	if devs, _ := bus.Devices(); len(devs) != 0 || b.State() != sim.StateOff {
 		t.Errorf("powered off: state %s, devices %+v", b.State(), devs)
+	}
+}
+
+// TestQEMUFaultFlag: each boot fault of a simulated board has the guest's
+// own fault, set on the flashed disk's boot menu (the guest's faults
+// themselves are proved in armimage's TestQEMUFaults); faults the guest
+// cannot act out boot normally.
+func TestQEMUFaultFlag(t *testing.T) {
+	for _, tc := range []struct {
+		f    sim.Faults
+		want string
+	}{
+		{sim.Faults{}, seedconf.FaultNone},
+		{sim.Faults{KernelPanic: true}, seedconf.FaultPanic},
+		{sim.Faults{BootLoop: true}, seedconf.FaultBootLoop},
+		{sim.Faults{SeedError: true}, seedconf.FaultSeedError},
+		{sim.Faults{CorruptAfterFlash: true}, seedconf.FaultNone},
+	} {
+		if got := sim.QEMUFault(tc.f); got != tc.want {
+			t.Errorf("%v: guest fault %q, want %q", tc.f, got, tc.want)
+		}
 	}
 }

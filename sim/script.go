@@ -125,6 +125,20 @@ func (b *bootScript) seeding(snaps []string) {
 	b.add(200*time.Millisecond, ok("Reached target Multi-User System."))
 }
 
+// seedError is snapd failing to seed: a seed snap that will not mount.
+func (b *bootScript) seedError(snaps []string) {
+	b.stage("seeding")
+	snap := "core22"
+	if len(snaps) > 1 {
+		snap = snaps[1]
+	}
+	rev := 100 + b.rng.IntN(900)
+	b.add(2*time.Second, fmt.Sprintf("Mount snap %q (%d)\r\n", snap, rev))
+	b.add(time.Second, fmt.Sprintf("Feb 10 10:06:12 ubuntu snapd[612]: daemon.go:255: cannot run snapd from the seed: cannot mount snap %q: squashfs: invalid superblock\r\n", snap))
+	b.add(0, "error: cannot perform the following tasks:\r\n")
+	b.add(0, fmt.Sprintf("- Mount snap %q (%d) (squashfs: invalid superblock)\r\n", snap, rev))
+}
+
 func (b *bootScript) ready(login bool, ip string) {
 	b.stage("console-ready")
 	if !login {
@@ -156,6 +170,10 @@ func firstBoot(profile string, good, login bool, ip string, snaps []string, f Fa
 	b.uboot()
 	if uc16 {
 		b.kernelBoot("run")
+		if f.SeedError {
+			b.seedError(snaps)
+			return b.steps
+		}
 		b.seeding(snaps)
 		b.ready(login, ip)
 		return b.steps
@@ -173,6 +191,10 @@ func firstBoot(profile string, good, login bool, ip string, snaps []string, f Fa
 	b.stage("run-boot")
 	b.uboot()
 	b.kernelBoot("run")
+	if f.SeedError {
+		b.seedError(snaps)
+		return b.steps
+	}
 	b.seeding(snaps)
 	b.ready(login, ip)
 	return b.steps

@@ -214,6 +214,7 @@ func TestFaultsAreObservable(t *testing.T) {
 	}
 	bootFault(sim.Faults{KernelPanic: true}, quickProfile(t), console.ReasonKernelPanic)
 	bootFault(sim.Faults{BootLoop: true}, quickProfile(t), console.ReasonBootLoop)
+	bootFault(sim.Faults{SeedError: true}, quickProfile(t), console.ReasonSeedError)
 	bootFault(sim.Faults{Garbage: true}, quickProfile(t), console.ReasonBaudMismatch)
 	bootFault(sim.Faults{HangAt: "seeding"}, hangProfile(t), console.ReasonStageTimeout)
 }

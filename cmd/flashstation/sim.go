@@ -36,7 +36,7 @@ func newSimBoardCommand(stdout, stderr io.Writer) *cobra.Command {
 		speed, slow                                                                                               float64
 		keyBits                                                                                                   int
 		unplugAfter, writeErrorAt                                                                                 int64
-		panic, bootLoop, garbage, neverRegisters, vaultRefuses                                                    bool
+		panic, bootLoop, seedError, garbage, neverRegisters, vaultRefuses                                         bool
 	}
 	cmd := &cobra.Command{
 		Use:   "board --serial S (--fastboot-tcp ADDR | --disk FILE) [--console-link PATH] ...",
@@ -59,7 +59,7 @@ with --login-user it has a factory login on its console.`,
 				Serial: o.serial, Mode: sim.ModeUMS, Storage: o.disk, DiskSize: o.diskSize, ConsoleLink: o.consoleLink,
 				Profile: o.profile, Speed: o.speed, DeviceService: o.service, KeyBits: o.keyBits, LoginUser: o.loginUser,
 				Faults: sim.Faults{UnplugAfter: o.unplugAfter, SlowMBps: o.slow, WriteErrorAt: o.writeErrorAt, KernelPanic: o.panic,
-					HangAt: o.hangAt, BootLoop: o.bootLoop, Garbage: o.garbage, NeverRegisters: o.neverRegisters, VaultRefuses: o.vaultRefuses},
+					HangAt: o.hangAt, BootLoop: o.bootLoop, SeedError: o.seedError, Garbage: o.garbage, NeverRegisters: o.neverRegisters, VaultRefuses: o.vaultRefuses},
 			}
 			if o.fastboot != "" {
 				cfg.Mode, cfg.FastbootAddr = sim.ModeFastboot, o.fastboot
@@ -168,6 +168,7 @@ with --login-user it has a factory login on its console.`,
 	f.BoolVar(&o.panic, "kernel-panic", false, "fault: the kernel panics")
 	f.StringVar(&o.hangAt, "hang-at", "", "fault: the console stops at this stage")
 	f.BoolVar(&o.bootLoop, "boot-loop", false, "fault: the install boot starts over")
+	f.BoolVar(&o.seedError, "seed-error", false, "fault: snapd cannot mount a seed snap on the run boot")
 	f.BoolVar(&o.garbage, "garbage", false, "fault: the console runs at another baud rate")
 	f.BoolVar(&o.neverRegisters, "never-registers", false, "fault: snapd never registers")
 	f.BoolVar(&o.vaultRefuses, "vault-refuses", false, "fault: the vault refuses the registration")

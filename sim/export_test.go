@@ -1,0 +1,4 @@
+package sim
+
+// QEMUFault exposes qemuFault to the tests.
+var QEMUFault = qemuFault
