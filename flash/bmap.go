@@ -2,13 +2,16 @@ package flash
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"hash"
+	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -226,4 +229,65 @@ func checkBmapFileChecksum(data []byte, sum string, h hash.Hash) error {
 		return fmt.Errorf("bmap file is corrupt: its checksum is %s, the file says %s", got, sum)
 	}
 	return nil
+}
+
+// EncodeBmap writes the bmap (format 2.0, SHA-256 checksums, as
+// bmaptool create writes it) of an image of size bytes whose data lies in
+// extents: byte ranges {offset, length}, in any order, overlapping or not,
+// rounded out to whole blocks. Blocks outside them are holes: a flash
+// skips them.
+func EncodeBmap(img io.ReaderAt, size, blockSize int64, extents [][2]int64) ([]byte, error) {
+	if blockSize <= 0 || blockSize%512 != 0 || blockSize > 1<<20 {
+		return nil, fmt.Errorf("bmap: block size %d is not a multiple of 512 up to 1 MiB", blockSize)
+	}
+	blocks := (size + blockSize - 1) / blockSize
+	var spans [][2]int64 // inclusive block ranges
+	for _, e := range extents {
+		if e[0] < 0 || e[1] < 0 || e[0]+e[1] > size {
+			return nil, fmt.Errorf("bmap: extent %d+%d is outside the image's %d bytes", e[0], e[1], size)
+		}
+		if e[1] > 0 {
+			spans = append(spans, [2]int64{e[0] / blockSize, (e[0] + e[1] - 1) / blockSize})
+		}
+	}
+	slices.SortFunc(spans, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	var ranges []BmapRange
+	for _, s := range spans {
+		if n := len(ranges); n > 0 && s[0] <= ranges[n-1].Last+1 {
+			ranges[n-1].Last = max(ranges[n-1].Last, s[1])
+			continue
+		}
+		ranges = append(ranges, BmapRange{First: s[0], Last: s[1]})
+	}
+	b := &Bmap{Version: "2.0", ImageSize: size, BlockSize: blockSize, BlocksCount: blocks, ChecksumType: "sha256"}
+	buf := make([]byte, 1<<20)
+	for i := range ranges {
+		off, n := b.byteRange(ranges[i])
+		h := sha256.New()
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(img, off, n), buf); err != nil {
+			return nil, fmt.Errorf("bmap: reading the image: %w", err)
+		}
+		ranges[i].Checksum = hex.EncodeToString(h.Sum(nil))
+		b.MappedBlocks += ranges[i].Last - ranges[i].First + 1
+	}
+	var out bytes.Buffer
+	zeros := strings.Repeat("0", 2*sha256.Size)
+	fmt.Fprintf(&out, "<?xml version=\"1.0\" ?>\n<bmap version=\"%s\">\n", b.Version)
+	fmt.Fprintf(&out, "    <ImageSize> %d </ImageSize>\n    <BlockSize> %d </BlockSize>\n", b.ImageSize, b.BlockSize)
+	fmt.Fprintf(&out, "    <BlocksCount> %d </BlocksCount>\n    <MappedBlocksCount> %d </MappedBlocksCount>\n", b.BlocksCount, b.MappedBlocks)
+	fmt.Fprintf(&out, "    <ChecksumType> %s </ChecksumType>\n    <BmapFileChecksum> %s </BmapFileChecksum>\n", b.ChecksumType, zeros)
+	out.WriteString("    <BlockMap>\n")
+	for _, r := range ranges {
+		span := strconv.FormatInt(r.First, 10)
+		if r.Last != r.First {
+			span += "-" + strconv.FormatInt(r.Last, 10)
+		}
+		fmt.Fprintf(&out, "        <Range chksum=\"%s\"> %s </Range>\n", r.Checksum, span)
+	}
+	out.WriteString("    </BlockMap>\n</bmap>\n")
+	data := out.Bytes()
+	sum := sha256.Sum256(data)
+	i := bytes.Index(data, []byte(zeros))
+	copy(data[i:], hex.EncodeToString(sum[:]))
+	return data, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flashstation/flashstation/console"
+	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/sim"
@@ -42,6 +43,11 @@ func TestQEMUBench(t *testing.T) {
 	e.runUntilDone(t, 6*time.Minute)
 	t.Logf("QEMU bench of 4 boards: %s", time.Since(start).Round(time.Second))
 	s := e.summary(t)
+	bm, err := flash.ReadBmap(filepath.Join(e.bench.Dir, "image.bmap"))
+	if err != nil {
+		t.Fatalf("the QEMU bench's image has no bmap: %v", err)
+	}
+	mapped := bm.MappedBlocks * bm.BlockSize
 	ring := serialvault.NewKeyRing()
 	if err := ring.AddFile(filepath.Join(e.bench.Dir, "vault-key.pub")); err != nil {
 		t.Fatal(err)
@@ -69,6 +75,10 @@ func TestQEMUBench(t *testing.T) {
 		}
 		if !strings.Contains(raw, "U-Boot 2023.01") {
 			t.Errorf("%s: the transcript has no U-Boot banner", u.Slot)
+		}
+		// Flashed like any image with a bmap: its mapped blocks only.
+		if rec, err := e.led.Unit(context.Background(), u.Unit); err != nil || rec.MappedBytes != mapped || rec.WrittenBytes != mapped || mapped >= bm.ImageSize/2 {
+			t.Errorf("%s: mapped %d written %d bytes (%v), the bmap maps %d of %d", u.Slot, rec.MappedBytes, rec.WrittenBytes, err, mapped, bm.ImageSize)
 		}
 		if reason != "" {
 			if u.Verdict != ledger.UnitFail || u.Reason != reason || !strings.Contains(u.Detail, "zimage: Bad magic!") {

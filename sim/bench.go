@@ -384,8 +384,17 @@ func (b *Bench) writeImage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.Image, err = c.Prepare(ctx, flash.ImageSpec{Path: path}, nil)
+	b.Image, err = c.Prepare(ctx, b.imageSpec(), nil)
 	return err
+}
+
+// imageSpec is the lines' image: a QEMU bench's comes with its bmap.
+func (b *Bench) imageSpec() flash.ImageSpec {
+	spec := flash.ImageSpec{Path: filepath.Join(b.Dir, "image.img.zst")}
+	if b.cfg.QEMU != nil {
+		spec.Bmap = filepath.Join(b.Dir, qemuBmap)
+	}
+	return spec
 }
 
 // writeProfile writes the boot profile with the station's timeouts scaled
@@ -459,8 +468,12 @@ slots:
 		fmt.Fprintf(&s, "  - {id: %s, line: %s, usb-ports: [%q], method: %s, console: {port: %s, baud: 115200}, power: {hub: %q, port: %d}}\n",
 			sl.ID, sl.Line, sl.Port, method, sl.Console, sl.Hub, sl.HubPort)
 	}
+	conf := s.String()
+	if b.cfg.QEMU != nil {
+		conf = strings.ReplaceAll(conf, "image: {file: image.img.zst}", "image: {file: image.img.zst, bmap: "+qemuBmap+"}")
+	}
 	b.ConfigPath = filepath.Join(b.Dir, "station.yaml")
-	return os.WriteFile(b.ConfigPath, []byte(s.String()), 0o644)
+	return os.WriteFile(b.ConfigPath, []byte(conf), 0o644)
 }
 
 // Close stops the boards and the vault.

@@ -250,6 +250,9 @@ const qemuLabel = "20260901"
 // 20+ seed with the bench's model, internal/armimage; cached by its
 // inputs) and writes it, zstd-compressed, where the station's lines take
 // their image, unless the same image is already there.
+// qemuBmap is the QEMU image's block map in the bench's directory.
+const qemuBmap = "image.bmap"
+
 func (b *Bench) writeQEMUImage(ctx context.Context, path string) error {
 	model, err := os.ReadFile(filepath.Join(b.Dir, "model.assert"))
 	if err != nil {
@@ -265,6 +268,13 @@ func (b *Bench) writeQEMUImage(ctx context.Context, path string) error {
 		if _, err := os.Stat(path); err == nil {
 			return nil
 		}
+	}
+	bm, err := os.ReadFile(img.Bmap)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(b.Dir, qemuBmap), bm, 0o644); err != nil {
+		return err
 	}
 	raw, err := os.ReadFile(img.Path)
 	if err != nil {

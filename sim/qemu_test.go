@@ -49,7 +49,7 @@ func TestQEMUBoard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prep, err := c.Prepare(ctx, flash.ImageSpec{Path: img.Path}, nil)
+	prep, err := c.Prepare(ctx, flash.ImageSpec{Path: img.Path, Bmap: img.Bmap}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

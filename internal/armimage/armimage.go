@@ -33,6 +33,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -41,9 +42,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
 )
 
@@ -65,7 +68,7 @@ const epoch = 1700000000 // 2023-11-14T22:13:20Z
 
 // formatVersion changes when the layout changes, so cached images built
 // by an older Build are not reused.
-const formatVersion = "armimage-1"
+const formatVersion = "armimage-2"
 
 // Config is what an image is built from.
 type Config struct {
@@ -91,6 +94,7 @@ type Config struct {
 // Image is a built disk image.
 type Image struct {
 	Path   string // in the cache directory: copy it before booting
+	Bmap   string // its block map (Path + ".bmap")
 	Hash   string // of the inputs, hex
 	Cached bool   // found in the cache, not built
 }
@@ -109,9 +113,13 @@ func Build(ctx context.Context, cfg Config) (Image, error) {
 	}
 	img := Image{Hash: in.hash(cfg)}
 	img.Path = filepath.Join(cfg.CacheDir, "image-"+img.Hash[:16]+".img")
+	img.Bmap = img.Path + ".bmap"
 	if _, err := os.Stat(img.Path); err == nil {
-		img.Cached = true
-		return img, nil
+		if _, err := os.Stat(img.Bmap); err == nil {
+			img.Cached = true
+			prune(cfg.CacheDir, img.Path, time.Now())
+			return img, nil
+		}
 	}
 	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
 		return Image{}, fmt.Errorf("armimage: %w", err)
@@ -125,10 +133,61 @@ func Build(ctx context.Context, cfg Config) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
+	// The bmap first: an image in the cache always has its bmap.
+	if err := os.Rename(disk+".bmap", img.Bmap); err != nil {
+		return Image{}, fmt.Errorf("armimage: %w", err)
+	}
 	if err := os.Rename(disk, img.Path); err != nil {
 		return Image{}, fmt.Errorf("armimage: %w", err)
 	}
+	prune(cfg.CacheDir, img.Path, time.Now())
 	return img, nil
+}
+
+// The cache keeps the keepImages images used last, and any used within
+// keepFor (another process may be about to copy it); a build directory
+// left by a killed build goes after keepFor too.
+const (
+	keepImages = 4
+	keepFor    = time.Hour
+)
+
+// prune marks used as just used and removes what the cache no longer
+// keeps. It is best effort: a cache it cannot tidy still works.
+func prune(dir, used string, now time.Time) {
+	os.Chtimes(used, now, now)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type image struct {
+		path string
+		at   time.Time
+	}
+	var images []image
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		switch {
+		case e.IsDir() && strings.HasPrefix(e.Name(), ".build-"):
+			if now.Sub(info.ModTime()) > keepFor {
+				os.RemoveAll(path)
+			}
+		case !e.IsDir() && strings.HasPrefix(e.Name(), "image-") && strings.HasSuffix(e.Name(), ".img"):
+			images = append(images, image{path, info.ModTime()})
+		}
+	}
+	slices.SortFunc(images, func(a, b image) int { return b.at.Compare(a.at) })
+	for i, im := range images {
+		if i < keepImages || now.Sub(im.at) <= keepFor || im.path == used {
+			continue
+		}
+		os.Remove(im.path + ".bmap")
+		os.Remove(im.path)
+	}
 }
 
 // inputs are the bytes an image is made of.
@@ -258,14 +317,56 @@ func build(ctx context.Context, work string, cfg Config, in inputs) (string, err
 		disk); err != nil {
 		return "", err
 	}
-	if err := copyInto(disk, SeedOffset, seed); err != nil {
+	used, err := copyInto(disk, SeedOffset, seed)
+	if err != nil {
 		return "", err
 	}
 	if err := checkBootMenu(disk, conf); err != nil {
 		return "", err
 	}
+	if err := writeBmap(disk, used); err != nil {
+		return "", err
+	}
 	return disk, nil
 }
+
+// writeBmap writes disk's block map beside it (disk + ".bmap"): the
+// protective MBR, both GPT headers and their whole partition entry arrays
+// (unused entries are zeros that must be written too), and the seed
+// partition's used part (seedUsed bytes from its start, dense). Built from
+// the layout, not from the file system's holes, so the same inputs give
+// the same bmap on any file system.
+func writeBmap(disk string, seedUsed int64) error {
+	data, err := os.ReadFile(disk)
+	if err != nil {
+		return fmt.Errorf("armimage: %w", err)
+	}
+	size := int64(len(data))
+	extents := [][2]int64{{0, 512}, {SeedOffset, seedUsed}}
+	for _, hdr := range []int64{512, size - 512} {
+		h := data[hdr : hdr+512]
+		if string(h[:8]) != "EFI PART" {
+			return fmt.Errorf("armimage: no GPT header at byte %d", hdr)
+		}
+		entries := int64(binary.LittleEndian.Uint64(h[72:])) * 512
+		n, each := int64(binary.LittleEndian.Uint32(h[80:])), int64(binary.LittleEndian.Uint32(h[84:]))
+		if n*each > 1<<20 || entries < 0 || entries+n*each > size {
+			return fmt.Errorf("armimage: GPT header at byte %d: %d entries of %d bytes at %d do not fit", hdr, n, each, entries)
+		}
+		extents = append(extents, [2]int64{hdr, 512}, [2]int64{entries, n * each})
+	}
+	bm, err := flash.EncodeBmap(bytes.NewReader(data), size, bmapBlock, extents)
+	if err != nil {
+		return fmt.Errorf("armimage: %w", err)
+	}
+	if err := os.WriteFile(disk+".bmap", bm, 0o644); err != nil {
+		return fmt.Errorf("armimage: %w", err)
+	}
+	return nil
+}
+
+// bmapBlock is the bmap's block size, bmaptool's default.
+const bmapBlock = 4096
 
 func madeBefore(files []struct {
 	dst  string
@@ -316,40 +417,45 @@ func createSized(path string, size int64) error {
 	return nil
 }
 
-// copyInto writes src into dst at off, leaving holes where src is zero.
-func copyInto(dst string, off int64, src string) error {
-	in, err := os.Open(src)
+// copyInto writes src into dst at off up to src's last non-zero chunk,
+// leaving a hole after it, and returns how many bytes it wrote. The part
+// written is dense, zeros included: the seed's files and its FAT lie
+// there, and a bmap must map every block of them.
+func copyInto(dst string, off int64, src string) (int64, error) {
+	data, err := os.ReadFile(src)
 	if err != nil {
-		return fmt.Errorf("armimage: %w", err)
+		return 0, fmt.Errorf("armimage: %w", err)
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("armimage: %w", err)
-	}
-	buf := make([]byte, 64<<10)
-	zero := make([]byte, len(buf))
-	for pos := int64(0); ; {
-		n, rerr := io.ReadFull(in, buf)
-		if n > 0 && !bytes.Equal(buf[:n], zero[:n]) {
-			if _, err := out.WriteAt(buf[:n], off+pos); err != nil {
-				out.Close()
-				return fmt.Errorf("armimage: writing the seed partition: %w", err)
-			}
-		}
-		pos += int64(n)
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+	const chunk = 64 << 10
+	used := int64(len(data))
+	for used > 0 {
+		start := (used - 1) / chunk * chunk
+		if !allZero(data[start:used]) {
 			break
 		}
-		if rerr != nil {
-			out.Close()
-			return fmt.Errorf("armimage: reading the seed partition: %w", rerr)
-		}
+		used = start
+	}
+	out, err := os.OpenFile(dst, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("armimage: %w", err)
+	}
+	if _, err := out.WriteAt(data[:used], off); err != nil {
+		out.Close()
+		return 0, fmt.Errorf("armimage: writing the seed partition: %w", err)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("armimage: %w", err)
+		return 0, fmt.Errorf("armimage: %w", err)
 	}
-	return nil
+	return used, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func run(ctx context.Context, env []string, name string, args ...string) error {

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
 )
 
@@ -28,7 +31,10 @@ func fakeKernelDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	must(t, os.MkdirAll(filepath.Join(dir, "modules"), 0o755))
-	must(t, os.WriteFile(filepath.Join(dir, "vmlinuz"), bytes.Repeat([]byte("zImage!!"), 300_000), 0o644))
+	// A run of zeros longer than a bmap block and a copy chunk inside
+	// the kernel: a block map must still map it.
+	kernel := slices.Concat(bytes.Repeat([]byte("zImage!!"), 150_000), make([]byte, 200<<10), bytes.Repeat([]byte("zImage!!"), 150_000))
+	must(t, os.WriteFile(filepath.Join(dir, "vmlinuz"), kernel, 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "modules", "order"), []byte("a.ko\nb.ko\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "modules", "a.ko"), []byte("module a"), 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "modules", "b.ko"), []byte("module b"), 0o644))
@@ -120,4 +126,94 @@ func TestBuildIsReproducibleAndCached(t *testing.T) {
 		t.Errorf("a record of the seed is dated today (%s):\n%s", today, out)
 	}
 	t.Logf("seed:\n%s", out)
+
+	// The bmap: the same for the same inputs, and enough to flash with.
+	if sum(t, a.Bmap) != sum(t, b.Bmap) {
+		t.Error("the same inputs gave different bmaps")
+	}
+	flashWithBmap(t, a, filepath.Join(kdir, "vmlinuz"))
+}
+
+// flashWithBmap flashes img with its bmap through the station's own
+// pipeline onto a disk full of old bytes, then reads the seed's files
+// back with mtools: the bmap maps every block the files and the FAT use,
+// and little else.
+func flashWithBmap(t *testing.T, img Image, kernel string) {
+	t.Helper()
+	bm, err := flash.ReadBmap(img.Bmap)
+	must(t, err)
+	mapped := bm.MappedBlocks * bm.BlockSize
+	if mapped > DiskSize/2 {
+		t.Errorf("the bmap maps %d of the image's %d bytes: the free space is mapped", mapped, DiskSize)
+	}
+	ctx := context.Background()
+	c, err := flash.NewCache(t.TempDir())
+	must(t, err)
+	prep, err := c.Prepare(ctx, flash.ImageSpec{Path: img.Path, Bmap: img.Bmap}, nil)
+	must(t, err)
+	disk := filepath.Join(t.TempDir(), "emmc.img")
+	must(t, os.WriteFile(disk, bytes.Repeat([]byte{0xe5}, DiskSize), 0o644))
+	target, err := flash.OpenFileTarget(disk)
+	must(t, err)
+	r := flash.Write(ctx, prep, target, flash.Options{Verify: true})
+	target.Close()
+	if r.Failure != nil || !r.Verified {
+		t.Fatalf("flash with the bmap: %+v", r.Failure)
+	}
+	if out, err := exec.Command("sgdisk", "--verify", disk).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("No problems found")) {
+		t.Errorf("sgdisk --verify of the flashed disk: %v\n%s", err, out)
+	}
+	back := filepath.Join(t.TempDir(), "kernel")
+	if out, err := exec.Command("mcopy", "-n", "-i", disk+"@@1M", "::"+KernelPath, back).CombinedOutput(); err != nil {
+		t.Fatalf("mcopy the kernel off the flashed disk: %v\n%s", err, out)
+	}
+	if sum(t, back) != sum(t, kernel) {
+		t.Error("the kernel read off a disk flashed with the bmap differs: the bmap misses some of its blocks")
+	}
+	if out, err := exec.Command("mdir", "-/", "-i", disk+"@@1M", "::").CombinedOutput(); err != nil || !bytes.Contains(bytes.ToLower(out), []byte("model")) {
+		t.Errorf("mdir of the flashed seed: %v\n%s", err, out)
+	}
+	t.Logf("bmap: %d ranges, %d of %d bytes mapped", len(bm.Ranges), mapped, DiskSize)
+}
+
+// TestPruneKeepsRecentImages: the cache keeps the images used last and
+// any used within the hour, and drops what a killed build left.
+func TestPruneKeepsRecentImages(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	touch := func(name string, age time.Duration) string {
+		p := filepath.Join(dir, name)
+		must(t, os.WriteFile(p, []byte(name), 0o644))
+		must(t, os.Chtimes(p, now.Add(-age), now.Add(-age)))
+		return p
+	}
+	// image-0 is the newest; image-5 the oldest, and the one in use.
+	var imgs []string
+	for i := range 6 {
+		p := touch(fmt.Sprintf("image-%d.img", i), time.Duration(i+1)*2*time.Hour)
+		touch(fmt.Sprintf("image-%d.img.bmap", i), time.Duration(i+1)*2*time.Hour)
+		imgs = append(imgs, p)
+	}
+	recent := touch("image-r.img", 10*time.Minute) // used within the hour
+	other := touch("notes.txt", 100*time.Hour)
+	must(t, os.Mkdir(filepath.Join(dir, ".build-old"), 0o755))
+	must(t, os.Chtimes(filepath.Join(dir, ".build-old"), now.Add(-2*time.Hour), now.Add(-2*time.Hour)))
+	must(t, os.Mkdir(filepath.Join(dir, ".build-now"), 0o755))
+
+	prune(dir, imgs[5], now)
+
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	// Kept: image-5 (used now), image-r (within the hour), image-0 and
+	// image-1 (with those two, the 4 used last).
+	for i, want := range []bool{true, true, false, false, false, true} {
+		if exists(imgs[i]) != want || exists(imgs[i]+".bmap") != want {
+			t.Errorf("image-%d: kept %v, want %v", i, exists(imgs[i]), want)
+		}
+	}
+	if !exists(recent) || !exists(other) {
+		t.Error("pruned an image used within the hour, or a file that is not an image")
+	}
+	if exists(filepath.Join(dir, ".build-old")) || !exists(filepath.Join(dir, ".build-now")) {
+		t.Error("build directories: want the stale one gone and the live one kept")
+	}
 }
