@@ -20,6 +20,7 @@ import (
 
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/flash/fastboottest"
+	"github.com/flashstation/flashstation/internal/getty"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
 	"github.com/flashstation/flashstation/usb"
@@ -749,18 +750,18 @@ func (b *Board) consoleInput() {
 		b.master.Write([]byte(s))
 		b.consoleMu.Unlock()
 	}
-	var line []byte
-	loggedIn, wantPassword := false, false
-	user := ""
+	var line []byte // typed at U-Boot's prompt
+	g := &getty.Getty{User: b.cfg.LoginUser, Password: b.cfg.LoginPassword, Kernel: "5.15.0-1049-raspi", Snap: b.registration, Out: echo}
 	gen := b.bootGen.Load()
 	for {
 		c, err := r.ReadByte()
 		if err != nil {
 			return
 		}
-		if g := b.bootGen.Load(); g != gen {
+		if gen2 := b.bootGen.Load(); gen2 != gen {
 			// Another boot: a fresh getty, nobody logged in.
-			gen, loggedIn, wantPassword, user, line = g, false, false, "", line[:0]
+			gen, line = gen2, line[:0]
+			g.Reset()
 		}
 		state := b.State()
 		if b.qemu != nil && (state == StateBooting || state == StateBooted) {
@@ -791,78 +792,17 @@ func (b *Board) consoleInput() {
 		if state != StateBooted || b.cfg.LoginUser == "" {
 			continue // the console is not listening
 		}
-		if c != '\r' && c != '\n' {
-			line = append(line, c)
-			if !wantPassword {
-				echo(string(c))
-			}
-			continue
-		}
-		text := string(line)
-		line = line[:0]
-		switch {
-		case !loggedIn && !wantPassword:
-			if text == "" {
-				echo("\r\nubuntu login: ")
-				continue
-			}
-			user = text
-			wantPassword = true
-			echo("\r\nPassword: ")
-		case wantPassword:
-			wantPassword = false
-			echo("\r\n")
-			if user == b.cfg.LoginUser && text == b.cfg.LoginPassword {
-				loggedIn = true
-				echo("Welcome to Ubuntu Core 22 (GNU/Linux 5.15.0-1049-raspi armv7l)\r\n\r\n * Documentation:  https://ubuntu.com/core/docs\r\n\r\n" + b.cfg.LoginUser + "@ubuntu:~$ ")
-			} else {
-				time.Sleep(50 * time.Millisecond)
-				echo("Login incorrect\r\nubuntu login: ")
-			}
-		default:
-			echo("\r\n")
-			if b.shell(text, echo) {
-				loggedIn = false
-				echo("\r\nubuntu login: ")
-				continue
-			}
-			echo(b.cfg.LoginUser + "@ubuntu:~$ ")
-		}
+		g.Feed(c)
 	}
 }
 
-// shell runs one command line; it returns true on exit.
-func (b *Board) shell(cmdline string, out func(string)) bool {
-	for _, cmd := range strings.Split(cmdline, ";") {
-		cmd = strings.TrimSpace(cmd)
-		switch {
-		case cmd == "":
-		case cmd == "exit" || cmd == "logout":
-			out("logout\r\n")
-			return true
-		case strings.HasPrefix(cmd, "echo "):
-			out(strings.Trim(strings.TrimPrefix(cmd, "echo "), "'\"") + "\r\n")
-		case cmd == "snap changes":
-			status, ready := "Doing", "-                 "
-			if b.snapDone.Load() {
-				status, ready = "Done ", "today at 10:11 UTC"
-			}
-			out("ID   Status  Spawn               Ready               Summary\r\n")
-			out("1    Done    today at 10:06 UTC  today at 10:09 UTC  Initialize system state\r\n")
-			out(fmt.Sprintf("2    %s   today at 10:09 UTC  %s  Initialize device\r\n", status, ready))
-		case cmd == "snap model --serial --assertion" || cmd == "snap known serial":
-			b.mu.Lock()
-			s := b.serial
-			b.mu.Unlock()
-			if s == nil {
-				out("error: device not registered yet\r\n")
-				continue
-			}
-			text := strings.ReplaceAll(strings.TrimSuffix(string(s.Encode()), "\n"), "\n", "\r\n")
-			out(text + "\r\n")
-		default:
-			out(fmt.Sprintf("%s: command not found\r\n", strings.Fields(cmd)[0]))
-		}
+// registration is what the board's snapd knows of its registration, as
+// its console's getty shows it.
+func (b *Board) registration() ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.serial != nil && b.snapDone.Load() {
+		return b.serial.Encode(), nil
 	}
-	return false
+	return nil, b.regErr
 }

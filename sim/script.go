@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/flashstation/flashstation/internal/getty"
 )
 
 // step is one piece of a boot as the console shows it: a pause (in board
@@ -145,7 +147,7 @@ func (b *bootScript) ready(login bool, ip string) {
 		b.add(time.Second, "Press enter to configure.\r\n")
 		return
 	}
-	b.add(time.Second, "\r\nUbuntu Core 22 on "+ip+" (ttyS0)\r\n\r\nubuntu login: ")
+	b.add(time.Second, getty.Banner(ip, "ttyS0"))
 }
 
 // firstBoot writes the whole console output of a first boot for a

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/flashstation/flashstation/internal/getty"
 )
 
 // boot prints a first boot's console lines, shaped as Ubuntu Core 22's
@@ -96,7 +98,7 @@ func (b *boot) seedError() {
 // the terminal no longer turns "\n" into "\r\n" by then).
 func (b *boot) ready(login bool, ip string) {
 	if login {
-		b.print(banner(ip))
+		b.print(getty.Banner(ip, "ttyAMA0"))
 		return
 	}
 	b.print("Press enter to configure.\n")

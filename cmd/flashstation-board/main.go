@@ -31,6 +31,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/flashstation/flashstation/internal/armimage/eeprom"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
+	"github.com/flashstation/flashstation/internal/getty"
 )
 
 // diskWait bounds the wait for the virtio disk to appear once its driver
@@ -245,8 +247,9 @@ func runBoot(con *os.File, b *boot, p cmdlineParams) error {
 		return reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	}
 	if login {
-		g := &getty{in: con, out: con, user: facts.ConsoleUser, password: facts.ConsolePassword, kernel: kernelRelease(), snap: snap}
-		err := g.serve()
+		g := &getty.Getty{User: facts.ConsoleUser, Password: facts.ConsolePassword, Kernel: kernelRelease(), Snap: snap.registration,
+			Out: func(s string) { io.WriteString(con, s) }}
+		err := g.Serve(con)
 		cancel()
 		wg.Wait()
 		return err

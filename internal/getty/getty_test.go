@@ -1,6 +1,4 @@
-//go:build linux
-
-package main
+package getty
 
 import (
 	"bytes"
@@ -71,10 +69,16 @@ func TestGettyActsOutTheFactoryLogin(t *testing.T) {
 	}
 	in, typing := io.Pipe()
 	out := syncBuffer{changed: make(chan struct{})}
-	snap := &snapState{}
-	g := &getty{in: in, out: &out, user: "factory", password: "pw", kernel: "6.1.0-57-armmp", snap: snap}
+	var mu sync.Mutex
+	var registered []byte
+	g := &Getty{User: "factory", Password: "pw", Kernel: "6.1.0-57-armmp", Out: func(s string) { io.WriteString(&out, s) },
+		Snap: func() ([]byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return registered, nil
+		}}
 	served := make(chan error, 1)
-	go func() { served <- g.serve() }()
+	go func() { served <- g.Serve(in) }()
 	defer func() {
 		typing.Close()
 		<-served
@@ -106,7 +110,9 @@ func TestGettyActsOutTheFactoryLogin(t *testing.T) {
 	if got := exchange("snap model --serial --assertion\n", "factory@ubuntu:~$ "); got != "snap model --serial --assertion\r\nerror: device not registered yet\r\nfactory@ubuntu:~$ " {
 		t.Errorf("the assertion before the registration: %q", got)
 	}
-	snap.finish(serial, nil)
+	mu.Lock()
+	registered = serial.Encode()
+	mu.Unlock()
 	if got := exchange("snap changes\n", "factory@ubuntu:~$ "); !strings.Contains(got, "2    Done    today at 10:09 UTC  today at 10:11 UTC  Initialize device\r\n") {
 		t.Errorf("snap changes after the registration: %q", got)
 	}
@@ -117,4 +123,32 @@ func TestGettyActsOutTheFactoryLogin(t *testing.T) {
 	}
 	exchange("frob\n", "frob: command not found\r\nfactory@ubuntu:~$ ")
 	exchange("exit\n", "exit\r\nlogout\r\n\r\nubuntu login: ")
+}
+
+// TestGettyFailedRegistrationAndReset: a failed registration shows as an
+// Error change; after Reset (a reboot) a logged-in user is logged out and
+// the shell no longer answers.
+func TestGettyFailedRegistrationAndReset(t *testing.T) {
+	var out strings.Builder
+	g := &Getty{User: "factory", Password: "pw", Kernel: "k", Out: func(s string) { out.WriteString(s) },
+		Snap: func() ([]byte, error) { return nil, io.ErrUnexpectedEOF }}
+	typeText := func(s string) string {
+		out.Reset()
+		for i := range len(s) {
+			g.Feed(s[i])
+		}
+		return out.String()
+	}
+	typeText("factory\npw\n")
+	if got := typeText("snap changes\n"); !strings.Contains(got, "2    Error   today at 10:09 UTC  today at 10:11 UTC  Initialize device\r\n") {
+		t.Errorf("snap changes after a failed registration: %q", got)
+	}
+	if got := typeText("snap known serial\n"); !strings.Contains(got, "error: device not registered yet") {
+		t.Errorf("the assertion after a failed registration: %q", got)
+	}
+	typeText("ech")
+	g.Reset()
+	if got := typeText("echo hi\n"); got != "echo hi\r\nPassword: " {
+		t.Errorf("after Reset, the typed line is a user name: %q", got)
+	}
 }
