@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/flashstation/flashstation/ledger/record"
 )
 
 // ErrNotFound is returned when a record does not exist.
@@ -526,28 +528,15 @@ func (l *Ledger) Events(ctx context.Context, unitID int64) ([]Event, error) {
 
 // Ways a serial assertion reaches the station.
 const (
-	ViaProxy   = "proxy"
-	ViaConsole = "console"
-	ViaImport  = "import"
+	ViaProxy   = record.ViaProxy
+	ViaConsole = record.ViaConsole
+	ViaImport  = record.ViaImport
 )
 
 // SerialAssertion is a captured serial assertion and what the station knew
-// when it arrived. The caller has verified Text; the ledger keeps it
-// byte for byte.
-type SerialAssertion struct {
-	ID          int64
-	Text        []byte
-	BrandID     string
-	Model       string
-	Serial      string
-	Revision    int
-	DeviceKeyID string // SHA3-384 id of the device key
-	LineID      string
-	UnitID      int64  // 0 when it matched no unit
-	Via         string // ViaProxy, ViaConsole or ViaImport
-	Duplicate   bool   // the vault had signed this serial or device key before
-	ReceivedAt  time.Time
-}
+// when it arrived (record.SerialAssertion, which the spool and the proxy
+// carry without the ledger).
+type SerialAssertion = record.SerialAssertion
 
 // RecordSerialAssertion stores a serial assertion and returns only when it
 // is synced to disk. Recording the same text again is harmless: it returns

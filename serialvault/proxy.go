@@ -18,13 +18,13 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/record"
 	"github.com/flashstation/flashstation/ledger/spool"
 )
 
 // Recorder writes serial assertions durably; *ledger.Ledger is one.
 type Recorder interface {
-	RecordSerialAssertion(ctx context.Context, a ledger.SerialAssertion) (id int64, created bool, err error)
+	RecordSerialAssertion(ctx context.Context, a record.SerialAssertion) (id int64, created bool, err error)
 }
 
 // Capture is a serial assertion the proxy recorded and delivered. It
@@ -167,7 +167,7 @@ const maxNonces = 10000
 type cachedAnswer struct {
 	serial   *Serial
 	raw      []byte
-	record   ledger.SerialAssertion
+	record   record.SerialAssertion
 	window   *Window // the window whose request the vault signed
 	spooled  string  // its spool key ("": not spooled)
 	recorded bool
@@ -636,9 +636,9 @@ func (p *Proxy) serial(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return
 	}
 	s := ans.Serial
-	entry := &cachedAnswer{serial: s, raw: resp.Body, window: win, expires: p.cfg.Now().Add(cacheTTL), record: ledger.SerialAssertion{
+	entry := &cachedAnswer{serial: s, raw: resp.Body, window: win, expires: p.cfg.Now().Add(cacheTTL), record: record.SerialAssertion{
 		Text: s.Encode(), BrandID: s.BrandID, Model: s.Model, Serial: s.Serial, Revision: s.Revision(),
-		DeviceKeyID: s.DeviceKeyID, LineID: p.cfg.LineID, Via: ledger.ViaProxy, Duplicate: s.Revision() > 1,
+		DeviceKeyID: s.DeviceKeyID, LineID: p.cfg.LineID, Via: record.ViaProxy, Duplicate: s.Revision() > 1,
 		ReceivedAt: p.cfg.Now(),
 	}}
 	if p.cfg.Spool != nil {

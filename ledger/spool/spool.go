@@ -23,12 +23,12 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/record"
 )
 
 // Entry is one spooled serial assertion.
 type Entry struct {
-	Assertion ledger.SerialAssertion `json:"assertion"`
+	Assertion record.SerialAssertion `json:"assertion"`
 	// BodySHA256 and Answer are the recording proxy's: the board's serial
 	// request and the vault's verified answer to it, so that the board's
 	// retry of that request gets the answer again after a restart.
@@ -209,7 +209,7 @@ func (s *Spool) Pending() ([]Entry, error) {
 
 // Recorder writes serial assertions durably; *ledger.Ledger is one.
 type Recorder interface {
-	RecordSerialAssertion(ctx context.Context, a ledger.SerialAssertion) (id int64, created bool, err error)
+	RecordSerialAssertion(ctx context.Context, a record.SerialAssertion) (id int64, created bool, err error)
 }
 
 // Replay records every pending entry into rec and removes those recorded.
@@ -244,7 +244,7 @@ type Recording struct {
 // RecordSerialAssertion spools a, records it, and removes it from the
 // spool once recorded. A spool that cannot be written does not stop the
 // ledger write.
-func (r Recording) RecordSerialAssertion(ctx context.Context, a ledger.SerialAssertion) (int64, bool, error) {
+func (r Recording) RecordSerialAssertion(ctx context.Context, a record.SerialAssertion) (int64, bool, error) {
 	key, spoolErr := r.Spool.Put(Entry{Assertion: a})
 	id, created, err := r.Ledger.RecordSerialAssertion(ctx, a)
 	if err != nil {
