@@ -112,6 +112,15 @@ var FaultMix = []Faults{
 	{Garbage: true}, {}, {UnplugAfter: 2 << 20}, {}, {BootLoop: true}, {}, {VaultRefuses: true}, {},
 }
 
+// QEMUFaultMix is FaultMix for QEMU boards: the faults their guest acts
+// out for real (a kernel panic, a seed snap that will not mount, a reboot
+// loop) and a kernel lost after the verified flash, which U-Boot refuses.
+// Boards alternate between the lines: with 4 boards, one of each line
+// fails.
+var QEMUFaultMix = []Faults{
+	{}, {KernelPanic: true}, {}, {CorruptAfterFlash: true}, {SeedError: true}, {}, {BootLoop: true}, {},
+}
+
 // NewBench builds the bench: keys, model, image, vault, boards and
 // station.yaml in cfg.Dir. Boards start in their flash modes.
 func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
@@ -191,7 +200,11 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 		}
 		var faults Faults
 		if cfg.Faults {
-			faults = FaultMix[i%len(FaultMix)]
+			mix := FaultMix
+			if cfg.QEMU != nil {
+				mix = QEMUFaultMix
+			}
+			faults = mix[i%len(mix)]
 		}
 		if cfg.FaultsOf != nil {
 			faults = cfg.FaultsOf(i)

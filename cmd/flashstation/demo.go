@@ -44,7 +44,9 @@ On a terminal the bench TUI shows it (q quits once you have seen enough);
 boot loop, vault refusal). --qemu makes the boards QEMU armhf boards (4 unless
 --boards): their flash mode is simulated, their boots are real (Debian's U-Boot
 and kernel under qemu-system-arm, at real speed); it needs make qemu-assets
-and runs from flashstation's source tree, which builds the boards' program.
+and runs from flashstation's source tree, which builds the boards' program;
+with --faults its guests act out a kernel panic, a seed error and a boot
+loop, and one board loses its kernel after the flash (U-Boot refuses it).
 DIR (a temporary directory unless --data) keeps
 station.yaml, vault-key.pub and the ledger, so status, logs, assertions and
 export work on it afterwards:
