@@ -100,6 +100,12 @@ func TestQEMUBench(t *testing.T) {
 			t.Errorf("%s: U-Boot's autoboot was interrupted, or did not run twice: %d countdowns, prompt at %d, interrupt %v:\n%s", u.Slot,
 				strings.Count(raw, "Hit any key to stop autoboot"), i, strings.Contains(raw, "<INTERRUPT>"), raw[max(0, i-600):min(len(raw), max(i, 0)+300)])
 		}
+		// Two boots, two countdowns; a third would be a reboot nobody
+		// asked for. Logged, not failed: one run in six once counted
+		// otherwise on B1, unexplained, and this says what it saw.
+		if n := strings.Count(raw, "Hit any key to stop autoboot"); n != 2 {
+			t.Logf("%s: %d autoboot countdowns in the raw transcript (want 2):\n%s", u.Slot, n, raw)
+		}
 		e.checkAssertion(t, ring, u)
 	}
 	if len(s.Units) != 4 {
