@@ -28,11 +28,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
-// waitSuffix waits until the output ends with want.
-func (s *syncBuffer) waitSuffix(want string, timeout *time.Timer) bool {
+// waitSuffix waits until the output written after its first from bytes
+// ends with want (the output before may end with it too: a prompt).
+func (s *syncBuffer) waitSuffix(from int, want string, timeout *time.Timer) bool {
 	for {
 		s.mu.Lock()
-		ok, changed := strings.HasSuffix(s.b.String(), want), s.changed
+		ok, changed := strings.HasSuffix(s.b.String()[from:], want), s.changed
 		s.mu.Unlock()
 		if ok {
 			return true
@@ -90,9 +91,9 @@ func TestGettyActsOutTheFactoryLogin(t *testing.T) {
 		if _, err := io.WriteString(typing, text); err != nil {
 			t.Fatal(err)
 		}
-		timeout := time.NewTimer(5 * time.Second)
+		timeout := time.NewTimer(time.Minute) // a bound on a hang, not a wait
 		defer timeout.Stop()
-		if !out.waitSuffix(want, timeout) {
+		if !out.waitSuffix(from, want, timeout) {
 			t.Fatalf("after %q: %q, want it to end with %q", text, out.String()[from:], want)
 		}
 		return out.String()[from:]
