@@ -23,24 +23,21 @@ import (
 // DefaultChunkSize is the unit of writes and of read-back checksums.
 const DefaultChunkSize = 4 << 20
 
-// Cache holds prepared images: each image is decompressed once, keyed by
-// the SHA-256 of its file, into a sparse raw file with its chunk map. It
-// survives restarts; concurrent requests for one image share one
-// preparation, also across processes (a lock file per image).
+// Cache holds prepared images: each image is decompressed once into a
+// sparse raw file with its chunk map, keyed by the identity of its file
+// (device, inode, size, modification and change times) and its bmap, so
+// a raw image's holes are never read to find it. It survives restarts;
+// concurrent requests for one image share one preparation, also across
+// processes (a lock file per image), and in this process the targets of
+// a first flash stream it (Open) as it is prepared.
 type Cache struct {
 	dir       string
 	chunkSize int64
 
 	mu       sync.Mutex
-	inFlight map[string]*flight
+	inFlight map[string]*Prepared // filling
 
 	preparations atomic.Int64 // images actually decompressed (tests)
-}
-
-type flight struct {
-	done chan struct{}
-	img  *Prepared
-	err  error
 }
 
 // NewCache opens (creating) a cache directory.
@@ -48,7 +45,7 @@ func NewCache(dir string) (*Cache, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("image cache: %w", err)
 	}
-	return &Cache{dir: dir, chunkSize: DefaultChunkSize, inFlight: map[string]*flight{}}, nil
+	return &Cache{dir: dir, chunkSize: DefaultChunkSize, inFlight: map[string]*Prepared{}}, nil
 }
 
 // Dir is the cache directory.
@@ -71,23 +68,55 @@ type PrepareProgress struct {
 }
 
 // Prepare returns the prepared image for spec, preparing it if the cache
-// does not hold it yet. A wrong hash, a corrupt stream or a bmap that does
-// not match is an ErrImageRefused error: no board is touched with it.
+// does not hold it yet, with the SHA-256 of its file (a raw file's holes
+// included) for the record. A wrong hash, a corrupt stream or a bmap that
+// does not match is an ErrImageRefused error: no board is touched with it.
 func (c *Cache) Prepare(ctx context.Context, spec ImageSpec, progress func(PrepareProgress)) (*Prepared, error) {
 	if progress == nil {
 		progress = func(PrepareProgress) {}
 	}
-	sum, err := c.sourceHash(ctx, spec.Path, progress)
+	img, err := c.open(ctx, spec, progress, true)
 	if err != nil {
 		return nil, err
 	}
-	if spec.SHA256 != "" && !strings.EqualFold(spec.SHA256, sum) {
-		return nil, fmt.Errorf("%w: %s has SHA-256 %s, the line expects %s (wrong or damaged file)",
-			ErrImageRefused, spec.Path, sum, strings.ToLower(spec.SHA256))
+	if img, err = img.Wait(ctx); err != nil {
+		return nil, err
 	}
+	if img.SourceSHA256 == "" {
+		// Streamed by Open, which hashes a raw file only when asked to.
+		if err := c.addFileHash(ctx, img, progress); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// Open returns the image for spec at once: from the cache, or while it is
+// being prepared (Filling), in which case Write and WriteAll stream it,
+// each target writing the chunks as they reach the cache and the boot
+// area once the whole image has passed its checks (Wait says how it
+// ended). A raw file is read only where it holds data, and hashed only
+// when spec.SHA256 asks for it; a compressed file is hashed as it is read.
+// Errors found before any byte is read (no file, a bad bmap, a wrong hash
+// of a cached image) are returned here.
+func (c *Cache) Open(ctx context.Context, spec ImageSpec, progress func(PrepareProgress)) (*Prepared, error) {
+	if progress == nil {
+		progress = func(PrepareProgress) {}
+	}
+	return c.open(ctx, spec, progress, spec.SHA256 != "")
+}
+
+func (c *Cache) open(ctx context.Context, spec ImageSpec, progress func(PrepareProgress), hashFile bool) (*Prepared, error) {
+	fi, err := os.Stat(spec.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("image %s is not a regular file", spec.Path)
+	}
+	key := identityKey(fi) + "-c" + strconv.FormatInt(c.chunkSize>>10, 10) + "k"
 	var bm *Bmap
 	var bmapSum string
-	key := sum + "-c" + strconv.FormatInt(c.chunkSize>>10, 10) + "k"
 	if spec.Bmap != "" {
 		data, err := os.ReadFile(spec.Bmap)
 		if err != nil {
@@ -100,100 +129,180 @@ func (c *Cache) Prepare(ctx context.Context, spec ImageSpec, progress func(Prepa
 		bmapSum = hex.EncodeToString(h[:])
 		key += "-bmap" + bmapSum[:16]
 	}
-
-	c.mu.Lock()
-	if f, ok := c.inFlight[key]; ok {
-		c.mu.Unlock()
-		select {
-		case <-f.done:
-			return f.img, f.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	f := &flight{done: make(chan struct{})}
-	c.inFlight[key] = f
-	c.mu.Unlock()
-
-	f.img, f.err = c.prepareLocked(ctx, key, sum, spec, bm, bmapSum, progress)
-	close(f.done)
-	c.mu.Lock()
-	delete(c.inFlight, key)
-	c.mu.Unlock()
-	return f.img, f.err
-}
-
-// prepareLocked prepares under the image's lock file, so that another
-// station process preparing the same image is waited for.
-func (c *Cache) prepareLocked(ctx context.Context, key, sum string, spec ImageSpec, bm *Bmap, bmapSum string, progress func(PrepareProgress)) (*Prepared, error) {
+	job := fillJob{key: key, spec: spec, bmap: bm, bmapSum: bmapSum, hashFile: hashFile, size: fi.Size(), progress: progress}
 	dir := filepath.Join(c.dir, key)
-	if img, err := c.load(dir); err == nil {
+
+	c.mu.Lock()
+	if img, ok := c.inFlight[key]; ok {
+		c.mu.Unlock()
 		return img, nil
+	}
+	if img, err := c.load(dir); err == nil {
+		c.mu.Unlock()
+		return c.checkCached(ctx, img, spec, progress)
 	}
 	lock, err := os.OpenFile(filepath.Join(c.dir, key+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
+		c.mu.Unlock()
 		return nil, fmt.Errorf("image cache: %w", err)
 	}
-	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		defer c.mu.Unlock()
+		return c.startFill(ctx, lock, dir, job)
+	}
+	c.mu.Unlock()
+	// Another station process prepares it: wait for its result.
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("image cache lock: %w", err)
 	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 	if img, err := c.load(dir); err == nil {
-		return img, nil // another process prepared it meanwhile
+		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		lock.Close()
+		return c.checkCached(ctx, img, spec, progress)
 	}
-	_ = os.RemoveAll(dir)
-	return c.prepare(ctx, dir, key, sum, spec, bm, bmapSum, progress)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if img, ok := c.inFlight[key]; ok { // one of ours started meanwhile
+		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		lock.Close()
+		return img, nil
+	}
+	return c.startFill(ctx, lock, dir, job)
 }
 
-func (c *Cache) prepare(ctx context.Context, dir, key, sum string, spec ImageSpec, bm *Bmap, bmapSum string, progress func(PrepareProgress)) (img *Prepared, err error) {
-	start := time.Now()
-	c.preparations.Add(1)
-	tmp, err := os.MkdirTemp(c.dir, key+".tmp-")
+// identityKey names an image file by what changes when it does.
+func identityKey(fi os.FileInfo) string {
+	id := fmt.Sprintf("%d", fi.Size())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id = fmt.Sprintf("%d:%d:%d:%d.%d:%d.%d", st.Dev, st.Ino, fi.Size(), st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
+	}
+	h := sha256.Sum256([]byte(id))
+	return "f" + hex.EncodeToString(h[:12])
+}
+
+// checkCached refuses a cached image whose file hash is not the line's
+// (hashing the file first if the image was streamed without its hash).
+func (c *Cache) checkCached(ctx context.Context, img *Prepared, spec ImageSpec, progress func(PrepareProgress)) (*Prepared, error) {
+	if spec.SHA256 == "" {
+		return img, nil
+	}
+	if img.SourceSHA256 == "" {
+		if err := c.addFileHash(ctx, img, progress); err != nil {
+			return nil, err
+		}
+	}
+	if !strings.EqualFold(spec.SHA256, img.SourceSHA256) {
+		return nil, fmt.Errorf("%w: %s has SHA-256 %s, the line expects %s (wrong or damaged file)",
+			ErrImageRefused, spec.Path, img.SourceSHA256, strings.ToLower(spec.SHA256))
+	}
+	return img, nil
+}
+
+// fillJob is what a preparation needs.
+type fillJob struct {
+	key      string
+	spec     ImageSpec
+	bmap     *Bmap
+	bmapSum  string
+	hashFile bool
+	size     int64 // of the file
+	progress func(PrepareProgress)
+}
+
+// startFill starts preparing job's image into dir, holding lock until it
+// ends, and returns the image while it fills. c.mu is held.
+func (c *Cache) startFill(ctx context.Context, lock *os.File, dir string, job fillJob) (*Prepared, error) {
+	release := func() {
+		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		lock.Close()
+	}
+	_ = os.RemoveAll(dir)
+	tmp, err := os.MkdirTemp(c.dir, job.key+".tmp-")
 	if err != nil {
+		release()
 		return nil, c.diskErr(err)
 	}
-	defer func() {
+	if job.bmap != nil {
+		if err := c.checkSpace(job.bmap.MappedBlocks * job.bmap.BlockSize); err != nil {
+			os.RemoveAll(tmp)
+			release()
+			return nil, err
+		}
+	}
+	src, format, err := openImage(job.spec.Path)
+	if err != nil {
+		os.RemoveAll(tmp)
+		release()
+		return nil, err
+	}
+	out, err := os.OpenFile(filepath.Join(tmp, "image.raw"), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o640)
+	if err != nil {
+		src.Close()
+		os.RemoveAll(tmp)
+		release()
+		return nil, c.diskErr(err)
+	}
+	img := &Prepared{Key: job.key, Source: job.spec.Path, Format: format, BlockSize: zeroBlock, ChunkSize: c.chunkSize,
+		RawPath: out.Name(), fill: newFill(out), win: newWindows(out)}
+	if job.bmap != nil {
+		img.BlockSize = job.bmap.BlockSize
+		img.Size = job.bmap.ImageSize
+		img.Bmap = &BmapInfo{Path: job.spec.Bmap, SHA256: job.bmapSum, Version: job.bmap.Version}
+		img.estimate = job.bmap.MappedBlocks * job.bmap.BlockSize
+	} else if format == FormatRaw {
+		img.Size = job.size
+	}
+	c.inFlight[job.key] = img
+	c.preparations.Add(1)
+	go func() {
+		final, err := c.prepare(ctx, tmp, dir, job, src, format, out, img)
+		src.Close()
 		if err != nil {
 			os.RemoveAll(tmp)
 		}
+		release()
+		// Out of the flights first: whoever sees the end and asks again
+		// finds the cached image, or prepares anew after a failure.
+		c.mu.Lock()
+		delete(c.inFlight, job.key)
+		c.mu.Unlock()
+		img.fill.finish(final, err)
 	}()
-	if bm != nil {
-		if err := c.checkSpace(bm.MappedBlocks * bm.BlockSize); err != nil {
-			return nil, err
-		}
-	}
-	src, format, err := openImage(spec.Path)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
+	return img, nil
+}
+
+// prepare streams the image into out, publishing its chunks to fill, and
+// on success moves tmp into place as dir.
+func (c *Cache) prepare(ctx context.Context, tmp, dir string, job fillJob, src *os.File, format Format, out *os.File, filling *Prepared) (*Prepared, error) {
+	start := time.Now()
+	fileHash := sha256.New()
 	var raw io.Reader
-	var closeRaw func() error
+	closeRaw := func() error { return nil }
 	if format == FormatRaw {
-		fi, err := src.Stat()
-		if err != nil {
-			return nil, err
+		segs := dataSegments(src, job.size)
+		if job.bmap != nil && !job.hashFile {
+			segs = intersect(segs, job.bmap)
 		}
-		raw, closeRaw = &sparseReader{f: src, segs: dataSegments(src, fi.Size()), size: fi.Size()}, func() error { return nil }
+		raw = &sparseReader{f: src, segs: segs, size: job.size}
+		if job.hashFile {
+			raw = io.TeeReader(raw, fileHash) // the raw stream is the file, holes as zeros
+		}
 	} else {
-		raw, closeRaw, err = decompressor(ctx, format, src)
+		var err error
+		raw, closeRaw, err = decompressor(ctx, format, io.TeeReader(src, fileHash))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrImageRefused, err)
 		}
 	}
-	out, err := os.OpenFile(filepath.Join(tmp, "image.raw"), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o640)
-	if err != nil {
-		closeRaw()
-		return nil, c.diskErr(err)
-	}
-	defer out.Close()
 	var total int64
-	if bm != nil {
-		total = bm.ImageSize
+	if job.bmap != nil {
+		total = job.bmap.ImageSize
+	} else if format == FormatRaw {
+		total = job.size
 	}
-	p := &preparer{out: out, chunkSize: c.chunkSize, bmap: bm, progress: func(done int64) {
-		progress(PrepareProgress{Stage: "decompress", Done: done, Total: total})
+	p := &preparer{out: out, chunkSize: c.chunkSize, bmap: job.bmap, publish: filling.fill.publish, progress: func(done int64) {
+		job.progress(PrepareProgress{Stage: "decompress", Done: done, Total: total})
 	}}
 	size, err := p.run(ctx, raw)
 	if cerr := closeRaw(); cerr != nil && err == nil {
@@ -202,17 +311,31 @@ func (c *Cache) prepare(ctx context.Context, dir, key, sum string, spec ImageSpe
 	if err != nil {
 		return nil, c.diskErr(err)
 	}
+	sum := ""
+	if format != FormatRaw || job.hashFile {
+		if format != FormatRaw {
+			// What the decoder left unread (a compressed file's padding).
+			if _, err := io.Copy(fileHash, src); err != nil {
+				return nil, fmt.Errorf("read image: %w", err)
+			}
+		}
+		sum = hex.EncodeToString(fileHash.Sum(nil))
+		if job.spec.SHA256 != "" && !strings.EqualFold(job.spec.SHA256, sum) {
+			return nil, fmt.Errorf("%w: %s has SHA-256 %s, the line expects %s (wrong or damaged file)",
+				ErrImageRefused, job.spec.Path, sum, strings.ToLower(job.spec.SHA256))
+		}
+	}
 	if err := out.Sync(); err != nil {
 		return nil, c.diskErr(err)
 	}
-	img = &Prepared{
-		Key: key, Source: spec.Path, SourceSHA256: sum, Format: format, Size: size, BlockSize: zeroBlock,
+	img := &Prepared{
+		Key: job.key, Source: job.spec.Path, SourceSHA256: sum, Format: format, Size: size, BlockSize: zeroBlock,
 		ChunkSize: c.chunkSize, MappedBytes: p.mapped, Chunks: p.chunks, PreparedAt: time.Now().UTC(),
-		PrepareTime: time.Since(start).Seconds(),
+		PrepareTime: time.Since(start).Seconds(), win: filling.win,
 	}
-	if bm != nil {
-		img.BlockSize = bm.BlockSize
-		img.Bmap = &BmapInfo{Path: spec.Bmap, SHA256: bmapSum, Version: bm.Version}
+	if job.bmap != nil {
+		img.BlockSize = job.bmap.BlockSize
+		img.Bmap = &BmapInfo{Path: job.spec.Bmap, SHA256: job.bmapSum, Version: job.bmap.Version}
 	}
 	manifest, _ := json.MarshalIndent(img, "", "  ")
 	if err := writeFileSync(filepath.Join(tmp, "manifest.json"), manifest); err != nil {
@@ -224,6 +347,41 @@ func (c *Cache) prepare(ctx context.Context, dir, key, sum string, spec ImageSpe
 	syncDir(c.dir)
 	img.RawPath = filepath.Join(dir, "image.raw")
 	return img, nil
+}
+
+// intersect keeps the parts of a raw file's data segments the bmap maps.
+func intersect(segs [][2]int64, bm *Bmap) [][2]int64 {
+	var out [][2]int64
+	for _, r := range bm.Ranges {
+		off, n := bm.byteRange(r)
+		for _, s := range segs {
+			lo, hi := max(s[0], off), min(s[1], off+n)
+			if lo < hi {
+				out = append(out, [2]int64{lo, hi})
+			}
+		}
+	}
+	return out
+}
+
+// addFileHash hashes img's file (a raw one's holes included) and keeps the
+// hash in its manifest.
+func (c *Cache) addFileHash(ctx context.Context, img *Prepared, progress func(PrepareProgress)) error {
+	sum, err := fileSHA256(ctx, img.Source, progress)
+	if err != nil {
+		return err
+	}
+	img.SourceSHA256 = sum
+	manifest, _ := json.MarshalIndent(img, "", "  ")
+	dir := filepath.Join(c.dir, img.Key)
+	tmp := filepath.Join(dir, "manifest.json.tmp")
+	if err := writeFileSync(tmp, manifest); err != nil {
+		return c.diskErr(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "manifest.json")); err != nil {
+		return c.diskErr(err)
+	}
+	return nil
 }
 
 // load reads a prepared image's manifest and checks its raw file is whole.
@@ -238,34 +396,22 @@ func (c *Cache) load(dir string) (*Prepared, error) {
 	}
 	img.RawPath = filepath.Join(dir, "image.raw")
 	img.Cached = true
-	fi, err := os.Stat(img.RawPath)
+	f, err := os.Open(img.RawPath)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
 	if err != nil || fi.Size() != img.Size {
+		f.Close()
 		return nil, fmt.Errorf("prepared image %s is incomplete", dir)
 	}
+	// Kept open for the image's life in this process: its targets map it.
+	img.win = newWindows(f)
 	return &img, nil
 }
 
-// hashIndex remembers file hashes by identity (device, inode, size,
-// mtime), so a restart does not re-read a large image to find it.
-type hashIndexEntry struct {
-	Dev, Ino uint64
-	Size     int64
-	MtimeNs  int64
-	SHA256   string
-}
-
-func (c *Cache) indexPath(fi os.FileInfo) (string, hashIndexEntry, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "", hashIndexEntry{}, false
-	}
-	e := hashIndexEntry{Dev: uint64(st.Dev), Ino: st.Ino, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
-	name := fmt.Sprintf("%x-%x-%x-%x.json", e.Dev, e.Ino, e.Size, e.MtimeNs)
-	return filepath.Join(c.dir, "index", name), e, true
-}
-
-// sourceHash returns the SHA-256 of the image file.
-func (c *Cache) sourceHash(ctx context.Context, path string, progress func(PrepareProgress)) (string, error) {
+// fileSHA256 returns the SHA-256 of the image file.
+func fileSHA256(ctx context.Context, path string, progress func(PrepareProgress)) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("open image: %w", err)
@@ -274,18 +420,6 @@ func (c *Cache) sourceHash(ctx context.Context, path string, progress func(Prepa
 	fi, err := f.Stat()
 	if err != nil {
 		return "", err
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("image %s is not a regular file", path)
-	}
-	idx, entry, ok := c.indexPath(fi)
-	if ok {
-		if data, err := os.ReadFile(idx); err == nil {
-			var known hashIndexEntry
-			if json.Unmarshal(data, &known) == nil && known == (hashIndexEntry{entry.Dev, entry.Ino, entry.Size, entry.MtimeNs, known.SHA256}) && known.SHA256 != "" {
-				return known.SHA256, nil
-			}
-		}
 	}
 	h := sha256.New()
 	buf := make([]byte, 1<<20)
@@ -305,15 +439,7 @@ func (c *Cache) sourceHash(ctx context.Context, path string, progress func(Prepa
 			return "", fmt.Errorf("read image: %w", err)
 		}
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if ok {
-		entry.SHA256 = sum
-		if data, err := json.Marshal(entry); err == nil {
-			_ = os.MkdirAll(filepath.Dir(idx), 0o750)
-			_ = os.WriteFile(idx, data, 0o640)
-		}
-	}
-	return sum, nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // checkSpace refuses to start a preparation that cannot fit.

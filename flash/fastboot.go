@@ -384,6 +384,17 @@ func FlashFastboot(ctx context.Context, img *Prepared, c *FastbootClient, o Fast
 	if o.Partition == "" {
 		o.Partition = "mmc0"
 	}
+	// Fastboot sends the image as sparse pieces planned from its whole
+	// map: a streamed image is waited for.
+	full, err := img.Wait(ctx)
+	if err != nil {
+		reason := ReasonImage
+		if ctx.Err() != nil {
+			reason = ReasonCancelled
+		}
+		return Result{Target: o.Name, Failure: &Failure{Reason: reason, Offset: -1, Detail: err.Error() + "; nothing was sent to the device", Err: err}}
+	}
+	img = full
 	res := Result{Target: o.Name, MappedBytes: img.MappedBytes,
 		VerifyNote: "device-side verification not available (fastboot cannot read the partition back)"}
 	fail := func(err error) Result {

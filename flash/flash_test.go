@@ -301,7 +301,7 @@ func TestFailuresStayAlone(t *testing.T) {
 	want := []struct {
 		reason string
 		offset int64
-	}{{"", 0}, {flash.ReasonUnplugged, -1}, {flash.ReasonWriteError, -2}, {flash.ReasonVerify, 10 << 20}, {"", 0}, {flash.ReasonVerify, 20 << 20}}
+	}{{"", 0}, {flash.ReasonUnplugged, -1}, {flash.ReasonWriteError, -2}, {flash.ReasonVerify, 10<<20 + 777}, {"", 0}, {flash.ReasonVerify, 20<<20 + 5}}
 	for i, r := range results {
 		name := targets[i].Name()
 		if want[i].reason == "" {
@@ -315,7 +315,7 @@ func TestFailuresStayAlone(t *testing.T) {
 			continue
 		}
 		if want[i].offset >= 0 && r.Failure.Offset != want[i].offset {
-			t.Errorf("%s: offset %d, want %d (the first bad chunk)", name, r.Failure.Offset, want[i].offset)
+			t.Errorf("%s: offset %d, want %d (the first bad byte)", name, r.Failure.Offset, want[i].offset)
 		}
 		if want[i].offset == -2 && (r.Failure.Offset < 11<<20 || !strings.Contains(r.Failure.Error(), "no space left")) {
 			t.Errorf("%s: %v", name, r.Failure)

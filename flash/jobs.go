@@ -194,8 +194,16 @@ func (j *fastbootJob) Run(ctx context.Context, img *Prepared, o Options) Result 
 }
 
 // RunJobs runs every job at once, each on its own; results are in the
-// order of jobs.
+// order of jobs. Their read-back buffers come from one pool (o.Buffers,
+// else one of up to 4 per job and 64 in all, and at least one per job).
 func RunJobs(ctx context.Context, img *Prepared, jobs []Job, o Options) []Result {
+	if o.Buffers == nil {
+		per := o.InFlight
+		if per <= 0 {
+			per = 4
+		}
+		o.Buffers = NewBufferPool(max(len(jobs), min(per*len(jobs), 64)))
+	}
 	results := make([]Result, len(jobs))
 	var wg sync.WaitGroup
 	for i, j := range jobs {

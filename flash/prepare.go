@@ -43,6 +43,10 @@ type Prepared struct {
 	// (neither is stored in the manifest).
 	RawPath string `json:"-"`
 	Cached  bool   `json:"-"`
+
+	fill     *filling // the preparation, for an image Open returned while it ran
+	win      *windows // maps the cache file for the targets
+	estimate int64    // mapped bytes expected while filling (a bmap's), 0 if unknown
 }
 
 // BmapInfo says which bmap a preparation honoured.
@@ -68,6 +72,10 @@ type preparer struct {
 	chunkSize int64
 	bmap      *Bmap
 	progress  func(done int64)
+	// publish, when set, receives each chunk once its bytes are in out
+	// (its SHA256 set): the targets streaming the first flash write it.
+	publish func(Chunk)
+	size    int64 // out's size: extended to each chunk's end before it is published
 
 	chunks []Chunk
 	cur    *Chunk
@@ -87,7 +95,9 @@ func (p *preparer) addMapped(data []byte, off int64) error {
 		boundary := (off/p.chunkSize + 1) * p.chunkSize
 		n := min(int64(len(data)), boundary-off)
 		if p.cur == nil || p.cur.Offset+p.cur.Length != off || off%p.chunkSize == 0 {
-			p.flushChunk()
+			if err := p.flushChunk(); err != nil {
+				return err
+			}
 			p.cur = &Chunk{Offset: off}
 			p.curH = sha256.New()
 		}
@@ -95,39 +105,58 @@ func (p *preparer) addMapped(data []byte, off int64) error {
 		p.curH.Write(piece)
 		p.cur.Length += n
 		p.mapped += n
-		if err := writeNonZero(p.out, piece, off); err != nil {
+		end, err := writeNonZero(p.out, piece, off)
+		if err != nil {
 			return err
 		}
+		p.size = max(p.size, end)
 		data = data[n:]
 		off += n
 	}
 	return nil
 }
 
-func (p *preparer) flushChunk() {
-	if p.cur != nil {
-		p.cur.SHA256 = hex.EncodeToString(p.curH.Sum(nil))
-		p.chunks = append(p.chunks, *p.cur)
-		p.cur = nil
+func (p *preparer) flushChunk() error {
+	if p.cur == nil {
+		return nil
 	}
+	c := *p.cur
+	c.SHA256 = hex.EncodeToString(p.curH.Sum(nil))
+	p.chunks = append(p.chunks, c)
+	p.cur = nil
+	if p.publish == nil {
+		return nil
+	}
+	// A chunk that ends in zeros left a hole past the file's end: extend
+	// the file first, or a target mapping the chunk would fault.
+	if end := c.Offset + c.Length; end > p.size {
+		if err := p.out.Truncate(end); err != nil {
+			return err
+		}
+		p.size = end
+	}
+	p.publish(c)
+	return nil
 }
 
-// writeNonZero writes the non-zero 4 KiB blocks of p at off.
-func writeNonZero(f *os.File, p []byte, off int64) error {
+// writeNonZero writes the non-zero 4 KiB blocks of p at off, and returns
+// the end of the last one written (0 when p is all zeros).
+func writeNonZero(f *os.File, p []byte, off int64) (int64, error) {
 	start := -1
+	var last int64
 	flush := func(end int) error {
 		if start < 0 {
 			return nil
 		}
 		_, err := f.WriteAt(p[start:end], off+int64(start))
-		start = -1
+		start, last = -1, off+int64(end)
 		return err
 	}
 	for i := 0; i < len(p); i += zeroBlock {
 		end := min(i+zeroBlock, len(p))
 		if isZero(p[i:end]) {
 			if err := flush(i); err != nil {
-				return err
+				return 0, err
 			}
 			continue
 		}
@@ -135,7 +164,8 @@ func writeNonZero(f *os.File, p []byte, off int64) error {
 			start = i
 		}
 	}
-	return flush(len(p))
+	err := flush(len(p))
+	return last, err
 }
 
 func isZero(b []byte) bool {
@@ -253,7 +283,9 @@ func (p *preparer) run(ctx context.Context, r io.Reader) (size int64, err error)
 			return off, fmt.Errorf("%w: cannot decompress the image at byte %d (truncated or corrupt file): %w", ErrImageRefused, off, rerr)
 		}
 	}
-	p.flushChunk()
+	if err := p.flushChunk(); err != nil {
+		return off, err
+	}
 	if off == 0 {
 		return off, fmt.Errorf("%w: the image is empty (0 bytes)", ErrImageRefused)
 	}

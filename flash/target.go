@@ -74,6 +74,10 @@ func (t *FileTarget) ReadAt(p []byte, off int64) (int, error)  { return t.f.Read
 func (t *FileTarget) Sync() error                              { return t.f.Sync() }
 func (t *FileTarget) Close() error                             { return t.f.Close() }
 
+// WriteQueue is one: writes to one file take its inode's lock, so more in
+// flight only spin on it.
+func (t *FileTarget) WriteQueue() int { return 1 }
+
 // Gone reports whether the file was removed.
 func (t *FileTarget) Gone() bool {
 	fi, err := t.f.Stat()

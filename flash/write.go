@@ -1,16 +1,17 @@
 package flash
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Reason codes of a failed target, for operators and QA.
@@ -55,9 +56,9 @@ func (f *Failure) Unwrap() error { return f.Err }
 // Progress is a target's progress, reported a few times a second.
 type Progress struct {
 	Target  string
-	Phase   string // "write", "verify", "download" (fastboot), "flash"
-	Done    int64  // bytes of this phase
-	Total   int64
+	Phase   string  // "write", "verify", "download" (fastboot), "flash"
+	Done    int64   // bytes of this phase
+	Total   int64   // 0 while a streamed image's size is not known yet
 	Rate    float64 // bytes per second over the phase so far
 	ETA     time.Duration
 	Elapsed time.Duration
@@ -74,10 +75,15 @@ type Options struct {
 	// Progress receives updates at most every ProgressEvery (default 200 ms).
 	Progress      func(Progress)
 	ProgressEvery time.Duration
-	// InFlight is how many chunk reads or writes a target has in flight at
-	// once (default 4): media and USB bridges that queue commands go
-	// faster, the others lose nothing. Each costs one chunk of memory.
+	// InFlight is how many reads or writes of up to 1 MiB a target has in
+	// flight at once (default 4; writes to a regular file, one): media and
+	// USB bridges that queue commands go faster, the others lose nothing.
+	// Writes come straight from the cached image; each read-back takes a
+	// buffer from Buffers.
 	InFlight int
+	// Buffers is the read-back buffers' pool, shared by the targets of
+	// WriteAll and RunJobs; nil: one of InFlight buffers per target.
+	Buffers *BufferPool
 }
 
 // Result is one target's outcome.
@@ -100,26 +106,51 @@ func (r Result) MBPerSec() float64 {
 	return float64(r.WrittenBytes) / r.WriteTime.Seconds() / 1e6
 }
 
-// piece is one write: a chunk or a part of one.
+// piece is one write or read: at most ioPiece bytes of a chunk.
 type piece struct{ off, length int64 }
 
-// writeOrder splits the mapped chunks into what is written first
-// (everything from 1 MiB on) and what is written last (the first MiB), so a
-// half-written board never boots.
-func writeOrder(img *Prepared) (first, last []piece) {
-	const bootArea = 1 << 20
-	for _, c := range img.Chunks {
-		off, end := c.Offset, c.Offset+c.Length
+// bootArea is the start of a disk (partition table, boot loader) that is
+// written last, once the rest is on the target and the whole image has
+// passed its checks, so a half-written board never boots.
+const bootArea = 1 << 20
+
+// split cuts a chunk into pieces, apart at the boot area's end.
+func split(c Chunk) []piece {
+	var out []piece
+	for off, end := c.Offset, c.Offset+c.Length; off < end; {
+		n := min(end-off, ioPiece)
 		if off < bootArea {
-			cut := min(end, bootArea)
-			last = append(last, piece{off, cut - off})
-			off = cut
+			n = min(n, bootArea-off)
 		}
-		if off < end {
-			first = append(first, piece{off, end - off})
-		}
+		out = append(out, piece{off, n})
+		off += n
 	}
-	return first, last
+	return out
+}
+
+// chunkAt returns the image's i-th chunk, waiting for it while the image
+// fills; ok is false past the last one (err: why the fill failed).
+func (p *Prepared) chunkAt(ctx context.Context, i int) (Chunk, bool, error) {
+	if p.fill != nil {
+		return p.fill.chunk(ctx, i)
+	}
+	if i < len(p.Chunks) {
+		return p.Chunks[i], true, nil
+	}
+	return Chunk{}, false, nil
+}
+
+// windows maps the image's cache file: the one its targets share, or a
+// new one for an image made elsewhere.
+func (p *Prepared) windows() (*windows, error) {
+	if p.win != nil {
+		return p.win, nil
+	}
+	f, err := os.Open(p.RawPath)
+	if err != nil {
+		return nil, err
+	}
+	return newWindows(f), nil
 }
 
 // roundUp rounds n up to a multiple of align.
@@ -131,10 +162,15 @@ func roundUp(n int64, align int) int64 {
 	return (n + a - 1) / a * a
 }
 
-// Write flashes a prepared image onto one target, independently of any
-// other target: mapped chunks only, first MiB last, fsync, then (with
-// Verify) every chunk read back and compared. The returned Result carries a
-// Failure when the target failed; the target is closed by the caller.
+// Write flashes an image onto one target, independently of any other
+// target: mapped chunks only, first MiB last, fsync, then (with Verify)
+// every mapped byte read back and compared with the cached image. An image
+// Open returned while it is being prepared is streamed: each chunk is
+// written as it reaches the cache, the boot area once the whole image has
+// passed its checks; if it fails them, the target's boot area is cleared
+// (when anything was written) and the target fails image-refused. The
+// returned Result carries a Failure when the target failed; the target is
+// closed by the caller.
 func Write(ctx context.Context, img *Prepared, t Target, o Options) Result {
 	res := Result{Target: t.Name(), MappedBytes: img.MappedBytes}
 	if o.Retries == 0 {
@@ -146,27 +182,25 @@ func Write(ctx context.Context, img *Prepared, t Target, o Options) Result {
 	if o.InFlight <= 0 {
 		o.InFlight = 4
 	}
-	if c := t.Capacity(); c > 0 && c < img.Size {
-		res.Failure = &Failure{Reason: ReasonTooSmall, Offset: -1,
-			Detail: fmt.Sprintf("the target holds %s, the image needs %s", HumanBytes(c), HumanBytes(img.Size))}
+	if o.Buffers == nil {
+		o.Buffers = NewBufferPool(o.InFlight)
+	}
+	if f := checkSize(t, img.Size); f != nil {
+		res.Failure = f
 		return res
 	}
-	if ft, ok := t.(interface{ EnsureSize(int64) error }); ok {
-		if err := ft.EnsureSize(img.Size); err != nil {
-			res.Failure = classify(t, err, ReasonWriteError, 0)
-			return res
-		}
-	}
-	src, err := os.Open(img.RawPath)
+	win, err := img.windows()
 	if err != nil {
 		res.Failure = &Failure{Reason: ReasonImage, Offset: -1, Detail: "prepared image missing: " + err.Error(), Err: err}
 		return res
 	}
-	defer src.Close()
-
+	w := &writer{t: t, o: o, win: win, align: t.Align()}
 	start := time.Now()
-	res.WrittenBytes, res.Failure = writePhase(ctx, img, src, t, o)
-	res.WriteTime = time.Since(start)
+	final, written, f := w.writePhase(ctx, img)
+	res.WrittenBytes, res.WriteTime, res.Failure = written, time.Since(start), f
+	if final != nil {
+		res.MappedBytes = final.MappedBytes
+	}
 	if res.Failure != nil {
 		return res
 	}
@@ -182,15 +216,36 @@ func Write(ctx context.Context, img *Prepared, t Target, o Options) Result {
 		res.Failure = classify(t, err, ReasonReadError, -1)
 		return res
 	}
-	all := make(chan int, len(img.Chunks))
-	for i := range img.Chunks {
-		all <- i
-	}
-	close(all)
-	res.Failure = verifyChunks(ctx, img, t, o, all)
+	res.Failure = w.verify(ctx, final)
 	res.VerifyTime = time.Since(start)
 	res.Verified = res.Failure == nil
 	return res
+}
+
+// checkSize refuses a target smaller than an image of size bytes (0:
+// not known yet), and grows a file target to it.
+func checkSize(t Target, size int64) *Failure {
+	if size <= 0 {
+		return nil
+	}
+	if c := t.Capacity(); c > 0 && c < size {
+		return &Failure{Reason: ReasonTooSmall, Offset: -1,
+			Detail: fmt.Sprintf("the target holds %s, the image needs %s", HumanBytes(c), HumanBytes(size))}
+	}
+	if ft, ok := t.(interface{ EnsureSize(int64) error }); ok {
+		if err := ft.EnsureSize(size); err != nil {
+			return classify(t, err, ReasonWriteError, 0)
+		}
+	}
+	return nil
+}
+
+// writer writes one image onto one target.
+type writer struct {
+	t     Target
+	o     Options
+	win   *windows
+	align int
 }
 
 // reporter rate-limits progress callbacks.
@@ -198,10 +253,16 @@ type reporter struct {
 	o     Options
 	name  string
 	phase string
-	total int64
 	start time.Time
 	mu    sync.Mutex
+	total int64
 	last  time.Time
+}
+
+func (r *reporter) setTotal(n int64) {
+	r.mu.Lock()
+	r.total = n
+	r.mu.Unlock()
 }
 
 func (r *reporter) report(done int64, final bool) {
@@ -217,6 +278,9 @@ func (r *reporter) report(done int64, final bool) {
 	r.last = now
 	el := now.Sub(r.start)
 	p := Progress{Target: r.name, Phase: r.phase, Done: done, Total: r.total, Elapsed: el}
+	if p.Total > 0 && done > p.Total {
+		p.Total = done // an estimate, passed
+	}
 	if el > 0 {
 		p.Rate = float64(done) / el.Seconds()
 	}
@@ -226,117 +290,245 @@ func (r *reporter) report(done int64, final bool) {
 	r.o.Progress(p)
 }
 
-// forPieces runs do on every piece with n workers, each with its own
-// aligned buffer; the first failure stops the others.
-func forPieces(ctx context.Context, pieces []piece, n int, bufSize int64, align int,
-	do func(ctx context.Context, buf []byte, p piece) *Failure) *Failure {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan piece)
+// forPieces runs do on every piece from next with n workers; the first
+// failure stops the others (next's sender must watch ctx).
+func forPieces(ctx context.Context, cancel context.CancelFunc, next <-chan piece, n int, do func(ctx context.Context, p piece) *Failure) *Failure {
 	var once sync.Once
 	var first *Failure
 	var wg sync.WaitGroup
-	for range min(n, max(len(pieces), 1)) {
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := alignedBuffer(int(roundUp(bufSize, align)), align)
 			for p := range next {
-				if f := do(ctx, buf, p); f != nil {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				if f := safely(p, do, ctx); f != nil {
 					once.Do(func() { first = f; cancel() })
 				}
 			}
 		}()
 	}
-feed:
-	for _, p := range pieces {
-		select {
-		case next <- p:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
 	wg.Wait()
 	return first
 }
 
-// writePhase writes the mapped pieces, the first MiB last, then fsyncs.
-func writePhase(ctx context.Context, img *Prepared, src *os.File, t Target, o Options) (int64, *Failure) {
-	first, last := writeOrder(img)
-	align := t.Align()
-	rep := &reporter{o: o, name: t.Name(), phase: "write", total: img.MappedBytes, start: time.Now()}
-	var written atomic.Int64
-	do := func(ctx context.Context, buf []byte, p piece) *Failure {
-		n := roundUp(p.length, align)
-		b := buf[:n]
-		got, err := src.ReadAt(b[:p.length], p.off)
-		if int64(got) < p.length {
-			return &Failure{Reason: ReasonImage, Offset: -1, Detail: fmt.Sprintf("read prepared image at %d: %v", p.off, err), Err: err}
+// safely runs do, turning a fault on the mapped cache file (truncated
+// under the station's feet) into a failure rather than a crash.
+func safely(p piece, do func(ctx context.Context, p piece) *Failure, ctx context.Context) (f *Failure) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if r := recover(); r != nil {
+			f = &Failure{Reason: ReasonImage, Offset: -1, Detail: fmt.Sprintf("the prepared image changed while it was being flashed (at %d): %v", p.off, r)}
 		}
-		clear(b[p.length:]) // direct I/O pads the image's last sector with zeros
-		if f := writeRetrying(ctx, t, b, p.off, o.Retries); f != nil {
-			return f
-		}
-		rep.report(written.Add(p.length), false)
-		return nil
-	}
-	for _, group := range [][]piece{first, last} {
-		if f := forPieces(ctx, group, o.InFlight, img.ChunkSize, align, do); f != nil {
-			return written.Load(), f
-		}
-		if err := ctx.Err(); err != nil {
-			return written.Load(), &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
-		}
-	}
-	if err := t.Sync(); err != nil {
-		return written.Load(), classify(t, err, ReasonWriteError, -1)
-	}
-	rep.report(written.Load(), true)
-	return written.Load(), nil
+	}()
+	return do(ctx, p)
 }
 
-// verifyChunks reads back the chunks whose indices arrive on ready and
-// compares their SHA-256, with InFlight readers. A mismatch does not stop
-// the others: the lowest bad offset is reported.
-func verifyChunks(ctx context.Context, img *Prepared, t Target, o Options, ready <-chan int) *Failure {
-	ctx, cancel := context.WithCancel(ctx)
+// send feeds pieces to workers until ctx ends.
+func send(ctx context.Context, next chan<- piece, pieces []piece) bool {
+	for _, p := range pieces {
+		select {
+		case next <- p:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// writePhase writes the mapped pieces as the image provides them, then,
+// once the image is complete and checked, its boot area, then fsyncs.
+func (w *writer) writePhase(ctx context.Context, img *Prepared) (final *Prepared, written int64, f *Failure) {
+	inFlight := w.o.InFlight
+	if q, ok := w.t.(interface{ WriteQueue() int }); ok {
+		inFlight = max(1, min(inFlight, q.WriteQueue()))
+	}
+	total := img.MappedBytes
+	if img.Filling() || total == 0 {
+		total = img.estimate
+	}
+	rep := &reporter{o: w.o, name: w.t.Name(), phase: "write", total: total, start: time.Now()}
+	var count atomic.Int64
+	do := func(ctx context.Context, p piece) *Failure {
+		if f := w.writePiece(ctx, p); f != nil {
+			return f
+		}
+		rep.report(count.Add(p.length), false)
+		return nil
+	}
+
+	// Everything but the boot area, as it comes.
+	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	align := t.Align()
-	rep := &reporter{o: o, name: t.Name(), phase: "verify", total: img.MappedBytes, start: time.Now()}
-	var done atomic.Int64
-	var mu sync.Mutex
-	var fatal, mismatch *Failure
-	var wg sync.WaitGroup
-	for range o.InFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := alignedBuffer(int(roundUp(img.ChunkSize, align)), align)
-			for i := range ready {
-				if ctx.Err() != nil {
-					continue // drain
-				}
-				f := verifyChunk(ctx, t, img.Chunks[i], buf, align, o.Retries)
-				mu.Lock()
-				switch {
-				case f == nil:
-				case f.Reason == ReasonVerify:
-					if mismatch == nil || f.Offset < mismatch.Offset {
-						mismatch = f
-					}
-				case fatal == nil:
-					fatal = f
-					cancel()
-				}
-				mu.Unlock()
-				if f == nil {
-					rep.report(done.Add(img.Chunks[i].Length), false)
+	next := make(chan piece)
+	var boot []piece
+	var fillErr error
+	go func() {
+		defer close(next)
+		for i := 0; ; i++ {
+			c, ok, err := img.chunkAt(wctx, i)
+			if !ok {
+				fillErr = err
+				return
+			}
+			var rest []piece
+			for _, p := range split(c) {
+				if p.off < bootArea {
+					boot = append(boot, p)
+				} else {
+					rest = append(rest, p)
 				}
 			}
-		}()
+			if !send(wctx, next, rest) {
+				return
+			}
+		}
+	}()
+	f = forPieces(wctx, cancel, next, inFlight, do)
+	written = count.Load()
+	if f != nil {
+		return nil, written, f
 	}
-	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, written, &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+	}
+	final, err := img.Wait(ctx)
+	if err == nil {
+		err = fillErr
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, written, &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+		}
+		if written > 0 {
+			w.clearBootArea(ctx)
+		}
+		return nil, written, &Failure{Reason: ReasonImage, Offset: -1, Detail: imageDetail(err, written), Err: err}
+	}
+	rep.setTotal(final.MappedBytes)
+	if f := checkSize(w.t, final.Size); f != nil {
+		return nil, written, f
+	}
+
+	// The boot area last.
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
+	bnext := make(chan piece)
+	go func() {
+		defer close(bnext)
+		send(bctx, bnext, boot)
+	}()
+	f = forPieces(bctx, bcancel, bnext, inFlight, do)
+	written = count.Load()
+	if f != nil {
+		return nil, written, f
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, written, &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+	}
+	if err := w.t.Sync(); err != nil {
+		return nil, written, classify(w.t, err, ReasonWriteError, -1)
+	}
+	rep.report(written, true)
+	return final, written, nil
+}
+
+// imageDetail says why an image streamed to a target was refused.
+func imageDetail(err error, written int64) string {
+	d := err.Error()
+	if written > 0 {
+		d += fmt.Sprintf("; %s had been written: the target's boot area was cleared so it cannot boot", HumanBytes(written))
+	} else {
+		d += "; nothing was written to the target"
+	}
+	return d
+}
+
+// clearBootArea zeroes the start of a target that took part of an image
+// later refused: whatever it booted before, it must not boot now.
+func (w *writer) clearBootArea(ctx context.Context) {
+	n := roundUp(bootArea, w.align)
+	if c := w.t.Capacity(); c > 0 {
+		n = min(n, c)
+	}
+	buf := alignedBuffer(int(n), max(w.align, 1))
+	if writeRetrying(ctx, w.t, buf, 0, w.o.Retries) == nil {
+		_ = w.t.Sync()
+	}
+}
+
+// writePiece writes one piece straight from the mapped cache, or through
+// a pooled buffer when direct I/O cannot take the mapping as it is (a
+// short last sector).
+func (w *writer) writePiece(ctx context.Context, p piece) *Failure {
+	data, err := w.win.acquire(p)
+	if err != nil {
+		return &Failure{Reason: ReasonImage, Offset: -1, Detail: err.Error(), Err: err}
+	}
+	defer w.win.release(p)
+	if !w.aligned(data) {
+		buf, err := w.o.Buffers.get(ctx)
+		if err != nil {
+			return &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+		}
+		defer w.o.Buffers.put(buf)
+		n := roundUp(p.length, w.align)
+		copy(buf, data)
+		clear(buf[p.length:n]) // direct I/O pads the image's last sector with zeros
+		data = buf[:n]
+	}
+	f := writeRetrying(ctx, w.t, data, p.off, w.o.Retries)
+	if f != nil && errors.Is(f.Err, syscall.EFAULT) {
+		// The kernel could not read the mapped cache: the file shrank.
+		return &Failure{Reason: ReasonImage, Offset: -1, Detail: fmt.Sprintf("the prepared image changed while it was being flashed (at %d): %v", p.off, f.Err), Err: f.Err}
+	}
+	return f
+}
+
+func (w *writer) aligned(b []byte) bool {
+	if w.align <= 1 {
+		return true
+	}
+	return uintptr(unsafe.Pointer(unsafe.SliceData(b)))%uintptr(w.align) == 0 && len(b)%w.align == 0
+}
+
+// verify reads every mapped piece back with InFlight readers and compares
+// it with the cached image (checked when the cache was filled). A mismatch
+// does not stop the others: the lowest bad offset is reported.
+func (w *writer) verify(ctx context.Context, img *Prepared) *Failure {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rep := &reporter{o: w.o, name: w.t.Name(), phase: "verify", total: img.MappedBytes, start: time.Now()}
+	var done atomic.Int64
+	var mu sync.Mutex
+	var mismatch *Failure
+	next := make(chan piece)
+	go func() {
+		defer close(next)
+		for _, c := range img.Chunks {
+			if !send(ctx, next, split(c)) {
+				return
+			}
+		}
+	}()
+	fatal := forPieces(ctx, cancel, next, w.o.InFlight, func(ctx context.Context, p piece) *Failure {
+		f := w.verifyPiece(ctx, p)
+		if f != nil && f.Reason == ReasonVerify {
+			mu.Lock()
+			if mismatch == nil || f.Offset < mismatch.Offset {
+				mismatch = f
+			}
+			mu.Unlock()
+			return nil
+		}
+		if f == nil {
+			rep.report(done.Add(p.length), false)
+		}
+		return f
+	})
 	switch {
 	case fatal != nil:
 		return fatal
@@ -349,13 +541,17 @@ func verifyChunks(ctx context.Context, img *Prepared, t Target, o Options, ready
 	return nil
 }
 
-func verifyChunk(ctx context.Context, t Target, c Chunk, buf []byte, align, retries int) *Failure {
-	n := roundUp(c.Length, align)
-	var err error
-	for attempt := 0; attempt <= retries; attempt++ {
+func (w *writer) verifyPiece(ctx context.Context, p piece) *Failure {
+	buf, err := w.o.Buffers.get(ctx)
+	if err != nil {
+		return &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+	}
+	defer w.o.Buffers.put(buf)
+	n := roundUp(p.length, w.align)
+	for attempt := 0; attempt <= w.o.Retries; attempt++ {
 		var got int
-		got, err = t.ReadAt(buf[:n], c.Offset)
-		if int64(got) >= c.Length {
+		got, err = w.t.ReadAt(buf[:n], p.off)
+		if int64(got) >= p.length {
 			err = nil
 			break
 		}
@@ -367,11 +563,19 @@ func verifyChunk(ctx context.Context, t Target, c Chunk, buf []byte, align, retr
 		}
 	}
 	if err != nil {
-		return classify(t, err, ReasonReadError, c.Offset)
+		return classify(w.t, err, ReasonReadError, p.off)
 	}
-	h := sha256.Sum256(buf[:c.Length])
-	if hex.EncodeToString(h[:]) != c.SHA256 {
-		return &Failure{Reason: ReasonVerify, Offset: c.Offset,
+	want, err := w.win.acquire(p)
+	if err != nil {
+		return &Failure{Reason: ReasonImage, Offset: -1, Detail: err.Error(), Err: err}
+	}
+	defer w.win.release(p)
+	if got := buf[:p.length]; !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && got[i] == want[i] {
+			i++
+		}
+		return &Failure{Reason: ReasonVerify, Offset: p.off + int64(i),
 			Detail: "the target does not hold what was written (bad medium, or another writer)"}
 	}
 	return nil

@@ -137,42 +137,43 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 	}
 	tty := isTerminal(stderr)
 	var lastPrep time.Time
-	img, err := cache.Prepare(ctx, flash.ImageSpec{Path: image, Bmap: o.bmap, SHA256: o.sha256}, func(p flash.PrepareProgress) {
-		if !tty || time.Since(lastPrep) < 200*time.Millisecond {
+	var prepMu sync.Mutex
+	showPrep := true // until the targets' own progress takes the terminal
+	// Open streams a new image: the targets write it as it is decompressed
+	// and checked; what fails its checks fails every target cleanly.
+	img, err := cache.Open(ctx, flash.ImageSpec{Path: image, Bmap: o.bmap, SHA256: o.sha256}, func(p flash.PrepareProgress) {
+		prepMu.Lock()
+		defer prepMu.Unlock()
+		if !tty || !showPrep || time.Since(lastPrep) < 200*time.Millisecond {
 			return
 		}
 		lastPrep = time.Now()
 		fmt.Fprintf(stderr, "\r\033[Kpreparing %s: %s %s", filepath.Base(image), p.Stage, flash.HumanBytes(p.Done))
 	})
-	if tty && !lastPrep.IsZero() {
-		fmt.Fprint(stderr, "\r\033[K")
+	endPrep := func() {
+		prepMu.Lock()
+		defer prepMu.Unlock()
+		if tty && !lastPrep.IsZero() && showPrep {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+		showPrep = false
 	}
 	if err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
-			return usageHint(fmt.Errorf("image %s: %w", image, err), "Check the IMAGE path (and --bmap); the first argument is the image.")
-		case !errors.Is(err, flash.ErrImageRefused):
-			return err
-		case !o.json:
-			return &exitError{code: exitVerdict, reason: flash.ReasonImage, err: err,
-				hint: "Check the image against what was published (file, --sha256, --bmap) before flashing."}
-		}
-		// --json still prints its document: no target was touched, each
-		// fails with image-refused.
-		for i, spec := range targets {
-			if results[i].Failure == nil {
-				results[i] = flash.Result{Target: spec, Failure: &flash.Failure{Reason: flash.ReasonImage, Offset: -1, Detail: err.Error(), Err: err}}
-			}
-		}
-		return reportFlash(o, image, nil, results, stdout)
+		endPrep()
+		return flashImageRefused(o, image, targets, results, err, stdout)
 	}
 	if !o.json {
-		how := fmt.Sprintf("prepared in %.1fs", img.PrepareTime)
-		if img.Cached {
-			how = "from the cache"
+		endPrep()
+		if img.Streamed() {
+			fmt.Fprintf(stderr, "image %s: %s, streamed to the targets as it is prepared (first flash)\n", image, img.Format)
+		} else {
+			how := fmt.Sprintf("prepared in %.1fs", img.PrepareTime)
+			if img.Cached {
+				how = "from the cache"
+			}
+			fmt.Fprintf(stderr, "image %s: %s %s, %s mapped (%s)\n", image, img.Format, flash.HumanBytes(img.Size),
+				flash.HumanBytes(img.MappedBytes), how)
 		}
-		fmt.Fprintf(stderr, "image %s: %s %s, %s mapped (%s)\n", image, img.Format, flash.HumanBytes(img.Size),
-			flash.HumanBytes(img.MappedBytes), how)
 	}
 
 	// libusb opens only if a fastboot:usb target is given; closed after
@@ -187,9 +188,15 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 
 	var jobs []flash.Job
 	var jobIdx []int
+	var created []string // file targets this run makes: gone again if the image is refused
 	for i, spec := range targets {
 		if results[i].Failure != nil {
 			continue
+		}
+		if !strings.HasPrefix(spec, "fastboot:") {
+			if _, err := os.Lstat(spec); errors.Is(err, fs.ErrNotExist) {
+				created = append(created, spec)
+			}
 		}
 		j, err := flash.OpenJob(ctx, spec, topts)
 		if err != nil {
@@ -203,6 +210,7 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 	var display *progressDisplay
 	opts := flash.Options{Verify: !o.noVerify}
 	if tty && !o.json {
+		endPrep()
 		display = newProgressDisplay(stderr, targets)
 		opts.Progress = display.update
 	}
@@ -212,8 +220,55 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 	if display != nil {
 		display.finish()
 	}
+	endPrep()
+	final, err := img.Wait(ctx)
+	if err != nil {
+		// Refused midway: every target has failed image-refused already
+		// (those that took part of it with their boot area cleared); a
+		// file made for this run is removed, so no half image is left
+		// looking like one.
+		for _, j := range jobs {
+			j.Close()
+		}
+		for _, p := range created {
+			os.Remove(p)
+		}
+		return flashImageRefused(o, image, targets, results, err, stdout)
+	}
+	if img.Streamed() && !o.json {
+		fmt.Fprintf(stderr, "image %s: %s %s, %s mapped (prepared in %.1fs, streamed to the targets)\n", image, final.Format,
+			flash.HumanBytes(final.Size), flash.HumanBytes(final.MappedBytes), final.PrepareTime)
+	}
+	return reportFlash(o, image, final, results, stdout)
+}
 
-	return reportFlash(o, image, img, results, stdout)
+// flashImageRefused reports an image that could not be opened or failed
+// its checks: each target not failed already fails image-refused.
+func flashImageRefused(o flashFlags, image string, targets []string, results []flash.Result, err error, stdout io.Writer) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return usageHint(fmt.Errorf("image %s: %w", image, err), "Check the IMAGE path (and --bmap); the first argument is the image.")
+	case !errors.Is(err, flash.ErrImageRefused):
+		return err
+	}
+	// Each target fails with image-refused (a target that took part of it
+	// has its boot area cleared, and says so).
+	streamed := false
+	for i, spec := range targets {
+		if results[i].Failure == nil {
+			results[i] = flash.Result{Target: spec, Failure: &flash.Failure{Reason: flash.ReasonImage, Offset: -1, Detail: err.Error() + "; nothing was written to the target", Err: err}}
+		} else if results[i].Failure.Reason == flash.ReasonImage {
+			streamed = true
+		}
+	}
+	if o.json {
+		return reportFlash(o, image, nil, results, stdout)
+	}
+	if streamed {
+		printFlashResults(stdout, results)
+	}
+	return &exitError{code: exitVerdict, reason: flash.ReasonImage, err: err,
+		hint: "Check the image against what was published (file, --sha256, --bmap) before flashing."}
 }
 
 // asFailure returns err's Failure, or makes an open-error of it.
@@ -316,15 +371,16 @@ func newProgressDisplay(w io.Writer, names []string) *progressDisplay {
 func (d *progressDisplay) update(p flash.Progress) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	pct := 0.0
-	if p.Total > 0 {
-		pct = float64(p.Done) / float64(p.Total) * 100
-	}
 	eta := ""
 	if p.ETA > 0 {
 		eta = " ETA " + p.ETA.Round(time.Second).String()
 	}
-	d.lines[p.Target] = fmt.Sprintf("%-6s %5.1f%% %s/%s %6.1f MB/s%s", p.Phase, pct, flash.HumanBytes(p.Done), flash.HumanBytes(p.Total), p.Rate/1e6, eta)
+	if p.Total > 0 {
+		pct := float64(p.Done) / float64(p.Total) * 100
+		d.lines[p.Target] = fmt.Sprintf("%-6s %5.1f%% %s/%s %6.1f MB/s%s", p.Phase, pct, flash.HumanBytes(p.Done), flash.HumanBytes(p.Total), p.Rate/1e6, eta)
+	} else { // streaming an image whose size is not known yet
+		d.lines[p.Target] = fmt.Sprintf("%-6s        %s %6.1f MB/s", p.Phase, flash.HumanBytes(p.Done), p.Rate/1e6)
+	}
 	if time.Since(d.last) >= 100*time.Millisecond {
 		d.draw()
 	}
