@@ -147,6 +147,10 @@ func (e *e2e) checkAssertion(t *testing.T, ring *serialvault.KeyRing, u lines.Un
 	}
 	if err != nil {
 		t.Errorf("%s: assertion: %v", u.Slot, err)
+	} else if s, err := serialvault.AsSerial(a); err != nil || s.DeviceKey.Bits() != 2048 {
+		// The bench's boards make 2048-bit keys: a big bench boots, it does
+		// not spend its time making keys.
+		t.Errorf("%s: device key: %v", u.Slot, err)
 	}
 	wantVia := ledger.ViaProxy
 	if strings.HasPrefix(u.Slot, "B") {

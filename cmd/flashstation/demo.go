@@ -28,7 +28,7 @@ func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
 		speed              float64
 		faults, json, head bool
 		data               string
-		fastKeys           bool
+		fastKeys, realKeys bool
 		bell               bool
 		qemu               bool
 	}
@@ -83,6 +83,9 @@ export work on it afterwards:
 			benchLog, _ := logging.New(io.Discard, "")
 			benchCfg := sim.BenchConfig{Dir: dir, Boards: o.boards, Speed: o.speed, Faults: o.faults,
 				FastKeys: o.fastKeys, Logger: benchLog}
+			if o.realKeys {
+				benchCfg.DeviceKeyBits = 4096
+			}
 			if o.qemu {
 				if !cmd.Flags().Changed("boards") {
 					benchCfg.Boards = 4
@@ -136,7 +139,8 @@ export work on it afterwards:
 	f.StringVar(&o.data, "data", "", "keep the bench in DIR (default: a temporary directory)")
 	f.BoolVar(&o.head, "headless", false, "run without the TUI and print a summary")
 	f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout")
-	f.BoolVar(&o.fastKeys, "fast-keys", false, "2048-bit keys instead of 4096 (tests)")
+	f.BoolVar(&o.fastKeys, "fast-keys", false, "a 2048-bit vault key instead of 4096 (tests)")
+	f.BoolVar(&o.realKeys, "real-keys", false, "4096-bit device keys, as real boards make (slow: the boards' 2048-bit keys keep a big bench bounded by its boots)")
 	f.BoolVar(&o.bell, "bell", false, "ring the terminal's bell on every FAIL")
 	f.BoolVar(&o.qemu, "qemu", false, "QEMU armhf boards: real U-Boot and kernel boots (make qemu-assets)")
 	_ = f.MarkHidden("fast-keys")
