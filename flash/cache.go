@@ -45,7 +45,33 @@ func NewCache(dir string) (*Cache, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("image cache: %w", err)
 	}
-	return &Cache{dir: dir, chunkSize: DefaultChunkSize, inFlight: map[string]*Prepared{}}, nil
+	c := &Cache{dir: dir, chunkSize: DefaultChunkSize, inFlight: map[string]*Prepared{}}
+	c.removeLeftovers()
+	return c, nil
+}
+
+// removeLeftovers removes what preparations killed midway left (their
+// tmp directories), unless one still runs in another process.
+func (c *Cache) removeLeftovers() {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		key, _, ok := strings.Cut(e.Name(), ".tmp-")
+		if !ok || !e.IsDir() {
+			continue
+		}
+		lock, err := os.OpenFile(filepath.Join(c.dir, key+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.RemoveAll(filepath.Join(c.dir, e.Name()))
+			unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		}
+		lock.Close()
+	}
 }
 
 // Dir is the cache directory.
@@ -82,13 +108,16 @@ func (c *Cache) Prepare(ctx context.Context, spec ImageSpec, progress func(Prepa
 	if img, err = img.Wait(ctx); err != nil {
 		return nil, err
 	}
-	if img.SourceSHA256 == "" {
-		// Streamed by Open, which hashes a raw file only when asked to.
-		if err := c.addFileHash(ctx, img, progress); err != nil {
-			return nil, err
-		}
+	if img.SourceSHA256 != "" && (spec.SHA256 == "" || strings.EqualFold(spec.SHA256, img.SourceSHA256)) {
+		return img, nil
 	}
-	return img, nil
+	// Streamed by an Open that hashed nothing, or a hash to compare.
+	lock, err := c.lockKey(ctx, img.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock(lock)
+	return c.checkCached(ctx, img, spec, progress, true)
 }
 
 // Open returns the image for spec at once: from the cache, or while it is
@@ -98,7 +127,8 @@ func (c *Cache) Prepare(ctx context.Context, spec ImageSpec, progress func(Prepa
 // ended). A raw file is read only where it holds data, and hashed only
 // when spec.SHA256 asks for it; a compressed file is hashed as it is read.
 // Errors found before any byte is read (no file, a bad bmap, a wrong hash
-// of a cached image) are returned here.
+// of a cached image) are returned here. The preparation runs on ctx of
+// the Open that started it.
 func (c *Cache) Open(ctx context.Context, spec ImageSpec, progress func(PrepareProgress)) (*Prepared, error) {
 	if progress == nil {
 		progress = func(PrepareProgress) {}
@@ -114,7 +144,8 @@ func (c *Cache) open(ctx context.Context, spec ImageSpec, progress func(PrepareP
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("image %s is not a regular file", spec.Path)
 	}
-	key := identityKey(fi) + "-c" + strconv.FormatInt(c.chunkSize>>10, 10) + "k"
+	id := identityKey(fi)
+	key := id + "-c" + strconv.FormatInt(c.chunkSize>>10, 10) + "k"
 	var bm *Bmap
 	var bmapSum string
 	if spec.Bmap != "" {
@@ -129,46 +160,84 @@ func (c *Cache) open(ctx context.Context, spec ImageSpec, progress func(PrepareP
 		bmapSum = hex.EncodeToString(h[:])
 		key += "-bmap" + bmapSum[:16]
 	}
-	job := fillJob{key: key, spec: spec, bmap: bm, bmapSum: bmapSum, hashFile: hashFile, size: fi.Size(), progress: progress}
+	job := fillJob{key: key, id: id, spec: spec, bmap: bm, bmapSum: bmapSum, hashFile: hashFile, size: fi.Size(), progress: progress}
 	dir := filepath.Join(c.dir, key)
 
 	c.mu.Lock()
 	if img, ok := c.inFlight[key]; ok {
 		c.mu.Unlock()
-		return img, nil
-	}
-	if img, err := c.load(dir); err == nil {
-		c.mu.Unlock()
-		return c.checkCached(ctx, img, spec, progress)
-	}
-	lock, err := os.OpenFile(filepath.Join(c.dir, key+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
-	if err != nil {
-		c.mu.Unlock()
-		return nil, fmt.Errorf("image cache: %w", err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
-		defer c.mu.Unlock()
-		return c.startFill(ctx, lock, dir, job)
+		return c.join(ctx, img, spec, progress)
 	}
 	c.mu.Unlock()
-	// Another station process prepares it: wait for its result.
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("image cache lock: %w", err)
+	// The key's lock: held by whoever prepares the image (here or in
+	// another station process) or rewrites its manifest.
+	lock, err := c.lockKey(ctx, key)
+	if err != nil {
+		return nil, err
 	}
 	if img, err := c.load(dir); err == nil {
-		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-		lock.Close()
-		return c.checkCached(ctx, img, spec, progress)
+		defer unlock(lock)
+		return c.checkCached(ctx, img, spec, progress, false)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if img, ok := c.inFlight[key]; ok { // one of ours started meanwhile
-		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-		lock.Close()
-		return img, nil
+		unlock(lock)
+		return c.join(ctx, img, spec, progress)
 	}
 	return c.startFill(ctx, lock, dir, job)
+}
+
+// join returns an image being prepared to another caller: as it is, to
+// stream, when its preparation checks what the caller's spec asks for;
+// else once it is prepared and checked.
+func (c *Cache) join(ctx context.Context, img *Prepared, spec ImageSpec, progress func(PrepareProgress)) (*Prepared, error) {
+	if spec.SHA256 == "" || strings.EqualFold(spec.SHA256, img.fill.wantSHA) {
+		return img, nil
+	}
+	final, err := img.Wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := c.lockKey(ctx, final.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock(lock)
+	return c.checkCached(ctx, final, spec, progress, false)
+}
+
+// lockKey takes the key's lock file, waiting (while ctx lasts) for
+// another process that holds it.
+func (c *Cache) lockKey(ctx context.Context, key string) (*os.File, error) {
+	lock, err := os.OpenFile(filepath.Join(c.dir, key+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("image cache: %w", err)
+	}
+	if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		return lock, nil
+	}
+	got := make(chan error, 1)
+	go func() { got <- unix.Flock(int(lock.Fd()), unix.LOCK_EX) }()
+	select {
+	case err := <-got:
+		if err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("image cache lock: %w", err)
+		}
+		return lock, nil
+	case <-ctx.Done():
+		go func() { // the lock may still come: let it go at once
+			<-got
+			unlock(lock)
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func unlock(lock *os.File) {
+	unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	lock.Close()
 }
 
 // identityKey names an image file by what changes when it does.
@@ -181,18 +250,22 @@ func identityKey(fi os.FileInfo) string {
 	return "f" + hex.EncodeToString(h[:12])
 }
 
-// checkCached refuses a cached image whose file hash is not the line's
-// (hashing the file first if the image was streamed without its hash).
-func (c *Cache) checkCached(ctx context.Context, img *Prepared, spec ImageSpec, progress func(PrepareProgress)) (*Prepared, error) {
-	if spec.SHA256 == "" {
+// checkCached refuses a cached image whose file hash is not the line's,
+// hashing the file first if the image was streamed without its hash (and
+// then keeping the hash in its manifest) when spec gives a hash or
+// forRecord asks for it. The caller holds the key's lock. The image
+// returned may be a copy of img: img is shared.
+func (c *Cache) checkCached(ctx context.Context, img *Prepared, spec ImageSpec, progress func(PrepareProgress), forRecord bool) (*Prepared, error) {
+	if spec.SHA256 == "" && (!forRecord || img.SourceSHA256 != "") {
 		return img, nil
 	}
 	if img.SourceSHA256 == "" {
-		if err := c.addFileHash(ctx, img, progress); err != nil {
+		var err error
+		if img, err = c.addFileHash(ctx, img, spec.Path, progress); err != nil {
 			return nil, err
 		}
 	}
-	if !strings.EqualFold(spec.SHA256, img.SourceSHA256) {
+	if spec.SHA256 != "" && !strings.EqualFold(spec.SHA256, img.SourceSHA256) {
 		return nil, fmt.Errorf("%w: %s has SHA-256 %s, the line expects %s (wrong or damaged file)",
 			ErrImageRefused, spec.Path, img.SourceSHA256, strings.ToLower(spec.SHA256))
 	}
@@ -202,6 +275,7 @@ func (c *Cache) checkCached(ctx context.Context, img *Prepared, spec ImageSpec, 
 // fillJob is what a preparation needs.
 type fillJob struct {
 	key      string
+	id       string // the file's identity (identityKey)
 	spec     ImageSpec
 	bmap     *Bmap
 	bmapSum  string
@@ -231,6 +305,12 @@ func (c *Cache) startFill(ctx context.Context, lock *os.File, dir string, job fi
 		}
 	}
 	src, format, err := openImage(job.spec.Path)
+	if err == nil {
+		err = sameFile(src, job.id)
+		if err != nil {
+			src.Close()
+		}
+	}
 	if err != nil {
 		os.RemoveAll(tmp)
 		release()
@@ -245,6 +325,7 @@ func (c *Cache) startFill(ctx context.Context, lock *os.File, dir string, job fi
 	}
 	img := &Prepared{Key: job.key, Source: job.spec.Path, Format: format, BlockSize: zeroBlock, ChunkSize: c.chunkSize,
 		RawPath: out.Name(), fill: newFill(out), win: newWindows(out)}
+	img.fill.wantSHA = strings.ToLower(job.spec.SHA256)
 	if job.bmap != nil {
 		img.BlockSize = job.bmap.BlockSize
 		img.Size = job.bmap.ImageSize
@@ -311,6 +392,9 @@ func (c *Cache) prepare(ctx context.Context, tmp, dir string, job fillJob, src *
 	if err != nil {
 		return nil, c.diskErr(err)
 	}
+	if err := sameFile(src, job.id); err != nil {
+		return nil, err
+	}
 	sum := ""
 	if format != FormatRaw || job.hashFile {
 		if format != FormatRaw {
@@ -349,6 +433,19 @@ func (c *Cache) prepare(ctx context.Context, tmp, dir string, job fillJob, src *
 	return img, nil
 }
 
+// sameFile refuses an image file whose identity is not id: it was
+// replaced or rewritten since it was named (or while it was read).
+func sameFile(f *os.File, id string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("read image: %w", err)
+	}
+	if identityKey(fi) != id {
+		return fmt.Errorf("%w: %s changed while it was read (rewritten or replaced): flash again once it is complete", ErrImageRefused, f.Name())
+	}
+	return nil
+}
+
 // intersect keeps the parts of a raw file's data segments the bmap maps.
 func intersect(segs [][2]int64, bm *Bmap) [][2]int64 {
 	var out [][2]int64
@@ -364,24 +461,49 @@ func intersect(segs [][2]int64, bm *Bmap) [][2]int64 {
 	return out
 }
 
-// addFileHash hashes img's file (a raw one's holes included) and keeps the
-// hash in its manifest.
-func (c *Cache) addFileHash(ctx context.Context, img *Prepared, progress func(PrepareProgress)) error {
-	sum, err := fileSHA256(ctx, img.Source, progress)
+// addFileHash hashes the image file at path (a raw one's holes included),
+// which must still be the file img was prepared from, and keeps the hash
+// in img's manifest. It returns a copy of img with the hash. The caller
+// holds the key's lock.
+func (c *Cache) addFileHash(ctx context.Context, img *Prepared, path string, progress func(PrepareProgress)) (*Prepared, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("open image: %w", err)
 	}
-	img.SourceSHA256 = sum
-	manifest, _ := json.MarshalIndent(img, "", "  ")
+	defer f.Close()
+	id, _, _ := strings.Cut(img.Key, "-")
+	if err := sameFile(f, id); err != nil {
+		return nil, err
+	}
+	sum, err := readSHA256(ctx, f, progress)
+	if err != nil {
+		return nil, err
+	}
+	if err := sameFile(f, id); err != nil {
+		return nil, err
+	}
+	hashed := *img
+	hashed.SourceSHA256 = sum
+	manifest, _ := json.MarshalIndent(&hashed, "", "  ")
 	dir := filepath.Join(c.dir, img.Key)
-	tmp := filepath.Join(dir, "manifest.json.tmp")
-	if err := writeFileSync(tmp, manifest); err != nil {
-		return c.diskErr(err)
+	tmp, err := os.CreateTemp(dir, "manifest-*.tmp")
+	if err != nil {
+		return nil, c.diskErr(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, "manifest.json")); err != nil {
-		return c.diskErr(err)
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(manifest); err == nil {
+		err = tmp.Sync()
 	}
-	return nil
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, "manifest.json"))
+	}
+	if err != nil {
+		return nil, c.diskErr(err)
+	}
+	return &hashed, nil
 }
 
 // load reads a prepared image's manifest and checks its raw file is whole.
@@ -407,16 +529,12 @@ func (c *Cache) load(dir string) (*Prepared, error) {
 	}
 	// Kept open for the image's life in this process: its targets map it.
 	img.win = newWindows(f)
+	img.checks = newChunkChecks(dir, len(img.Chunks))
 	return &img, nil
 }
 
-// fileSHA256 returns the SHA-256 of the image file.
-func fileSHA256(ctx context.Context, path string, progress func(PrepareProgress)) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("open image: %w", err)
-	}
-	defer f.Close()
+// readSHA256 returns the SHA-256 of the file f.
+func readSHA256(ctx context.Context, f *os.File, progress func(PrepareProgress)) (string, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return "", err
@@ -428,7 +546,7 @@ func fileSHA256(ctx context.Context, path string, progress func(PrepareProgress)
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		n, err := f.Read(buf)
+		n, err := f.ReadAt(buf, done)
 		h.Write(buf[:n])
 		done += int64(n)
 		progress(PrepareProgress{Stage: "hash", Done: done, Total: fi.Size()})

@@ -395,6 +395,13 @@ func FlashFastboot(ctx context.Context, img *Prepared, c *FastbootClient, o Fast
 		return Result{Target: o.Name, Failure: &Failure{Reason: reason, Offset: -1, Detail: err.Error() + "; nothing was sent to the device", Err: err}}
 	}
 	img = full
+	if win, err := img.windows(); err == nil {
+		for i := range img.Chunks {
+			if err := img.checkChunk(win, i); err != nil {
+				return Result{Target: o.Name, Failure: &Failure{Reason: ReasonImage, Offset: -1, Detail: err.Error() + "; nothing was sent to the device", Err: err}}
+			}
+		}
+	}
 	res := Result{Target: o.Name, MappedBytes: img.MappedBytes,
 		VerifyNote: "device-side verification not available (fastboot cannot read the partition back)"}
 	fail := func(err error) Result {

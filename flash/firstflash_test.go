@@ -263,3 +263,152 @@ func TestCacheTruncatedUnderTheFlash(t *testing.T) {
 		t.Errorf("blamed on the medium: %v", r.Failure)
 	}
 }
+
+// hookTarget runs hook at its first write.
+type hookTarget struct {
+	*flash.FileTarget
+	once sync.Once
+	hook func()
+}
+
+func (h *hookTarget) WriteAt(p []byte, off int64) (int, error) {
+	h.once.Do(h.hook)
+	return h.FileTarget.WriteAt(p, off)
+}
+
+// TestStreamedImageChangedWhileRead: an image file rewritten while its
+// first flash streams is refused at the end (its identity changed), so
+// nothing is cached under the old file's name and no target boots it.
+func TestStreamedImageChangedWhileRead(t *testing.T) {
+	raw, _ := sharedImage(t)
+	gate := gatedXz(t, raw, imageSize/2, "exit 0")
+	image := xzLooking(t)
+	c := newCache(t)
+	img, err := c.Open(context.Background(), flash.ImageSpec{Path: image}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft, path := fileTarget(t, 0xaa)
+	target := &hookTarget{FileTarget: ft, hook: func() {
+		// Rewritten in place: the same bytes, but the file changed.
+		data, _ := os.ReadFile(image)
+		os.WriteFile(image, data, 0o644)
+		os.WriteFile(gate, nil, 0o644)
+	}}
+	r := flash.Write(context.Background(), img, target, flash.Options{Verify: true})
+	if r.Failure == nil || r.Failure.Reason != flash.ReasonImage || !strings.Contains(r.Failure.Detail, "changed while it was read") {
+		t.Fatalf("%+v, want image-refused: changed while it was read", r.Failure)
+	}
+	if got := fileBytes(t, path); !bytes.Equal(got[:1<<20], make([]byte, 1<<20)) {
+		t.Error("the target's boot area was not cleared")
+	}
+	noPreparedImage(t, c)
+}
+
+// TestJoinerHashIsChecked: a caller that joins a preparation already
+// under way with a hash of its own gets the image only once that hash is
+// checked: a wrong one is refused even though the first caller's flash,
+// which gave none, goes on.
+func TestJoinerHashIsChecked(t *testing.T) {
+	raw, content := sharedImage(t)
+	gate := gatedXz(t, raw, imageSize/2, "exit 0")
+	image := xzLooking(t)
+	c := newCache(t)
+	img, err := c.Open(context.Background(), flash.ImageSpec{Path: image}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := make(chan error, 1)
+	go func() {
+		_, err := c.Open(context.Background(), flash.ImageSpec{Path: image, SHA256: strings.Repeat("ab", 32)}, nil)
+		joined <- err
+	}()
+	ft, path := fileTarget(t, 0)
+	gated := &gateTarget{FileTarget: ft, img: img, gate: gate}
+	if r := flash.Write(context.Background(), img, gated, flash.Options{Verify: true}); r.Failure != nil {
+		t.Fatalf("the first caller's flash: %v", r.Failure)
+	}
+	if d := firstDiff(fileBytes(t, path), content); d >= 0 {
+		t.Errorf("differs at %d", d)
+	}
+	if err := <-joined; !errors.Is(err, flash.ErrImageRefused) || !strings.Contains(err.Error(), "the line expects abab") {
+		t.Errorf("the joiner with a wrong hash: %v", err)
+	}
+	data, _ := os.ReadFile(image)
+	sum := sha256.Sum256(data)
+	if got, err := c.Open(context.Background(), flash.ImageSpec{Path: image, SHA256: hex.EncodeToString(sum[:])}, nil); err != nil || got.SourceSHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("the right hash: %v (%+v)", err, got)
+	}
+}
+
+// TestDamagedCacheNeverFlashed: a prepared image whose cache file was
+// damaged on disk after it was prepared is refused by the next station
+// (its chunks are checked against the manifest as they are flashed),
+// set aside, and prepared anew by the flash after.
+func TestDamagedCacheNeverFlashed(t *testing.T) {
+	raw, content := sharedImage(t)
+	dir := filepath.Join(t.TempDir(), "cache")
+	c, _ := flash.NewCache(dir)
+	c.SetChunkSize(1 << 20)
+	img := prepare(t, c, flash.ImageSpec{Path: raw})
+	f, err := os.OpenFile(img.RawPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0x42}, 10<<20+5)
+	f.Close()
+
+	c2, _ := flash.NewCache(dir) // a restarted station
+	c2.SetChunkSize(1 << 20)
+	again := prepare(t, c2, flash.ImageSpec{Path: raw})
+	if !again.Cached {
+		t.Fatal("not from the cache")
+	}
+	ft, _ := fileTarget(t, 0)
+	r := flash.Write(context.Background(), again, ft, flash.Options{Verify: true})
+	if r.Failure == nil || r.Failure.Reason != flash.ReasonImage || !strings.Contains(r.Failure.Detail, "damaged") {
+		t.Fatalf("%+v, want image-refused: damaged", r.Failure)
+	}
+	c3, _ := flash.NewCache(dir)
+	c3.SetChunkSize(1 << 20)
+	fresh := prepare(t, c3, flash.ImageSpec{Path: raw})
+	if fresh.Cached || c3.Preparations() != 1 {
+		t.Errorf("the damaged image came from the cache again: cached %v", fresh.Cached)
+	}
+	ft2, path := fileTarget(t, 0)
+	if r := flash.Write(context.Background(), fresh, ft2, flash.Options{Verify: true}); r.Failure != nil {
+		t.Fatal(r.Failure)
+	}
+	if d := firstDiff(fileBytes(t, path), content); d >= 0 {
+		t.Errorf("differs at %d", d)
+	}
+}
+
+// TestStreamStopped: a flash stopped while its image streams ends its
+// targets cancelled (not image-refused: the image did nothing wrong),
+// clears the boot area of a target that took part of it, and caches
+// nothing.
+func TestStreamStopped(t *testing.T) {
+	raw, _ := sharedImage(t)
+	gatedXz(t, raw, imageSize/2, "exit 0") // the gate never opens: the stop ends it
+	c := newCache(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	img, err := c.Open(ctx, flash.ImageSpec{Path: xzLooking(t)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft, path := fileTarget(t, 0xaa)
+	target := &hookTarget{FileTarget: ft, hook: cancel}
+	r := flash.Write(ctx, img, target, flash.Options{Verify: true})
+	if r.Failure == nil || r.Failure.Reason != flash.ReasonCancelled || !strings.Contains(r.Failure.Detail, "boot area was cleared") {
+		t.Fatalf("%+v, want cancelled with the boot area cleared", r.Failure)
+	}
+	if got := fileBytes(t, path); !bytes.Equal(got[:1<<20], make([]byte, 1<<20)) {
+		t.Error("the boot area still holds data")
+	}
+	if _, err := img.Wait(context.Background()); err == nil {
+		t.Error("the stopped preparation succeeded")
+	}
+	noPreparedImage(t, c)
+}

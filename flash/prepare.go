@@ -44,9 +44,10 @@ type Prepared struct {
 	RawPath string `json:"-"`
 	Cached  bool   `json:"-"`
 
-	fill     *filling // the preparation, for an image Open returned while it ran
-	win      *windows // maps the cache file for the targets
-	estimate int64    // mapped bytes expected while filling (a bmap's), 0 if unknown
+	fill     *filling     // the preparation, for an image Open returned while it ran
+	win      *windows     // maps the cache file for the targets
+	checks   *chunkChecks // for an image loaded from the cache
+	estimate int64        // mapped bytes expected while filling (a bmap's), 0 if unknown
 }
 
 // BmapInfo says which bmap a preparation honoured.

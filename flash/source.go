@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -91,6 +93,12 @@ func decompressor(ctx context.Context, format Format, r io.Reader) (raw io.Reade
 func systemXz(ctx context.Context, path string, r io.Reader) (io.Reader, func() error, error) {
 	cmd := exec.CommandContext(ctx, path, "--decompress", "--stdout", "--threads=0")
 	cmd.Stdin = r
+	// Its own process group, killed whole: nothing it started keeps its
+	// pipes open once it is stopped; and its pipes are closed anyway a
+	// moment after it exits.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	x := &xzProcess{cmd: cmd}
 	cmd.Stderr = &x.stderr
 	out, err := cmd.StdoutPipe()
@@ -133,7 +141,7 @@ func (x *xzProcess) Read(p []byte) (int, error) {
 func (x *xzProcess) finish(abandon bool) error {
 	x.once.Do(func() {
 		if abandon {
-			_ = x.cmd.Process.Kill()
+			_ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGKILL)
 		}
 		err := x.cmd.Wait()
 		msg := bytes.TrimSpace(x.stderr.Bytes())

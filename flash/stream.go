@@ -2,9 +2,12 @@ package flash
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +21,8 @@ import (
 // range checksums, the file's SHA-256 are known only at the end), which
 // is why targets write the boot area only once the fill has succeeded.
 type filling struct {
-	file *os.File // the cache file, open for the process's life: targets map it
+	file    *os.File // the cache file, open for the process's life: targets map it
+	wantSHA string   // the file hash the preparation checks ("": none)
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced at each publish and at the end
@@ -144,20 +148,30 @@ func newWindows(file *os.File) *windows {
 	return &windows{file: file, open: map[piece]*window{}}
 }
 
-// acquire maps p's bytes; release them with release(p).
+// acquire maps p's bytes; release them with release(p). The mapping is
+// made outside the lock: a piece read from disk does not hold up the
+// targets that want others.
 func (w *windows) acquire(p piece) ([]byte, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if win, ok := w.open[p]; ok {
 		win.refs++
+		w.mu.Unlock()
 		return win.data, nil
 	}
+	w.mu.Unlock()
 	page := int64(os.Getpagesize())
 	start := p.off / page * page
 	length := p.off + p.length - start
 	mem, err := unix.Mmap(int(w.file.Fd()), start, int(length), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		return nil, fmt.Errorf("map the prepared image at %d: %w", p.off, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if win, ok := w.open[p]; ok { // mapped meanwhile by another target
+		win.refs++
+		_ = unix.Munmap(mem)
+		return win.data, nil
 	}
 	win := &window{mem: mem, data: mem[p.off-start : p.off-start+p.length], refs: 1}
 	w.open[p] = win
@@ -221,4 +235,52 @@ func (bp *BufferPool) get(ctx context.Context) ([]byte, error) {
 
 func (bp *BufferPool) put(b []byte) {
 	bp.free <- b[:cap(b)]
+}
+
+// chunkChecks checks, once per chunk and for every target, that an image
+// loaded from the cache still holds what its manifest says: a cache file
+// damaged on disk is never flashed and then "verified" against itself.
+type chunkChecks struct {
+	dir  string // the cache entry, set aside when damaged
+	once []sync.Once
+	errs []error
+}
+
+func newChunkChecks(dir string, n int) *chunkChecks {
+	return &chunkChecks{dir: dir, once: make([]sync.Once, n), errs: make([]error, n)}
+}
+
+// check hashes chunk i of img through win, the first time it is asked.
+func (cc *chunkChecks) check(img *Prepared, win *windows, i int) error {
+	cc.once[i].Do(func() {
+		c := img.Chunks[i]
+		h := sha256.New()
+		for _, p := range split(c) {
+			data, err := win.acquire(p)
+			if err != nil {
+				cc.errs[i] = err
+				return
+			}
+			h.Write(data)
+			win.release(p)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != c.SHA256 {
+			// Set aside: the next Open prepares the image again.
+			aside := fmt.Sprintf("%s.damaged-%d", cc.dir, time.Now().Unix())
+			_ = os.Rename(cc.dir, aside)
+			cc.errs[i] = fmt.Errorf("%w: the prepared image in the cache is damaged (bytes %d-%d no longer match their SHA-256; the cache disk?): set aside as %s, flash again to prepare it anew",
+				ErrImageRefused, c.Offset, c.Offset+c.Length-1, aside)
+		}
+	})
+	return cc.errs[i]
+}
+
+// checkChunk checks chunk i of an image loaded from the cache (nil for
+// one prepared in this process: its chunks were hashed as they were
+// written).
+func (p *Prepared) checkChunk(win *windows, i int) error {
+	if p.checks == nil {
+		return nil
+	}
+	return p.checks.check(p, win, i)
 }

@@ -30,6 +30,7 @@ const (
 	ReasonFastboot   = "fastboot-error"  // the fastboot device refused a command
 	ReasonCancelled  = "cancelled"       // the job was stopped
 	ReasonImage      = "image-refused"   // the image failed its checks
+	ReasonPrepare    = "prepare-error"   // the station could not prepare the image (its cache disk)
 )
 
 // Failure is why one target failed.
@@ -200,6 +201,8 @@ func Write(ctx context.Context, img *Prepared, t Target, o Options) Result {
 	res.WrittenBytes, res.WriteTime, res.Failure = written, time.Since(start), f
 	if final != nil {
 		res.MappedBytes = final.MappedBytes
+	} else if res.MappedBytes == 0 {
+		res.MappedBytes = img.estimate
 	}
 	if res.Failure != nil {
 		return res
@@ -370,7 +373,10 @@ func (w *writer) writePhase(ctx context.Context, img *Prepared) (final *Prepared
 		defer close(next)
 		for i := 0; ; i++ {
 			c, ok, err := img.chunkAt(wctx, i)
-			if !ok {
+			if err == nil && ok {
+				err = img.checkChunk(w.win, i)
+			}
+			if !ok || err != nil {
 				fillErr = err
 				return
 			}
@@ -387,30 +393,32 @@ func (w *writer) writePhase(ctx context.Context, img *Prepared) (final *Prepared
 			}
 		}
 	}()
+	// A target that took part of the image and fails must not boot
+	// whatever it held before with part of this over it.
+	fail := func(f *Failure) (*Prepared, int64, *Failure) {
+		if written > 0 && f.Reason != ReasonUnplugged && !w.t.Gone() && w.clearBootArea(ctx) {
+			f.Detail += fmt.Sprintf("; %s had been written: the target's boot area was cleared so it cannot boot", HumanBytes(written))
+		}
+		return nil, written, f
+	}
 	f = forPieces(wctx, cancel, next, inFlight, do)
 	written = count.Load()
 	if f != nil {
-		return nil, written, f
+		return fail(f)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, written, &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+		return fail(&Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err})
 	}
 	final, err := img.Wait(ctx)
 	if err == nil {
 		err = fillErr
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, written, &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
-		}
-		if written > 0 {
-			w.clearBootArea(ctx)
-		}
-		return nil, written, &Failure{Reason: ReasonImage, Offset: -1, Detail: imageDetail(err, written), Err: err}
+		return fail(imageFailure(ctx, err, written))
 	}
 	rep.setTotal(final.MappedBytes)
 	if f := checkSize(w.t, final.Size); f != nil {
-		return nil, written, f
+		return fail(f)
 	}
 
 	// The boot area last.
@@ -424,10 +432,10 @@ func (w *writer) writePhase(ctx context.Context, img *Prepared) (final *Prepared
 	f = forPieces(bctx, bcancel, bnext, inFlight, do)
 	written = count.Load()
 	if f != nil {
-		return nil, written, f
+		return fail(f)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, written, &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+		return fail(&Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err})
 	}
 	if err := w.t.Sync(); err != nil {
 		return nil, written, classify(w.t, err, ReasonWriteError, -1)
@@ -436,28 +444,40 @@ func (w *writer) writePhase(ctx context.Context, img *Prepared) (final *Prepared
 	return final, written, nil
 }
 
-// imageDetail says why an image streamed to a target was refused.
-func imageDetail(err error, written int64) string {
-	d := err.Error()
-	if written > 0 {
-		d += fmt.Sprintf("; %s had been written: the target's boot area was cleared so it cannot boot", HumanBytes(written))
-	} else {
-		d += "; nothing was written to the target"
+// imageFailure says why the image a target was taking failed: refused
+// (its checks), stopped (the preparation's context), or the station's own
+// trouble preparing it (its cache disk).
+func imageFailure(ctx context.Context, err error, written int64) *Failure {
+	switch {
+	case ctx.Err() != nil:
+		return &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "stopped", Err: err}
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return &Failure{Reason: ReasonCancelled, Offset: -1, Detail: "the image's preparation was stopped", Err: err}
+	case errors.Is(err, ErrImageRefused):
+		d := err.Error()
+		if written == 0 {
+			d += "; nothing was written to the target"
+		}
+		return &Failure{Reason: ReasonImage, Offset: -1, Detail: d, Err: err}
 	}
-	return d
+	return &Failure{Reason: ReasonPrepare, Offset: -1, Detail: err.Error(), Err: err}
 }
 
 // clearBootArea zeroes the start of a target that took part of an image
-// later refused: whatever it booted before, it must not boot now.
-func (w *writer) clearBootArea(ctx context.Context) {
+// and failed: whatever it booted before, it must not boot now. It reports
+// whether the target took it (best effort: a failing target may not).
+func (w *writer) clearBootArea(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	n := roundUp(bootArea, w.align)
 	if c := w.t.Capacity(); c > 0 {
 		n = min(n, c)
 	}
 	buf := alignedBuffer(int(n), max(w.align, 1))
-	if writeRetrying(ctx, w.t, buf, 0, w.o.Retries) == nil {
-		_ = w.t.Sync()
+	if writeRetrying(ctx, w.t, buf, 0, 0) != nil {
+		return false
 	}
+	return w.t.Sync() == nil
 }
 
 // writePiece writes one piece straight from the mapped cache, or through

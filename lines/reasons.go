@@ -110,6 +110,7 @@ var Reasons = []Reason{
 	{flash.ReasonFastboot, ClassFail, "the board's fastboot refused a command", "check the partition name and U-Boot; retry", "check U-Boot, retry"},
 	{flash.ReasonNoDevice, ClassFail, "the target is not there or is not a block device (no board's disk at that path)", "check the board is plugged in and shows as a disk (`flashstation devices`); check the target path", "check board, path"},
 	{flash.ReasonImage, ClassError, "the image failed its checks", "fix the line's image (hash, bmap) before flashing", "fix the line's image"},
+	{flash.ReasonPrepare, ClassError, "the station could not prepare the image", "free space on the station's cache disk; retry", "free cache disk"},
 	{console.ReasonNoOutput, ClassFail, "nothing on the console", "check the console cable, the baud rate and the board's power", "check console cable"},
 	{console.ReasonBaudMismatch, ClassError, "only unreadable bytes on the console", "set the slot's baud rate; check the console wiring", "check baud, wiring"},
 	{console.ReasonBootloaderError, ClassFail, "the bootloader gave up", "retry; check the image", "retry"},

@@ -223,17 +223,19 @@ func runFlash(ctx context.Context, o flashFlags, image string, targets []string,
 	endPrep()
 	final, err := img.Wait(ctx)
 	if err != nil {
-		// Refused midway: every target has failed image-refused already
-		// (those that took part of it with their boot area cleared); a
-		// file made for this run is removed, so no half image is left
-		// looking like one.
+		// Failed midway: every target has failed already (those that took
+		// part of it with their boot area cleared); a file made for this
+		// run is removed, so no half image is left looking like one.
 		for _, j := range jobs {
 			j.Close()
 		}
 		for _, p := range created {
 			os.Remove(p)
 		}
-		return flashImageRefused(o, image, targets, results, err, stdout)
+		if errors.Is(err, flash.ErrImageRefused) {
+			return flashImageRefused(o, image, targets, results, err, stdout)
+		}
+		return reportFlash(o, image, nil, results, stdout) // stopped, or the cache's disk
 	}
 	if img.Streamed() && !o.json {
 		fmt.Fprintf(stderr, "image %s: %s %s, %s mapped (prepared in %.1fs, streamed to the targets)\n", image, final.Format,
