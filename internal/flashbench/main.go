@@ -206,6 +206,7 @@ func (b *bench) run(caseList, jsonOut, baseline string) error {
 		Runs:        b.runs,
 		Throttled:   b.throttledRuns,
 		Kinds:       kinds,
+		Loop:        b.env.loop,
 	}
 	for i := range specs {
 		c := &specs[i]
