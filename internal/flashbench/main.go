@@ -163,10 +163,16 @@ func (b *bench) run(caseList, jsonOut, baseline string) error {
 	} else {
 		kinds = append(kinds, "no loop devices: "+b.env.loopNote)
 	}
+	used := []string{kindFile}
+	if b.env.loop {
+		used = append(used, kindLoop)
+	}
 	switch {
 	case b.env.throttle != "":
 		kinds = append(kinds, kindThrottled+": "+b.env.throttle)
+		used = append(used, kindThrottled+" ("+b.env.cgroup+")")
 	case b.env.loop:
+		used = append(used, kindThrottled+" (flashstation --throttle only)")
 		kinds = append(kinds, kindThrottled+": flashstation --throttle TARGET=25 on direct-io loops ("+b.env.cgNote+"); bmaptool cannot be throttled that way, so no bmaptool pair")
 	default:
 		kinds = append(kinds, "no throttled targets (no loop devices)")
@@ -206,6 +212,7 @@ func (b *bench) run(caseList, jsonOut, baseline string) error {
 		Runs:        b.runs,
 		Throttled:   b.throttledRuns,
 		Kinds:       kinds,
+		Used:        used,
 		Loop:        b.env.loop,
 	}
 	for i := range specs {

@@ -13,6 +13,7 @@ type report struct {
 	Runs        int         `json:"runs"`
 	Throttled   int         `json:"throttled_runs"`
 	Kinds       []string    `json:"target_kinds"`
+	Used        []string    `json:"kinds_used"`
 	Loop        bool        `json:"loop"` // block cases ran on direct-io loop devices
 	Cases       []*caseSpec `json:"cases"`
 }
@@ -122,8 +123,8 @@ func (d *report) find(id, kind string) *caseSpec {
 }
 
 func printReport(d *report, base *report) {
-	fmt.Printf("machine: %s; image %s raw, %s mapped in %d ranges (bmap); %d rounds per case (%d for throttled cases)\n",
-		d.Machine, human(d.ImageSize), human(d.MappedBytes), len(dataRanges()), d.Runs, d.Throttled)
+	fmt.Printf("machine: %s; image %s raw, %s mapped in %d ranges (bmap); %d rounds per case (%d for throttled cases); targets: %s\n",
+		d.Machine, human(d.ImageSize), human(d.MappedBytes), len(dataRanges()), d.Runs, d.Throttled, strings.Join(d.Used, ", "))
 	fmt.Println("target kinds:")
 	for _, k := range d.Kinds {
 		fmt.Printf("- %s\n", k)
@@ -132,7 +133,9 @@ func printReport(d *report, base *report) {
 	fmt.Println("fs = flashstation flash (writes, then reads every target back and compares: its normal mode); " +
 		"fs-nv = flashstation flash --no-verify (like for like with bmaptool copy, which never reads back); bm = bmaptool copy. " +
 		"Each round runs fs, fs-nv, bm in alternating order (fs fs-nv bm, then bm fs-nv fs, ...); ratios are per round, then the median; times are medians of wall seconds of the whole command. " +
-		"First byte: from process start until the target first receives data (loop: /sys/block/loopN/stat written sectors; file: allocated blocks; polled every 1 ms). " +
+		"First byte: from process start until a target first receives data (the earliest of several targets; for 8 sequential bmaptool copies, the first copy's) (loop: /sys/block/loopN/stat written sectors; file: allocated blocks; polled every 1 ms). " +
+		"Cold: fresh empty flashstation --cache and the image's pages dropped (fsync + posix_fadvise DONTNEED) for both tools; warm: flashstation's cache filled, image and cache read into the page cache first (bmaptool has no cache: only the page cache differs). " +
+		"Sequential bmaptool copies: times, CPU summed; RSS the largest. " +
 		"CPU: user+sys from the child's rusage. Peak RSS: rusage maxrss.")
 	fmt.Println()
 	fmt.Println("| case | target | fs s | fs-nv s | bm s | fs/bm median (range) | fs-nv/bm median (range) | first byte s fs / bm | CPU s fs / fs-nv / bm | fs CPU s per verified GiB | peak RSS MiB fs / bm |")
