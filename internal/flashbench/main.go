@@ -83,6 +83,7 @@ func main() {
 	size := flag.String("size", "1GiB", "image size (e.g. 256MiB, 1GiB); the mapped share stays about a third")
 	cases := flag.String("cases", "all", "comma-separated case ids: "+strings.Join(caseIDs, ","))
 	jsonOut := flag.String("json", "", "write the raw per-run numbers to this file")
+	throttle := flag.String("throttle", "auto", "how throttled targets are throttled: auto (a cgroup when it works, else flashstation's --throttle) or flashstation")
 	baseline := flag.String("baseline", "", "a -json file of an earlier run: report CPU per verified GiB against it")
 	flag.Parse()
 	n, err := parseSize(*size)
@@ -98,6 +99,14 @@ func main() {
 	}
 	b := &bench{dir: *dir, bin: abs, runs: max(*runs, 1), throttledRuns: max(*throttledRuns, 1)}
 	b.env = newEnv(*dir)
+	switch *throttle {
+	case "auto":
+	case "flashstation":
+		b.env.noCgroup = true
+	default:
+		fmt.Fprintln(os.Stderr, "flashbench: -throttle: want auto or flashstation")
+		os.Exit(2)
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {

@@ -40,6 +40,7 @@ type env struct {
 	cgRoot    string // the parent directory of our cgroups
 	throttle  string // how throttled targets are throttled (for the table)
 	cgNote    string
+	noCgroup  bool // -throttle flashstation: do not try cgroups
 	mu        sync.Mutex
 	loops     map[string]bool // attached devices
 	cgroups   []string
@@ -73,6 +74,10 @@ func (e *env) detect() {
 	}
 	e.loop = true
 	defer e.release([]target{t})
+	if e.noCgroup {
+		e.cgNote = "-throttle flashstation"
+		return
+	}
 	// cgroup v2 with the io controller, else v1 blkio.
 	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
 		b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
