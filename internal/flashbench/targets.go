@@ -90,6 +90,11 @@ func (e *env) detect() {
 		}
 		if os.Mkdir(dir, 0o755) == nil {
 			e.cgroups = append(e.cgroups, dir)
+			// The per-run children get io.max only when their parent
+			// (ours, without processes) delegates the controller.
+			if os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+io"), 0) != nil {
+				continue
+			}
 			e.cgroup, e.cgRoot = "v2 io.max", dir
 			break
 		}
