@@ -17,6 +17,12 @@
 // image) and the image's pages dropped from the page cache for both tools
 // (posix_fadvise DONTNEED after fsync). Warm: flashstation's cache already
 // filled, and the image and the cache read into the page cache first.
+//
+// Keep development runs small: -size 256MiB -runs 1 -cases cold,warm.
+// -json FILE writes every run's numbers; -baseline FILE (an earlier -json,
+// e.g. of today's engine) reports CPU per verified GiB against it. Loop
+// devices and cgroups the bench made are removed at exit, also on error
+// and on SIGINT/SIGTERM.
 package main
 
 import (

@@ -289,6 +289,9 @@ func printReport(d *report, base *report) {
 		note := "compare with -baseline FILE (a -json of today's engine); goal: down 60%"
 		if base != nil {
 			note = "goal: down 60% from the baseline"
+			if base.ImageSize != d.ImageSize {
+				note += fmt.Sprintf("; the baseline's image was %s, not %s: fixed costs weigh differently", human(base.ImageSize), human(d.ImageSize))
+			}
 		}
 		fmt.Printf("- CPU per verified GiB on block targets (%s): %s\n", note, strings.Join(parts, "; "))
 	}
