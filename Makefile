@@ -54,10 +54,11 @@ qemu-assets: deps
 qemu-test: qemu-assets
 	$(GO) test -timeout $(TIMEOUT) -v -run 'QEMU|Build' ./internal/armimage/...
 
-# Performance benchmarks (never timed assertions in tests): the flash engine
-# against bmaptool and dd, then the Go benchmarks.
+# Performance benchmarks (never timed assertions in tests): flashstation
+# flash against bmaptool copy (internal/flashbench; BENCH_ARGS: e.g.
+# -size 256MiB -runs 1 -json bench.json), then the Go benchmarks.
 bench: deps
-	GO=$(GO) scripts/bench.sh
+	GO=$(GO) scripts/bench.sh $(BENCH_ARGS)
 
 lint: tools vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

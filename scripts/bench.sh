@@ -1,12 +1,16 @@
 #!/bin/sh
-# make bench: the flash engine against bmaptool and dd on a generated
-# image (a table with ratios), then the Go benchmarks (registration through
-# the recording proxy, ...). Measurements, not tests.
+# make bench: `flashstation flash` against `bmaptool copy` on a generated
+# image (a markdown table: regular files, direct-io loop devices and, as
+# root with the io/blkio cgroup controller, 25 MB/s throttled ones; cold
+# and warm; ratios per round of alternating runs), then the Go benchmarks
+# (registration through the recording proxy, ...). Measurements, not
+# tests. Arguments go to flashbench: e.g. scripts/bench.sh -size 256MiB
+# -runs 1, or -json FILE for the raw numbers.
 set -eu
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 $GO build -o bin/flashstation ./cmd/flashstation
-echo "== flash engine vs bmaptool and dd"
+echo "== flashstation flash vs bmaptool copy"
 $GO run ./internal/flashbench -bin bin/flashstation "$@"
 echo
 echo "== Go benchmarks"

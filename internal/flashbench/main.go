@@ -1,59 +1,152 @@
-// Command flashbench measures flashstation's flash engine side by side with
-// the tools factories use instead (bmaptool copy, dd) on a generated
-// Ubuntu-Core-like image, and prints a table with ratios. It is run by
-// `make bench`; it is a measurement, not a test.
+// Command flashbench measures `flashstation flash` side by side with
+// `bmaptool copy` (Debian bmap-tools) on a generated Ubuntu-Core-like
+// image, and prints a markdown table. It is run by `make bench`; it is a
+// measurement, not a test.
 //
-// Targets are loop devices over fresh sparse files when run as root (as
-// losetup makes them by default), else regular files. Each case runs
-// -runs times and the median is reported.
+// Targets are fresh regular files, fresh sparse files behind
+// `losetup --direct-io=on` loop devices (root), and such loop devices
+// throttled to 25 MB/s each way by a child cgroup per run (root with the
+// cgroup v2 io or v1 blkio controller; verified by measuring, else
+// flashstation's own --throttle and no bmaptool pair). Every case runs
+// -runs rounds; each round runs flashstation (with read-back, its normal
+// mode), flashstation --no-verify and bmaptool copy, in an order that
+// alternates between rounds, and the ratios to bmaptool are taken per
+// round; the table reports medians.
+//
+// Cold: a fresh empty --cache for flashstation (its first flash of the
+// image) and the image's pages dropped from the page cache for both tools
+// (posix_fadvise DONTNEED after fsync). Warm: flashstation's cache already
+// filled, and the image and the cache read into the page cache first.
+//
+// Keep development runs small: -size 256MiB -runs 1 -cases cold,warm.
+// -json FILE writes every run's numbers; -baseline FILE (an earlier -json,
+// e.g. of today's engine) reports CPU per verified GiB against it. Loop
+// devices and cgroups the bench made are removed at exit, also on error
+// and on SIGINT/SIGTERM.
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
-	"time"
 )
 
-const (
-	imageSize = 1 << 30
-	mib       = 1 << 20
-)
+const mib = 1 << 20
 
-// dataRanges place about a third of the image in random data, like an
-// Ubuntu Core image's seed partition split over a few extents.
-var dataRanges = [][2]int64{
+// imageSize is the generated image's size (-size).
+var imageSize int64 = 1 << 30
+
+// dataRanges place about a third of a 1 GiB image in random data, like an
+// Ubuntu Core image's seed partition split over a few extents; other
+// sizes scale them.
+var dataRanges1G = [][2]int64{
 	{0, 8 * mib}, {16 * mib, 100 * mib}, {300 * mib, 110 * mib}, {600 * mib, 100 * mib}, {1000 * mib, 23 * mib},
 }
 
+func dataRanges() [][2]int64 {
+	var out [][2]int64
+	for _, r := range dataRanges1G {
+		off := r[0] * imageSize / (1 << 30) &^ 4095
+		n := max(r[1]*imageSize/(1<<30)&^4095, 4096)
+		out = append(out, [2]int64{off, n})
+	}
+	return out
+}
+
+func mappedBytes() int64 {
+	n := int64(0)
+	for _, r := range dataRanges() {
+		n += r[1]
+	}
+	return n
+}
+
 type bench struct {
-	dir   string
-	bin   string
-	runs  int
-	loop  bool
-	image string
-	bmap  string
-	seq   int
+	env           *env
+	dir           string
+	bin           string
+	runs          int
+	throttledRuns int
+	image, bmap   string
+	warmCache     string
 }
 
 func main() {
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "flashstation-bench"), "work directory (the image is kept for later runs)")
 	bin := flag.String("bin", "bin/flashstation", "flashstation binary")
-	runs := flag.Int("runs", 5, "rounds (the median per case is reported)")
+	runs := flag.Int("runs", 5, "rounds per case (each round: flashstation, flashstation --no-verify, bmaptool copy, alternating order)")
+	throttledRuns := flag.Int("throttled-runs", 1, "rounds for the throttled cases (each takes tens of seconds at 25 MB/s)")
+	size := flag.String("size", "1GiB", "image size (e.g. 256MiB, 1GiB); the mapped share stays about a third")
+	cases := flag.String("cases", "all", "comma-separated case ids: "+strings.Join(caseIDs, ","))
+	jsonOut := flag.String("json", "", "write the raw per-run numbers to this file")
+	throttle := flag.String("throttle", "auto", "how throttled targets are throttled: auto (a cgroup when it works, else flashstation's --throttle) or flashstation")
+	baseline := flag.String("baseline", "", "a -json file of an earlier run: report CPU per verified GiB against it")
 	flag.Parse()
-	b := &bench{dir: *dir, bin: *bin, runs: *runs}
-	if err := b.run(); err != nil {
+	n, err := parseSize(*size)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flashbench: -size:", err)
+		os.Exit(2)
+	}
+	imageSize = n
+	abs, err := filepath.Abs(*bin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flashbench:", err)
+		os.Exit(2)
+	}
+	b := &bench{dir: *dir, bin: abs, runs: max(*runs, 1), throttledRuns: max(*throttledRuns, 1)}
+	b.env = newEnv(*dir)
+	switch *throttle {
+	case "auto":
+	case "flashstation":
+		b.env.noCgroup = true
+	default:
+		fmt.Fprintln(os.Stderr, "flashbench: -throttle: want auto or flashstation")
+		os.Exit(2)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "flashbench: %v: cleaning up\n", s)
+		b.env.cleanup()
+		os.Exit(130)
+	}()
+	err = b.run(*cases, *jsonOut, *baseline)
+	b.env.cleanup()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "flashbench:", err)
 		os.Exit(1)
 	}
+}
+
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"G", 1 << 30}, {"M", 1 << 20}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseInt(num, 10, 64)
+			if err != nil || v <= 0 {
+				return 0, fmt.Errorf("%q: want e.g. 256MiB", s)
+			}
+			if v*u.mult < 64*mib {
+				return 0, fmt.Errorf("%q: at least 64MiB", s)
+			}
+			return v * u.mult, nil
+		}
+	}
+	return 0, fmt.Errorf("%q: want e.g. 256MiB or 1GiB", s)
 }
 
 func need(tool, pkg string) error {
@@ -63,309 +156,159 @@ func need(tool, pkg string) error {
 	return nil
 }
 
-func (b *bench) run() error {
-	for _, t := range [][2]string{{"bmaptool", "bmap-tools"}, {"dd", "coreutils"}, {"zstd", "zstd"}, {"xz", "xz-utils"}} {
+func (b *bench) run(caseList, jsonOut, baseline string) error {
+	for _, t := range [][2]string{{"bmaptool", "bmap-tools"}, {"zstd", "zstd"}, {"xz", "xz-utils"}} {
 		if err := need(t[0], t[1]); err != nil {
 			return err
 		}
 	}
+	if _, err := os.Stat(b.bin); err != nil {
+		return fmt.Errorf("flashstation binary: %v (go build -o bin/flashstation ./cmd/flashstation)", err)
+	}
 	if err := os.MkdirAll(b.dir, 0o755); err != nil {
 		return err
 	}
-	b.loop = os.Geteuid() == 0 && exec.Command("losetup", "--find").Run() == nil
-	defer b.detachAll()
 	if err := b.makeImage(); err != nil {
 		return err
 	}
-	mapped := int64(0)
-	for _, r := range dataRanges {
-		mapped += r[1]
+	b.env.detect()
+	kinds := []string{kindFile + " (fresh regular files on " + fsType(b.dir) + ")"}
+	if b.env.loop {
+		kinds = append(kinds, kindLoop+" (losetup --direct-io=on over fresh sparse files)")
+	} else {
+		kinds = append(kinds, "no loop devices: "+b.env.loopNote)
 	}
-	kind := "regular files"
-	if b.loop {
-		kind = "loop devices over fresh sparse files (losetup defaults)"
+	used := []string{kindFile}
+	if b.env.loop {
+		used = append(used, kindLoop)
 	}
-	fmt.Printf("image: %s raw, %s mapped in %d ranges; targets: %s; median of %d rounds\n",
-		human(imageSize), human(mapped), len(dataRanges), kind, b.runs)
-	fmt.Println("(every round runs every case once; times are wall-clock seconds of the whole command)")
+	switch {
+	case b.env.throttle != "":
+		kinds = append(kinds, kindThrottled+": "+b.env.throttle)
+		used = append(used, kindThrottled+" ("+b.env.cgroup+")")
+	case b.env.loop:
+		used = append(used, kindThrottled+" (flashstation --throttle only)")
+		kinds = append(kinds, kindThrottled+": flashstation --throttle TARGET=25 on direct-io loops ("+b.env.cgNote+"); bmaptool cannot be throttled that way, so no bmaptool pair")
+	default:
+		kinds = append(kinds, "no throttled targets (no loop devices)")
+	}
+	want := map[string]bool{}
+	for _, c := range strings.Split(caseList, ",") {
+		want[strings.TrimSpace(c)] = true
+	}
+	var specs []caseSpec
+	for _, c := range b.cases() {
+		if want["all"] || want[c.ID] {
+			specs = append(specs, c)
+		}
+	}
+	if len(specs) == 0 {
+		return fmt.Errorf("-cases %q: none of %s", caseList, strings.Join(caseIDs, ","))
+	}
 
-	// Warm the prepared image cache once, so flashstation's times are the
-	// flashing itself (the cache is what a station reuses all day).
-	warm := filepath.Join(b.dir, "cache")
-	if _, err := b.flashstation(warm, []string{b.newTarget()}, "--bmap", b.bmap, b.image); err != nil {
+	// The warm cache: one unmeasured flash fills it (and the first runs
+	// of both tools are not the machine's first).
+	b.warmCache = filepath.Join(b.dir, "cache-warm")
+	os.RemoveAll(b.warmCache)
+	warmup := b.env.newFile()
+	if _, _, err := b.flashstation(nil, b.warmCache, b.image, []target{warmup}, true, false); err != nil {
 		return err
 	}
+	if _, err := b.bmaptool(nil, b.image, []target{warmup}); err != nil {
+		return err
+	}
+	b.env.release([]target{warmup})
 
-	// Every round runs every case once, in the same order, so that slow
-	// drifts of the host (its disk cache, TRIM after deletes) hit all
-	// cases alike; the median over rounds is reported.
-	rate := 0.0 // the throttle, set after the first round
-	cases := []struct {
-		name string
-		run  func() float64
-	}{
-		{"bmaptool copy, 1 target (no read-back)", func() float64 {
-			return b.timeCmd("bmaptool", "-q", "copy", "--bmap", b.bmap, b.image, b.newTarget())
-		}},
-		{"dd bs=4M conv=fsync, 1 target (no read-back)", func() float64 {
-			return b.timeCmd("dd", "if="+b.image, "of="+b.newTarget(), "bs=4M", "conv=fsync,notrunc", "status=none")
-		}},
-		{"flashstation, 1 target, read back", func() float64 {
-			return must(b.flashstation(warm, []string{b.newTarget()}, "--bmap", b.bmap, b.image)).wall
-		}},
-		{"bmaptool copy, 4 targets one after another", func() float64 {
-			total := 0.0
-			for range 4 {
-				total += b.timeCmd("bmaptool", "-q", "copy", "--bmap", b.bmap, b.image, b.newTarget())
-				settle()
-			}
-			return total
-		}},
+	load, _ := os.ReadFile("/proc/loadavg")
+	doc := report{
+		Machine:     fmt.Sprintf("nproc %d, kernel %s, loadavg at start %s", runtime.NumCPU(), kernel(), strings.Join(strings.Fields(string(load))[:3], " ")),
+		ImageSize:   imageSize,
+		MappedBytes: mappedBytes(),
+		Runs:        b.runs,
+		Throttled:   b.throttledRuns,
+		Kinds:       kinds,
+		Used:        used,
+		Loop:        b.env.loop,
 	}
-	var perFree, perThrottled [][]float64
-	cases = append(cases, struct {
-		name string
-		run  func() float64
-	}{"flashstation, 4 targets at once, read back", func() float64 {
-		r := must(b.flashstation(warm, b.newTargets(4), "--bmap", b.bmap, b.image))
-		perFree = append(perFree, r.perTarget)
-		return r.wall
-	}})
-	for _, f := range []string{"zst", "xz"} {
-		src := b.image + "." + f
-		cases = append(cases, struct {
-			name string
-			run  func() float64
-		}{fmt.Sprintf("flashstation from .%s (cold cache: decompress + flash), 1 target", f), func() float64 {
-			cold := filepath.Join(b.dir, fmt.Sprintf("cold-%d", b.next()))
-			defer os.RemoveAll(cold)
-			return must(b.flashstation(cold, []string{b.newTarget()}, "--bmap", b.bmap, src)).wall
-		}})
+	for i := range specs {
+		c := &specs[i]
+		fmt.Fprintf(os.Stderr, "flashbench: %s on %s (%d rounds)\n", c.Name, c.Kind, c.runs)
+		if err := b.runCase(c); err != nil {
+			return err
+		}
+		doc.Cases = append(doc.Cases, c)
 	}
-	cases = append(cases, struct {
-		name string
-		run  func() float64
-	}{"flashstation, 4 targets, one throttled to a quarter speed", func() float64 {
-		ts := b.newTargets(4)
-		r := must(b.flashstation(warm, ts, "--bmap", b.bmap, "--throttle", fmt.Sprintf("%s=%.1f", ts[3], rate), b.image))
-		perThrottled = append(perThrottled, r.perTarget)
-		return r.wall
-	}})
-	times := make([][]float64, len(cases))
-	for round := range b.runs {
-		fmt.Fprintf(os.Stderr, "flashbench: round %d of %d\n", round+1, b.runs)
-		for i, c := range cases {
-			if rate == 0 && strings.Contains(c.name, "throttled") {
-				// A quarter of one target's speed (write + read-back).
-				rate = float64(mapped) * 2 / median(times[2]) / 4 / 1e6
-			}
-			times[i] = append(times[i], c.run())
-			settle()
+	var base *report
+	if baseline != "" {
+		data, err := os.ReadFile(baseline)
+		if err == nil {
+			base = &report{}
+			err = json.Unmarshal(data, base)
+		}
+		if err != nil {
+			return fmt.Errorf("-baseline: %v", err)
 		}
 	}
-	type row struct {
-		name    string
-		seconds float64
-	}
-	var rows []row
-	for i, c := range cases {
-		rows = append(rows, row{c.name, median(times[i])})
-	}
-	bmap1, dd1, fs1, bmap4, fs4 := rows[0].seconds, rows[1].seconds, rows[2].seconds, rows[3].seconds, rows[4].seconds
-	fs4Per, throttledPer := medianColumns(perFree), medianColumns(perThrottled)
-	slowest := throttledPer[3]
-	fmt.Printf("%-70s %9s %10s\n", "case", "seconds", "vs bmaptool")
-	for _, r := range rows {
-		ratio := ""
-		switch {
-		case strings.Contains(r.name, "throttled"):
-			ratio = ""
-		case strings.Contains(r.name, "4 targets"):
-			ratio = fmt.Sprintf("%.2fx", r.seconds/bmap4)
-		default:
-			ratio = fmt.Sprintf("%.2fx", r.seconds/bmap1)
+	printReport(&doc, base)
+	if jsonOut != "" {
+		data, err := json.MarshalIndent(doc, "", "  ")
+		if err != nil {
+			return err
 		}
-		fmt.Printf("%-70s %9.2f %10s\n", r.name, r.seconds, ratio)
-	}
-	fmt.Println()
-	fmt.Printf("per-target seconds (write + read-back), 4 at once:          %s\n", fmtList(fs4Per))
-	fmt.Printf("same with target 4 throttled to %.0f MB/s (a quarter speed):  %s\n", rate, fmtList(throttledPer))
-	worst := 0.0
-	for i := 0; i < 3; i++ {
-		worst = max(worst, throttledPer[i]/fs4Per[i])
-	}
-	fmt.Println()
-	check := func(ok bool, format string, args ...any) {
-		mark := "MET "
-		if !ok {
-			mark = "MISS"
+		if err := os.WriteFile(jsonOut, data, 0o644); err != nil {
+			return err
 		}
-		fmt.Printf("%s %s\n", mark, fmt.Sprintf(format, args...))
 	}
-	check(fs1 <= bmap1, "1 target with read-back: %.2fs vs bmaptool copy %.2fs (target: at most bmaptool's time)", fs1, bmap1)
-	check(fs4 <= bmap4/2, "4 targets: %.2fs vs 4 sequential bmaptool copy %.2fs (target: at most half)", fs4, bmap4)
-	check(worst <= 1.10, "throttled target (%.2fs) leaves the others within %.0f%% of their times (target: 10%%)", slowest, (worst-1)*100)
-	fmt.Printf("dd writes the whole image: flashstation with read-back takes %.2fx dd's time\n", fs1/dd1)
 	return nil
 }
 
-func fmtList(xs []float64) string {
-	var parts []string
-	for _, x := range xs {
-		parts = append(parts, fmt.Sprintf("%.2f", x))
-	}
-	return strings.Join(parts, "  ")
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
 }
 
-func must(r result, err error) result {
+// fsType names the filesystem holding dir (from /proc/mounts).
+func fsType(dir string) string {
+	data, err := os.ReadFile("/proc/mounts")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "flashbench:", err)
-		os.Exit(1)
+		return "?"
 	}
-	return r
+	abs, _ := filepath.Abs(dir)
+	best, typ := "", "?"
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		mp := f[1]
+		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best, typ = mp, f[2]
+		}
+	}
+	return typ + " " + best
 }
-
-func (b *bench) next() int { b.seq++; return b.seq }
 
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
-// medianColumns is the median of each column of rows.
-func medianColumns(rows [][]float64) []float64 {
-	var out []float64
-	for c := range rows[0] {
-		var col []float64
-		for _, r := range rows {
-			col = append(col, r[c])
-		}
-		out = append(out, median(col))
-	}
-	return out
-}
-
-// settle flushes dirty pages and lets the disk quiet down between runs.
-func settle() {
-	syscall.Sync()
-	time.Sleep(300 * time.Millisecond)
-}
-
-// newTarget makes a fresh 1 GiB target: a loop device over a new sparse
-// file (root) or the file itself.
-func (b *bench) newTarget() string {
-	n := b.next()
-	file := filepath.Join(b.dir, fmt.Sprintf("target-%d.img", n%8))
-	if b.loop {
-		// Detach whatever still uses this backing file.
-		if out, err := exec.Command("losetup", "-j", file).Output(); err == nil {
-			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-				if dev, _, ok := strings.Cut(line, ":"); ok {
-					exec.Command("losetup", "-d", dev).Run()
-				}
-			}
-		}
-	}
-	os.Remove(file)
-	f, err := os.Create(file)
-	if err != nil {
-		panic(err)
-	}
-	f.Truncate(imageSize)
-	f.Close()
-	if !b.loop {
-		return file
-	}
-	out, err := exec.Command("losetup", "--find", "--show", file).Output()
-	if err != nil {
-		panic(err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// detachAll frees the loop devices of the target files.
-func (b *bench) detachAll() {
-	if !b.loop {
-		return
-	}
-	for i := range 8 {
-		file := filepath.Join(b.dir, fmt.Sprintf("target-%d.img", i))
-		if out, err := exec.Command("losetup", "-j", file).Output(); err == nil {
-			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-				if dev, _, ok := strings.Cut(line, ":"); ok {
-					exec.Command("losetup", "-d", dev).Run()
-				}
-			}
-		}
-		os.Remove(file)
-	}
-}
-
-func (b *bench) newTargets(n int) []string {
-	var ts []string
-	for range n {
-		ts = append(ts, b.newTarget())
-	}
-	return ts
-}
-
-func (b *bench) timeCmd(name string, args ...string) float64 {
-	start := time.Now()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "flashbench: %s %v: %v\n%s", name, args, err, out)
-		os.Exit(1)
-	}
-	return time.Since(start).Seconds()
-}
-
-type result struct {
-	wall      float64
-	perTarget []float64
-}
-
-func (b *bench) flashstation(cache string, targets []string, args ...string) (result, error) {
-	full := append([]string{"flash", "--json", "--allow-non-usb", "--cache", cache}, args...)
-	full = append(full, targets...)
-	start := time.Now()
-	cmd := exec.Command(b.bin, full...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	wall := time.Since(start).Seconds()
-	if err != nil {
-		return result{}, fmt.Errorf("flashstation %v: %v\n%s%s", full, err, stdout.String(), stderr.String())
-	}
-	var doc struct {
-		Targets []struct {
-			Seconds       float64 `json:"seconds"`
-			VerifySeconds float64 `json:"verify_seconds"`
-			Verified      bool    `json:"verified"`
-		} `json:"targets"`
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
-		return result{}, err
-	}
-	r := result{wall: wall}
-	for _, t := range doc.Targets {
-		if !t.Verified {
-			return r, fmt.Errorf("a target was not verified: %s", stdout.String())
-		}
-		r.perTarget = append(r.perTarget, t.Seconds+t.VerifySeconds)
-	}
-	return r, nil
-}
-
 // makeImage generates the image, its bmap (by bmaptool create) and its
-// .zst and .xz copies, once.
+// .zst and .xz copies, once per size.
 func (b *bench) makeImage() error {
-	b.image = filepath.Join(b.dir, "ubuntu-core-like.img")
+	b.image = filepath.Join(b.dir, fmt.Sprintf("ubuntu-core-like-%dMiB.img", imageSize/mib))
 	b.bmap = b.image + ".bmap"
 	if _, err := os.Stat(b.image + ".xz"); err == nil {
 		return nil
 	}
-	fmt.Fprintln(os.Stderr, "flashbench: generating a 1 GiB image (once)...")
+	fmt.Fprintf(os.Stderr, "flashbench: generating a %s image (once)...\n", human(imageSize))
 	f, err := os.Create(b.image)
 	if err != nil {
 		return err
@@ -375,7 +318,7 @@ func (b *bench) makeImage() error {
 	}
 	rng := rand.NewChaCha8([32]byte{'f', 'l', 'a', 's', 'h'})
 	buf := make([]byte, 8*mib)
-	for _, r := range dataRanges {
+	for _, r := range dataRanges() {
 		for off := int64(0); off < r[1]; off += int64(len(buf)) {
 			rng.Read(buf)
 			if _, err := f.WriteAt(buf[:min(int64(len(buf)), r[1]-off)], r[0]+off); err != nil {
@@ -383,7 +326,9 @@ func (b *bench) makeImage() error {
 			}
 		}
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
 	steps := [][]string{
 		{"bmaptool", "create", "-o", b.bmap, b.image},
 		{"zstd", "-q", "-f", "-T0", "-3", b.image, "-o", b.image + ".zst"},
