@@ -412,8 +412,13 @@ func (c *Cache) prepare(ctx context.Context, tmp, dir string, job fillJob, src *
 	if err := out.Sync(); err != nil {
 		return nil, c.diskErr(err)
 	}
+	rawFI, err := out.Stat()
+	if err != nil {
+		return nil, c.diskErr(err)
+	}
 	img := &Prepared{
-		Key: job.key, Source: job.spec.Path, SourceSHA256: sum, Format: format, Size: size, BlockSize: zeroBlock,
+		RawIdentity: identityKey(rawFI),
+		Key:         job.key, Source: job.spec.Path, SourceSHA256: sum, Format: format, Size: size, BlockSize: zeroBlock,
 		ChunkSize: c.chunkSize, MappedBytes: p.mapped, Chunks: p.chunks, PreparedAt: time.Now().UTC(),
 		PrepareTime: time.Since(start).Seconds(), win: filling.win,
 	}
@@ -529,7 +534,9 @@ func (c *Cache) load(dir string) (*Prepared, error) {
 	}
 	// Kept open for the image's life in this process: its targets map it.
 	img.win = newWindows(f)
-	img.checks = newChunkChecks(dir, len(img.Chunks))
+	if img.RawIdentity == "" || identityKey(fi) != img.RawIdentity {
+		img.checks = newChunkChecks(dir, len(img.Chunks))
+	}
 	return &img, nil
 }
 

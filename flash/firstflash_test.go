@@ -342,9 +342,10 @@ func TestJoinerHashIsChecked(t *testing.T) {
 }
 
 // TestDamagedCacheNeverFlashed: a prepared image whose cache file was
-// damaged on disk after it was prepared is refused by the next station
-// (its chunks are checked against the manifest as they are flashed),
-// set aside, and prepared anew by the flash after.
+// written to after it was prepared (its identity is no longer the one
+// its manifest recorded) is checked chunk by chunk against the manifest
+// as it is flashed: refused by the next station, set aside, and prepared
+// anew by the flash after.
 func TestDamagedCacheNeverFlashed(t *testing.T) {
 	raw, content := sharedImage(t)
 	dir := filepath.Join(t.TempDir(), "cache")

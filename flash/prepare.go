@@ -38,6 +38,11 @@ type Prepared struct {
 	Chunks       []Chunk   `json:"chunks"`
 	PreparedAt   time.Time `json:"prepared_at"`
 	PrepareTime  float64   `json:"prepare_seconds"`
+	// RawIdentity is the cache file's identity once written and synced:
+	// while it has not changed (written, replaced, truncated), a station
+	// loading the image trusts its bytes; otherwise every chunk is checked
+	// against its SHA-256 before it is flashed.
+	RawIdentity string `json:"raw_identity,omitempty"`
 
 	// RawPath is the cached raw image; Cached says it was prepared before
 	// (neither is stored in the manifest).
