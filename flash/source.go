@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 )
 
 // Format is an image file's compression, detected from its first bytes.
@@ -106,6 +107,13 @@ func systemXz(ctx context.Context, path string, r io.Reader) (io.Reader, func() 
 		return nil, nil, fmt.Errorf("xz: %w", err)
 	}
 	x.out = out
+	if f, ok := out.(*os.File); ok {
+		// A pipe holds 64 KiB: xz and the reader would take turns for
+		// every 64 KiB of a GiB. (Best effort: the default still works.)
+		if rc, err := f.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("start xz: %w", err)
 	}
