@@ -496,7 +496,8 @@ func (c *Cache) addFileHash(ctx context.Context, img *Prepared, path string, pro
 		return nil, c.diskErr(err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(manifest); err == nil {
+	_, err = tmp.Write(manifest)
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -24,13 +24,12 @@ type filling struct {
 	file    *os.File // the cache file, open for the process's life: targets map it
 	wantSHA string   // the file hash the preparation checks ("": none)
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced at each publish and at the end
-	chunks   []Chunk       // published, in order (SHA256 not set yet)
-	produced int64         // raw bytes read from the source so far
-	done     bool
-	final    *Prepared
-	err      error
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at each publish and at the end
+	chunks  []Chunk       // published, in order (SHA256 not set yet)
+	done    bool
+	final   *Prepared
+	err     error
 }
 
 func newFill(file *os.File) *filling {
