@@ -48,6 +48,30 @@ func xzLooking(t *testing.T) string {
 	return p
 }
 
+// gatedStream is a first flash under way: a fake xz holding the second
+// half of the shared image back until gate exists, and the image Open
+// returned from an empty cache.
+type gatedStream struct {
+	c       *flash.Cache
+	image   string // the file Open was given
+	img     *flash.Prepared
+	gate    string
+	content []byte // the raw image
+}
+
+// openGated starts a gated first flash whose fake xz ends with tail.
+func openGated(t *testing.T, ctx context.Context, tail string) gatedStream {
+	t.Helper()
+	raw, content := sharedImage(t)
+	g := gatedStream{gate: gatedXz(t, raw, imageSize/2, tail), image: xzLooking(t), c: newCache(t), content: content}
+	img, err := g.c.Open(ctx, flash.ImageSpec{Path: g.image}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.img = img
+	return g
+}
+
 // gateTarget opens the gate at its first write, noting whether the image
 // was still being prepared then and where the write went.
 type gateTarget struct {
@@ -87,14 +111,8 @@ func fileTarget(t *testing.T, fill byte) (*flash.FileTarget, string) {
 // last, and every target ends verified and whole; the cache then holds
 // the image.
 func TestFirstFlashStreams(t *testing.T) {
-	raw, content := sharedImage(t)
-	gate := gatedXz(t, raw, imageSize/2, "exit 0")
-	c := newCache(t)
-	image := xzLooking(t)
-	img, err := c.Open(context.Background(), flash.ImageSpec{Path: image}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := openGated(t, context.Background(), "exit 0")
+	c, image, img, gate, content := g.c, g.image, g.img, g.gate, g.content
 	var targets []flash.Target
 	var gated *gateTarget
 	var paths []string
@@ -138,13 +156,8 @@ func TestFirstFlashStreams(t *testing.T) {
 // that took part of it has its boot area cleared (it held an older image:
 // it must not boot a mix of both), and the cache keeps nothing.
 func TestStreamedImageRefusedMidway(t *testing.T) {
-	raw, _ := sharedImage(t)
-	gate := gatedXz(t, raw, imageSize/2, "echo 'xz: (stdin): Compressed data is corrupt' >&2; exit 1")
-	c := newCache(t)
-	img, err := c.Open(context.Background(), flash.ImageSpec{Path: xzLooking(t)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := openGated(t, context.Background(), "echo 'xz: (stdin): Compressed data is corrupt' >&2; exit 1")
+	c, img, gate := g.c, g.img, g.gate
 	ft, path := fileTarget(t, 0xaa)
 	gated := &gateTarget{FileTarget: ft, img: img, gate: gate}
 	other, otherPath := fileTarget(t, 0xaa)
@@ -280,14 +293,8 @@ func (h *hookTarget) WriteAt(p []byte, off int64) (int, error) {
 // first flash streams is refused at the end (its identity changed), so
 // nothing is cached under the old file's name and no target boots it.
 func TestStreamedImageChangedWhileRead(t *testing.T) {
-	raw, _ := sharedImage(t)
-	gate := gatedXz(t, raw, imageSize/2, "exit 0")
-	image := xzLooking(t)
-	c := newCache(t)
-	img, err := c.Open(context.Background(), flash.ImageSpec{Path: image}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := openGated(t, context.Background(), "exit 0")
+	c, image, img, gate := g.c, g.image, g.img, g.gate
 	ft, path := fileTarget(t, 0xaa)
 	target := &hookTarget{FileTarget: ft, hook: func() {
 		// Rewritten in place: the same bytes, but the file changed.
@@ -310,14 +317,8 @@ func TestStreamedImageChangedWhileRead(t *testing.T) {
 // checked: a wrong one is refused even though the first caller's flash,
 // which gave none, goes on.
 func TestJoinerHashIsChecked(t *testing.T) {
-	raw, content := sharedImage(t)
-	gate := gatedXz(t, raw, imageSize/2, "exit 0")
-	image := xzLooking(t)
-	c := newCache(t)
-	img, err := c.Open(context.Background(), flash.ImageSpec{Path: image}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := openGated(t, context.Background(), "exit 0")
+	c, image, img, gate, content := g.c, g.image, g.img, g.gate, g.content
 	joined := make(chan error, 1)
 	go func() {
 		_, err := c.Open(context.Background(), flash.ImageSpec{Path: image, SHA256: strings.Repeat("ab", 32)}, nil)
@@ -390,15 +391,10 @@ func TestDamagedCacheNeverFlashed(t *testing.T) {
 // clears the boot area of a target that took part of it, and caches
 // nothing.
 func TestStreamStopped(t *testing.T) {
-	raw, _ := sharedImage(t)
-	gatedXz(t, raw, imageSize/2, "exit 0") // the gate never opens: the stop ends it
-	c := newCache(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	img, err := c.Open(ctx, flash.ImageSpec{Path: xzLooking(t)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := openGated(t, ctx, "exit 0") // the gate never opens: the stop ends it
+	c, img := g.c, g.img
 	ft, path := fileTarget(t, 0xaa)
 	target := &hookTarget{FileTarget: ft, hook: cancel}
 	r := flash.Write(ctx, img, target, flash.Options{Verify: true})
