@@ -386,7 +386,19 @@ func (c *Cache) prepare(ctx context.Context, tmp, dir string, job fillJob, src *
 		job.progress(PrepareProgress{Stage: "decompress", Done: done, Total: total})
 	}}
 	size, err := p.run(ctx, raw)
-	if cerr := closeRaw(); cerr != nil && err == nil {
+	// The reader is joined before fileHash is read (it feeds it). An xz
+	// process is closed first (killed when abandoned: that ends a read in
+	// flight); an in-process decoder only after the reader stopped, as it
+	// cannot be closed under a read.
+	var cerr error
+	if _, external := raw.(*xzProcess); external {
+		cerr = closeRaw()
+		p.wait()
+	} else {
+		p.wait()
+		cerr = closeRaw()
+	}
+	if cerr != nil && err == nil {
 		err = fmt.Errorf("%w: %v", ErrImageRefused, cerr)
 	}
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -84,6 +85,7 @@ type preparer struct {
 	size    int64 // out's size: extended to each chunk's end before it is published
 
 	chunks []Chunk
+	done   []Chunk // completed, not published yet
 	cur    *Chunk
 	curH   hash.Hash
 	mapped int64
@@ -91,57 +93,80 @@ type preparer struct {
 	// bmap checking: the range being hashed.
 	ri    int
 	rhash hash.Hash
+
+	reader sync.WaitGroup // run's read-ahead goroutine
 }
 
-// addMapped records raw bytes [off, off+len(p)) as mapped: hashed into
-// chunks, written to the cache file unless all zero (a hole reads as zeros).
-func (p *preparer) addMapped(data []byte, off int64) error {
+// wait returns once run's reader has stopped: call it after run returns
+// and the stream it read is closed.
+func (p *preparer) wait() { p.reader.Wait() }
+
+// hashMapped records raw bytes [off, off+len(data)) as mapped: hashed
+// into chunks, which never cross a chunk-size boundary. A chunk is
+// complete when the next one starts (or the stream ends): it is appended
+// to p.chunks and to p.done, to be published once its bytes are written.
+// It runs beside writeSegs, touching none of the fields that does.
+func (p *preparer) hashMapped(data []byte, off int64) {
 	for len(data) > 0 {
-		// chunks never cross a chunk-size boundary
 		boundary := (off/p.chunkSize + 1) * p.chunkSize
 		n := min(int64(len(data)), boundary-off)
 		if p.cur == nil || p.cur.Offset+p.cur.Length != off || off%p.chunkSize == 0 {
-			if err := p.flushChunk(); err != nil {
-				return err
-			}
+			p.endChunk()
 			p.cur = &Chunk{Offset: off}
 			p.curH = sha256.New()
 		}
-		piece := data[:n]
-		p.curH.Write(piece)
+		p.curH.Write(data[:n])
 		p.cur.Length += n
 		p.mapped += n
-		end, err := writeNonZero(p.out, piece, off)
-		if err != nil {
-			return err
-		}
-		p.size = max(p.size, end)
 		data = data[n:]
 		off += n
 	}
-	return nil
 }
 
-func (p *preparer) flushChunk() error {
+// endChunk completes the chunk being hashed, if any.
+func (p *preparer) endChunk() {
 	if p.cur == nil {
-		return nil
+		return
 	}
 	c := *p.cur
 	c.SHA256 = hex.EncodeToString(p.curH.Sum(nil))
 	p.chunks = append(p.chunks, c)
+	p.done = append(p.done, c)
 	p.cur = nil
+}
+
+// writeSegs writes the non-zero blocks of the window's mapped segments
+// to the cache file (a hole reads as zeros).
+func (p *preparer) writeSegs(buf []byte, off int64, segs [][2]int64) error {
+	for _, sg := range segs {
+		end, err := writeNonZero(p.out, buf[sg[0]-off:sg[1]-off], sg[0])
+		if err != nil {
+			return err
+		}
+		p.size = max(p.size, end)
+	}
+	return nil
+}
+
+// publishDone hands the chunks completed so far (hashed, and their bytes
+// written) to the streaming targets.
+func (p *preparer) publishDone() error {
+	done := p.done
+	p.done = p.done[:0]
 	if p.publish == nil {
 		return nil
 	}
-	// A chunk that ends in zeros left a hole past the file's end: extend
-	// the file first, or a target mapping the chunk would fault.
-	if end := c.Offset + c.Length; end > p.size {
-		if err := p.out.Truncate(end); err != nil {
-			return err
+	for _, c := range done {
+		// A chunk that ends in zeros left a hole past the file's end: extend
+		// the file first, or a target mapping the chunk would fault.
+		if end := c.Offset + c.Length; end > p.size {
+			if err := p.out.Truncate(end); err != nil {
+				return err
+			}
+			p.size = end
 		}
-		p.size = end
+		p.publish(c)
 	}
-	p.publish(c)
 	return nil
 }
 
@@ -189,39 +214,82 @@ func isZero(b []byte) bool {
 	return true
 }
 
-// window handles one buffer of the raw stream at off.
+// window handles one buffer of the raw stream at off: its mapped bytes
+// are hashed (chunk digests, bmap range checksums) on one goroutine while
+// they are written to the cache file on this one, as each alone keeps a
+// core busy; the chunks completed are published once both are done.
 func (p *preparer) window(buf []byte, off int64) error {
+	segs := p.mappedSegs(buf, off)
+	var herr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		herr = p.hashWindow(buf, off, segs)
+	}()
+	werr := p.writeSegs(buf, off, segs)
+	wg.Wait()
+	if herr != nil {
+		return herr
+	}
+	if werr != nil {
+		return werr
+	}
+	return p.publishDone()
+}
+
+// mappedSegs lists the window's mapped byte ranges (absolute offsets).
+// Without a bmap the non-zero blocks are the map, and zero gaps shorter
+// than mergeGap stay mapped, as few large writes beat many small ones;
+// with one its ranges are (zero blocks in them included).
+func (p *preparer) mappedSegs(buf []byte, off int64) [][2]int64 {
+	var segs [][2]int64
 	if p.bmap == nil {
-		// No bmap: the non-zero blocks are the map; zero gaps shorter than
-		// mergeGap stay mapped, as few large writes beat many small ones.
 		start, last := -1, -1
-		emit := func() error {
-			if start < 0 {
-				return nil
-			}
-			err := p.addMapped(buf[start:last], off+int64(start))
-			start = -1
-			return err
-		}
 		for i := 0; i < len(buf); i += zeroBlock {
 			end := min(i+zeroBlock, len(buf))
 			if isZero(buf[i:end]) {
 				continue
 			}
 			if start >= 0 && i-last >= mergeGap {
-				if err := emit(); err != nil {
-					return err
-				}
+				segs = append(segs, [2]int64{off + int64(start), off + int64(last)})
+				start = -1
 			}
 			if start < 0 {
 				start = i
 			}
 			last = end
 		}
-		return emit()
+		if start >= 0 {
+			segs = append(segs, [2]int64{off + int64(start), off + int64(last)})
+		}
+		return segs
 	}
-	// With a bmap: its ranges are the map (zero blocks in them included),
-	// and each range's checksum is checked as its bytes go by.
+	end := off + int64(len(buf))
+	for ri := p.ri; ri < len(p.bmap.Ranges); ri++ {
+		rOff, rLen := p.bmap.byteRange(p.bmap.Ranges[ri])
+		if rOff >= end {
+			break
+		}
+		if lo, hi := max(rOff, off), min(rOff+rLen, end); lo < hi {
+			segs = append(segs, [2]int64{lo, hi})
+		}
+		if rOff+rLen > end {
+			break
+		}
+	}
+	return segs
+}
+
+// hashWindow hashes the window's mapped segments into chunks and, with a
+// bmap, checks each range's checksum as its last bytes go by.
+func (p *preparer) hashWindow(buf []byte, off int64, segs [][2]int64) error {
+	if p.bmap == nil {
+		for _, sg := range segs {
+			p.hashMapped(buf[sg[0]-off:sg[1]-off], sg[0])
+		}
+		return nil
+	}
 	end := off + int64(len(buf))
 	for p.ri < len(p.bmap.Ranges) {
 		r := p.bmap.Ranges[p.ri]
@@ -233,9 +301,7 @@ func (p *preparer) window(buf []byte, off int64) error {
 		lo, hi := max(rOff, off), min(rEnd, end)
 		if lo < hi {
 			piece := buf[lo-off : hi-off]
-			if err := p.addMapped(piece, lo); err != nil {
-				return err
-			}
+			p.hashMapped(piece, lo)
 			if r.Checksum != "" {
 				if p.rhash == nil {
 					p.rhash = p.bmap.newHash()
@@ -258,29 +324,71 @@ func (p *preparer) window(buf []byte, off int64) error {
 	return nil
 }
 
-// prepareStream copies the raw stream r (size unknown) into out and
-// returns the chunk list; the image size is the stream's length.
+// run copies the raw stream r (size unknown) into out and builds the
+// chunk list; the image size is the stream's length. A reader goroutine
+// keeps reading ahead (readAhead buffers) while a window is hashed and
+// written, so a decompressor never waits on them; it stops reading when
+// run returns, and wait joins it once the caller has closed r (which ends
+// a read that blocks).
 func (p *preparer) run(ctx context.Context, r io.Reader) (size int64, err error) {
-	buf := make([]byte, p.chunkSize)
+	const readAhead = 3
+	free := make(chan []byte, readAhead)
+	for range readAhead {
+		free <- make([]byte, p.chunkSize)
+	}
+	type read struct {
+		buf []byte
+		n   int
+		err error
+	}
+	// Never full: no more than readAhead buffers exist.
+	filled := make(chan read, readAhead)
+	stop := make(chan struct{})
+	defer close(stop)
+	p.reader.Add(1)
+	go func() {
+		defer p.reader.Done()
+		for {
+			var buf []byte
+			select {
+			case <-stop:
+				return
+			case buf = <-free:
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n, err := fill(r, buf)
+			filled <- read{buf, n, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	var off int64
 	for {
-		if err := ctx.Err(); err != nil {
-			return off, err
+		var rd read
+		select {
+		case <-ctx.Done():
+			return off, ctx.Err()
+		case rd = <-filled:
 		}
-		n, rerr := fill(r, buf)
-		if n > 0 {
-			if err := p.window(buf[:n], off); err != nil {
+		if rd.n > 0 {
+			if err := p.window(rd.buf[:rd.n], off); err != nil {
 				return off, err
 			}
-			off += int64(n)
+			off += int64(rd.n)
 			if p.progress != nil {
 				p.progress(off)
 			}
 		}
-		if rerr == io.EOF {
+		free <- rd.buf
+		if rd.err == io.EOF {
 			break
 		}
-		if rerr != nil {
+		if rerr := rd.err; rerr != nil {
 			// A decoder's io.ErrUnexpectedEOF is a truncated stream, not
 			// the end of the image.
 			if ctx.Err() != nil {
@@ -289,7 +397,8 @@ func (p *preparer) run(ctx context.Context, r io.Reader) (size int64, err error)
 			return off, fmt.Errorf("%w: cannot decompress the image at byte %d (truncated or corrupt file): %w", ErrImageRefused, off, rerr)
 		}
 	}
-	if err := p.flushChunk(); err != nil {
+	p.endChunk()
+	if err := p.publishDone(); err != nil {
 		return off, err
 	}
 	if off == 0 {
