@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,60 @@ func (c *Cache) removeLeftovers() {
 		}
 		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
 			os.RemoveAll(filepath.Join(c.dir, e.Name()))
+			unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		}
+		lock.Close()
+	}
+}
+
+// Pruning keeps the keepImages images used last, and any used within
+// keepRecent (a shift's station may hold one all day): the cache is keyed
+// by file identity, so every download or copy of an image is a new entry,
+// and the old ones would fill the disk.
+const (
+	keepImages = 4
+	keepRecent = 24 * time.Hour
+)
+
+// prune removes the prepared images the policy above does not keep, other
+// than keep (just prepared), each only while its lock is free: one being
+// prepared or rewritten is left. A process flashing a removed image keeps
+// it (its file is open and mapped); it is prepared again on its next use.
+func (c *Cache) prune(keep string) {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return
+	}
+	type entry struct {
+		key  string
+		used time.Time
+	}
+	var all []entry
+	for _, e := range entries {
+		if !e.IsDir() || strings.Contains(e.Name(), ".tmp-") || strings.Contains(e.Name(), ".damaged-") || e.Name() == keep {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(c.dir, e.Name(), "manifest.json")); err != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		all = append(all, entry{e.Name(), fi.ModTime()})
+	}
+	slices.SortFunc(all, func(a, b entry) int { return b.used.Compare(a.used) })
+	cutoff := time.Now().Add(-keepRecent)
+	for i, e := range all {
+		if i < keepImages-1 || e.used.After(cutoff) { // keep counts as one
+			continue
+		}
+		lock, err := os.OpenFile(filepath.Join(c.dir, e.key+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			_ = os.RemoveAll(filepath.Join(c.dir, e.key))
 			unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 		}
 		lock.Close()
@@ -343,6 +398,9 @@ func (c *Cache) startFill(ctx context.Context, lock *os.File, dir string, job fi
 			os.RemoveAll(tmp)
 		}
 		release()
+		if err == nil {
+			c.prune(job.key)
+		}
 		// Out of the flights first: whoever sees the end and asks again
 		// finds the cached image, or prepares anew after a failure.
 		c.mu.Lock()
@@ -547,6 +605,9 @@ func (c *Cache) load(dir string) (*Prepared, error) {
 	}
 	// Kept open for the image's life in this process: its targets map it.
 	img.win = newWindows(f)
+	// Its last use, for prune.
+	now := time.Now()
+	_ = os.Chtimes(dir, now, now)
 	if img.RawIdentity == "" || identityKey(fi) != img.RawIdentity {
 		img.checks = newChunkChecks(dir, len(img.Chunks))
 	}

@@ -409,3 +409,44 @@ func TestStreamStopped(t *testing.T) {
 	}
 	noPreparedImage(t, c)
 }
+
+// TestStreamStoppedInProcess: a first flash stopped while an in-process
+// decoder (zstd, gzip, the pure-Go xz) streams the image ends as
+// cancelled: the preparation's read-ahead stops before the decoder is
+// closed (the race detector sees a decoder closed under a read), nothing
+// is cached, and nothing hangs.
+func TestStreamStoppedInProcess(t *testing.T) {
+	for _, format := range []string{"zst", "gz", "xz"} {
+		t.Run(format, func(t *testing.T) {
+			if format == "xz" {
+				defer flash.UsePureGoXz()()
+			}
+			image := sharedCompressed(t, format)
+			c := newCache(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			img, err := c.Open(ctx, flash.ImageSpec{Path: image}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ft, _ := fileTarget(t, 0xaa)
+			target := &hookTarget{FileTarget: ft, hook: cancel}
+			r := flash.Write(ctx, img, target, flash.Options{Verify: true})
+			if r.Failure == nil || r.Failure.Reason != flash.ReasonCancelled {
+				t.Fatalf("%+v, want cancelled", r.Failure)
+			}
+			_, err = img.Wait(context.Background())
+			// Stopped mid-way (cancelled), or done before the stop landed:
+			// never refused.
+			if errors.Is(err, flash.ErrImageRefused) {
+				t.Fatalf("a stopped preparation refused the image: %v", err)
+			}
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("stopped preparation: %v, want context.Canceled", err)
+				}
+				noPreparedImage(t, c)
+			}
+		})
+	}
+}

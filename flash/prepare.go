@@ -97,8 +97,10 @@ type preparer struct {
 	reader sync.WaitGroup // run's read-ahead goroutine
 }
 
-// wait returns once run's reader has stopped: call it after run returns
-// and the stream it read is closed.
+// wait returns once run's reader has stopped. Call it after run returns:
+// with a decoder that can be closed under a read (the xz process) after
+// closing it, which ends a read that blocks; with any other stream before
+// closing it.
 func (p *preparer) wait() { p.reader.Wait() }
 
 // hashMapped records raw bytes [off, off+len(data)) as mapped: hashed
@@ -229,7 +231,7 @@ func (p *preparer) window(buf []byte, off int64) error {
 	}()
 	werr := p.writeSegs(buf, off, segs)
 	wg.Wait()
-	if herr != nil {
+	if herr != nil { // a refused image before a write error in the same window
 		return herr
 	}
 	if werr != nil {
@@ -328,8 +330,7 @@ func (p *preparer) hashWindow(buf []byte, off int64, segs [][2]int64) error {
 // chunk list; the image size is the stream's length. A reader goroutine
 // keeps reading ahead (readAhead buffers) while a window is hashed and
 // written, so a decompressor never waits on them; it stops reading when
-// run returns, and wait joins it once the caller has closed r (which ends
-// a read that blocks).
+// run returns, and wait joins it (see wait for when the caller closes r).
 func (p *preparer) run(ctx context.Context, r io.Reader) (size int64, err error) {
 	const readAhead = 3
 	free := make(chan []byte, readAhead)
