@@ -63,15 +63,21 @@ func (c *Cache) removeLeftovers() {
 		if !ok || !e.IsDir() {
 			continue
 		}
-		lock, err := os.OpenFile(filepath.Join(c.dir, key+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
-		if err != nil {
-			continue
-		}
-		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			os.RemoveAll(filepath.Join(c.dir, e.Name()))
-			unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-		}
-		lock.Close()
+		c.removeUnlocked(key, e.Name())
+	}
+}
+
+// removeUnlocked removes the cache entry name unless key's lock is held
+// (its image being prepared or rewritten, here or in another process).
+func (c *Cache) removeUnlocked(key, name string) {
+	lock, err := os.OpenFile(filepath.Join(c.dir, key+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return
+	}
+	defer lock.Close()
+	if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		_ = os.RemoveAll(filepath.Join(c.dir, name))
+		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 	}
 }
 
@@ -117,15 +123,7 @@ func (c *Cache) prune(keep string) {
 		if i < keepImages-1 || e.used.After(cutoff) { // keep counts as one
 			continue
 		}
-		lock, err := os.OpenFile(filepath.Join(c.dir, e.key+".lock"), os.O_CREATE|os.O_RDWR, 0o640)
-		if err != nil {
-			continue
-		}
-		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			_ = os.RemoveAll(filepath.Join(c.dir, e.key))
-			unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-		}
-		lock.Close()
+		c.removeUnlocked(e.key, e.key)
 	}
 }
 

@@ -139,9 +139,9 @@ func (p *preparer) endChunk() {
 
 // writeSegs writes the non-zero blocks of the window's mapped segments
 // to the cache file (a hole reads as zeros).
-func (p *preparer) writeSegs(buf []byte, off int64, segs [][2]int64) error {
+func (p *preparer) writeSegs(buf []byte, off int64, segs []seg) error {
 	for _, sg := range segs {
-		end, err := writeNonZero(p.out, buf[sg[0]-off:sg[1]-off], sg[0])
+		end, err := writeNonZero(p.out, buf[sg.lo-off:sg.hi-off], sg.lo)
 		if err != nil {
 			return err
 		}
@@ -240,12 +240,20 @@ func (p *preparer) window(buf []byte, off int64) error {
 	return p.publishDone()
 }
 
-// mappedSegs lists the window's mapped byte ranges (absolute offsets).
-// Without a bmap the non-zero blocks are the map, and zero gaps shorter
-// than mergeGap stay mapped, as few large writes beat many small ones;
-// with one its ranges are (zero blocks in them included).
-func (p *preparer) mappedSegs(buf []byte, off int64) [][2]int64 {
-	var segs [][2]int64
+// seg is a mapped byte range of a window (absolute offsets); with a bmap,
+// the range it lies in (ri) and whether that range ends in it.
+type seg struct {
+	lo, hi int64
+	ri     int
+	ends   bool
+}
+
+// mappedSegs lists the window's mapped byte ranges. Without a bmap the
+// non-zero blocks are the map, and zero gaps shorter than mergeGap stay
+// mapped, as few large writes beat many small ones; with one its ranges
+// are (zero blocks in them included).
+func (p *preparer) mappedSegs(buf []byte, off int64) []seg {
+	var segs []seg
 	if p.bmap == nil {
 		start, last := -1, -1
 		for i := 0; i < len(buf); i += zeroBlock {
@@ -254,7 +262,7 @@ func (p *preparer) mappedSegs(buf []byte, off int64) [][2]int64 {
 				continue
 			}
 			if start >= 0 && i-last >= mergeGap {
-				segs = append(segs, [2]int64{off + int64(start), off + int64(last)})
+				segs = append(segs, seg{lo: off + int64(start), hi: off + int64(last), ri: -1})
 				start = -1
 			}
 			if start < 0 {
@@ -263,7 +271,7 @@ func (p *preparer) mappedSegs(buf []byte, off int64) [][2]int64 {
 			last = end
 		}
 		if start >= 0 {
-			segs = append(segs, [2]int64{off + int64(start), off + int64(last)})
+			segs = append(segs, seg{lo: off + int64(start), hi: off + int64(last), ri: -1})
 		}
 		return segs
 	}
@@ -273,9 +281,7 @@ func (p *preparer) mappedSegs(buf []byte, off int64) [][2]int64 {
 		if rOff >= end {
 			break
 		}
-		if lo, hi := max(rOff, off), min(rOff+rLen, end); lo < hi {
-			segs = append(segs, [2]int64{lo, hi})
-		}
+		segs = append(segs, seg{lo: max(rOff, off), hi: min(rOff+rLen, end), ri: ri, ends: rOff+rLen <= end})
 		if rOff+rLen > end {
 			break
 		}
@@ -285,43 +291,33 @@ func (p *preparer) mappedSegs(buf []byte, off int64) [][2]int64 {
 
 // hashWindow hashes the window's mapped segments into chunks and, with a
 // bmap, checks each range's checksum as its last bytes go by.
-func (p *preparer) hashWindow(buf []byte, off int64, segs [][2]int64) error {
-	if p.bmap == nil {
-		for _, sg := range segs {
-			p.hashMapped(buf[sg[0]-off:sg[1]-off], sg[0])
+func (p *preparer) hashWindow(buf []byte, off int64, segs []seg) error {
+	for _, sg := range segs {
+		piece := buf[sg.lo-off : sg.hi-off]
+		p.hashMapped(piece, sg.lo)
+		if sg.ri < 0 {
+			continue
 		}
-		return nil
-	}
-	end := off + int64(len(buf))
-	for p.ri < len(p.bmap.Ranges) {
-		r := p.bmap.Ranges[p.ri]
-		rOff, rLen := p.bmap.byteRange(r)
-		rEnd := rOff + rLen
-		if rOff >= end {
-			break
-		}
-		lo, hi := max(rOff, off), min(rEnd, end)
-		if lo < hi {
-			piece := buf[lo-off : hi-off]
-			p.hashMapped(piece, lo)
-			if r.Checksum != "" {
-				if p.rhash == nil {
-					p.rhash = p.bmap.newHash()
-				}
-				p.rhash.Write(piece)
+		r := p.bmap.Ranges[sg.ri]
+		if r.Checksum == "" {
+			if sg.ends {
+				p.ri = sg.ri + 1
 			}
+			continue
 		}
-		if rEnd > end {
-			break
+		if p.rhash == nil {
+			p.rhash = p.bmap.newHash()
 		}
-		if r.Checksum != "" && p.rhash != nil {
-			if got := hex.EncodeToString(p.rhash.Sum(nil)); got != r.Checksum {
-				return fmt.Errorf("%w: blocks %d-%d do not match the bmap's checksum (corrupt image, or the bmap of another image)",
-					ErrImageRefused, r.First, r.Last)
-			}
+		p.rhash.Write(piece)
+		if !sg.ends {
+			continue
+		}
+		if got := hex.EncodeToString(p.rhash.Sum(nil)); got != r.Checksum {
+			return fmt.Errorf("%w: blocks %d-%d do not match the bmap's checksum (corrupt image, or the bmap of another image)",
+				ErrImageRefused, r.First, r.Last)
 		}
 		p.rhash = nil
-		p.ri++
+		p.ri = sg.ri + 1
 	}
 	return nil
 }

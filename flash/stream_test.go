@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -342,6 +343,57 @@ func TestSystemXzStatusAndStderr(t *testing.T) {
 				t.Fatalf("Prepare = %v, want %v with %q", err, flash.ErrImageRefused, tc.want)
 			}
 			noPreparedImage(t, c)
+		})
+	}
+}
+
+// TestBmapRangeAcrossChunks: a bmap range longer than a chunk (the cache
+// reads the image a chunk at a time) is mapped and cached whole, with or
+// without checksums.
+func TestBmapRangeAcrossChunks(t *testing.T) {
+	content := make([]byte, 3<<20+8192) // one range over four 1 MiB windows
+	for i := range content {
+		content[i] = byte(i*31 + 1)
+	}
+	src := filepath.Join(t.TempDir(), "image.raw")
+	if err := os.WriteFile(src, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, checksums := range []bool{false, true} {
+		t.Run(fmt.Sprintf("checksums=%v", checksums), func(t *testing.T) {
+			doc, err := flash.EncodeBmap(bytes.NewReader(content), int64(len(content)), 4096, [][2]int64{{0, int64(len(content))}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !checksums { // bmap 1.2: no checksums at all
+				blocks := (len(content) + 4095) / 4096
+				doc = fmt.Appendf(nil, `<?xml version="1.0" ?>
+<bmap version="1.2">
+<ImageSize> %d </ImageSize>
+<BlockSize> 4096 </BlockSize>
+<BlocksCount> %d </BlocksCount>
+<MappedBlocksCount> %d </MappedBlocksCount>
+<BlockMap>
+<Range> 0-%d </Range>
+</BlockMap>
+</bmap>
+`, len(content), blocks, blocks, blocks-1)
+			}
+			if n := bytes.Count(doc, []byte("<Range")); n != 1 {
+				t.Fatalf("the bmap has %d ranges, want 1:\n%s", n, doc)
+			}
+			bm := filepath.Join(t.TempDir(), "image.bmap")
+			if err := os.WriteFile(bm, doc, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			img := prepare(t, newCache(t), flash.ImageSpec{Path: src, Bmap: bm})
+			checkCovers(t, img, content)
+			if img.MappedBytes != int64(len(content)) {
+				t.Errorf("mapped %d bytes, want %d", img.MappedBytes, len(content))
+			}
+			if got := fileBytes(t, img.RawPath); !bytes.Equal(got, content) {
+				t.Errorf("the cache differs from the image at byte %d", firstDiff(got, content))
+			}
 		})
 	}
 }
