@@ -101,7 +101,7 @@ func chainHead(ctx context.Context, q querier) (ChainHead, error) {
 
 // nextLink returns the id and prev link of the next serial assertion
 // (inside the write transaction that inserts it).
-func nextLink(ctx context.Context, tx *sql.Tx) (id int64, prev string, err error) {
+func nextLink(ctx context.Context, tx *txn) (id int64, prev string, err error) {
 	var last sql.NullInt64
 	var link sql.NullString
 	err = tx.QueryRowContext(ctx, `SELECT id, link_sha256 FROM serial_assertions ORDER BY id DESC LIMIT 1`).Scan(&last, &link)
@@ -117,7 +117,7 @@ func nextLink(ctx context.Context, tx *sql.Tx) (id int64, prev string, err error
 // chainExisting is version 3's Go step: it chains the serial assertions
 // recorded before version 3, in id order, as they are, a thousand rows at
 // a time (a ledger of months holds a million).
-func chainExisting(ctx context.Context, tx *sql.Tx) error {
+func chainExisting(ctx context.Context, tx *txn) error {
 	update, err := tx.PrepareContext(ctx, `UPDATE serial_assertions SET prev_sha256 = ?, link_sha256 = ? WHERE id = ?`)
 	if err != nil {
 		return err
@@ -141,7 +141,7 @@ func chainExisting(ctx context.Context, tx *sql.Tx) error {
 }
 
 // chainPage reads up to n rows after id after.
-func chainPage(ctx context.Context, tx *sql.Tx, after int64, n int) ([]chainRow, error) {
+func chainPage(ctx context.Context, tx *txn, after int64, n int) ([]chainRow, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, text_sha256, brand_id, model, serial, revision, device_key_id, line_id, via,
 		duplicate, received_at FROM serial_assertions WHERE id > ? ORDER BY id LIMIT ?`, after, n)
 	if err != nil {

@@ -8,13 +8,13 @@ import (
 // MigrateTo brings a raw database file to schema version v (tests of
 // upgrades from earlier versions).
 func MigrateTo(ctx context.Context, path string, v int) error {
-	db, err := sql.Open("sqlite", dsn(path, false, busyTimeout))
+	raw, err := sql.Open("sqlite", dsn(path, false, busyTimeout))
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	return migrate(ctx, db, v)
+	defer raw.Close()
+	raw.SetMaxOpenConns(1)
+	return migrate(ctx, &db{DB: raw}, v)
 }
 
 // RawDB opens a plain connection to a ledger file.

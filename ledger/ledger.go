@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -43,10 +44,14 @@ const busyTimeout = 30 * time.Second
 // Ledger is an open ledger. It is safe for concurrent use.
 type Ledger struct {
 	path string
-	w    *sql.DB // one connection: every write of this process
-	r    *sql.DB // readers
+	w    *db // SQLite: one connection, every write of this process
+	r    *db // readers
+	d    dialect
 	now  func() time.Time
 	busy time.Duration
+	// station is the station that writes through this ledger, once
+	// EnsureStation named it: the station of rows that have no line.
+	station atomic.Pointer[string]
 }
 
 // Option changes how Open behaves.
@@ -69,10 +74,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
 	for _, o := range opts {
 		o(l)
 	}
-	var err error
-	if l.w, err = sql.Open("sqlite", dsn(path, false, l.busy)); err != nil {
+	w, err := sql.Open("sqlite", dsn(path, false, l.busy))
+	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
+	l.w = &db{DB: w}
 	l.w.SetMaxOpenConns(1)
 	l.w.SetMaxIdleConns(1)
 	l.w.SetConnMaxLifetime(0)
@@ -85,10 +91,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
 		l.w.Close()
 		return nil, err
 	}
-	if l.r, err = sql.Open("sqlite", dsn(path, true, l.busy)); err != nil {
+	r, err := sql.Open("sqlite", dsn(path, true, l.busy))
+	if err != nil {
 		l.w.Close()
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
+	l.r = &db{DB: r}
 	l.r.SetMaxOpenConns(8)
 	return l, nil
 }
@@ -123,21 +131,22 @@ func OpenReadOnly(ctx context.Context, path string, opts ...Option) (*Ledger, er
 			}
 			d += "&immutable=1"
 		}
-		db, err := sql.Open("sqlite", d)
+		raw, err := sql.Open("sqlite", d)
+		rdb := &db{DB: raw}
 		if err == nil {
-			db.SetMaxOpenConns(8)
+			rdb.SetMaxOpenConns(8)
 			var v int
-			if v, err = schemaVersion(ctx, db); err == nil && v != len(migrations) {
-				db.Close()
+			if v, err = schemaVersion(ctx, rdb); err == nil && v != len(migrations) {
+				rdb.Close()
 				return nil, fmt.Errorf("ledger %s has schema version %d, this flashstation reads version %d: open it once with a station of this version (it migrates), or use the flashstation that wrote it", path, v, len(migrations))
 			}
 		}
 		if err == nil {
-			l.r = db
+			l.r = rdb
 			return l, nil
 		}
-		if db != nil {
-			db.Close()
+		if raw != nil {
+			raw.Close()
 		}
 		if firstErr == nil {
 			firstErr = err
@@ -232,7 +241,7 @@ func (l *Ledger) Check(ctx context.Context) error {
 }
 
 // write runs fn in one write transaction.
-func (l *Ledger) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (l *Ledger) write(ctx context.Context, fn func(tx *txn) error) error {
 	if l.w == nil {
 		return ErrReadOnly
 	}
@@ -242,8 +251,8 @@ func (l *Ledger) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // inTx runs fn in a transaction of db (a pool or one connection) and
 // commits it when fn succeeds.
 func inTx(ctx context.Context, db interface {
-	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
-}, fn func(tx *sql.Tx) error) error {
+	BeginTx(context.Context, *sql.TxOptions) (*txn, error)
+}, fn func(tx *txn) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ledger: begin: %w", err)
@@ -260,7 +269,7 @@ func inTx(ctx context.Context, db interface {
 
 // durableWrite runs fn in one write transaction that is synced to disk
 // before it returns (synchronous=FULL on the single write connection).
-func (l *Ledger) durableWrite(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+func (l *Ledger) durableWrite(ctx context.Context, fn func(tx *txn) error) (err error) {
 	if l.w == nil {
 		return ErrReadOnly
 	}
@@ -289,6 +298,37 @@ func (l *Ledger) stamp(t time.Time) string {
 		t = l.now()
 	}
 	return fmtTime(t)
+}
+
+// at is t, or now when t is zero.
+func (l *Ledger) at(t time.Time) time.Time {
+	if t.IsZero() {
+		return l.now()
+	}
+	return t
+}
+
+// stationFor is the station of a new row: the station of its line, batch
+// or unit (q selects it by id), else the ledger's own station. On a
+// factory ledger a line belongs to several stations, so its own station
+// comes first there.
+func (l *Ledger) stationFor(ctx context.Context, tx *txn, q string, id any) (string, error) {
+	own := ""
+	if p := l.station.Load(); p != nil {
+		own = *p
+	}
+	if l.d == postgresDialect && own != "" {
+		return own, nil
+	}
+	var s string
+	err := tx.QueryRowContext(ctx, q+` LIMIT 1`, id).Scan(&s)
+	switch {
+	case errors.Is(err, sql.ErrNoRows) || err == nil && s == "":
+		return own, nil
+	case err != nil:
+		return "", err
+	}
+	return s, nil
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }

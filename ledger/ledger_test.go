@@ -374,6 +374,36 @@ func TestMigrations(t *testing.T) {
 				if ts, err := l.Transcripts(ctx, 1); err != nil || len(ts) != 1 {
 					t.Errorf("fixture transcript lost: %+v %v", ts, err)
 				}
+				// Version 4: every row has its station and a UUIDv7 of its
+				// own time.
+				db, _ := ledger.RawDB(path)
+				for _, c := range []struct{ table, time string }{{"batches", "started_at"}, {"units", "started_at"},
+					{"events", "at"}, {"serial_assertions", "received_at"}, {"transcripts", "created_at"}} {
+					rows, err := db.Query(`SELECT uid, station_id, ` + c.time + ` FROM ` + c.table)
+					if err != nil {
+						t.Fatal(err)
+					}
+					seen := map[string]bool{}
+					for rows.Next() {
+						var uid, station, at string
+						if err := rows.Scan(&uid, &station, &at); err != nil {
+							t.Fatal(err)
+						}
+						ut, ok := ledger.UIDTime(uid)
+						if want, _ := time.Parse(time.RFC3339, at); !ok || !ut.Equal(want) || seen[uid] {
+							t.Errorf("%s: uid %q (time %v) for a row of %s", c.table, uid, ut, at)
+						}
+						seen[uid] = true
+						if station != "bench-01" {
+							t.Errorf("%s: station %q after upgrade, want bench-01", c.table, station)
+						}
+					}
+					rows.Close()
+					if len(seen) == 0 {
+						t.Errorf("%s: no rows", c.table)
+					}
+				}
+				db.Close()
 				// Version 3 chained the rows already there: the chain holds,
 				// and version 1's fixture keeps its false text hash, which
 				// Verify names.

@@ -23,11 +23,11 @@ type migration struct {
 	sql     string
 	// post runs after sql in the same transaction: what SQL alone cannot
 	// do (computing the serial assertions' hash chain).
-	post func(ctx context.Context, tx *sql.Tx) error
+	post func(ctx context.Context, tx *txn) error
 }
 
 // postSteps are the Go parts of migrations, by version.
-var postSteps = map[int]func(ctx context.Context, tx *sql.Tx) error{
+var postSteps = map[int]func(ctx context.Context, tx *txn) error{
 	3: chainExisting,
 }
 
@@ -80,7 +80,7 @@ func schemaVersion(ctx context.Context, q querier) (int, error) {
 // migrate brings the database to version target, one transaction per
 // step, each step recording its version (PRAGMA user_version) in the same
 // transaction: a crash mid-migration leaves the previous version intact.
-func migrate(ctx context.Context, db *sql.DB, target int) error {
+func migrate(ctx context.Context, db *db, target int) error {
 	cur, err := schemaVersion(ctx, db)
 	if err != nil {
 		return err
@@ -102,7 +102,7 @@ func migrate(ctx context.Context, db *sql.DB, target int) error {
 const fkOff = "-- foreign-keys: off"
 
 // apply runs one step in a transaction on one connection.
-func (m migration) apply(ctx context.Context, db *sql.DB) (err error) {
+func (m migration) apply(ctx context.Context, db *db) (err error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger: migrate to version %d: %w", m.version, err)
@@ -124,7 +124,7 @@ func (m migration) apply(ctx context.Context, db *sql.DB) (err error) {
 			}
 		}()
 	}
-	return inTx(ctx, conn, func(tx *sql.Tx) error {
+	return inTx(ctx, conn, func(tx *txn) error {
 		// Another process may have migrated while we waited for the lock.
 		v, err := schemaVersion(ctx, tx)
 		if err != nil || v >= m.version {

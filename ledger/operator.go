@@ -32,7 +32,7 @@ func (l *Ledger) SetBatchOperator(ctx context.Context, batchID int64, name strin
 	if err != nil {
 		return err
 	}
-	return l.write(ctx, func(tx *sql.Tx) error {
+	return l.write(ctx, func(tx *txn) error {
 		var cur string
 		err := tx.QueryRowContext(ctx, `SELECT operator FROM batches WHERE id = ?`, batchID).Scan(&cur)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -47,8 +47,13 @@ func (l *Ledger) SetBatchOperator(ctx context.Context, batchID int64, name strin
 		if _, err := tx.ExecContext(ctx, `UPDATE batches SET operator = ? WHERE id = ? AND operator = ''`, name, batchID); err != nil {
 			return fmt.Errorf("ledger: set the operator of batch %d: %w", batchID, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO events(at, batch_id, kind, stage, message, data) VALUES (?, ?, ?, 'named', ?, ?)`,
-			l.stamp(time.Time{}), batchID, EventOperator, "operator "+name+" at the bench", string(data)); err != nil {
+		station, err := l.stationFor(ctx, tx, `SELECT station_id FROM batches WHERE id = ?`, batchID)
+		if err != nil {
+			return fmt.Errorf("ledger: set the operator of batch %d: %w", batchID, err)
+		}
+		at := l.at(time.Time{})
+		if _, err := tx.ExecContext(ctx, `INSERT INTO events(uid, station_id, at, batch_id, kind, stage, message, data) VALUES (?, ?, ?, ?, ?, 'named', ?, ?)`,
+			NewUID(at), station, fmtTime(at), batchID, EventOperator, "operator "+name+" at the bench", string(data)); err != nil {
 			return fmt.Errorf("ledger: set the operator of batch %d: %w", batchID, err)
 		}
 		return nil

@@ -25,7 +25,9 @@ type Station struct {
 
 // EnsureStation records the station once; later calls update its hostname.
 func (l *Ledger) EnsureStation(ctx context.Context, s Station) error {
-	return l.write(ctx, func(tx *sql.Tx) error {
+	id := s.ID
+	l.station.Store(&id)
+	return l.write(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO stations(id, hostname, created_at) VALUES (?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET hostname = excluded.hostname`, s.ID, s.Hostname, l.stamp(time.Time{}))
 		if err != nil {
@@ -47,7 +49,7 @@ type Line struct {
 // EnsureLine records a line or updates its name, brand and model.
 func (l *Ledger) EnsureLine(ctx context.Context, ln Line) error {
 	now := l.stamp(time.Time{})
-	return l.write(ctx, func(tx *sql.Tx) error {
+	return l.write(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO lines(id, station_id, name, brand_id, model, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET station_id = excluded.station_id, name = excluded.name,
@@ -107,14 +109,19 @@ type Batch struct {
 // StartBatch opens a batch and returns its id.
 func (l *Ledger) StartBatch(ctx context.Context, b Batch) (int64, error) {
 	var id int64
-	err := l.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO batches(line_id, operator, planned, image_sha256, state, started_at)
-			VALUES (?, ?, ?, ?, 'open', ?)`, b.LineID, b.Operator, b.Planned, b.ImageSHA256, l.stamp(b.StartedAt))
+	err := l.write(ctx, func(tx *txn) error {
+		station, err := l.stationFor(ctx, tx, `SELECT station_id FROM lines WHERE id = ?`, b.LineID)
 		if err != nil {
 			return fmt.Errorf("ledger: start batch: %w", err)
 		}
-		id, err = res.LastInsertId()
-		return err
+		at := l.at(b.StartedAt)
+		err = tx.QueryRowContext(ctx, `INSERT INTO batches(uid, station_id, line_id, operator, planned, image_sha256, state, started_at)
+			VALUES (?, ?, ?, ?, ?, ?, 'open', ?) RETURNING id`, NewUID(at), station, b.LineID, b.Operator, b.Planned, b.ImageSHA256,
+			fmtTime(at)).Scan(&id)
+		if err != nil {
+			return fmt.Errorf("ledger: start batch: %w", err)
+		}
+		return nil
 	})
 	return id, err
 }
@@ -127,7 +134,7 @@ func (l *Ledger) CloseBatch(ctx context.Context, id int64, reason string) error 
 	default:
 		return fmt.Errorf("ledger: close batch %d: %q is not a reason to close", id, reason)
 	}
-	return l.write(ctx, func(tx *sql.Tx) error {
+	return l.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE batches SET state = 'closed', close_reason = ?, closed_at = ? WHERE id = ? AND state = 'open'`,
 			reason, l.stamp(time.Time{}), id)
 		if err != nil {
@@ -218,7 +225,7 @@ type Unit struct {
 // batch.
 func (l *Ledger) StartUnit(ctx context.Context, u Unit) (int64, error) {
 	var id int64
-	err := l.write(ctx, func(tx *sql.Tx) error {
+	err := l.write(ctx, func(tx *txn) error {
 		attempt := 1
 		if u.HWSerial != "" {
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) + 1 FROM units WHERE batch_id = ? AND hw_serial = ?`,
@@ -226,14 +233,18 @@ func (l *Ledger) StartUnit(ctx context.Context, u Unit) (int64, error) {
 				return fmt.Errorf("ledger: start unit: %w", err)
 			}
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO units(batch_id, line_id, slot_id, attempt, hw_serial, state, stage, started_at)
-			VALUES (?, ?, ?, ?, ?, 'running', ?, ?)`,
-			u.BatchID, u.LineID, u.SlotID, attempt, u.HWSerial, u.Stage, l.stamp(u.StartedAt))
+		station, err := l.stationFor(ctx, tx, `SELECT station_id FROM batches WHERE id = ?`, u.BatchID)
 		if err != nil {
 			return fmt.Errorf("ledger: start unit: %w", err)
 		}
-		id, err = res.LastInsertId()
-		return err
+		at := l.at(u.StartedAt)
+		err = tx.QueryRowContext(ctx, `INSERT INTO units(uid, station_id, batch_id, line_id, slot_id, attempt, hw_serial, state, stage, started_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING id`,
+			NewUID(at), station, u.BatchID, u.LineID, u.SlotID, attempt, u.HWSerial, u.Stage, fmtTime(at)).Scan(&id)
+		if err != nil {
+			return fmt.Errorf("ledger: start unit: %w", err)
+		}
+		return nil
 	})
 	return id, err
 }
@@ -253,7 +264,7 @@ type UnitProgress struct {
 
 // UpdateUnit records progress of a unit.
 func (l *Ledger) UpdateUnit(ctx context.Context, id int64, p UnitProgress) error {
-	return l.write(ctx, func(tx *sql.Tx) error {
+	return l.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE units SET
 			hw_serial = CASE WHEN ?1 != '' THEN ?1 ELSE hw_serial END,
 			serial = CASE WHEN ?2 != '' THEN ?2 ELSE serial END,
@@ -285,7 +296,7 @@ func (l *Ledger) FinishUnit(ctx context.Context, id int64, state, reason, detail
 	default:
 		return fmt.Errorf("ledger: finish unit %d: %q is not a verdict", id, state)
 	}
-	return l.write(ctx, func(tx *sql.Tx) error {
+	return l.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE units SET state = ?, reason = ?, detail = ?, finished_at = ?
 			WHERE id = ? AND state = 'running'`, state, reason, detail, l.stamp(time.Time{}), id)
 		if err != nil {
@@ -304,7 +315,7 @@ func (l *Ledger) FinishUnit(ctx context.Context, id int64, state, reason, detail
 // touched.
 func (l *Ledger) InterruptRunning(ctx context.Context, stationID, reason, detail string) ([]int64, error) {
 	var ids []int64
-	err := l.write(ctx, func(tx *sql.Tx) error {
+	err := l.write(ctx, func(tx *txn) error {
 		// It ended when its last event was recorded, not at the restart:
 		// the time the station was down is no unit's work.
 		rows, err := tx.QueryContext(ctx, `UPDATE units SET state = 'aborted', reason = ?, detail = ?,
@@ -478,14 +489,22 @@ func (l *Ledger) AppendEvents(ctx context.Context, evs ...Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	return l.write(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO events(at, batch_id, unit_id, slot_id, kind, stage, message, data)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	return l.write(ctx, func(tx *txn) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO events(uid, station_id, at, batch_id, unit_id, slot_id, kind, stage, message, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return fmt.Errorf("ledger: append events: %w", err)
 		}
 		defer stmt.Close()
+		stations := map[int64]string{}
 		for _, e := range evs {
+			station, ok := stations[e.BatchID]
+			if !ok {
+				if station, err = l.stationFor(ctx, tx, `SELECT station_id FROM batches WHERE id = ?`, e.BatchID); err != nil {
+					return fmt.Errorf("ledger: append events: %w", err)
+				}
+				stations[e.BatchID] = station
+			}
 			if e.Kind == "" {
 				return fmt.Errorf("ledger: append events: an event needs a kind")
 			}
@@ -496,7 +515,8 @@ func (l *Ledger) AppendEvents(ctx context.Context, evs ...Event) error {
 				}
 				data = string(e.Data)
 			}
-			if _, err := stmt.ExecContext(ctx, l.stamp(e.At), nullInt(e.BatchID), nullInt(e.UnitID), e.SlotID,
+			at := l.at(e.At)
+			if _, err := stmt.ExecContext(ctx, NewUID(at), station, fmtTime(at), nullInt(e.BatchID), nullInt(e.UnitID), e.SlotID,
 				e.Kind, e.Stage, e.Message, data); err != nil {
 				return fmt.Errorf("ledger: append events: %w", err)
 			}
@@ -553,7 +573,7 @@ func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (
 	}
 	sum := sha256.Sum256(a.Text)
 	hash := hex.EncodeToString(sum[:])
-	err = l.durableWrite(ctx, func(tx *sql.Tx) error {
+	err = l.durableWrite(ctx, func(tx *txn) error {
 		err := tx.QueryRowContext(ctx, `SELECT id FROM serial_assertions WHERE text_sha256 = ?`, hash).Scan(&id)
 		switch {
 		case err == nil:
@@ -570,13 +590,18 @@ func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (
 		if err != nil {
 			return fmt.Errorf("ledger: record serial assertion: %w", err)
 		}
+		station, err := l.stationFor(ctx, tx, `SELECT station_id FROM lines WHERE id = ?`, a.LineID)
+		if err != nil {
+			return fmt.Errorf("ledger: record serial assertion: %w", err)
+		}
+		at := l.at(a.ReceivedAt)
 		row := chainRow{id: next, textSHA256: hash, brand: a.BrandID, model: a.Model, serial: a.Serial,
 			revision: int64(a.Revision), deviceKeyID: a.DeviceKeyID, lineID: a.LineID, via: a.Via,
-			duplicate: a.Duplicate, receivedAt: l.stamp(a.ReceivedAt)}
-		_, err = tx.ExecContext(ctx, `INSERT INTO serial_assertions(id, text, text_sha256, brand_id, model, serial, revision,
+			duplicate: a.Duplicate, receivedAt: fmtTime(at)}
+		_, err = tx.ExecContext(ctx, `INSERT INTO serial_assertions(uid, station_id, id, text, text_sha256, brand_id, model, serial, revision,
 			device_key_id, line_id, unit_id, via, duplicate, received_at, prev_sha256, link_sha256)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			next, string(a.Text), hash, row.brand, row.model, row.serial, row.revision, row.deviceKeyID, row.lineID,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			NewUID(at), station, next, string(a.Text), hash, row.brand, row.model, row.serial, row.revision, row.deviceKeyID, row.lineID,
 			nullInt(a.UnitID), row.via, row.duplicate, row.receivedAt, prev, chainLink(prev, row))
 		if err != nil {
 			return fmt.Errorf("ledger: record serial assertion: %w", err)
@@ -595,7 +620,7 @@ func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (
 // same unit is harmless, to another unit an error (the ledger's triggers
 // refuse it too).
 func (l *Ledger) LinkSerialAssertion(ctx context.Context, id, unitID int64) error {
-	return l.durableWrite(ctx, func(tx *sql.Tx) error {
+	return l.durableWrite(ctx, func(tx *txn) error {
 		var cur sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT unit_id FROM serial_assertions WHERE id = ?`, id).Scan(&cur)
 		switch {
@@ -690,14 +715,19 @@ type Transcript struct {
 // AddTranscript records a transcript file.
 func (l *Ledger) AddTranscript(ctx context.Context, t Transcript) (int64, error) {
 	var id int64
-	err := l.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO transcripts(unit_id, slot_id, kind, path, size, sha256, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, nullInt(t.UnitID), t.SlotID, t.Kind, t.Path, t.Size, t.SHA256, l.stamp(time.Time{}))
+	err := l.write(ctx, func(tx *txn) error {
+		station, err := l.stationFor(ctx, tx, `SELECT station_id FROM units WHERE id = ?`, t.UnitID)
 		if err != nil {
 			return fmt.Errorf("ledger: add transcript: %w", err)
 		}
-		id, err = res.LastInsertId()
-		return err
+		at := l.at(time.Time{})
+		err = tx.QueryRowContext(ctx, `INSERT INTO transcripts(uid, station_id, unit_id, slot_id, kind, path, size, sha256, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, NewUID(at), station, nullInt(t.UnitID), t.SlotID, t.Kind, t.Path,
+			t.Size, t.SHA256, fmtTime(at)).Scan(&id)
+		if err != nil {
+			return fmt.Errorf("ledger: add transcript: %w", err)
+		}
+		return nil
 	})
 	return id, err
 }
