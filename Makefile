@@ -39,7 +39,7 @@ vet:
 # race-enabled unit and integration tests, the command-line scripts and the
 # end-to-end tests on simulated boards.
 test: deps lint
-	$(GO) test -race -timeout $(TIMEOUT) $(PKGS)
+	FLASHSTATION_REQUIRE_POSTGRES=1 $(GO) test -race -timeout $(TIMEOUT) $(PKGS)
 
 # The station on a simulated bench (DEMO_ARGS: e.g. --faults --boards 16).
 demo: build

@@ -81,15 +81,68 @@ type ChainHead struct {
 
 func (h ChainHead) String() string { return fmt.Sprintf("%d rows, head %s", h.Rows, h.Link) }
 
-// ChainHead returns the chain's current head.
+// ChainHead returns the chain's current head. A factory ledger holds one
+// chain per bench: its head is StationChainHead's; this one counts every
+// bench's rows and has no link.
 func (l *Ledger) ChainHead(ctx context.Context) (ChainHead, error) {
-	return chainHead(ctx, l.r)
+	if l.d == postgresDialect {
+		h := ChainHead{}
+		err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM serial_assertions`).Scan(&h.Rows)
+		if err != nil {
+			return h, fmt.Errorf("ledger: chain head: %w", err)
+		}
+		return h, nil
+	}
+	return l.chainHead(ctx, "")
 }
 
-func chainHead(ctx context.Context, q querier) (ChainHead, error) {
+// StationChainHead is the head of one bench's chain (on a bench's own
+// ledger, the chain).
+func (l *Ledger) StationChainHead(ctx context.Context, station string) (ChainHead, error) {
+	return l.chainHead(ctx, station)
+}
+
+// The chain's columns: a bench's ledger holds one chain, in id order; a
+// factory ledger one per station, in seq order (the bench's ids).
+func (d dialect) chainSeq() string {
+	if d == postgresDialect {
+		return "seq"
+	}
+	return "id"
+}
+
+// chainKey is the column that tells chains apart ('' on a bench: one
+// chain, whichever station recorded the row).
+func (d dialect) chainKey() string {
+	if d == postgresDialect {
+		return "station_id"
+	}
+	return "''"
+}
+
+// chainKeyOf is chainKey of a table named alias in a query.
+func (d dialect) chainKeyOf(alias string) string {
+	if d == postgresDialect {
+		return alias + ".station_id"
+	}
+	return "''"
+}
+
+// chainOf is the chain a station's row is in: its station on a factory
+// ledger, the one chain on a bench.
+func (d dialect) chainOf(station string) string {
+	if d == postgresDialect {
+		return station
+	}
+	return ""
+}
+
+func (l *Ledger) chainHead(ctx context.Context, station string) (ChainHead, error) {
 	h := ChainHead{Link: ZeroLink}
-	err := q.QueryRowContext(ctx, `SELECT count(*), coalesce((SELECT link_sha256 FROM serial_assertions ORDER BY id DESC LIMIT 1), '')
-		FROM serial_assertions`).Scan(&h.Rows, &h.Link)
+	seq, key := l.d.chainSeq(), l.d.chainKey()
+	k := l.d.chainOf(station)
+	err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce((SELECT link_sha256 FROM serial_assertions WHERE `+key+` = ?
+		ORDER BY `+seq+` DESC LIMIT 1), '') FROM serial_assertions WHERE `+key+` = ?`, k, k).Scan(&h.Rows, &h.Link)
 	if err != nil {
 		return h, fmt.Errorf("ledger: chain head: %w", err)
 	}
@@ -99,12 +152,21 @@ func chainHead(ctx context.Context, q querier) (ChainHead, error) {
 	return h, nil
 }
 
-// nextLink returns the id and prev link of the next serial assertion
-// (inside the write transaction that inserts it).
-func nextLink(ctx context.Context, tx *txn) (id int64, prev string, err error) {
+// nextLink returns the chain position (id on a bench, seq of its station
+// on a factory ledger) and prev link of the next serial assertion, inside
+// the write transaction that inserts it: on a bench the write lock is held
+// since BEGIN; on a factory ledger a lock per station is taken here.
+func nextLink(ctx context.Context, tx *txn, station string) (id int64, prev string, err error) {
 	var last sql.NullInt64
 	var link sql.NullString
-	err = tx.QueryRowContext(ctx, `SELECT id, link_sha256 FROM serial_assertions ORDER BY id DESC LIMIT 1`).Scan(&last, &link)
+	if tx.d == postgresDialect {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(?))`, "chain:"+station); err != nil {
+			return 0, "", err
+		}
+	}
+	key := tx.d.chainOf(station)
+	err = tx.QueryRowContext(ctx, `SELECT `+tx.d.chainSeq()+`, link_sha256 FROM serial_assertions WHERE `+tx.d.chainKey()+` = ?
+		ORDER BY `+tx.d.chainSeq()+` DESC LIMIT 1`, key).Scan(&last, &link)
 	switch {
 	case err == sql.ErrNoRows:
 		return 1, ZeroLink, nil

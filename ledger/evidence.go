@@ -54,7 +54,9 @@ func (l *Ledger) Evidence(ctx context.Context, unitID int64) (Evidence, error) {
 	if e.Assertions, err = l.SerialAssertions(ctx, AssertionFilter{UnitID: u.ID}); err != nil {
 		return e, err
 	}
-	if e.Chain, err = l.ChainHead(ctx); err != nil {
+	// The chain the unit's assertions are in: the ledger's, or on a
+	// factory ledger its bench's.
+	if e.Chain, err = l.StationChainHead(ctx, u.StationID); err != nil {
 		return e, err
 	}
 	if e.Links, err = l.assertionLinks(ctx, u.ID); err != nil {

@@ -136,7 +136,7 @@ func OpenReadOnly(ctx context.Context, path string, opts ...Option) (*Ledger, er
 		if err == nil {
 			rdb.SetMaxOpenConns(8)
 			var v int
-			if v, err = schemaVersion(ctx, rdb); err == nil && v != len(migrations) {
+			if v, err = schemaVersion(ctx, rdb, sqliteDialect); err == nil && v != len(migrations) {
 				rdb.Close()
 				return nil, fmt.Errorf("ledger %s has schema version %d, this flashstation reads version %d: open it once with a station of this version (it migrates), or use the flashstation that wrote it", path, v, len(migrations))
 			}
@@ -184,7 +184,7 @@ func (l *Ledger) Close() error {
 	if l.r != nil {
 		errs = append(errs, l.r.Close())
 	}
-	if l.w != nil {
+	if l.w != nil && l.w != l.r && l.d == sqliteDialect {
 		_, _ = l.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 		errs = append(errs, l.w.Close())
 	}
@@ -198,6 +198,9 @@ func (l *Ledger) Checkpoint(ctx context.Context) error {
 	if l.w == nil {
 		return ErrReadOnly
 	}
+	if l.d == postgresDialect {
+		return nil
+	}
 	var busy, logPages, moved int
 	if err := l.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &moved); err != nil {
 		return fmt.Errorf("ledger: checkpoint: %w", err)
@@ -210,12 +213,16 @@ func (l *Ledger) Checkpoint(ctx context.Context) error {
 
 // Version returns the schema version of the open ledger.
 func (l *Ledger) Version(ctx context.Context) (int, error) {
-	return schemaVersion(ctx, l.r)
+	return schemaVersion(ctx, l.r, l.d)
 }
 
 // Check runs SQLite's integrity check and returns an error describing any
 // damage.
 func (l *Ledger) Check(ctx context.Context) error {
+	if l.d == postgresDialect {
+		// PostgreSQL checks its own pages; this says it answers.
+		return l.r.PingContext(ctx)
+	}
 	rows, err := l.r.QueryContext(ctx, "PRAGMA integrity_check")
 	if err != nil {
 		return fmt.Errorf("integrity check: %w", err)
@@ -272,6 +279,16 @@ func inTx(ctx context.Context, db interface {
 func (l *Ledger) durableWrite(ctx context.Context, fn func(tx *txn) error) (err error) {
 	if l.w == nil {
 		return ErrReadOnly
+	}
+	if l.d == postgresDialect {
+		// Committed means on the server's disk, whatever the server's
+		// default.
+		return inTx(ctx, l.w, func(tx *txn) error {
+			if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+				return fmt.Errorf("ledger: %w", err)
+			}
+			return fn(tx)
+		})
 	}
 	conn, err := l.w.Conn(ctx)
 	if err != nil {
@@ -346,6 +363,14 @@ func parseNullTime(s sql.NullString) time.Time {
 		return time.Time{}
 	}
 	return parseTime(s.String)
+}
+
+// boolInt is a flag as both dialects store it (0 or 1).
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func nullInt(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: v != 0} }

@@ -60,217 +60,222 @@ func assertion(serial string, rev int) ledger.SerialAssertion {
 }
 
 func TestUnitLifecycle(t *testing.T) {
-	ctx := context.Background()
-	l := openTemp(t)
-	batch := seed(t, l)
-	u1, err := l.StartUnit(ctx, ledger.Unit{BatchID: batch, LineID: "line1", SlotID: "A1", HWSerial: "HW1", Stage: "flash"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.UpdateUnit(ctx, u1, ledger.UnitProgress{MappedBytes: 100, WrittenBytes: 100, FlashTime: 1500 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.UpdateUnit(ctx, u1, ledger.UnitProgress{Stage: "boot", Serial: "acme-1"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.FinishUnit(ctx, u1, ledger.UnitFail, "boot-timeout", "no console output after 30 s"); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.FinishUnit(ctx, u1, ledger.UnitPass, "", ""); !errors.Is(err, ledger.ErrNotFound) {
-		t.Errorf("finishing twice: err = %v", err)
-	}
-	if err := l.FinishUnit(ctx, u1, "maybe", "", ""); err == nil {
-		t.Error("bad verdict accepted")
-	}
-	// The same board again: attempt 2.
-	u2, err := l.StartUnit(ctx, ledger.Unit{BatchID: batch, LineID: "line1", SlotID: "A2", HWSerial: "HW1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := l.Unit(ctx, u1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.State != ledger.UnitFail || got.Reason != "boot-timeout" || got.Stage != "boot" || got.MappedBytes != 100 ||
-		got.FlashTime != 1500*time.Millisecond || got.Serial != "acme-1" || got.HWSerial != "HW1" || got.FinishedAt.IsZero() {
-		t.Errorf("unit 1 = %+v", got)
-	}
-	second, _ := l.Unit(ctx, u2)
-	if second.Attempt != 2 || second.State != ledger.UnitRunning {
-		t.Errorf("unit 2 = %+v", second)
-	}
-	byPrefix, err := l.Units(ctx, ledger.UnitFilter{SerialPrefix: "acme"})
-	if err != nil || len(byPrefix) != 1 || byPrefix[0].ID != u1 {
-		t.Errorf("prefix search = %v, %v", byPrefix, err)
-	}
-	if us, _ := l.Units(ctx, ledger.UnitFilter{SerialPrefix: "a%"}); len(us) != 0 {
-		t.Errorf("LIKE wildcard not escaped: %v", us)
-	}
-	// Another station's restart touches none of this one's units.
-	if ids, err := l.InterruptRunning(ctx, "bench-02", "station-restart", "another station restarted"); err != nil || len(ids) != 0 {
-		t.Errorf("another station interrupted %v, %v", ids, err)
-	}
-	ids, err := l.InterruptRunning(ctx, "bench-01", "station-restart", "station restarted mid-batch")
-	if err != nil || len(ids) != 1 || ids[0] != u2 {
-		t.Errorf("interrupted = %v, %v", ids, err)
-	}
-	second, _ = l.Unit(ctx, u2)
-	if second.State != ledger.UnitAborted || second.Reason != "station-restart" {
-		t.Errorf("unit 2 after restart = %+v", second)
-	}
-	if _, err := l.Unit(ctx, 999); !errors.Is(err, ledger.ErrNotFound) {
-		t.Errorf("missing unit: %v", err)
-	}
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		l := be.open(t)
+		batch := seed(t, l)
+		u1, err := l.StartUnit(ctx, ledger.Unit{BatchID: batch, LineID: "line1", SlotID: "A1", HWSerial: "HW1", Stage: "flash"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.UpdateUnit(ctx, u1, ledger.UnitProgress{MappedBytes: 100, WrittenBytes: 100, FlashTime: 1500 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.UpdateUnit(ctx, u1, ledger.UnitProgress{Stage: "boot", Serial: "acme-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.FinishUnit(ctx, u1, ledger.UnitFail, "boot-timeout", "no console output after 30 s"); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.FinishUnit(ctx, u1, ledger.UnitPass, "", ""); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("finishing twice: err = %v", err)
+		}
+		if err := l.FinishUnit(ctx, u1, "maybe", "", ""); err == nil {
+			t.Error("bad verdict accepted")
+		}
+		// The same board again: attempt 2.
+		u2, err := l.StartUnit(ctx, ledger.Unit{BatchID: batch, LineID: "line1", SlotID: "A2", HWSerial: "HW1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.Unit(ctx, u1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != ledger.UnitFail || got.Reason != "boot-timeout" || got.Stage != "boot" || got.MappedBytes != 100 ||
+			got.FlashTime != 1500*time.Millisecond || got.Serial != "acme-1" || got.HWSerial != "HW1" || got.FinishedAt.IsZero() {
+			t.Errorf("unit 1 = %+v", got)
+		}
+		second, _ := l.Unit(ctx, u2)
+		if second.Attempt != 2 || second.State != ledger.UnitRunning {
+			t.Errorf("unit 2 = %+v", second)
+		}
+		byPrefix, err := l.Units(ctx, ledger.UnitFilter{SerialPrefix: "acme"})
+		if err != nil || len(byPrefix) != 1 || byPrefix[0].ID != u1 {
+			t.Errorf("prefix search = %v, %v", byPrefix, err)
+		}
+		if us, _ := l.Units(ctx, ledger.UnitFilter{SerialPrefix: "a%"}); len(us) != 0 {
+			t.Errorf("LIKE wildcard not escaped: %v", us)
+		}
+		// Another station's restart touches none of this one's units.
+		if ids, err := l.InterruptRunning(ctx, "bench-02", "station-restart", "another station restarted"); err != nil || len(ids) != 0 {
+			t.Errorf("another station interrupted %v, %v", ids, err)
+		}
+		ids, err := l.InterruptRunning(ctx, "bench-01", "station-restart", "station restarted mid-batch")
+		if err != nil || len(ids) != 1 || ids[0] != u2 {
+			t.Errorf("interrupted = %v, %v", ids, err)
+		}
+		second, _ = l.Unit(ctx, u2)
+		if second.State != ledger.UnitAborted || second.Reason != "station-restart" {
+			t.Errorf("unit 2 after restart = %+v", second)
+		}
+		if _, err := l.Unit(ctx, 999); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("missing unit: %v", err)
+		}
+	})
 }
 
 func TestBatches(t *testing.T) {
-	ctx := context.Background()
-	l := openTemp(t)
-	b := seed(t, l)
-	open, err := l.OpenBatches(ctx, "bench-01")
-	if err != nil || len(open) != 1 || open[0].ID != b || open[0].Operator != "ana" || open[0].Planned != 8 {
-		t.Fatalf("open batches = %+v, %v", open, err)
-	}
-	if other, err := l.OpenBatches(ctx, "bench-02"); err != nil || len(other) != 0 {
-		t.Errorf("another station's open batches = %+v, %v", other, err)
-	}
-	if err := l.CloseBatch(ctx, b, "tired"); err == nil {
-		t.Error("closed for no known reason")
-	}
-	if err := l.CloseBatch(ctx, b, ledger.BatchComplete); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.CloseBatch(ctx, b, ledger.BatchStopped); !errors.Is(err, ledger.ErrNotFound) {
-		t.Errorf("closing twice: %v", err)
-	}
-	got, err := l.Batch(ctx, b)
-	if err != nil || got.State != ledger.BatchClosed || got.CloseReason != ledger.BatchComplete || got.ClosedAt.IsZero() {
-		t.Errorf("batch = %+v, %v", got, err)
-	}
-	if _, err := l.StartBatch(ctx, ledger.Batch{LineID: "no-such-line"}); err == nil {
-		t.Error("batch on an unknown line accepted")
-	}
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		l := be.open(t)
+		b := seed(t, l)
+		open, err := l.OpenBatches(ctx, "bench-01")
+		if err != nil || len(open) != 1 || open[0].ID != b || open[0].Operator != "ana" || open[0].Planned != 8 {
+			t.Fatalf("open batches = %+v, %v", open, err)
+		}
+		if other, err := l.OpenBatches(ctx, "bench-02"); err != nil || len(other) != 0 {
+			t.Errorf("another station's open batches = %+v, %v", other, err)
+		}
+		if err := l.CloseBatch(ctx, b, "tired"); err == nil {
+			t.Error("closed for no known reason")
+		}
+		if err := l.CloseBatch(ctx, b, ledger.BatchComplete); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.CloseBatch(ctx, b, ledger.BatchStopped); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("closing twice: %v", err)
+		}
+		got, err := l.Batch(ctx, b)
+		if err != nil || got.State != ledger.BatchClosed || got.CloseReason != ledger.BatchComplete || got.ClosedAt.IsZero() {
+			t.Errorf("batch = %+v, %v", got, err)
+		}
+		if _, err := l.StartBatch(ctx, ledger.Batch{LineID: "no-such-line"}); err == nil {
+			t.Error("batch on an unknown line accepted")
+		}
+	})
 }
 
 func TestEventsAreAppendOnly(t *testing.T) {
-	ctx := context.Background()
-	l := openTemp(t)
-	b := seed(t, l)
-	u, _ := l.StartUnit(ctx, ledger.Unit{BatchID: b, LineID: "line1", SlotID: "A1"})
-	at := time.Date(2026, 11, 28, 10, 0, 0, 123e6, time.UTC)
-	err := l.AppendEvents(ctx,
-		ledger.Event{At: at, BatchID: b, UnitID: u, SlotID: "A1", Kind: "stage", Stage: "flash", Message: "flashing"},
-		ledger.Event{BatchID: b, UnitID: u, SlotID: "A1", Kind: "progress", Data: []byte(`{"bytes":4096}`)},
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.AppendEvents(ctx, ledger.Event{Kind: "x", Data: []byte("{not json")}); err == nil {
-		t.Error("invalid JSON data accepted")
-	}
-	evs, err := l.Events(ctx, u)
-	if err != nil || len(evs) != 2 {
-		t.Fatalf("events = %v, %v", evs, err)
-	}
-	if !evs[0].At.Equal(at) || evs[0].Stage != "flash" || string(evs[1].Data) != `{"bytes":4096}` {
-		t.Errorf("events = %+v", evs)
-	}
-	db, err := ledger.RawDB(l.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE events SET message = 'x'`); err == nil || !strings.Contains(err.Error(), "append-only") {
-		t.Errorf("update of events: %v", err)
-	}
-	if _, err := db.Exec(`DELETE FROM events`); err == nil {
-		t.Error("delete of events allowed")
-	}
-	if _, err := db.Exec(`DELETE FROM serial_assertions`); err != nil {
-		t.Errorf("delete on empty table: %v", err)
-	}
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		l := be.open(t)
+		b := seed(t, l)
+		u, _ := l.StartUnit(ctx, ledger.Unit{BatchID: b, LineID: "line1", SlotID: "A1"})
+		at := time.Date(2026, 11, 28, 10, 0, 0, 123e6, time.UTC)
+		err := l.AppendEvents(ctx,
+			ledger.Event{At: at, BatchID: b, UnitID: u, SlotID: "A1", Kind: "stage", Stage: "flash", Message: "flashing"},
+			ledger.Event{BatchID: b, UnitID: u, SlotID: "A1", Kind: "progress", Data: []byte(`{"bytes":4096}`)},
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.AppendEvents(ctx, ledger.Event{Kind: "x", Data: []byte("{not json")}); err == nil {
+			t.Error("invalid JSON data accepted")
+		}
+		evs, err := l.Events(ctx, u)
+		if err != nil || len(evs) != 2 {
+			t.Fatalf("events = %v, %v", evs, err)
+		}
+		if !evs[0].At.Equal(at) || evs[0].Stage != "flash" || string(evs[1].Data) != `{"bytes":4096}` {
+			t.Errorf("events = %+v", evs)
+		}
+		db := be.raw(t, l)
+		if _, err := db.Exec(`UPDATE events SET message = 'x'`); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("update of events: %v", err)
+		}
+		if _, err := db.Exec(`DELETE FROM events`); err == nil {
+			t.Error("delete of events allowed")
+		}
+		if _, err := db.Exec(`DELETE FROM serial_assertions`); err != nil {
+			t.Errorf("delete on empty table: %v", err)
+		}
+	})
 }
 
 func TestRecordSerialAssertion(t *testing.T) {
-	ctx := context.Background()
-	l := openTemp(t)
-	b := seed(t, l)
-	u, _ := l.StartUnit(ctx, ledger.Unit{BatchID: b, LineID: "line1", SlotID: "A1", HWSerial: "S1"})
-	a := assertion("S1", 1)
-	id, created, err := l.RecordSerialAssertion(ctx, a)
-	if err != nil || !created {
-		t.Fatalf("record: %v %v", created, err)
-	}
-	// The device retried: the same text again is not a new record, and
-	// the unit learned later is linked.
-	a.UnitID = u
-	id2, created, err := l.RecordSerialAssertion(ctx, a)
-	if err != nil || created || id2 != id {
-		t.Fatalf("second record: id %d created %v err %v", id2, created, err)
-	}
-	dup := assertion("S1", 2)
-	dup.Duplicate = true
-	if _, created, err := l.RecordSerialAssertion(ctx, dup); err != nil || !created {
-		t.Fatalf("revision 2: %v %v", created, err)
-	}
-	all, err := l.SerialAssertions(ctx, ledger.AssertionFilter{Serial: "S1"})
-	if err != nil || len(all) != 2 {
-		t.Fatalf("assertions = %v, %v", all, err)
-	}
-	if string(all[0].Text) != string(assertion("S1", 1).Text) || all[0].UnitID != u || all[0].Revision != 1 || all[0].Duplicate {
-		t.Errorf("first = %+v", all[0])
-	}
-	if !all[1].Duplicate || all[1].Revision != 2 || all[1].UnitID != 0 {
-		t.Errorf("second = %+v", all[1])
-	}
-	unlinked, _ := l.SerialAssertions(ctx, ledger.AssertionFilter{Unlinked: true})
-	if len(unlinked) != 1 || unlinked[0].Revision != 2 {
-		t.Errorf("unlinked = %+v", unlinked)
-	}
-	if err := l.LinkSerialAssertion(ctx, unlinked[0].ID, u); err != nil {
-		t.Fatal(err)
-	}
-	if byUnit, _ := l.SerialAssertions(ctx, ledger.AssertionFilter{UnitID: u}); len(byUnit) != 2 {
-		t.Errorf("by unit = %d", len(byUnit))
-	}
-	if later, _ := l.SerialAssertions(ctx, ledger.AssertionFilter{Since: time.Now().Add(time.Hour)}); len(later) != 0 {
-		t.Errorf("since filter: %d", len(later))
-	}
-	bad := assertion("S2", 1)
-	bad.DeviceKeyID = ""
-	if _, _, err := l.RecordSerialAssertion(ctx, bad); err == nil {
-		t.Error("assertion without device key accepted")
-	}
-	bad = assertion("S3", 1)
-	bad.Via = "pigeon"
-	if _, _, err := l.RecordSerialAssertion(ctx, bad); err == nil {
-		t.Error("unknown source accepted")
-	}
-	db, _ := ledger.RawDB(l.Path())
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE serial_assertions SET text = 'forged'`); err == nil {
-		t.Error("assertion text changed")
-	}
-	if _, err := db.Exec(`DELETE FROM serial_assertions`); err == nil {
-		t.Error("assertions deleted")
-	}
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		l := be.open(t)
+		b := seed(t, l)
+		u, _ := l.StartUnit(ctx, ledger.Unit{BatchID: b, LineID: "line1", SlotID: "A1", HWSerial: "S1"})
+		a := assertion("S1", 1)
+		id, created, err := l.RecordSerialAssertion(ctx, a)
+		if err != nil || !created {
+			t.Fatalf("record: %v %v", created, err)
+		}
+		// The device retried: the same text again is not a new record, and
+		// the unit learned later is linked.
+		a.UnitID = u
+		id2, created, err := l.RecordSerialAssertion(ctx, a)
+		if err != nil || created || id2 != id {
+			t.Fatalf("second record: id %d created %v err %v", id2, created, err)
+		}
+		dup := assertion("S1", 2)
+		dup.Duplicate = true
+		if _, created, err := l.RecordSerialAssertion(ctx, dup); err != nil || !created {
+			t.Fatalf("revision 2: %v %v", created, err)
+		}
+		all, err := l.SerialAssertions(ctx, ledger.AssertionFilter{Serial: "S1"})
+		if err != nil || len(all) != 2 {
+			t.Fatalf("assertions = %v, %v", all, err)
+		}
+		if string(all[0].Text) != string(assertion("S1", 1).Text) || all[0].UnitID != u || all[0].Revision != 1 || all[0].Duplicate {
+			t.Errorf("first = %+v", all[0])
+		}
+		if !all[1].Duplicate || all[1].Revision != 2 || all[1].UnitID != 0 {
+			t.Errorf("second = %+v", all[1])
+		}
+		unlinked, _ := l.SerialAssertions(ctx, ledger.AssertionFilter{Unlinked: true})
+		if len(unlinked) != 1 || unlinked[0].Revision != 2 {
+			t.Errorf("unlinked = %+v", unlinked)
+		}
+		if err := l.LinkSerialAssertion(ctx, unlinked[0].ID, u); err != nil {
+			t.Fatal(err)
+		}
+		if byUnit, _ := l.SerialAssertions(ctx, ledger.AssertionFilter{UnitID: u}); len(byUnit) != 2 {
+			t.Errorf("by unit = %d", len(byUnit))
+		}
+		if later, _ := l.SerialAssertions(ctx, ledger.AssertionFilter{Since: time.Now().Add(time.Hour)}); len(later) != 0 {
+			t.Errorf("since filter: %d", len(later))
+		}
+		bad := assertion("S2", 1)
+		bad.DeviceKeyID = ""
+		if _, _, err := l.RecordSerialAssertion(ctx, bad); err == nil {
+			t.Error("assertion without device key accepted")
+		}
+		bad = assertion("S3", 1)
+		bad.Via = "pigeon"
+		if _, _, err := l.RecordSerialAssertion(ctx, bad); err == nil {
+			t.Error("unknown source accepted")
+		}
+		db := be.raw(t, l)
+		if _, err := db.Exec(`UPDATE serial_assertions SET text = 'forged'`); err == nil {
+			t.Error("assertion text changed")
+		}
+		if _, err := db.Exec(`DELETE FROM serial_assertions`); err == nil {
+			t.Error("assertions deleted")
+		}
+	})
 }
 
 func TestTranscripts(t *testing.T) {
-	ctx := context.Background()
-	l := openTemp(t)
-	b := seed(t, l)
-	u, _ := l.StartUnit(ctx, ledger.Unit{BatchID: b, LineID: "line1", SlotID: "A1"})
-	if _, err := l.AddTranscript(ctx, ledger.Transcript{UnitID: u, SlotID: "A1", Kind: ledger.TranscriptRaw, Path: "t/1.raw", Size: 5, SHA256: "ab"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.AddTranscript(ctx, ledger.Transcript{UnitID: u, Kind: "video", Path: "x"}); err == nil {
-		t.Error("unknown kind accepted")
-	}
-	ts, err := l.Transcripts(ctx, u)
-	if err != nil || len(ts) != 1 || ts[0].Path != "t/1.raw" || ts[0].Size != 5 {
-		t.Errorf("transcripts = %+v, %v", ts, err)
-	}
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		l := be.open(t)
+		b := seed(t, l)
+		u, _ := l.StartUnit(ctx, ledger.Unit{BatchID: b, LineID: "line1", SlotID: "A1"})
+		if _, err := l.AddTranscript(ctx, ledger.Transcript{UnitID: u, SlotID: "A1", Kind: ledger.TranscriptRaw, Path: "t/1.raw", Size: 5, SHA256: "ab"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.AddTranscript(ctx, ledger.Transcript{UnitID: u, Kind: "video", Path: "x"}); err == nil {
+			t.Error("unknown kind accepted")
+		}
+		ts, err := l.Transcripts(ctx, u)
+		if err != nil || len(ts) != 1 || ts[0].Path != "t/1.raw" || ts[0].Size != 5 {
+			t.Errorf("transcripts = %+v, %v", ts, err)
+		}
+	})
 }
 
 // schema returns the normalized schema of a database.
@@ -457,62 +462,60 @@ func TestWALMode(t *testing.T) {
 // once, plus a second handle on the same file as another process would:
 // none may fail with "database is locked".
 func TestConcurrentWriters(t *testing.T) {
-	ctx := context.Background()
-	l := openTemp(t)
-	b := seed(t, l)
-	other, err := ledger.Open(ctx, l.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	const goroutines, each = 32, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines*each)
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			led := l
-			if g%4 == 3 {
-				led = other
-			}
-			slot := fmt.Sprintf("S%02d", g)
-			for i := range each {
-				u, err := led.StartUnit(ctx, ledger.Unit{BatchID: b, LineID: "line1", SlotID: slot, HWSerial: fmt.Sprintf("HW-%d-%d", g, i)})
-				if err != nil {
-					errs <- err
-					return
+	eachBackend(t, func(t *testing.T, be backend) {
+		ctx := context.Background()
+		l := be.open(t)
+		b := seed(t, l)
+		other := be.reopen(t, l)
+		const goroutines, each = 32, 20
+		var wg sync.WaitGroup
+		errs := make(chan error, goroutines*each)
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				led := l
+				if g%4 == 3 {
+					led = other
 				}
-				if err := led.AppendEvents(ctx, ledger.Event{BatchID: b, UnitID: u, SlotID: slot, Kind: "stage", Stage: "flash"}); err != nil {
-					errs <- err
+				slot := fmt.Sprintf("S%02d", g)
+				for i := range each {
+					u, err := led.StartUnit(ctx, ledger.Unit{BatchID: b, LineID: "line1", SlotID: slot, HWSerial: fmt.Sprintf("HW-%d-%d", g, i)})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if err := led.AppendEvents(ctx, ledger.Event{BatchID: b, UnitID: u, SlotID: slot, Kind: "stage", Stage: "flash"}); err != nil {
+						errs <- err
+					}
+					a := assertion(fmt.Sprintf("SER-%d-%d", g, i), 1)
+					a.UnitID = u
+					if _, _, err := led.RecordSerialAssertion(ctx, a); err != nil {
+						errs <- err
+					}
+					if err := led.FinishUnit(ctx, u, ledger.UnitPass, "", ""); err != nil {
+						errs <- err
+					}
+					if _, err := led.Units(ctx, ledger.UnitFilter{BatchID: b, Limit: 5}); err != nil {
+						errs <- err
+					}
 				}
-				a := assertion(fmt.Sprintf("SER-%d-%d", g, i), 1)
-				a.UnitID = u
-				if _, _, err := led.RecordSerialAssertion(ctx, a); err != nil {
-					errs <- err
-				}
-				if err := led.FinishUnit(ctx, u, ledger.UnitPass, "", ""); err != nil {
-					errs <- err
-				}
-				if _, err := led.Units(ctx, ledger.UnitFilter{BatchID: b, Limit: 5}); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	as, err := l.SerialAssertions(ctx, ledger.AssertionFilter{})
-	if err != nil || len(as) != goroutines*each {
-		t.Errorf("%d assertions recorded, want %d (%v)", len(as), goroutines*each, err)
-	}
-	us, _ := l.Units(ctx, ledger.UnitFilter{State: ledger.UnitPass})
-	if len(us) != goroutines*each {
-		t.Errorf("%d units passed, want %d", len(us), goroutines*each)
-	}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		as, err := l.SerialAssertions(ctx, ledger.AssertionFilter{})
+		if err != nil || len(as) != goroutines*each {
+			t.Errorf("%d assertions recorded, want %d (%v)", len(as), goroutines*each, err)
+		}
+		us, _ := l.Units(ctx, ledger.UnitFilter{State: ledger.UnitPass})
+		if len(us) != goroutines*each {
+			t.Errorf("%d units passed, want %d", len(us), goroutines*each)
+		}
+	})
 }
 
 const crashChildEnv = "FLASHSTATION_LEDGER_CRASH_CHILD"
@@ -523,7 +526,9 @@ func TestMain(m *testing.M) {
 		crashChild(path)
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopFactory()
+	os.Exit(code)
 }
 
 // crashChild records assertions forever, printing each serial once its

@@ -31,12 +31,12 @@ var postSteps = map[int]func(ctx context.Context, tx *txn) error{
 	3: chainExisting,
 }
 
-var migrations = loadMigrations()
+var migrations = loadMigrations(migrationFS, "migrations", postSteps)
 
-// loadMigrations reads migrations/NNNN_name.sql, which must be numbered
-// 1, 2, 3... without gaps.
-func loadMigrations() []migration {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+// loadMigrations reads dir/NNNN_name.sql, which must be numbered 1, 2,
+// 3... without gaps.
+func loadMigrations(fsys fs.FS, dir string, post map[int]func(ctx context.Context, tx *txn) error) []migration {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		panic(err)
 	}
@@ -47,11 +47,12 @@ func loadMigrations() []migration {
 		if !ok || err != nil {
 			panic("ledger: migration file without a number: " + e.Name())
 		}
-		b, err := migrationFS.ReadFile(path.Join("migrations", e.Name()))
+		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
 		if err != nil {
 			panic(err)
 		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b), post: postSteps[v]})
+		name := strings.TrimPrefix(path.Join(dir, e.Name()), "migrations/")
+		ms = append(ms, migration{version: v, name: name, sql: string(b), post: post[v]})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i, m := range ms {
@@ -69,9 +70,13 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func schemaVersion(ctx context.Context, q querier) (int, error) {
+func schemaVersion(ctx context.Context, q querier, d dialect) (int, error) {
 	var v int
-	if err := q.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+	query := "PRAGMA user_version"
+	if d == postgresDialect {
+		query = "SELECT coalesce((SELECT version FROM ledger_schema WHERE id = 1), 0)"
+	}
+	if err := q.QueryRowContext(ctx, query).Scan(&v); err != nil {
 		return 0, fmt.Errorf("ledger: read schema version: %w", err)
 	}
 	return v, nil
@@ -81,7 +86,7 @@ func schemaVersion(ctx context.Context, q querier) (int, error) {
 // step, each step recording its version (PRAGMA user_version) in the same
 // transaction: a crash mid-migration leaves the previous version intact.
 func migrate(ctx context.Context, db *db, target int) error {
-	cur, err := schemaVersion(ctx, db)
+	cur, err := schemaVersion(ctx, db, sqliteDialect)
 	if err != nil {
 		return err
 	}
@@ -126,7 +131,7 @@ func (m migration) apply(ctx context.Context, db *db) (err error) {
 	}
 	return inTx(ctx, conn, func(tx *txn) error {
 		// Another process may have migrated while we waited for the lock.
-		v, err := schemaVersion(ctx, tx)
+		v, err := schemaVersion(ctx, tx, sqliteDialect)
 		if err != nil || v >= m.version {
 			return err
 		}

@@ -61,7 +61,7 @@ func readBack(t *testing.T, l *ledger.Ledger) {
 // ledger read-only while the station has it open, sees its rows, writes
 // nothing (the file's bytes do not change), and cannot write.
 func TestOpenReadOnlyBesideTheStation(t *testing.T) {
-	b := newTamperBench(t)
+	b := newTamperBench(t, sqliteBackend)
 	before, err := os.ReadFile(b.l.Path())
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestOpenReadOnlyBesideTheStation(t *testing.T) {
 // (a tmpfs remounted read-only: SQLite can create neither its journal nor
 // its shared memory there) opens and verifies. Needs root.
 func TestOpenReadOnlyCopy(t *testing.T) {
-	b := newTamperBench(t)
+	b := newTamperBench(t, sqliteBackend)
 	b.raw.Close()
 	if err := b.l.Close(); err != nil { // checkpoints: the copy is one file
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestOpenReadOnlyCopy(t *testing.T) {
 // log with rows the main file lacks is refused with what to do, never read
 // without those rows. Needs root.
 func TestOpenReadOnlyCopyWithLog(t *testing.T) {
-	b := newTamperBench(t) // open: its newest rows are in the log
+	b := newTamperBench(t, sqliteBackend) // open: its newest rows are in the log
 	dir := disktest.Tmpfs(t, t.TempDir(), "8m")
 	for _, suffix := range []string{"", "-wal"} {
 		copyFile(t, b.l.Path()+suffix, filepath.Join(dir, ledger.FileName+suffix))

@@ -49,10 +49,13 @@ type Line struct {
 // EnsureLine records a line or updates its name, brand and model.
 func (l *Ledger) EnsureLine(ctx context.Context, ln Line) error {
 	now := l.stamp(time.Time{})
+	conflict := "ON CONFLICT(id) DO UPDATE SET station_id = excluded.station_id,"
+	if l.d == postgresDialect {
+		conflict = "ON CONFLICT(station_id, id) DO UPDATE SET"
+	}
 	return l.write(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO lines(id, station_id, name, brand_id, model, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET station_id = excluded.station_id, name = excluded.name,
+			VALUES (?, ?, ?, ?, ?, ?, ?) `+conflict+` name = excluded.name,
 				brand_id = excluded.brand_id, model = excluded.model, updated_at = excluded.updated_at`,
 			ln.ID, ln.StationID, ln.Name, ln.BrandID, ln.Model, now, now)
 		if err != nil {
@@ -104,6 +107,8 @@ type Batch struct {
 	CloseReason string // BatchComplete, BatchOperator or BatchStopped once closed
 	StartedAt   time.Time
 	ClosedAt    time.Time
+	UID         string // globally unique (UUIDv7); set by the ledger
+	StationID   string // the bench that ran it; set by the ledger
 }
 
 // StartBatch opens a batch and returns its id.
@@ -147,13 +152,14 @@ func (l *Ledger) CloseBatch(ctx context.Context, id int64, reason string) error 
 	})
 }
 
-const batchColumns = `id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at`
+const batchColumns = `id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at, uid, station_id`
 
 func scanBatch(sc interface{ Scan(...any) error }) (Batch, error) {
 	var b Batch
 	var started string
 	var closed sql.NullString
-	err := sc.Scan(&b.ID, &b.LineID, &b.Operator, &b.Planned, &b.ImageSHA256, &b.State, &b.CloseReason, &started, &closed)
+	err := sc.Scan(&b.ID, &b.LineID, &b.Operator, &b.Planned, &b.ImageSHA256, &b.State, &b.CloseReason, &started, &closed,
+		&b.UID, &b.StationID)
 	b.StartedAt, b.ClosedAt = parseTime(started), parseNullTime(closed)
 	return b, err
 }
@@ -171,7 +177,7 @@ func (l *Ledger) Batch(ctx context.Context, id int64) (Batch, error) {
 // restarted station resumes them; another station's are not its own).
 func (l *Ledger) OpenBatches(ctx context.Context, stationID string) ([]Batch, error) {
 	rows, err := l.r.QueryContext(ctx, `SELECT `+batchColumns+` FROM batches WHERE state = 'open'
-		AND line_id IN (SELECT id FROM lines WHERE station_id = ?) ORDER BY id`, stationID)
+		AND station_id = ? ORDER BY id`, stationID)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batches: %w", err)
 	}
@@ -218,6 +224,8 @@ type Unit struct {
 	BootTime     time.Duration
 	StartedAt    time.Time
 	FinishedAt   time.Time
+	UID          string // globally unique (UUIDv7); set by the ledger
+	StationID    string // the bench that ran it; set by the ledger
 }
 
 // StartUnit records a board's new attempt and returns its id. The attempt
@@ -266,14 +274,14 @@ type UnitProgress struct {
 func (l *Ledger) UpdateUnit(ctx context.Context, id int64, p UnitProgress) error {
 	return l.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE units SET
-			hw_serial = CASE WHEN ?1 != '' THEN ?1 ELSE hw_serial END,
-			serial = CASE WHEN ?2 != '' THEN ?2 ELSE serial END,
-			stage = CASE WHEN ?3 != '' THEN ?3 ELSE stage END,
-			mapped_bytes = CASE WHEN ?4 != 0 THEN ?4 ELSE mapped_bytes END,
-			written_bytes = CASE WHEN ?5 != 0 THEN ?5 ELSE written_bytes END,
-			flash_ms = CASE WHEN ?6 != 0 THEN ?6 ELSE flash_ms END,
-			verify_ms = CASE WHEN ?7 != 0 THEN ?7 ELSE verify_ms END,
-			boot_ms = CASE WHEN ?8 != 0 THEN ?8 ELSE boot_ms END
+			hw_serial = CASE WHEN CAST(?1 AS TEXT) != '' THEN CAST(?1 AS TEXT) ELSE hw_serial END,
+			serial = CASE WHEN CAST(?2 AS TEXT) != '' THEN CAST(?2 AS TEXT) ELSE serial END,
+			stage = CASE WHEN CAST(?3 AS TEXT) != '' THEN CAST(?3 AS TEXT) ELSE stage END,
+			mapped_bytes = CASE WHEN CAST(?4 AS BIGINT) != 0 THEN CAST(?4 AS BIGINT) ELSE mapped_bytes END,
+			written_bytes = CASE WHEN CAST(?5 AS BIGINT) != 0 THEN CAST(?5 AS BIGINT) ELSE written_bytes END,
+			flash_ms = CASE WHEN CAST(?6 AS BIGINT) != 0 THEN CAST(?6 AS BIGINT) ELSE flash_ms END,
+			verify_ms = CASE WHEN CAST(?7 AS BIGINT) != 0 THEN CAST(?7 AS BIGINT) ELSE verify_ms END,
+			boot_ms = CASE WHEN CAST(?8 AS BIGINT) != 0 THEN CAST(?8 AS BIGINT) ELSE boot_ms END
 			WHERE id = ?9`,
 			p.HWSerial, p.Serial, p.Stage, p.MappedBytes, p.WrittenBytes,
 			p.FlashTime.Milliseconds(), p.VerifyTime.Milliseconds(), p.BootTime.Milliseconds(), id)
@@ -318,9 +326,13 @@ func (l *Ledger) InterruptRunning(ctx context.Context, stationID, reason, detail
 	err := l.write(ctx, func(tx *txn) error {
 		// It ended when its last event was recorded, not at the restart:
 		// the time the station was down is no unit's work.
+		greatest := "max"
+		if l.d == postgresDialect {
+			greatest = "greatest"
+		}
 		rows, err := tx.QueryContext(ctx, `UPDATE units SET state = 'aborted', reason = ?, detail = ?,
-			finished_at = max(started_at, coalesce((SELECT max(at) FROM events WHERE events.unit_id = units.id), started_at))
-			WHERE state = 'running' AND line_id IN (SELECT id FROM lines WHERE station_id = ?) RETURNING id`, reason, detail, stationID)
+			finished_at = `+greatest+`(started_at, coalesce((SELECT max(at) FROM events WHERE events.unit_id = units.id), started_at))
+			WHERE state = 'running' AND station_id = ? RETURNING id`, reason, detail, stationID)
 		if err != nil {
 			return fmt.Errorf("ledger: interrupt running units: %w", err)
 		}
@@ -338,7 +350,7 @@ func (l *Ledger) InterruptRunning(ctx context.Context, stationID, reason, detail
 }
 
 const unitColumns = `id, batch_id, line_id, slot_id, attempt, hw_serial, serial, state, stage, reason, detail,
-	mapped_bytes, written_bytes, flash_ms, verify_ms, boot_ms, started_at, finished_at`
+	mapped_bytes, written_bytes, flash_ms, verify_ms, boot_ms, started_at, finished_at, uid, station_id`
 
 func scanUnit(sc interface{ Scan(...any) error }) (Unit, error) {
 	var u Unit
@@ -346,7 +358,7 @@ func scanUnit(sc interface{ Scan(...any) error }) (Unit, error) {
 	var started string
 	var finished sql.NullString
 	err := sc.Scan(&u.ID, &u.BatchID, &u.LineID, &u.SlotID, &u.Attempt, &u.HWSerial, &u.Serial, &u.State, &u.Stage,
-		&u.Reason, &u.Detail, &u.MappedBytes, &u.WrittenBytes, &flash, &verify, &boot, &started, &finished)
+		&u.Reason, &u.Detail, &u.MappedBytes, &u.WrittenBytes, &flash, &verify, &boot, &started, &finished, &u.UID, &u.StationID)
 	u.FlashTime, u.VerifyTime, u.BootTime = time.Duration(flash)*time.Millisecond,
 		time.Duration(verify)*time.Millisecond, time.Duration(boot)*time.Millisecond
 	u.StartedAt, u.FinishedAt = parseTime(started), parseNullTime(finished)
@@ -384,7 +396,9 @@ type UnitFilter struct {
 	ByFinish bool
 	// Since and Until bound when units started: [Since, Until).
 	Since, Until time.Time
-	Limit        int
+	// StationID keeps one bench's units (a factory ledger holds many).
+	StationID string
+	Limit     int
 }
 
 // Units returns the units matching f, newest first.
@@ -418,6 +432,9 @@ func (l *Ledger) Units(ctx context.Context, f UnitFilter) ([]Unit, error) {
 	}
 	if !f.Until.IsZero() {
 		add("started_at < ?", fmtTime(f.Until))
+	}
+	if f.StationID != "" {
+		add("station_id = ?", f.StationID)
 	}
 	if f.SerialPrefix != "" {
 		p := escapeLike(f.SerialPrefix) + "%"
@@ -574,7 +591,12 @@ func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (
 	sum := sha256.Sum256(a.Text)
 	hash := hex.EncodeToString(sum[:])
 	err = l.durableWrite(ctx, func(tx *txn) error {
-		err := tx.QueryRowContext(ctx, `SELECT id FROM serial_assertions WHERE text_sha256 = ?`, hash).Scan(&id)
+		station, err := l.stationFor(ctx, tx, `SELECT station_id FROM lines WHERE id = ?`, a.LineID)
+		if err != nil {
+			return fmt.Errorf("ledger: record serial assertion: %w", err)
+		}
+		err = tx.QueryRowContext(ctx, `SELECT id FROM serial_assertions WHERE text_sha256 = ? AND `+l.d.chainKey()+` = ?`,
+			hash, l.d.chainOf(station)).Scan(&id)
 		switch {
 		case err == nil:
 			if a.UnitID != 0 {
@@ -586,11 +608,7 @@ func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (
 		}
 		// The next link of the chain (chain.go), in this transaction: the
 		// write lock is held since BEGIN, so no other row comes between.
-		next, prev, err := nextLink(ctx, tx)
-		if err != nil {
-			return fmt.Errorf("ledger: record serial assertion: %w", err)
-		}
-		station, err := l.stationFor(ctx, tx, `SELECT station_id FROM lines WHERE id = ?`, a.LineID)
+		next, prev, err := nextLink(ctx, tx, station)
 		if err != nil {
 			return fmt.Errorf("ledger: record serial assertion: %w", err)
 		}
@@ -598,15 +616,15 @@ func (l *Ledger) RecordSerialAssertion(ctx context.Context, a SerialAssertion) (
 		row := chainRow{id: next, textSHA256: hash, brand: a.BrandID, model: a.Model, serial: a.Serial,
 			revision: int64(a.Revision), deviceKeyID: a.DeviceKeyID, lineID: a.LineID, via: a.Via,
 			duplicate: a.Duplicate, receivedAt: fmtTime(at)}
-		_, err = tx.ExecContext(ctx, `INSERT INTO serial_assertions(uid, station_id, id, text, text_sha256, brand_id, model, serial, revision,
+		err = tx.QueryRowContext(ctx, `INSERT INTO serial_assertions(uid, station_id, `+l.d.chainSeq()+`, text, text_sha256, brand_id, model, serial, revision,
 			device_key_id, line_id, unit_id, via, duplicate, received_at, prev_sha256, link_sha256)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			NewUID(at), station, next, string(a.Text), hash, row.brand, row.model, row.serial, row.revision, row.deviceKeyID, row.lineID,
-			nullInt(a.UnitID), row.via, row.duplicate, row.receivedAt, prev, chainLink(prev, row))
+			nullInt(a.UnitID), row.via, boolInt(row.duplicate), row.receivedAt, prev, chainLink(prev, row)).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("ledger: record serial assertion: %w", err)
 		}
-		created, id = true, next
+		created = true
 		return nil
 	})
 	if err != nil {
@@ -647,6 +665,8 @@ type AssertionFilter struct {
 	UnitID   int64
 	Since    time.Time // received at or after
 	Unlinked bool      // only those that matched no unit
+	// StationID keeps one bench's (a factory ledger holds many).
+	StationID string
 }
 
 // SerialAssertions returns the recorded serial assertions matching f in the
@@ -670,7 +690,11 @@ func (l *Ledger) SerialAssertions(ctx context.Context, f AssertionFilter) ([]Ser
 	if f.Unlinked {
 		where = append(where, "unit_id IS NULL")
 	}
-	q := `SELECT id, text, brand_id, model, serial, revision, device_key_id, line_id, coalesce(unit_id, 0), via, duplicate, received_at
+	if f.StationID != "" {
+		add("station_id = ?", f.StationID)
+	}
+	q := `SELECT id, text, brand_id, model, serial, revision, device_key_id, line_id, coalesce(unit_id, 0), via, duplicate, received_at,
+		station_id, ` + l.d.chainSeq() + `
 		FROM serial_assertions`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -686,7 +710,7 @@ func (l *Ledger) SerialAssertions(ctx context.Context, f AssertionFilter) ([]Ser
 		var a SerialAssertion
 		var text, received string
 		if err := rows.Scan(&a.ID, &text, &a.BrandID, &a.Model, &a.Serial, &a.Revision, &a.DeviceKeyID, &a.LineID,
-			&a.UnitID, &a.Via, &a.Duplicate, &received); err != nil {
+			&a.UnitID, &a.Via, &a.Duplicate, &received, &a.StationID, &a.Seq); err != nil {
 			return nil, err
 		}
 		a.Text, a.ReceivedAt = []byte(text), parseTime(received)

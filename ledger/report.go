@@ -18,6 +18,8 @@ type StatsFilter struct {
 	Since, Until time.Time
 	// Verdict keeps only units with this outcome (UnitPass, UnitFail, ...).
 	Verdict string
+	// StationID keeps one bench's units (a factory ledger holds many).
+	StationID string
 }
 
 // ReasonCount is one bar of a failure pareto.
@@ -117,7 +119,7 @@ var (
 // where is the filter's WHERE clause on a table (whose line is line_id),
 // with extra conditions; it is never empty, so callers can add "AND".
 func (f StatsFilter) where(t table, extra ...string) (string, []any) {
-	conds := []string{"1"}
+	conds := []string{"1 = 1"}
 	var args []any
 	if f.BatchID != 0 {
 		conds = append(conds, fmt.Sprintf(t.batch, "= ?"))
@@ -126,6 +128,10 @@ func (f StatsFilter) where(t table, extra ...string) (string, []any) {
 	if f.LineID != "" {
 		conds = append(conds, "line_id = ?")
 		args = append(args, f.LineID)
+	}
+	if f.StationID != "" {
+		conds = append(conds, "station_id = ?")
+		args = append(args, f.StationID)
 	}
 	if len(f.Batches) > 0 {
 		conds = append(conds, fmt.Sprintf(t.batch, "IN ("+placeholders(len(f.Batches))+")"))
@@ -159,8 +165,8 @@ func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 	where, args := f.where(unitsTable)
 	var first, last string
 	if err := l.r.QueryRowContext(ctx, `SELECT count(*),
-		coalesce(sum(state = 'pass'), 0), coalesce(sum(state = 'fail'), 0), coalesce(sum(state = 'error'), 0),
-		coalesce(sum(state = 'aborted'), 0), coalesce(sum(state = 'running'), 0),
+		coalesce(sum(CASE WHEN state = 'pass' THEN 1 ELSE 0 END), 0), coalesce(sum(CASE WHEN state = 'fail' THEN 1 ELSE 0 END), 0), coalesce(sum(CASE WHEN state = 'error' THEN 1 ELSE 0 END), 0),
+		coalesce(sum(CASE WHEN state = 'aborted' THEN 1 ELSE 0 END), 0), coalesce(sum(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0),
 		count(DISTINCT batch_id || '/' || `+boardKey+`), coalesce(min(started_at), ''), coalesce(max(finished_at), '')
 		FROM units`+where, args...).Scan(&s.Units, &s.Passed, &s.Failed, &s.Errors, &s.Aborted, &s.InProgress,
 		&s.Boards, &first, &last); err != nil {
@@ -169,11 +175,11 @@ func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 	s.First, s.Last = parseTime(first), parseTime(last)
 
 	// Boards with a pass or fail: did one pass, did the first one pass.
-	// (SQLite takes the bare column state from the row of min(id).)
 	where, args = f.where(unitsTable, "state IN ('pass', 'fail')")
-	if err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(passed), 0), coalesce(sum(state = 'pass'), 0) FROM (
-		SELECT min(id), state, sum(state = 'pass') > 0 AS passed FROM units`+where+`
-		GROUP BY batch_id, `+boardKey+`)`, args...).Scan(&s.BoardsFinished, &s.BoardsPassed, &s.FirstPass); err != nil {
+	if err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(g.passed), 0),
+		coalesce(sum(CASE WHEN f.state = 'pass' THEN 1 ELSE 0 END), 0) FROM (
+		SELECT min(id) AS first, max(CASE WHEN state = 'pass' THEN 1 ELSE 0 END) AS passed FROM units`+where+`
+		GROUP BY batch_id, `+boardKey+`) g JOIN units f ON f.id = g.first`, args...).Scan(&s.BoardsFinished, &s.BoardsPassed, &s.FirstPass); err != nil {
 		return s, fmt.Errorf("ledger: stats: %w", err)
 	}
 	s.Yield = ratio(float64(s.BoardsPassed), float64(s.BoardsFinished))
@@ -221,7 +227,7 @@ func (l *Ledger) Stats(ctx context.Context, f StatsFilter) (Stats, error) {
 		s.Slots = []SlotStat{}
 	}
 	aw, aa := f.where(assertionsTable)
-	if err := l.r.QueryRowContext(ctx, `SELECT coalesce(sum(duplicate), 0), coalesce(sum(unit_id IS NULL), 0) FROM serial_assertions`+aw, aa...).Scan(&s.Duplicates, &s.Unmatched); err != nil {
+	if err := l.r.QueryRowContext(ctx, `SELECT coalesce(sum(duplicate), 0), coalesce(sum(CASE WHEN unit_id IS NULL THEN 1 ELSE 0 END), 0) FROM serial_assertions`+aw, aa...).Scan(&s.Duplicates, &s.Unmatched); err != nil {
 		return s, fmt.Errorf("ledger: stats: %w", err)
 	}
 	return s, nil
@@ -249,7 +255,7 @@ func (l *Ledger) reasons(ctx context.Context, f StatsFilter, state string) ([]Re
 
 func (l *Ledger) slotStats(ctx context.Context, f StatsFilter) ([]SlotStat, error) {
 	where, args := f.where(unitsTable, "state IN ('pass', 'fail')")
-	rows, err := l.r.QueryContext(ctx, `SELECT line_id, slot_id, count(*), coalesce(sum(state = 'fail'), 0),
+	rows, err := l.r.QueryContext(ctx, `SELECT line_id, slot_id, count(*), coalesce(sum(CASE WHEN state = 'fail' THEN 1 ELSE 0 END), 0),
 		count(DISTINCT CASE WHEN state = 'fail' THEN batch_id || '/' || `+boardKey+` END)
 		FROM units`+where+` GROUP BY line_id, slot_id ORDER BY line_id, slot_id`, args...)
 	if err != nil {

@@ -18,26 +18,36 @@ type Problem struct {
 	// Row is 0 for a problem of the schema (a missing trigger).
 	Table string `json:"table"`
 	Row   int64  `json:"row,omitempty"`
+	// Station is the bench whose chain the row is in, on a factory
+	// ledger (Row is then the row's place in that chain, its id at the
+	// bench).
+	Station string `json:"station,omitempty"`
 	// Serial is the row's serial, when it has one.
 	Serial string `json:"serial,omitempty"`
 	Why    string `json:"why"`
 }
 
 func (p Problem) String() string {
-	switch {
-	case p.Row == 0:
-		return p.Why
-	case p.Serial != "":
-		return fmt.Sprintf("%s row %d (serial %s): %s", p.Table, p.Row, p.Serial, p.Why)
+	row := fmt.Sprintf("%s row %d", p.Table, p.Row)
+	if p.Serial != "" {
+		row += fmt.Sprintf(" (serial %s)", p.Serial)
 	}
-	return fmt.Sprintf("%s row %d: %s", p.Table, p.Row, p.Why)
+	if p.Station != "" {
+		row += " of station " + p.Station
+	}
+	if p.Row == 0 {
+		return p.Why
+	}
+	return row + ": " + p.Why
 }
 
 // Report is what Verify found.
 type Report struct {
 	OK bool `json:"ok"`
-	// Head is the chain's end as the ledger holds it now.
-	Head ChainHead `json:"chain_head"`
+	// Head is the chain's end as the ledger holds it now (on a factory
+	// ledger, the rows of every chain; Chains has each bench's head).
+	Head   ChainHead            `json:"chain_head"`
+	Chains map[string]ChainHead `json:"station_chains,omitempty"`
 	// Triggers is how many guarding triggers were checked.
 	Triggers int `json:"triggers"`
 	// Signatures is how many assertion signatures were checked (0
@@ -147,6 +157,9 @@ func normalizeSQL(s string) string {
 }
 
 func (l *Ledger) verifyTriggers(ctx context.Context) ([]Problem, int, error) {
+	if l.d == postgresDialect {
+		return l.verifyPGTriggers(ctx)
+	}
 	rows, err := l.r.QueryContext(ctx, `SELECT name, tbl_name, coalesce(sql, '') FROM sqlite_master WHERE type = 'trigger'`)
 	if err != nil {
 		return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
@@ -190,24 +203,29 @@ type storedRow struct {
 	text, prev, link                  string
 	unitID, unitFound                 sql.NullInt64
 	unitSerial, unitState, unitReason string
+	station, key                      string // key: its chain ('' on a bench)
 }
 
-const storedRowSelect = `SELECT a.id, a.text, a.text_sha256, a.brand_id, a.model, a.serial, a.revision,
+// storedRowSelect selects rows as a chain covers them: id is the row's
+// place in its chain, key the chain (chain.go).
+func (d dialect) storedRowSelect() string {
+	return `SELECT a.` + d.chainSeq() + `, a.text, a.text_sha256, a.brand_id, a.model, a.serial, a.revision,
 	a.device_key_id, a.line_id, a.via, a.duplicate, a.received_at, a.prev_sha256, a.link_sha256,
-	a.unit_id, u.id, coalesce(u.serial, ''), coalesce(u.state, ''), coalesce(u.reason, '')
+	a.unit_id, u.id, coalesce(u.serial, ''), coalesce(u.state, ''), coalesce(u.reason, ''), a.station_id, ` + d.chainKeyOf("a") + `
 	FROM serial_assertions a LEFT JOIN units u ON u.id = a.unit_id`
+}
 
 func scanStoredRow(sc interface{ Scan(...any) error }) (storedRow, error) {
 	var r storedRow
 	err := sc.Scan(&r.id, &r.text, &r.textSHA256, &r.brand, &r.model, &r.serial, &r.revision, &r.deviceKeyID,
 		&r.lineID, &r.via, &r.duplicate, &r.receivedAt, &r.prev, &r.link, &r.unitID, &r.unitFound, &r.unitSerial,
-		&r.unitState, &r.unitReason)
+		&r.unitState, &r.unitReason, &r.station, &r.key)
 	return r, err
 }
 
 // problem is a Problem of this row.
 func (r storedRow) problem(format string, args ...any) Problem {
-	return Problem{Table: "serial_assertions", Row: r.id, Serial: r.serial, Why: fmt.Sprintf(format, args...)}
+	return Problem{Table: "serial_assertions", Row: r.id, Station: r.key, Serial: r.serial, Why: fmt.Sprintf(format, args...)}
 }
 
 // check is what one row says of itself: its text hash, its own link (from
@@ -239,18 +257,22 @@ func (r storedRow) check(cfg verifyConfig, rep *Report) []Problem {
 }
 
 func (l *Ledger) verifyRows(ctx context.Context, cfg verifyConfig, rep *Report) ([]Problem, error) {
-	rows, err := l.r.QueryContext(ctx, storedRowSelect+` ORDER BY a.id`)
+	rows, err := l.r.QueryContext(ctx, l.d.storedRowSelect()+` ORDER BY `+l.d.chainKeyOf("a")+`, a.`+l.d.chainSeq())
 	if err != nil {
 		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
 	}
 	defer rows.Close()
 	var out []Problem
 	var lastID int64
-	lastLink := ZeroLink
+	lastLink, lastKey := ZeroLink, ""
 	for rows.Next() {
 		r, err := scanStoredRow(rows)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+		}
+		if r.key != lastKey {
+			// The next station's chain.
+			lastID, lastLink, lastKey = 0, ZeroLink, r.key
 		}
 		if r.id != lastID+1 {
 			if lastID == 0 {
@@ -291,7 +313,7 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 		if i > 0 && id == ids[i-1] {
 			continue
 		}
-		r, err := scanStoredRow(l.r.QueryRowContext(ctx, storedRowSelect+` WHERE a.id = ?`, id))
+		r, err := scanStoredRow(l.r.QueryRowContext(ctx, l.d.storedRowSelect()+` WHERE a.id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			out = append(out, Problem{Table: "serial_assertions", Row: id, Why: "the row was deleted"})
 			continue
@@ -299,16 +321,18 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 		if err != nil {
 			return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
 		}
-		if id == 1 {
+		key, seq := l.d.chainKey(), l.d.chainSeq()
+		if r.id == 1 {
 			if r.prev != ZeroLink {
 				out = append(out, r.problem("prev_sha256 of the first row is not %s: the chain is broken here", ZeroLink))
 			}
 		} else {
 			var before string
-			err := l.r.QueryRowContext(ctx, `SELECT link_sha256 FROM serial_assertions WHERE id = ?`, id-1).Scan(&before)
+			err := l.r.QueryRowContext(ctx, `SELECT link_sha256 FROM serial_assertions WHERE `+key+` = ? AND `+seq+` = ?`,
+				r.key, r.id-1).Scan(&before)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				out = append(out, r.problem("row %d before it was deleted", id-1))
+				out = append(out, r.problem("row %d before it was deleted", r.id-1))
 			case err != nil:
 				return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
 			case before != r.prev:
@@ -317,26 +341,24 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 		}
 		var nextID int64
 		var nextPrev string
-		err = l.r.QueryRowContext(ctx, `SELECT id, prev_sha256 FROM serial_assertions WHERE id > ? ORDER BY id LIMIT 1`, id).
-			Scan(&nextID, &nextPrev)
+		err = l.r.QueryRowContext(ctx, `SELECT `+seq+`, prev_sha256 FROM serial_assertions WHERE `+key+` = ? AND `+seq+` > ?
+			ORDER BY `+seq+` LIMIT 1`, r.key, r.id).Scan(&nextID, &nextPrev)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return rep, fmt.Errorf("ledger: verify serial assertion %d: %w", id, err)
-		case nextID != id+1:
-			out = append(out, r.problem("it is followed by row %d: %s deleted", nextID, idSpan(id+1, nextID-1)))
+		case nextID != r.id+1:
+			out = append(out, r.problem("it is followed by row %d: %s deleted", nextID, idSpan(r.id+1, nextID-1)))
 		case nextPrev != r.link:
 			out = append(out, r.problem("row %d after it does not chain from its link: its link was rewritten", nextID))
 		}
 		out = append(out, r.check(cfg, &rep)...)
 	}
-	gap, err := l.firstGap(ctx)
+	gaps, err := l.firstGaps(ctx)
 	if err != nil {
 		return rep, err
 	}
-	if gap != nil {
-		out = append(out, *gap)
-	}
+	out = append(out, gaps...)
 	err = l.finishReport(ctx, &rep, schema, out)
 	return rep, err
 }
@@ -354,29 +376,53 @@ func (l *Ledger) finishReport(ctx context.Context, rep *Report, schema, rows []P
 		rep.First = &rep.Problems[len(schema)%len(rep.Problems)]
 	}
 	var err error
-	rep.Head, err = chainHead(ctx, l.r)
+	if rep.Head, err = l.ChainHead(ctx); err != nil || l.d != postgresDialect {
+		return err
+	}
+	rep.Chains, err = l.stationHeads(ctx)
 	return err
 }
 
-// firstGap finds the first deleted row, when the ids do not run 1...n.
-func (l *Ledger) firstGap(ctx context.Context) (*Problem, error) {
-	var n, last int64
-	if err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(max(id), 0) FROM serial_assertions`).Scan(&n, &last); err != nil {
-		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
-	}
-	if n == last {
-		return nil, nil
-	}
-	var missing int64
-	err := l.r.QueryRowContext(ctx, `SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM serial_assertions WHERE id = 1)
-		UNION ALL SELECT a.id + 1 FROM serial_assertions a
-		WHERE a.id < ?1 AND NOT EXISTS (SELECT 1 FROM serial_assertions b WHERE b.id = a.id + 1)
-		LIMIT 1`, last).Scan(&missing)
+// firstGaps finds the first deleted row of each chain whose positions do
+// not run 1...n.
+func (l *Ledger) firstGaps(ctx context.Context) ([]Problem, error) {
+	key, seq := l.d.chainKey(), l.d.chainSeq()
+	rows, err := l.r.QueryContext(ctx, `SELECT `+key+`, count(*), max(`+seq+`) FROM serial_assertions GROUP BY `+key+`
+		HAVING count(*) != max(`+seq+`) ORDER BY 1`)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
 	}
-	return &Problem{Table: "serial_assertions", Row: missing,
-		Why: fmt.Sprintf("the row was deleted (%d rows hold ids up to %d)", n, last)}, nil
+	type chain struct {
+		key     string
+		n, last int64
+	}
+	var broken []chain
+	for rows.Next() {
+		var c chain
+		if err := rows.Scan(&c.key, &c.n, &c.last); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+		}
+		broken = append(broken, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+	}
+	var out []Problem
+	for _, c := range broken {
+		var missing int64
+		err := l.r.QueryRowContext(ctx, `SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM serial_assertions WHERE `+key+` = ?1 AND `+seq+` = 1)
+			UNION ALL SELECT a.`+seq+` + 1 FROM serial_assertions a
+			WHERE `+l.d.chainKeyOf("a")+` = ?1 AND a.`+seq+` < ?2 AND NOT EXISTS (SELECT 1 FROM serial_assertions b WHERE `+l.d.chainKeyOf("b")+` = ?1 AND b.`+seq+` = a.`+seq+` + 1)
+			LIMIT 1`, c.key, c.last).Scan(&missing)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: verify serial assertions: %w", err)
+		}
+		out = append(out, Problem{Table: "serial_assertions", Row: missing, Station: c.key,
+			Why: fmt.Sprintf("the row was deleted (%d rows hold ids up to %d)", c.n, c.last)})
+	}
+	return out, nil
 }
 
 func idSpan(a, b int64) string {
@@ -384,4 +430,87 @@ func idSpan(a, b int64) string {
 		return fmt.Sprintf("row %d was", a)
 	}
 	return fmt.Sprintf("rows %d-%d were", a, b)
+}
+
+// pgTrigger is one of the factory ledger's guards: its table and the
+// function it runs.
+var pgTriggerDef = regexp.MustCompile(`(?s)CREATE TRIGGER (\w+) BEFORE \w+ ON (\w+)\s+FOR EACH \w+ EXECUTE FUNCTION (\w+)\(([^;]*);`)
+var pgFunctionDef = regexp.MustCompile(`(?s)CREATE FUNCTION (\w+)\(\) RETURNS trigger LANGUAGE plpgsql AS \$\$(.*?)\$\$;`)
+
+// verifyPGTriggers checks that every guard of the factory ledger is there,
+// enabled, on its table, running its function, and that each function's
+// body is the one the migrations wrote.
+func (l *Ledger) verifyPGTriggers(ctx context.Context) ([]Problem, int, error) {
+	type trig struct{ table, fn, def string }
+	want := map[string]trig{}
+	bodies := map[string]string{}
+	for _, m := range pgMigrations {
+		for _, c := range pgTriggerDef.FindAllStringSubmatch(m.sql, -1) {
+			want[c[1]] = trig{c[2], c[3], normalizeSQL(c[0])}
+		}
+		for _, f := range pgFunctionDef.FindAllStringSubmatch(m.sql, -1) {
+			bodies[f[1]] = normalizeSQL(f[2])
+		}
+	}
+	rows, err := l.r.QueryContext(ctx, `SELECT t.tgname, c.relname, p.proname, p.prosrc, t.tgenabled,
+		replace(pg_get_triggerdef(t.oid), ' ON ' || quote_ident(n.nspname) || '.', ' ON ')
+		FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE NOT t.tgisinternal AND n.nspname = current_schema()`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+	}
+	defer rows.Close()
+	type have struct{ table, fn, src, enabled, def string }
+	got := map[string]have{}
+	for rows.Next() {
+		var name string
+		var h have
+		if err := rows.Scan(&name, &h.table, &h.fn, &h.src, &h.enabled, &h.def); err != nil {
+			return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+		}
+		got[name] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("ledger: verify triggers: %w", err)
+	}
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []Problem
+	for _, n := range names {
+		w, h := want[n], got[n]
+		switch {
+		case h.table == "":
+			out = append(out, Problem{Table: "pg_trigger", Why: fmt.Sprintf("trigger %s is missing: it was dropped", n)})
+		case h.table != w.table || h.fn != w.fn || normalizeSQL(h.src) != bodies[w.fn] || normalizeSQL(h.def) != w.def:
+			out = append(out, Problem{Table: "pg_trigger", Why: fmt.Sprintf("trigger %s on %s is not the one the ledger wrote", n, h.table)})
+		case h.enabled == "D":
+			out = append(out, Problem{Table: "pg_trigger", Why: fmt.Sprintf("trigger %s on %s is disabled", n, h.table)})
+		}
+	}
+	return out, len(names), nil
+}
+
+// stationHeads is the head of each bench's chain in a factory ledger.
+func (l *Ledger) stationHeads(ctx context.Context) (map[string]ChainHead, error) {
+	rows, err := l.r.QueryContext(ctx, `SELECT a.station_id, h.n, a.link_sha256 FROM serial_assertions a
+		JOIN (SELECT station_id, max(seq) AS seq, count(*) AS n FROM serial_assertions GROUP BY station_id) h
+		ON h.station_id = a.station_id AND h.seq = a.seq`)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: chain heads: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]ChainHead{}
+	for rows.Next() {
+		var st string
+		var h ChainHead
+		if err := rows.Scan(&st, &h.Rows, &h.Link); err != nil {
+			return nil, fmt.Errorf("ledger: chain heads: %w", err)
+		}
+		out[st] = h
+	}
+	return out, rows.Err()
 }

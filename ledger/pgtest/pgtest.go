@@ -119,8 +119,7 @@ func New(parent string) (*Cluster, error) {
 		_ = c.Stop()
 		return nil, err
 	}
-	q := url.Values{"host": {dir}, "user": {"postgres"}, "sslmode": {"disable"}}
-	c.URL = "postgres:///flashstation?" + q.Encode()
+	c.URL = c.DatabaseURL("flashstation")
 	return c, nil
 }
 
@@ -153,4 +152,23 @@ func (c *Cluster) run(tool string, args ...string) error {
 		return fmt.Errorf("pgtest: %s: %w: %s", tool, err, bytes.TrimSpace(out))
 	}
 	return nil
+}
+
+// CreateDatabase makes an empty database (from template, "" for the
+// default) and returns its URL.
+func (c *Cluster) CreateDatabase(name, template string) (string, error) {
+	args := []string{"--host", c.Dir, "--username", "postgres"}
+	if template != "" {
+		args = append(args, "--template", template)
+	}
+	if err := c.run("createdb", append(args, name)...); err != nil {
+		return "", err
+	}
+	return c.DatabaseURL(name), nil
+}
+
+// DatabaseURL is the URL of a database of the cluster.
+func (c *Cluster) DatabaseURL(name string) string {
+	q := url.Values{"host": {c.Dir}, "user": {"postgres"}, "sslmode": {"disable"}}
+	return "postgres:///" + name + "?" + q.Encode()
 }

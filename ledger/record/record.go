@@ -29,4 +29,8 @@ type SerialAssertion struct {
 	Via         string // ViaProxy, ViaConsole or ViaImport
 	Duplicate   bool   // the vault had signed this serial or device key before
 	ReceivedAt  time.Time
+	// StationID is the bench that recorded it, and Seq its place in that
+	// bench's hash chain (its id there); set by the ledger when read.
+	StationID string
+	Seq       int64
 }
