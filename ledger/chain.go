@@ -111,7 +111,7 @@ func (d dialect) chainSeq() string {
 	return "id"
 }
 
-// chainKey is the column that tells chains apart (” on a bench: one
+// chainKey is the column that tells chains apart (an empty string on a bench: one
 // chain, whichever station recorded the row).
 func (d dialect) chainKey() string {
 	if d == postgresDialect {

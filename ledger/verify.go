@@ -203,7 +203,7 @@ type storedRow struct {
 	text, prev, link                  string
 	unitID, unitFound                 sql.NullInt64
 	unitSerial, unitState, unitReason string
-	station, key                      string // key: its chain ('' on a bench)
+	station, key                      string // key: its chain (empty on a bench)
 }
 
 // storedRowSelect selects rows as a chain covers them: id is the row's
