@@ -124,3 +124,17 @@ CREATE TRIGGER outbox_serial_assertions_update AFTER UPDATE ON serial_assertions
 BEGIN INSERT INTO outbox(tbl, row_id) VALUES ('serial_assertions', NEW.id); END;
 CREATE TRIGGER outbox_transcripts_insert AFTER INSERT ON transcripts WHEN EXISTS (SELECT 1 FROM forwarding)
 BEGIN INSERT INTO outbox(tbl, row_id) VALUES ('transcripts', NEW.id); END;
+
+-- What the factory ledger told this bench: its serial or device key
+-- recorded by another bench too (both keep their records; both benches
+-- and the factory's figures name it). Bench-local, never forwarded.
+CREATE TABLE factory_flags (
+	id            INTEGER PRIMARY KEY,
+	kind          TEXT NOT NULL CHECK (kind IN ('serial', 'device-key')),
+	value         TEXT NOT NULL,
+	serial        TEXT NOT NULL,
+	other_station TEXT NOT NULL,
+	other_uid     TEXT NOT NULL,
+	found_at      TEXT NOT NULL,
+	UNIQUE (kind, other_uid)
+) STRICT;

@@ -1,0 +1,455 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Forwarding: a bench writes its own ledger first, always (durable, as if
+// there were no factory), and its outbox lists every row it wrote, in
+// order. Forward sends the rows the outbox names, as they are when sent,
+// to the factory ledger in one transaction, then removes those entries.
+// A row sent twice (the bench died between the factory's commit and its
+// own) is the same row: rows are keyed by their uid, a finished unit is
+// never changed, an event or assertion is never inserted twice. So
+// nothing is lost and nothing doubled, whenever the factory ledger goes
+// away or the bench is killed.
+
+// EnableForwarding turns the outbox on for the factory ledger whose id is
+// factoryID. The first time, or for another factory ledger, it queues
+// everything the bench recorded so far (sending it again is harmless).
+// It returns how many rows it queued.
+func (l *Ledger) EnableForwarding(ctx context.Context, factoryID string) (int, error) {
+	if l.d != sqliteDialect {
+		return 0, errors.New("ledger: only a bench's ledger forwards")
+	}
+	if factoryID == "" {
+		return 0, errors.New("ledger: enable forwarding: no factory ledger id")
+	}
+	var queued int
+	err := l.write(ctx, func(tx *txn) error {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT factory_id FROM forwarding WHERE id = 1`).Scan(&cur)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if cur == factoryID {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO forwarding(id, factory_id, since) VALUES (1, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET factory_id = excluded.factory_id, since = excluded.since`, factoryID, l.stamp(time.Time{})); err != nil {
+			return err
+		}
+		// Parents before children, each table in the order it was written.
+		for _, t := range []struct{ name, id string }{{"stations", "rowid"}, {"lines", "rowid"}, {"batches", "id"},
+			{"units", "id"}, {"serial_assertions", "id"}, {"events", "id"}, {"transcripts", "id"}} {
+			res, err := tx.ExecContext(ctx, `INSERT INTO outbox(tbl, row_id) SELECT '`+t.name+`', `+t.id+` FROM `+t.name+` ORDER BY `+t.id)
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			queued += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ledger: enable forwarding: %w", err)
+	}
+	return queued, nil
+}
+
+// DisableForwarding turns the outbox off and empties it (the station has
+// no factory ledger any more). Enabling it again queues everything.
+func (l *Ledger) DisableForwarding(ctx context.Context) error {
+	if l.d != sqliteDialect {
+		return nil
+	}
+	return l.write(ctx, func(tx *txn) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM forwarding`); err != nil {
+			return fmt.Errorf("ledger: disable forwarding: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox`); err != nil {
+			return fmt.Errorf("ledger: disable forwarding: %w", err)
+		}
+		return nil
+	})
+}
+
+// Backlog is how many outbox entries wait to be sent.
+func (l *Ledger) Backlog(ctx context.Context) (int, error) {
+	if l.d != sqliteDialect {
+		return 0, nil
+	}
+	var n int
+	if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("ledger: outbox: %w", err)
+	}
+	return n, nil
+}
+
+// ErrStationClash is the factory ledger refusing a bench's rows because
+// another bench sent rows under the same station id (two benches
+// configured alike): the bench keeps its rows and keeps trying, and the
+// operator is told.
+var ErrStationClash = errors.New("the factory ledger holds other rows of this station id: two benches share one station id")
+
+// Forward sends up to limit outbox entries to the factory ledger to (in
+// one transaction there), then removes them from the outbox, and returns
+// how many entries it sent. With an empty outbox it records the bench's
+// heartbeat. An error leaves the outbox as it was.
+func (l *Ledger) Forward(ctx context.Context, to *Ledger, station string, limit int) (int, error) {
+	if l.d != sqliteDialect || to.d != postgresDialect || to.w == nil {
+		return 0, errors.New("ledger: forward: from a bench's ledger to a writable factory ledger")
+	}
+	if limit <= 0 {
+		limit = 5000
+	}
+	var last sql.NullInt64
+	var n int
+	if err := l.r.QueryRowContext(ctx, `SELECT max(seq), count(*) FROM (SELECT seq FROM outbox ORDER BY seq LIMIT ?)`, limit).
+		Scan(&last, &n); err != nil {
+		return 0, fmt.Errorf("ledger: forward: %w", err)
+	}
+	var c chunk
+	var err error
+	if n > 0 {
+		if c, err = l.readChunk(ctx, last.Int64); err != nil {
+			return 0, fmt.Errorf("ledger: forward: read the outbox: %w", err)
+		}
+	} else if c, err = l.readChunk(ctx, 0); err != nil { // stations and lines: the heartbeat
+		return 0, fmt.Errorf("ledger: forward: %w", err)
+	}
+	if err := to.ingest(ctx, c, station, fmtTime(l.now())); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := l.write(ctx, func(tx *txn) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq <= ?`, last.Int64)
+		return err
+	}); err != nil {
+		// Sent, not yet removed: sent again next time, a no-op there.
+		return 0, fmt.Errorf("ledger: forward: clear the outbox: %w", err)
+	}
+	return n, nil
+}
+
+// chunk is the rows one Forward sends, as columns (the factory ledger
+// takes each table in one statement).
+type chunk struct {
+	stations struct{ id, hostname, created []string }
+	lines    struct{ station, id, name, brand, model, created, updated []string }
+	batches  struct {
+		uid, station, line, operator, image, state, reason, started []string
+		planned                                                     []int64
+		closed                                                      []*string
+	}
+	units struct {
+		uid, station, batch, line, slot, hw, serial, state, stage, reason, detail, started []string
+		attempt, mapped, written, flash, verify, boot                                      []int64
+		finished                                                                           []*string
+	}
+	assertions struct {
+		uid, station, text, textSHA, brand, model, serial, key, line, via, received, prev, link []string
+		seq, revision, duplicate                                                                []int64
+		unit                                                                                    []*string
+	}
+	events struct {
+		uid, station, at, slot, kind, stage, message, data []string
+		batch, unit                                        []*string
+	}
+	transcripts struct {
+		uid, station, slot, kind, path, sha, created []string
+		size                                         []int64
+		unit                                         []*string
+	}
+}
+
+// readChunk reads the rows the outbox names up to seq last (none for 0),
+// with the units and batches they refer to (so the factory ledger always
+// has a row's parents), and the bench's stations and lines, in one read
+// transaction.
+func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
+	var c chunk
+	tx, err := l.r.BeginTx(ctx, nil)
+	if err != nil {
+		return c, err
+	}
+	defer tx.Rollback() //nolint:errcheck // read only
+	sent := func(tbl string) string {
+		return `SELECT row_id FROM outbox WHERE tbl = '` + tbl + `' AND seq <= ?1`
+	}
+	unitsSent := func(id string) string {
+		return id + ` IN (` + sent("units") + `) OR ` + id + ` IN (SELECT unit_id FROM events WHERE id IN (` + sent("events") + `))
+		OR ` + id + ` IN (SELECT unit_id FROM serial_assertions WHERE id IN (` + sent("serial_assertions") + `))
+		OR ` + id + ` IN (SELECT unit_id FROM transcripts WHERE id IN (` + sent("transcripts") + `))`
+	}
+	each := func(q string, scan func(rows *sql.Rows) error) error {
+		rows, err := tx.QueryContext(ctx, q, last)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	err = each(`SELECT id, hostname, created_at FROM stations WHERE ?1 >= 0 ORDER BY rowid`, func(rows *sql.Rows) error {
+		var id, host, created string
+		if err := rows.Scan(&id, &host, &created); err != nil {
+			return err
+		}
+		s := &c.stations
+		s.id, s.hostname, s.created = append(s.id, id), append(s.hostname, host), append(s.created, created)
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	err = each(`SELECT station_id, id, name, brand_id, model, created_at, updated_at FROM lines WHERE ?1 >= 0 ORDER BY rowid`, func(rows *sql.Rows) error {
+		var v [7]string
+		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]); err != nil {
+			return err
+		}
+		s := &c.lines
+		s.station, s.id, s.name, s.brand = append(s.station, v[0]), append(s.id, v[1]), append(s.name, v[2]), append(s.brand, v[3])
+		s.model, s.created, s.updated = append(s.model, v[4]), append(s.created, v[5]), append(s.updated, v[6])
+		return nil
+	})
+	if err != nil || last == 0 {
+		return c, err
+	}
+	err = each(`SELECT uid, station_id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at
+		FROM batches WHERE id IN (`+sent("batches")+`) OR id IN (SELECT batch_id FROM units WHERE `+unitsSent("id")+`)
+		OR id IN (SELECT batch_id FROM events WHERE id IN (`+sent("events")+`)) ORDER BY id`, func(rows *sql.Rows) error {
+		var v [8]string
+		var planned int64
+		var closed sql.NullString
+		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &planned, &v[4], &v[5], &v[6], &v[7], &closed); err != nil {
+			return err
+		}
+		b := &c.batches
+		b.uid, b.station, b.line, b.operator = append(b.uid, v[0]), append(b.station, v[1]), append(b.line, v[2]), append(b.operator, v[3])
+		b.image, b.state, b.reason, b.started = append(b.image, v[4]), append(b.state, v[5]), append(b.reason, v[6]), append(b.started, v[7])
+		b.planned, b.closed = append(b.planned, planned), append(b.closed, nullStr(closed))
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	err = each(`SELECT u.uid, u.station_id, b.uid, u.line_id, u.slot_id, u.hw_serial, u.serial, u.state, u.stage, u.reason, u.detail,
+		u.started_at, u.attempt, u.mapped_bytes, u.written_bytes, u.flash_ms, u.verify_ms, u.boot_ms, u.finished_at
+		FROM units u JOIN batches b ON b.id = u.batch_id WHERE `+unitsSent("u.id")+` ORDER BY u.id`, func(rows *sql.Rows) error {
+		var v [12]string
+		var n [6]int64
+		var finished sql.NullString
+		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11],
+			&n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &finished); err != nil {
+			return err
+		}
+		u := &c.units
+		for i, col := range []*[]string{&u.uid, &u.station, &u.batch, &u.line, &u.slot, &u.hw, &u.serial, &u.state, &u.stage,
+			&u.reason, &u.detail, &u.started} {
+			*col = append(*col, v[i])
+		}
+		for i, col := range []*[]int64{&u.attempt, &u.mapped, &u.written, &u.flash, &u.verify, &u.boot} {
+			*col = append(*col, n[i])
+		}
+		u.finished = append(u.finished, nullStr(finished))
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	err = each(`SELECT a.uid, a.station_id, a.text, a.text_sha256, a.brand_id, a.model, a.serial, a.device_key_id, a.line_id, a.via,
+		a.received_at, a.prev_sha256, a.link_sha256, a.id, a.revision, a.duplicate, u.uid
+		FROM serial_assertions a LEFT JOIN units u ON u.id = a.unit_id WHERE a.id IN (`+sent("serial_assertions")+`) ORDER BY a.id`,
+		func(rows *sql.Rows) error {
+			var v [13]string
+			var n [3]int64
+			var unit sql.NullString
+			if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12],
+				&n[0], &n[1], &n[2], &unit); err != nil {
+				return err
+			}
+			a := &c.assertions
+			for i, col := range []*[]string{&a.uid, &a.station, &a.text, &a.textSHA, &a.brand, &a.model, &a.serial, &a.key,
+				&a.line, &a.via, &a.received, &a.prev, &a.link} {
+				*col = append(*col, v[i])
+			}
+			a.seq, a.revision, a.duplicate = append(a.seq, n[0]), append(a.revision, n[1]), append(a.duplicate, n[2])
+			a.unit = append(a.unit, nullStr(unit))
+			return nil
+		})
+	if err != nil {
+		return c, err
+	}
+	err = each(`SELECT e.uid, e.station_id, e.at, e.slot_id, e.kind, e.stage, e.message, e.data, b.uid, u.uid
+		FROM events e LEFT JOIN batches b ON b.id = e.batch_id LEFT JOIN units u ON u.id = e.unit_id
+		WHERE e.id IN (`+sent("events")+`) ORDER BY e.id`, func(rows *sql.Rows) error {
+		var v [8]string
+		var batch, unit sql.NullString
+		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &batch, &unit); err != nil {
+			return err
+		}
+		e := &c.events
+		for i, col := range []*[]string{&e.uid, &e.station, &e.at, &e.slot, &e.kind, &e.stage, &e.message, &e.data} {
+			*col = append(*col, v[i])
+		}
+		e.batch, e.unit = append(e.batch, nullStr(batch)), append(e.unit, nullStr(unit))
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	err = each(`SELECT t.uid, t.station_id, t.slot_id, t.kind, t.path, t.sha256, t.created_at, t.size, u.uid
+		FROM transcripts t LEFT JOIN units u ON u.id = t.unit_id WHERE t.id IN (`+sent("transcripts")+`) ORDER BY t.id`,
+		func(rows *sql.Rows) error {
+			var v [7]string
+			var size int64
+			var unit sql.NullString
+			if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &size, &unit); err != nil {
+				return err
+			}
+			t := &c.transcripts
+			for i, col := range []*[]string{&t.uid, &t.station, &t.slot, &t.kind, &t.path, &t.sha, &t.created} {
+				*col = append(*col, v[i])
+			}
+			t.size, t.unit = append(t.size, size), append(t.unit, nullStr(unit))
+			return nil
+		})
+	return c, err
+}
+
+func nullStr(s sql.NullString) *string {
+	if !s.Valid {
+		return nil
+	}
+	return &s.String
+}
+
+// ingest writes a chunk into the factory ledger in one transaction: each
+// table in one statement, parents first, every row keyed by its uid.
+func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error {
+	err := inTx(ctx, l.w, func(tx *txn) error {
+		exec := func(what, q string, args ...any) error {
+			if _, err := tx.Tx.ExecContext(ctx, q, args...); err != nil {
+				var pgErr interface{ SQLState() string }
+				if errors.As(err, &pgErr) && pgErr.SQLState() == "23505" && what == "serial assertions" {
+					return fmt.Errorf("ledger: forward %s: %w (%v)", what, ErrStationClash, err)
+				}
+				return fmt.Errorf("ledger: forward %s: %w", what, err)
+			}
+			return nil
+		}
+		s := c.stations
+		if err := exec("stations", `INSERT INTO stations(id, hostname, created_at, seen_at)
+			SELECT id, hostname, created_at, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS s(id, hostname, created_at)
+			ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, seen_at = excluded.seen_at`,
+			s.id, s.hostname, s.created, now); err != nil {
+			return err
+		}
+		// The forwarding bench is seen even before it recorded itself.
+		if err := exec("stations", `INSERT INTO stations(id, created_at, seen_at) VALUES ($1, $2, $2)
+			ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at`, station, now); err != nil {
+			return err
+		}
+		ln := c.lines
+		if err := exec("lines", `INSERT INTO lines(station_id, id, name, brand_id, model, created_at, updated_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+			ON CONFLICT (station_id, id) DO UPDATE SET name = excluded.name, brand_id = excluded.brand_id, model = excluded.model,
+				updated_at = excluded.updated_at`,
+			ln.station, ln.id, ln.name, ln.brand, ln.model, ln.created, ln.updated); err != nil {
+			return err
+		}
+		if len(c.batches.uid) > 0 {
+			b := c.batches
+			if err := exec("batches", `INSERT INTO batches(uid, station_id, line_id, operator, planned, image_sha256, state, close_reason,
+				started_at, closed_at)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
+					$9::text[], $10::text[])
+				ON CONFLICT (uid) DO UPDATE SET operator = excluded.operator, state = excluded.state,
+					close_reason = excluded.close_reason, closed_at = excluded.closed_at
+				WHERE batches.station_id = excluded.station_id`,
+				b.uid, b.station, b.line, b.operator, b.planned, b.image, b.state, b.reason, b.started, b.closed); err != nil {
+				return err
+			}
+		}
+		if len(c.units.uid) > 0 {
+			u := c.units
+			if err := exec("units", `INSERT INTO units(uid, station_id, batch_id, line_id, slot_id, hw_serial, serial, state, stage, reason,
+				detail, started_at, attempt, mapped_bytes, written_bytes, flash_ms, verify_ms, boot_ms, finished_at)
+				SELECT n.uid, n.station_id, b.id, n.line_id, n.slot_id, n.hw_serial, n.serial, n.state, n.stage, n.reason, n.detail,
+					n.started_at, n.attempt, n.mapped_bytes, n.written_bytes, n.flash_ms, n.verify_ms, n.boot_ms, n.finished_at
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+					$10::text[], $11::text[], $12::text[], $13::int[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
+					$18::bigint[], $19::text[])
+					AS n(uid, station_id, batch_uid, line_id, slot_id, hw_serial, serial, state, stage, reason, detail, started_at,
+						attempt, mapped_bytes, written_bytes, flash_ms, verify_ms, boot_ms, finished_at)
+				JOIN batches b ON b.uid = n.batch_uid
+				ON CONFLICT (uid) DO UPDATE SET hw_serial = excluded.hw_serial, serial = excluded.serial, state = excluded.state,
+					stage = excluded.stage, reason = excluded.reason, detail = excluded.detail, mapped_bytes = excluded.mapped_bytes,
+					written_bytes = excluded.written_bytes, flash_ms = excluded.flash_ms, verify_ms = excluded.verify_ms,
+					boot_ms = excluded.boot_ms, finished_at = excluded.finished_at
+				WHERE units.state = 'running' AND units.station_id = excluded.station_id`,
+				u.uid, u.station, u.batch, u.line, u.slot, u.hw, u.serial, u.state, u.stage, u.reason, u.detail, u.started,
+				u.attempt, u.mapped, u.written, u.flash, u.verify, u.boot, u.finished); err != nil {
+				return err
+			}
+		}
+		if len(c.assertions.uid) > 0 {
+			a := c.assertions
+			if err := exec("serial assertions", `INSERT INTO serial_assertions(uid, station_id, text, text_sha256, brand_id, model, serial,
+				device_key_id, line_id, via, received_at, prev_sha256, link_sha256, seq, revision, duplicate, unit_id)
+				SELECT n.uid, n.station_id, n.text, n.text_sha256, n.brand_id, n.model, n.serial, n.device_key_id, n.line_id, n.via,
+					n.received_at, n.prev_sha256, n.link_sha256, n.seq, n.revision, n.duplicate, u.id
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+					$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::int[], $16::int[], $17::text[])
+					AS n(uid, station_id, text, text_sha256, brand_id, model, serial, device_key_id, line_id, via, received_at,
+						prev_sha256, link_sha256, seq, revision, duplicate, unit_uid)
+				LEFT JOIN units u ON u.uid = n.unit_uid
+				ON CONFLICT (uid) DO UPDATE SET unit_id = excluded.unit_id
+				WHERE serial_assertions.unit_id IS NULL AND excluded.unit_id IS NOT NULL`,
+				a.uid, a.station, a.text, a.textSHA, a.brand, a.model, a.serial, a.key, a.line, a.via, a.received, a.prev, a.link,
+				a.seq, a.revision, a.duplicate, a.unit); err != nil {
+				return err
+			}
+		}
+		if len(c.events.uid) > 0 {
+			e := c.events
+			if err := exec("events", `INSERT INTO events(uid, station_id, at, slot_id, kind, stage, message, data, batch_id, unit_id)
+				SELECT n.uid, n.station_id, n.at, n.slot_id, n.kind, n.stage, n.message, n.data, b.id, u.id
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+					$9::text[], $10::text[]) AS n(uid, station_id, at, slot_id, kind, stage, message, data, batch_uid, unit_uid)
+				LEFT JOIN batches b ON b.uid = n.batch_uid LEFT JOIN units u ON u.uid = n.unit_uid
+				ON CONFLICT (uid) DO NOTHING`,
+				e.uid, e.station, e.at, e.slot, e.kind, e.stage, e.message, e.data, e.batch, e.unit); err != nil {
+				return err
+			}
+		}
+		if len(c.transcripts.uid) > 0 {
+			t := c.transcripts
+			if err := exec("transcripts", `INSERT INTO transcripts(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_id)
+				SELECT n.uid, n.station_id, n.slot_id, n.kind, n.path, n.sha256, n.created_at, n.size, u.id
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])
+					AS n(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_uid)
+				LEFT JOIN units u ON u.uid = n.unit_uid
+				ON CONFLICT (uid) DO NOTHING`,
+				t.uid, t.station, t.slot, t.kind, t.path, t.sha, t.created, t.size, t.unit); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
+}
