@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -105,7 +104,8 @@ func (s *Server) Close() error {
 type Station struct {
 	Metrics *Metrics
 	server  *Server
-	wg      sync.WaitGroup
+	// drained is closed once the consumer has counted the stream's end.
+	drained chan struct{}
 }
 
 // Start serves the metrics of a station's pipeline at
@@ -122,7 +122,7 @@ func Start(st *lines.Station, p *lines.Pipeline, backlog Backlogger, log zerolog
 	if err != nil {
 		return nil, err
 	}
-	s := &Station{Metrics: m, server: srv}
+	s := &Station{Metrics: m, server: srv, drained: make(chan struct{})}
 	log.Info().Str("listen", srv.Addr().String()).Msg("serving metrics at /metrics")
 	s.consume(p.Subscribe(eventBuffer))
 	return s, nil
@@ -136,12 +136,16 @@ const eventBuffer = 4096
 // earlier: the pipeline waits on a subscriber whose buffer is full of
 // states and verdicts.
 func (s *Station) consume(events <-chan lines.Event) {
-	s.wg.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer close(s.drained)
 		s.Metrics.Consume(context.Background(), events)
 	}()
 }
+
+// Drained is closed once every event of the pipeline is counted: its
+// stream has ended (the pipeline's Close). The endpoint serves on until
+// Close.
+func (s *Station) Drained() <-chan struct{} { return s.drained }
 
 // Addr is where the metrics are served.
 func (s *Station) Addr() net.Addr { return s.server.Addr() }
@@ -151,6 +155,6 @@ func (s *Station) Addr() net.Addr { return s.server.Addr() }
 // the stream.
 func (s *Station) Close() error {
 	err := s.server.Close()
-	s.wg.Wait()
+	<-s.drained
 	return err
 }
