@@ -146,7 +146,7 @@ export work on it afterwards:
 	f.BoolVar(&o.realKeys, "real-keys", false, "4096-bit device keys, as real boards make (slow: the boards' 2048-bit keys keep a big bench bounded by its boots)")
 	f.BoolVar(&o.bell, "bell", false, "ring the terminal's bell on every FAIL")
 	f.BoolVar(&o.qemu, "qemu", false, "QEMU armhf boards: real U-Boot and kernel boots (make qemu-assets)")
-	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at ADDR (host:port, e.g. 127.0.0.1:9464)")
+	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at `ADDR` (host:port, e.g. 127.0.0.1:9464)")
 	_ = f.MarkHidden("fast-keys")
 	return cmd
 }

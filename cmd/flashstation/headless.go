@@ -171,8 +171,12 @@ func startStation(ctx context.Context, st *lines.Station, hw lines.Hardware, o h
 		if r.metrics, err = metrics.Start(st, r.p, nil, log); err != nil {
 			r.p.Close()
 			r.Close()
+			hint := "Give the metrics a host:port this machine can listen on"
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = "Another program listens on the metrics address: stop it, or give another"
+			}
 			return nil, &exitError{code: exitUsage, reason: reasonConfig, err: fmt.Errorf("station %s cannot start: %w", st.ID, err),
-				hint: "Another program listens on the metrics address: stop it, or give another (station.metrics.listen in " + st.Path + ", or demo --metrics)."}
+				hint: hint + " (station.metrics.listen in " + st.Path + ", or demo --metrics)."}
 		}
 		r.closers = append(r.closers, func() { r.metrics.Close() })
 	}
