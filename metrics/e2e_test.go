@@ -114,6 +114,7 @@ func TestStation(t *testing.T) {
 		}
 		wants = append(wants, want{metrics.NameFlashWritten, "line=" + line, n})
 		wants = append(wants, want{metrics.NameRegistration + "_count", "line=" + line, passes[line]})
+		wants = append(wants, want{metrics.NameBootToSerial + "_count", "line=" + line, passes[line]})
 	}
 	byState := map[string]float64{}
 	for _, v := range p.Slots() {
@@ -137,10 +138,12 @@ func TestStation(t *testing.T) {
 	}
 	wants = append(wants, want{metrics.NameStationInfo, "station_id=" + st.ID, 1})
 	fs.check(t, wants)
-	// Three registrations were timed and took time; two flashes on each line had a throughput.
+	// Registrations took time, boots with them more; two flashes on each line had a throughput.
 	for _, line := range []string{"line1", "line2"} {
-		if sum, _ := fs.value(metrics.NameRegistration+"_sum", "line="+line); sum <= 0 {
-			t.Errorf("registration time of %s: %g", line, sum)
+		reg, _ := fs.value(metrics.NameRegistration+"_sum", "line="+line)
+		boot, _ := fs.value(metrics.NameBootToSerial+"_sum", "line="+line)
+		if reg <= 0 || boot <= reg {
+			t.Errorf("%s: registration took %gs, boot to serial %gs: want both, the boot's longer", line, reg, boot)
 		}
 		if n, _ := fs.value(metrics.NameFlashThroughput+"_count", "line="+line); n != 2 {
 			t.Errorf("%g flash throughputs on %s, want 2", n, line)

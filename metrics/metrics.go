@@ -69,6 +69,7 @@ const (
 	NameFlashVerify      = "flashstation_flash_verify_seconds_total"
 	NameFlashThroughput  = "flashstation_flash_throughput_bytes_per_second"
 	NameRegistration     = "flashstation_registration_seconds"
+	NameBootToSerial     = "flashstation_boot_to_serial_seconds"
 	NameVaultUp          = "flashstation_vault_up"
 	NameVaultProbe       = "flashstation_vault_probe_seconds"
 	NameVaultLastProbe   = "flashstation_vault_last_probe_timestamp_seconds"
@@ -94,6 +95,9 @@ var (
 	// A quarter second (a proxy answer) to ten minutes (the default wait
 	// for a serial).
 	registrationBuckets = []float64{0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600}
+	// Ten seconds to half an hour: a first boot with its install and
+	// seeding, then the registration.
+	bootBuckets = []float64{10, 20, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200, 1800}
 )
 
 // reasonPattern is what a reason code looks like (the pipeline's and the
@@ -111,19 +115,22 @@ type Metrics struct {
 	verifySecs   *prometheus.CounterVec
 	throughput   *prometheus.HistogramVec
 	registration *prometheus.HistogramVec
+	bootToSerial *prometheus.HistogramVec
 	overflow     prometheus.Counter
 
 	// mu guards what Observe keeps between events; the scrape never takes it.
 	mu sync.Mutex
-	// registering: when each slot's unit entered the register state.
+	// registering: when each slot's unit was booted and when it entered
+	// the register state.
 	registering map[string]registerStart
 	// reasons are the reason label values seen (bounded).
 	reasons map[string]bool
 }
 
 type registerStart struct {
-	unit int64
-	at   time.Time
+	unit     int64
+	booted   time.Time // boot triggered: a proxy line's registration window opens
+	register time.Time // console ready: the slot waits for the serial
 }
 
 // New makes a station's metrics on a registry of its own, with the Go
@@ -145,8 +152,11 @@ func New(o Options) *Metrics {
 	m.throughput = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameFlashThroughput,
 		Help: "Write throughput of each flash (bytes written / write time), by line.", Buckets: throughputBuckets}, []string{"line"})
 	m.registration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameRegistration,
-		Help:    "Seconds from a booted board's slot entering register (the board asks the vault for its serial) to its serial assertion verified and recorded, by line.",
+		Help:    "Seconds from a booted board's slot entering register (its console is ready: the station waits for its serial) to its serial assertion verified and recorded, by line.",
 		Buckets: registrationBuckets}, []string{"line"})
+	m.bootToSerial = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameBootToSerial,
+		Help:    "Seconds from a board's boot trigger (a proxy line opens the unit's registration window then) to its serial assertion verified and recorded, by line.",
+		Buckets: bootBuckets}, []string{"line"})
 	m.overflow = prometheus.NewCounter(prometheus.CounterOpts{Name: NameDroppedReasons,
 		Help: "Units whose reason code was counted as \"other\" in flashstation_units_total (too many distinct reasons, or not a reason code)."})
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: NameStationInfo, Help: "The station's id (always 1)."}, []string{"station_id"})
@@ -154,7 +164,7 @@ func New(o Options) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		info, m.units, m.written, m.writeSecs, m.verifySecs, m.throughput, m.registration, m.overflow,
+		info, m.units, m.written, m.writeSecs, m.verifySecs, m.throughput, m.registration, m.bootToSerial, m.overflow,
 		&scraped{m: m},
 	)
 	// Known series from the start: a counter that appears at 1 loses its
@@ -170,6 +180,7 @@ func New(o Options) *Metrics {
 		m.verifySecs.WithLabelValues(l)
 		m.throughput.WithLabelValues(l)
 		m.registration.WithLabelValues(l)
+		m.bootToSerial.WithLabelValues(l)
 	}
 	return m
 }
@@ -204,14 +215,23 @@ func (m *Metrics) Observe(e lines.Event) {
 	}
 }
 
-// registrationState times the register state: it starts the clock, a
-// pass stops it (the serial was recorded just before), anything else
-// drops it.
+// registrationState times a unit's registration: booting and register
+// start the clocks, a pass stops them (the serial was recorded just
+// before), anything else drops them.
 func (m *Metrics) registrationState(e lines.Event) {
 	switch e.State {
+	case lines.StateBooting:
+		m.mu.Lock()
+		m.registering[e.Slot] = registerStart{unit: e.Unit, booted: e.At}
+		m.mu.Unlock()
 	case lines.StateRegister:
 		m.mu.Lock()
-		m.registering[e.Slot] = registerStart{unit: e.Unit, at: e.At}
+		start := m.registering[e.Slot]
+		if start.unit != e.Unit {
+			start = registerStart{unit: e.Unit}
+		}
+		start.register = e.At
+		m.registering[e.Slot] = start
 		m.mu.Unlock()
 	case lines.StatePass:
 		m.registered(e)
@@ -222,14 +242,20 @@ func (m *Metrics) registrationState(e lines.Event) {
 	}
 }
 
-// registered observes a slot's registration time, once.
+// registered observes a slot's registration times, once.
 func (m *Metrics) registered(e lines.Event) {
 	m.mu.Lock()
 	start, ok := m.registering[e.Slot]
 	delete(m.registering, e.Slot)
 	m.mu.Unlock()
-	if ok && start.unit == e.Unit && !e.At.Before(start.at) {
-		m.registration.WithLabelValues(e.Line).Observe(e.At.Sub(start.at).Seconds())
+	if !ok || start.unit != e.Unit {
+		return
+	}
+	if !start.register.IsZero() && !e.At.Before(start.register) {
+		m.registration.WithLabelValues(e.Line).Observe(e.At.Sub(start.register).Seconds())
+	}
+	if !start.booted.IsZero() && !e.At.Before(start.booted) {
+		m.bootToSerial.WithLabelValues(e.Line).Observe(e.At.Sub(start.booted).Seconds())
 	}
 }
 

@@ -90,7 +90,10 @@ func TestObserve(t *testing.T) {
 				state("A1", "l1", 1, lines.StateBooting, 0), state("A1", "l1", 1, lines.StateRegister, 10),
 				state("A1", "l1", 1, lines.StatePass, 13.5), verdict("A1", "l1", 1, "pass", ""),
 			},
-			want: []want{{metrics.NameRegistration + "_count", "line=l1", 1}, {metrics.NameRegistration + "_sum", "line=l1", 3.5}},
+			want: []want{
+				{metrics.NameRegistration + "_count", "line=l1", 1}, {metrics.NameRegistration + "_sum", "line=l1", 3.5},
+				{metrics.NameBootToSerial + "_count", "line=l1", 1}, {metrics.NameBootToSerial + "_sum", "line=l1", 13.5},
+			},
 		},
 		{
 			name: "registration: an identity check starts once the serial is recorded",
@@ -99,19 +102,25 @@ func TestObserve(t *testing.T) {
 				{Kind: lines.EventStage, Slot: "A1", Line: "l1", Unit: 1, Stage: lines.StageIdentity, At: at(12)},
 				state("A1", "l1", 1, lines.StatePass, 70),
 			},
-			want: []want{{metrics.NameRegistration + "_count", "line=l1", 1}, {metrics.NameRegistration + "_sum", "line=l1", 2}},
+			want:   []want{{metrics.NameRegistration + "_count", "line=l1", 1}, {metrics.NameRegistration + "_sum", "line=l1", 2}},
+			absent: []string{metrics.NameBootToSerial + "_count{line=l1}"},
 		},
 		{
 			name: "registration: a failed one is not timed; a retry is timed from its own start",
 			events: []lines.Event{
+				state("A1", "l1", 1, lines.StateBooting, 5),
 				state("A1", "l1", 1, lines.StateRegister, 10), state("A1", "l1", 1, lines.StateFail, 600),
 				verdict("A1", "l1", 1, lines.ClassFail, lines.ReasonRegistrationTimeout),
 				state("A1", "l1", 0, lines.StateIdle, 700),
+				state("A1", "l1", 2, lines.StateBooting, 790),
 				state("A1", "l1", 2, lines.StateRegister, 800), state("A1", "l1", 2, lines.StatePass, 801),
 				// Another slot's pass, for a unit that never registered.
 				state("A2", "l1", 3, lines.StatePass, 900),
 			},
-			want: []want{{metrics.NameRegistration + "_count", "line=l1", 1}, {metrics.NameRegistration + "_sum", "line=l1", 1}},
+			want: []want{
+				{metrics.NameRegistration + "_count", "line=l1", 1}, {metrics.NameRegistration + "_sum", "line=l1", 1},
+				{metrics.NameBootToSerial + "_count", "line=l1", 1}, {metrics.NameBootToSerial + "_sum", "line=l1", 11},
+			},
 		},
 		{
 			name: "registration: slots are timed apart",
