@@ -126,6 +126,7 @@ func TestStation(t *testing.T) {
 			wants = append(wants, want{metrics.NameSlots, lbls, byState[lbls]})
 		}
 	}
+	checked := 0
 	for _, h := range p.Health() {
 		if h.VaultChecked.IsZero() {
 			continue
@@ -135,6 +136,14 @@ func TestStation(t *testing.T) {
 			up = 1
 		}
 		wants = append(wants, want{metrics.NameVaultUp, "line=" + h.Line, up})
+		wants = append(wants, want{metrics.NameVaultProbe, "line=" + h.Line, h.VaultLatency.Seconds()})
+		if h.VaultLatency <= 0 {
+			t.Errorf("line %s: the vault's check took %s", h.Line, h.VaultLatency)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Error("no vault was checked while the batch ran")
 	}
 	wants = append(wants, want{metrics.NameStationInfo, "station_id=" + st.ID, 1})
 	fs.check(t, wants)
