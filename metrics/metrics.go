@@ -290,7 +290,9 @@ func (m *Metrics) reasonLabel(e lines.Event) string {
 }
 
 // Consume observes every event of the stream until it is closed (the
-// pipeline's Close) or ctx ends.
+// pipeline's Close) or ctx ends. A pipeline waits on a subscriber whose
+// buffer is full of states and verdicts: end ctx only once the pipeline
+// emits no more (Start's consumer runs to the stream's end).
 func (m *Metrics) Consume(ctx context.Context, events <-chan lines.Event) {
 	for {
 		select {
