@@ -23,6 +23,9 @@ type Station struct {
 	LogLevel string
 	Lines    []Line
 	Slots    []Slot
+	// Metrics is where the station serves Prometheus metrics (off
+	// unless its Listen is set).
+	Metrics Metrics
 
 	// Path is the configuration file as given; Dir is its absolute
 	// directory, against which relative paths in the file are resolved.
@@ -328,6 +331,9 @@ func decodeStation(w *walker, n ast.Node, st *Station) {
 				field{"id", w.str(&st.ID)},
 				field{"data-dir", w.str(&st.DataDir)},
 				field{"log-level", w.str(&st.LogLevel)},
+				field{"metrics", func(n ast.Node, p string) {
+					w.object(n, p, field{"listen", w.str(&st.Metrics.Listen)})
+				}},
 			)
 		}},
 		field{"lines", func(n ast.Node, p string) {

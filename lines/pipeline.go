@@ -231,6 +231,7 @@ type vaultHealth struct {
 	dbDown     bool // the vault answers, but not its database
 	err        string
 	checked    time.Time
+	latency    time.Duration // the last health request's
 }
 
 type proxyRun struct {
@@ -560,6 +561,8 @@ type LineHealth struct {
 	VaultOK      bool
 	VaultError   string
 	VaultChecked time.Time
+	// VaultLatency is how long the vault took to answer its last check.
+	VaultLatency time.Duration
 	// VaultDatabaseDown: the vault answers but cannot reach its database
 	// (it refuses every api-key meanwhile; boards are told to retry).
 	VaultDatabaseDown bool
@@ -597,6 +600,7 @@ func (p *Pipeline) Health() []LineHealth {
 		h.Finished = len(lr.run.done)
 		h.VaultOK, h.VaultError, h.VaultChecked, h.VaultDatabaseDown = lr.health.ok, lr.health.err, lr.health.checked, lr.health.dbDown
 		h.Reconciled, h.VaultKeyRefused = lr.reconcile, lr.health.keyRefused
+		h.VaultLatency = lr.health.latency
 		h.Trays = lr.cfg.Trays
 		lr.mu.Unlock()
 		for _, pr := range p.proxies {
@@ -637,7 +641,9 @@ func (p *Pipeline) watchVaults(ctx context.Context) {
 	for round := 0; ; round++ {
 		for id, c := range clients {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			asked := time.Now()
 			err := c.Health(cctx)
+			latency := time.Since(asked)
 			// A request-id with the line's api-key, at the start and every
 			// probeEvery rounds (each spends a nonce in the vault's
 			// database): a key the vault refuses shows before a board needs it.
@@ -656,7 +662,7 @@ func (p *Pipeline) watchVaults(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			h := vaultHealth{ok: err == nil && !keyRefused, dbDown: errors.Is(err, serialvault.ErrDatabaseDown), keyRefused: keyRefused, checked: time.Now()}
+			h := vaultHealth{ok: err == nil && !keyRefused, dbDown: errors.Is(err, serialvault.ErrDatabaseDown), keyRefused: keyRefused, checked: time.Now(), latency: latency}
 			if err != nil {
 				h.err = err.Error()
 			} else if keyRefused {

@@ -176,6 +176,7 @@ func (v *validator) station() {
 	if _, err := logging.ParseLevel(st.LogLevel); err != nil {
 		v.errorf("station.log-level", "%v", err)
 	}
+	v.metrics()
 	if len(st.Lines) == 0 {
 		v.missing("lines", "at least one line is required")
 	}

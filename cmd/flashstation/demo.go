@@ -31,9 +31,10 @@ func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
 		fastKeys, realKeys bool
 		bell               bool
 		qemu               bool
+		metrics            string
 	}
 	cmd := &cobra.Command{
-		Use:   "demo [--boards N] [--speed X] [--faults] [--qemu] [--data DIR] [--headless] [--json]",
+		Use:   "demo [--boards N] [--speed X] [--faults] [--qemu] [--data DIR] [--headless] [--json] [--metrics ADDR]",
 		Short: "Run the station on a simulated bench",
 		Long: `Run the real station pipeline on a simulated bench: the Serial Vault double,
 N simulated boards (half USB mass storage on line1 with the recording proxy,
@@ -47,6 +48,7 @@ and kernel under qemu-system-arm, at real speed); it needs make qemu-assets
 and runs from flashstation's source tree, which builds the boards' program;
 with --faults its guests act out a kernel panic, a seed error and a boot
 loop, and one board loses its kernel after the flash (U-Boot refuses it).
+--metrics ADDR serves the station's Prometheus metrics at http://ADDR/metrics.
 DIR (a temporary directory unless --data) keeps
 station.yaml, vault-key.pub and the ledger, so status, logs, assertions and
 export work on it afterwards:
@@ -113,6 +115,7 @@ export work on it afterwards:
 			if err != nil {
 				return err
 			}
+			st.Metrics.Listen = o.metrics
 			perLine := (benchCfg.Boards + 1) / 2
 			// The simulated snapd waits scale with the speed; so does the
 			// wait for a serial (a refused board fails once it has tried).
@@ -143,6 +146,7 @@ export work on it afterwards:
 	f.BoolVar(&o.realKeys, "real-keys", false, "4096-bit device keys, as real boards make (slow: the boards' 2048-bit keys keep a big bench bounded by its boots)")
 	f.BoolVar(&o.bell, "bell", false, "ring the terminal's bell on every FAIL")
 	f.BoolVar(&o.qemu, "qemu", false, "QEMU armhf boards: real U-Boot and kernel boots (make qemu-assets)")
+	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at `ADDR` (host:port, e.g. 127.0.0.1:9464)")
 	_ = f.MarkHidden("fast-keys")
 	return cmd
 }

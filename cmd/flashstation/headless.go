@@ -20,6 +20,7 @@ import (
 	"github.com/flashstation/flashstation/internal/datadir"
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/metrics"
 	"github.com/flashstation/flashstation/usb"
 	"github.com/flashstation/flashstation/usb/libusb"
 )
@@ -115,6 +116,7 @@ type stationRun struct {
 	log     zerolog.Logger
 	led     *ledger.Ledger
 	p       *lines.Pipeline
+	metrics *metrics.Station // nil: station.metrics is not set
 	closers []func()
 }
 
@@ -163,8 +165,30 @@ func startStation(ctx context.Context, st *lines.Station, hw lines.Hardware, o h
 		r.Close()
 		return nil, pipelineError(ctx, st, err)
 	}
+	if st.Metrics.Listen != "" {
+		// Subscribed before the pipeline runs; closed after the pipeline
+		// (the closers run last first), once its event stream has ended.
+		if r.metrics, err = metrics.Start(st, r.p, nil, log); err != nil {
+			r.p.Close()
+			r.Close()
+			hint := "Give the metrics a host:port this machine can listen on"
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = "Another program listens on the metrics address: stop it, or give another"
+			}
+			return nil, &exitError{code: exitUsage, reason: reasonConfig, err: fmt.Errorf("station %s cannot start: %w", st.ID, err),
+				hint: hint + " (station.metrics.listen in " + st.Path + ", or demo --metrics)."}
+		}
+		r.closers = append(r.closers, func() { r.metrics.Close() })
+	}
 	r.closers = append(r.closers, r.p.Close)
 	return r, nil
+}
+
+// sayMetrics tells where the station's metrics are served, if they are.
+func (r *stationRun) sayMetrics(w io.Writer) {
+	if r.metrics != nil {
+		fmt.Fprintf(w, "metrics at http://%s/metrics\n", r.metrics.Addr())
+	}
 }
 
 // pipelineError explains why the station could not start. No board was
@@ -236,6 +260,7 @@ func runHeadless(ctx context.Context, st *lines.Station, hw lines.Hardware, o he
 		out = stderr // stdout carries only the JSON document
 	}
 	start := time.Now()
+	r.sayMetrics(out)
 	for _, b := range sortedBatches(p.Batches()) {
 		fmt.Fprintf(out, "batch %d on line %s (%s)\n", b.ID, b.LineID, operatorWords(b.Operator, o.operatorNotGiven))
 	}

@@ -57,6 +57,7 @@ func runTUI(ctx context.Context, st *lines.Station, hw lines.Hardware, o headles
 		return err
 	}
 	defer r.Close()
+	r.sayMetrics(tty)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := r.p.Subscribe(8192)
