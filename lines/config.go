@@ -26,6 +26,9 @@ type Station struct {
 	// Metrics is where the station serves Prometheus metrics (off
 	// unless its Listen is set).
 	Metrics Metrics
+	// Ledger is the factory ledger the station forwards its record to
+	// (none unless its URL is set).
+	Ledger FactoryLedger
 
 	// Path is the configuration file as given; Dir is its absolute
 	// directory, against which relative paths in the file are resolved.
@@ -333,6 +336,9 @@ func decodeStation(w *walker, n ast.Node, st *Station) {
 				field{"log-level", w.str(&st.LogLevel)},
 				field{"metrics", func(n ast.Node, p string) {
 					w.object(n, p, field{"listen", w.str(&st.Metrics.Listen)})
+				}},
+				field{"ledger", func(n ast.Node, p string) {
+					w.object(n, p, field{"url", decodeSecretRef(w, &st.Ledger.URL)})
 				}},
 			)
 		}},

@@ -195,6 +195,8 @@ type Pipeline struct {
 	// stopCtx ends when the station stops (Run's context): writes a unit
 	// waits on give up then.
 	stopCtx context.Context
+	// fwd forwards the ledger to the factory ledger (nil: none).
+	fwd *ledger.Forwarder
 	// storageSaid holds the serials the operator was told the ledger
 	// cannot record (once each).
 	storageSaid sync.Map
@@ -306,6 +308,9 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		return nil, err
 	} else if len(ids) > 0 {
 		p.log.Warn().Ints64("units", ids).Msg("units left running by a stopped station marked interrupted")
+	}
+	if p.fwd, err = factoryForwarder(ctx, st, p.led); err != nil {
+		return nil, err
 	}
 	open, err := p.led.OpenBatches(ctx, st.ID)
 	if err != nil {
@@ -463,6 +468,21 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p.stopCtx = ctx
+	if p.fwd != nil {
+		// The forwarder outlives the slots: what their stop records is
+		// sent too (flushFactory).
+		fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
+		fdone := make(chan struct{})
+		go func() {
+			defer close(fdone)
+			_ = p.fwd.Run(fctx)
+		}()
+		defer func() {
+			p.flushFactory(5 * time.Second)
+			fcancel()
+			<-fdone
+		}()
+	}
 	var wg sync.WaitGroup
 	for _, pr := range p.proxies {
 		wg.Add(1)

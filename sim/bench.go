@@ -47,6 +47,12 @@ type BenchConfig struct {
 	Speed  float64 // boot speed factor (default 20)
 	// Faults gives some boards a fault (a deterministic mix).
 	Faults bool
+	// StationID names the bench's station (default sim-bench); benches
+	// that share a factory ledger need their own.
+	StationID string
+	// FactoryLedgerFile, when set, is a file holding the factory ledger's
+	// URL: the station file forwards to it (station.ledger.url).
+	FactoryLedgerFile string
 	// FastKeys uses a 2048-bit key for the vault too (tests); real ones
 	// are 4096 bits.
 	FastKeys bool
@@ -446,11 +452,19 @@ stages:
 // writeStation writes station.yaml describing the bench.
 func (b *Bench) writeStation(proxy1, proxy2 int) error {
 	var s strings.Builder
+	station := b.cfg.StationID
+	if station == "" {
+		station = "sim-bench"
+	}
+	factory := ""
+	if b.cfg.FactoryLedgerFile != "" {
+		factory = fmt.Sprintf("  ledger: {url: {file: %q}}\n", b.cfg.FactoryLedgerFile)
+	}
 	fmt.Fprintf(&s, `# The simulated bench: %d boards, written by flashstation's simulator.
 station:
-  id: sim-bench
+  id: %s
   data-dir: data
-lines:
+%slines:
   - id: %s
     name: "Line 1 - gateway (UMS, recording proxy, identity checked on the console)"
     model: model.assert
@@ -477,7 +491,7 @@ lines:
     capture: {method: console, user: %s, password: {file: factory.password}}
     boot: {profile: sim-profile.yaml, trigger: fastboot-reboot}
 slots:
-`, len(b.Slots), LineUMS, b.VaultURL, b.AdminURL, AdminUser, proxy1, FactoryUser, LineFastboot, b.VaultURL, b.AdminURL, AdminUser, proxy2, FactoryUser)
+`, len(b.Slots), station, factory, LineUMS, b.VaultURL, b.AdminURL, AdminUser, proxy1, FactoryUser, LineFastboot, b.VaultURL, b.AdminURL, AdminUser, proxy2, FactoryUser)
 	for _, sl := range b.Slots {
 		method := "ums"
 		if sl.Line == LineFastboot {

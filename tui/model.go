@@ -776,11 +776,49 @@ func (m *Model) header() []string {
 		}
 		return " " + strings.Join(parts, st.Dim.Render(" │ "))
 	}
-	l2 := lineInfo(wide)
+	fac := m.factoryInfo()
+	l2 := lineInfo(wide) + fac
 	if lipgloss.Width(l2) > w {
-		l2 = lineInfo(false)
+		l2 = lineInfo(false) + fac
+	}
+	if lipgloss.Width(l2) > w && fac != "" {
+		// The factory ledger's trouble is never cut off: it goes first.
+		l2 = fac + lineInfo(false)
 	}
 	return []string{l1, fit(l2, w)}
+}
+
+// factoryReporter is a station that forwards to a factory ledger
+// (*lines.Pipeline is one).
+type factoryReporter interface {
+	Factory() (ledger.ForwardStatus, bool)
+}
+
+// factoryInfo is the header's part on the factory ledger: "" for a
+// station without one.
+func (m *Model) factoryInfo() string {
+	fr, ok := m.c.Station.(factoryReporter)
+	if !ok {
+		return ""
+	}
+	fs, ok := fr.Factory()
+	if !ok {
+		return ""
+	}
+	st := m.c.Styles
+	var p string
+	switch h := fs.Header(); {
+	case fs.Clash || !fs.Online:
+		p = st.Bad.Render("✘ " + h)
+	case h != "":
+		p = st.Warn.Render(h)
+	default:
+		p = "factory " + st.OK.Render("✔")
+	}
+	if fs.Duplicates > 0 {
+		p += " " + st.Bad.Render(fmt.Sprintf("⚠ %d also on other benches", fs.Duplicates))
+	}
+	return st.Dim.Render(" │ ") + p
 }
 
 // footer: the pending question, a message, or the keys.

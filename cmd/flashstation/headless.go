@@ -168,7 +168,11 @@ func startStation(ctx context.Context, st *lines.Station, hw lines.Hardware, o h
 	if st.Metrics.Listen != "" {
 		// Subscribed before the pipeline runs; closed after the pipeline
 		// (the closers run last first), once its event stream has ended.
-		if r.metrics, err = metrics.Start(st, r.p, nil, log); err != nil {
+		var backlog metrics.Backlogger
+		if _, ok := r.p.Factory(); ok {
+			backlog = r.p
+		}
+		if r.metrics, err = metrics.Start(st, r.p, backlog, log); err != nil {
 			r.p.Close()
 			r.Close()
 			hint := "Give the metrics a host:port this machine can listen on"

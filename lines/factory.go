@@ -1,0 +1,75 @@
+package lines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flashstation/flashstation/ledger"
+)
+
+// FactoryLedger is the factory's shared ledger (station.ledger in the
+// station file): a PostgreSQL URL, read from a file or the environment
+// because it may carry a password.
+type FactoryLedger struct {
+	URL SecretRef
+}
+
+// IsSet reports whether the station forwards to a factory ledger.
+func (f FactoryLedger) IsSet() bool { return f.URL.IsSet() }
+
+// ErrFactoryURL is a station.ledger.url that is not a PostgreSQL URL.
+var ErrFactoryURL = errors.New("station.ledger.url is not a postgres:// URL")
+
+// factoryForwarder makes the station's forwarder, or turns its outbox off
+// when the station has no factory ledger. The URL is resolved here and
+// held by the forwarder alone.
+func factoryForwarder(ctx context.Context, st *Station, led *ledger.Ledger) (*ledger.Forwarder, error) {
+	if !st.Ledger.IsSet() {
+		return nil, led.DisableForwarding(ctx)
+	}
+	v, err := st.Ledger.URL.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("factory ledger (%s): %w", st.Ledger.URL, err)
+	}
+	dsn := v.Reveal()
+	if !ledger.IsFactoryURL(dsn) {
+		return nil, fmt.Errorf("factory ledger (%s): %w", st.Ledger.URL, ErrFactoryURL)
+	}
+	return ledger.NewForwarder(led, dsn, st.ID), nil
+}
+
+// Factory is the station's factory ledger status (ok false: it has
+// none).
+func (p *Pipeline) Factory() (ledger.ForwardStatus, bool) {
+	if p.fwd == nil {
+		return ledger.ForwardStatus{}, false
+	}
+	return p.fwd.Status(), true
+}
+
+// Backlog is how many records wait for the factory ledger (the metrics'
+// outbox backlog).
+func (p *Pipeline) Backlog(ctx context.Context) (int, error) { return p.led.Backlog(ctx) }
+
+// flushFactory sends what the stop recorded (the batches it closed), for
+// up to grace while the factory ledger answers: a bench that stops does
+// not leave its last records waiting for its next start.
+func (p *Pipeline) flushFactory(grace time.Duration) {
+	p.fwd.Kick()
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	for {
+		ch := p.fwd.Changed()
+		n, err := p.led.Backlog(context.Background())
+		if err != nil || n == 0 || !p.fwd.Status().Online {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return
+		}
+	}
+}
