@@ -141,9 +141,11 @@ func WriteBundle(w io.Writer, e Evidence) error {
 		data []byte
 	}
 	files := []file{{"unit.json", unitJSON}, {"serial.assertion", assertion}, {"flash.json", e.Flash}}
-	for _, p := range []struct{ name, path string }{{"console.log", e.Clean}, {"console.raw", e.Raw}} {
-		var data []byte
-		if p.path != "" {
+	for _, p := range []struct{ name, path, kind string }{{"console.log", e.Clean, TranscriptClean}, {"console.raw", e.Raw, TranscriptRaw}} {
+		// The factory ledger holds the file; a bench has it beside its
+		// ledger.
+		data := e.Files[p.kind].Content
+		if data == nil && p.path != "" {
 			if data, err = os.ReadFile(p.path); err != nil && !os.IsNotExist(err) {
 				return fmt.Errorf("bundle: %w", err)
 			}

@@ -169,6 +169,7 @@ type chunk struct {
 		uid, station, slot, kind, path, sha, created []string
 		size                                         []int64
 		unit                                         []*string
+		content                                      [][]byte
 	}
 }
 
@@ -326,6 +327,7 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 				*col = append(*col, v[i])
 			}
 			t.size, t.unit = append(t.size, size), append(t.unit, nullStr(unit))
+			t.content = append(t.content, packTranscript(v[4], v[5], size))
 			return nil
 		})
 	return c, err
@@ -439,13 +441,15 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 		}
 		if len(c.transcripts.uid) > 0 {
 			t := c.transcripts
-			if err := exec("transcripts", `INSERT INTO transcripts(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_id)
-				SELECT n.uid, n.station_id, n.slot_id, n.kind, n.path, n.sha256, n.created_at, n.size, u.id
-				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])
-					AS n(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_uid)
+			if err := exec("transcripts", `INSERT INTO transcripts(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_id, content)
+				SELECT n.uid, n.station_id, n.slot_id, n.kind, n.path, n.sha256, n.created_at, n.size, u.id, n.content
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
+					$10::bytea[])
+					AS n(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_uid, content)
 				LEFT JOIN units u ON u.uid = n.unit_uid
-				ON CONFLICT (uid) DO NOTHING`,
-				t.uid, t.station, t.slot, t.kind, t.path, t.sha, t.created, t.size, t.unit); err != nil {
+				ON CONFLICT (uid) DO UPDATE SET content = excluded.content
+				WHERE transcripts.content IS NULL AND excluded.content IS NOT NULL`,
+				t.uid, t.station, t.slot, t.kind, t.path, t.sha, t.created, t.size, t.unit, t.content); err != nil {
 				return err
 			}
 		}

@@ -1,9 +1,14 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +348,63 @@ func TestForwarderOffline(t *testing.T) {
 	}
 	if rep, err := fac.Verify(ctx); err != nil || !rep.OK || rep.Chains["bench-01"].Rows != 12 {
 		t.Errorf("factory verify: %+v %v", rep, err)
+	}
+}
+
+// TestForwardTranscripts: the console transcripts go to the factory
+// ledger with the rows, so QA reads them from any bench; a file changed
+// since it was recorded is not sent as if it were the record.
+func TestForwardTranscripts(t *testing.T) {
+	ctx := context.Background()
+	fac, _ := openFactory(t)
+	id, _ := fac.FactoryID(ctx)
+	bench := sqliteBackend.open(t)
+	batch := seed(t, bench)
+	u, err := bench.StartUnit(ctx, ledger.Unit{BatchID: batch, LineID: "line1", SlotID: "S1", HWSerial: "HW-T"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	clean := []byte(strings.Repeat("U-Boot 2024.01\nStarting kernel ...\n", 200))
+	files := map[string][]byte{ledger.TranscriptClean: clean, ledger.TranscriptRaw: append([]byte("\x1b[0m"), clean...)}
+	for kind, b := range files {
+		path := filepath.Join(dir, kind+".log")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		if _, err := bench.AddTranscript(ctx, ledger.Transcript{UnitID: u, SlotID: "S1", Kind: kind, Path: path,
+			Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The raw file changes after it was recorded.
+	if err := os.WriteFile(filepath.Join(dir, "raw.log"), []byte("rewritten"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bench.EnableForwarding(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, bench, fac, "bench-01", 1000)
+	us, _ := fac.Units(ctx, ledger.UnitFilter{HWSerial: "HW-T"})
+	if len(us) != 1 {
+		t.Fatalf("units %+v", us)
+	}
+	e, err := fac.Evidence(ctx, us[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Files[ledger.TranscriptClean].Content; string(got) != string(clean) {
+		t.Errorf("clean transcript in the factory ledger: %d bytes, want %d", len(got), len(clean))
+	}
+	if got := e.Files[ledger.TranscriptRaw].Content; got != nil {
+		t.Errorf("a changed file was forwarded: %q", got)
+	}
+	var buf bytes.Buffer
+	if err := ledger.WriteBundle(&buf, e); err != nil {
+		t.Fatal(err)
+	}
+	if got := bundleFiles(t, buf.Bytes())["console.log"]; got != string(clean) {
+		t.Errorf("the factory's bundle holds console.log of %d bytes", len(got))
 	}
 }

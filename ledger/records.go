@@ -734,6 +734,9 @@ type Transcript struct {
 	Path   string
 	Size   int64
 	SHA256 string
+	// Content is the file as the factory ledger holds it (nil on a
+	// bench, whose files are next to its ledger).
+	Content []byte
 }
 
 // AddTranscript records a transcript file.
@@ -758,7 +761,11 @@ func (l *Ledger) AddTranscript(ctx context.Context, t Transcript) (int64, error)
 
 // Transcripts returns a unit's transcripts.
 func (l *Ledger) Transcripts(ctx context.Context, unitID int64) ([]Transcript, error) {
-	rows, err := l.r.QueryContext(ctx, `SELECT id, coalesce(unit_id, 0), slot_id, kind, path, size, sha256
+	content := "NULL"
+	if l.d == postgresDialect {
+		content = "content"
+	}
+	rows, err := l.r.QueryContext(ctx, `SELECT id, coalesce(unit_id, 0), slot_id, kind, path, size, sha256, `+content+`
 		FROM transcripts WHERE unit_id = ? ORDER BY id`, unitID)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: transcripts: %w", err)
@@ -767,8 +774,14 @@ func (l *Ledger) Transcripts(ctx context.Context, unitID int64) ([]Transcript, e
 	var out []Transcript
 	for rows.Next() {
 		var t Transcript
-		if err := rows.Scan(&t.ID, &t.UnitID, &t.SlotID, &t.Kind, &t.Path, &t.Size, &t.SHA256); err != nil {
+		var packed []byte
+		if err := rows.Scan(&t.ID, &t.UnitID, &t.SlotID, &t.Kind, &t.Path, &t.Size, &t.SHA256, &packed); err != nil {
 			return nil, err
+		}
+		if packed != nil {
+			if t.Content, err = unpackTranscript(packed); err != nil {
+				return nil, fmt.Errorf("ledger: transcript %d: %w", t.ID, err)
+			}
 		}
 		out = append(out, t)
 	}

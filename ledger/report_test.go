@@ -143,23 +143,7 @@ func TestEvidenceBundle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gz, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(gz)
-		got := map[string]string{}
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(tr)
-			got[h.Name] = string(b)
-		}
+		got := bundleFiles(t, raw)
 		if got["console.log"] != "U-Boot 2024.01\n" || !bytes.Contains([]byte(got["serial.assertion"]), []byte("serial: acme-1")) ||
 			!bytes.Contains([]byte(got["unit.json"]), []byte(`"HWSerial": "HW1"`)) {
 			t.Errorf("bundle = %v", got)
@@ -184,4 +168,27 @@ func TestEvidenceBundle(t *testing.T) {
 			t.Error("bundle into a missing directory")
 		}
 	})
+}
+
+// bundleFiles is a bundle's files by name.
+func bundleFiles(t *testing.T, raw []byte) map[string]string {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	got := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		got[h.Name] = string(b)
+	}
+	return got
 }

@@ -310,7 +310,9 @@ func printEvidence(w io.Writer, e ledger.Evidence, full bool) {
 	if !full {
 		return
 	}
-	if e.Clean != "" {
+	if t, ok := e.Files[ledger.TranscriptClean]; ok && t.Content != nil {
+		fmt.Fprintf(w, "console (%s at station %s):\n%s", e.Clean, u.StationID, t.Content)
+	} else if e.Clean != "" {
 		if b, err := os.ReadFile(e.Clean); err == nil {
 			fmt.Fprintf(w, "console (%s):\n%s", e.Clean, b)
 		} else {
