@@ -177,8 +177,12 @@ func (v *validator) station() {
 		v.errorf("station.log-level", "%v", err)
 	}
 	v.metrics()
-	if _, given := v.w.pos["station.ledger"]; given && !st.Ledger.URL.IsSet() {
-		v.errorf("station.ledger.url", "give the factory ledger's PostgreSQL URL as {env: NAME} or {file: PATH} (it may hold a password), or leave station.ledger out")
+	if _, given := v.w.pos["station.ledger"]; given {
+		if !st.Ledger.URL.IsSet() && !v.reported("station.ledger.url") {
+			v.errorf("station.ledger.url", "give the factory ledger's PostgreSQL URL as {env: NAME} or {file: PATH} (it may hold a password), or leave station.ledger out")
+		} else {
+			v.secretRef("station.ledger.url", &st.Ledger.URL, true)
+		}
 	}
 	if len(st.Lines) == 0 {
 		v.missing("lines", "at least one line is required")

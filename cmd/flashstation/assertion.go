@@ -148,9 +148,10 @@ func short(id string) string {
 }
 
 func newAssertionsCommand(stdout, stderr io.Writer) *cobra.Command {
-	var configPath, lineID, serial, since string
+	var src recordSource
+	var lineID, serial, since, station string
 	cmd := &cobra.Command{
-		Use:   "assertions --config FILE [--line ID] [--serial S] [--since T]",
+		Use:   "assertions (--config FILE | --ledger URL [--station ID]) [--line ID] [--serial S] [--since T]",
 		Short: "Print the recorded serial assertions as an assertion stream",
 		Long: `Print the serial assertions the station recorded, exactly as received, as one
 assertion stream (application/x.ubuntu.assertion) on stdout. --since takes a
@@ -158,20 +159,26 @@ time (2026-11-28, 2026-11-28T08:00:00Z) or a duration back from now (8h).
 Exit 3 when no recorded assertion matches (an unknown line or serial).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := loadStation(configPath, stderr)
-			if err != nil {
-				return err
-			}
-			f := ledger.AssertionFilter{LineID: lineID, Serial: serial}
+			f := ledger.AssertionFilter{LineID: lineID, Serial: serial, StationID: station}
 			if since != "" {
+				var err error
 				if f.Since, err = parseSince(since, time.Now()); err != nil {
 					return usageErrorf("--since: %w", err)
 				}
 			}
-			return printAssertions(cmd.Context(), st, f, stdout, stderr)
+			if station != "" && !src.factory() {
+				return usageErrorf("--station reads the factory ledger: give --ledger URL")
+			}
+			led, st, err := src.open(cmd, stderr)
+			if err != nil {
+				return err
+			}
+			defer led.Close()
+			return printAssertions(cmd.Context(), led, st, f, stdout, stderr)
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "station file")
+	src.registerWith(cmd, "")
+	cmd.Flags().StringVar(&station, "station", "", "with --ledger: only this bench's")
 	cmd.Flags().StringVar(&lineID, "line", "", "only this line")
 	cmd.Flags().StringVar(&serial, "serial", "", "only this serial number")
 	cmd.Flags().StringVar(&since, "since", "", "only those received since this time or duration ago")
@@ -192,12 +199,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 }
 
 // printAssertions writes the matching recorded assertions as one stream.
-func printAssertions(ctx context.Context, st *lines.Station, f ledger.AssertionFilter, stdout, stderr io.Writer) error {
-	led, err := openReadLedger(ctx, st)
-	if err != nil {
-		return err
-	}
-	defer led.Close()
+func printAssertions(ctx context.Context, led *ledger.Ledger, st *lines.Station, f ledger.AssertionFilter, stdout, stderr io.Writer) error {
 	if f.LineID != "" {
 		if err := checkLine(ctx, led, st, f.LineID); err != nil {
 			return err

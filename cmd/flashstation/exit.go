@@ -19,6 +19,7 @@ const (
 	exitVerdict = 1 // a verdict failed: flash, verify, boot or capture
 	exitUsage   = 2 // usage or configuration error
 	exitNoMatch = 3 // nothing matches: no such batch, line or serial in the record
+	exitOffline = 4 // the factory ledger cannot be reached
 )
 
 // exitCodes says what each exit code means, for --help and the README test.
@@ -30,6 +31,7 @@ var exitCodes = []struct {
 	{exitVerdict, "a verdict failed (flash, verify, boot or capture)"},
 	{exitUsage, "usage or configuration error"},
 	{exitNoMatch, "nothing matches (no such batch, line or serial in the record)"},
+	{exitOffline, "the factory ledger cannot be reached"},
 }
 
 // exitCodesHelp is the exit-codes sentence of --help.
@@ -48,6 +50,7 @@ const (
 	reasonUsage   = "usage"    // exit 2: the command line
 	reasonConfig  = "config"   // exit 2: the station file, its secrets, paths
 	reasonNoMatch = "no-match" // exit 3
+	reasonOffline = "ledger-offline" // exit 4
 )
 
 // exitError carries an exit code, a reason word and what to do. Its

@@ -110,8 +110,8 @@ func TestLedgerVerifyClean(t *testing.T) {
 	if code, out, _ := runArgs("export", "--config", config, "--format", "json"); code != exitOK || strings.Count(out, wantHead) != 2 {
 		t.Errorf("export json lacks the chain head %s:\n%s", head.Link, out)
 	}
-	if code, out, _ := runArgs("export", "--config", config); code != exitOK || !strings.HasSuffix(strings.SplitN(out, "\n", 2)[0], ",chain_rows,chain_head") ||
-		!strings.Contains(out, ",2,"+head.Link+"\n") {
+	if code, out, _ := runArgs("export", "--config", config); code != exitOK || !strings.HasSuffix(strings.SplitN(out, "\n", 2)[0], ",chain_rows,chain_head,station,uid,batch_uid") ||
+		!strings.Contains(out, ",2,"+head.Link+",bench-s,") {
 		t.Errorf("export csv lacks the chain head %s:\n%s", head.Link, out)
 	}
 	bundle := filepath.Join(t.TempDir(), "qa.tar.gz")

@@ -191,7 +191,7 @@ func TestREADMEExitCodes(t *testing.T) {
 	if !slices.Equal(documented, used) {
 		t.Errorf("README's exit codes %v, the program's %v:\n%s", documented, used, text)
 	}
-	for _, reason := range []string{reasonFailed, reasonUsage, reasonConfig, reasonNoMatch} {
+	for _, reason := range []string{reasonFailed, reasonUsage, reasonConfig, reasonNoMatch, reasonOffline} {
 		if !strings.Contains(readme, "`"+reason+"`") {
 			t.Errorf("README does not document the --json error reason %q", reason)
 		}

@@ -15,10 +15,10 @@ import (
 )
 
 func newReconcileCommand(stdout, stderr io.Writer) *cobra.Command {
-	var config, lineID, since string
+	var config, lineID, since, spec string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "reconcile [--config FILE] [--line ID] [--since T] [--json]",
+		Use:   "reconcile [--config FILE] [--ledger URL] [--line ID] [--since T] [--json]",
 		Short: "Compare the ledger with the vaults' signing logs",
 		Long: `Compare, for each line with a vault signing-log configured, the serial
 assertions in the ledger with the rows of the vault's signing log: every
@@ -26,8 +26,10 @@ serial the vault signed for a device key that passed through this station, or
 for a serial one of the line's boards was expected to propose, must be in the
 ledger; every assertion in the ledger must be in the vault's log with the same
 device key and revision. The vault answers only its newest 10000 rows: what is
-older cannot be proved, and the report says how much. Exit 1 when they
-disagree.`,
+older cannot be proved, and the report says how much. With --ledger the vault
+is compared with the factory ledger, which holds every bench of the line (a
+line's vault signs for all of them). Exit 1 when they disagree; exit 4 when
+the factory ledger cannot be reached.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -63,7 +65,14 @@ disagree.`,
 			if len(todo) == 0 {
 				return usageErrorf("no line of %s has a vault.signing-log to reconcile with", st.Path)
 			}
-			led, err := openReadLedger(ctx, st)
+			var led *ledger.Ledger
+			if spec != "" {
+				// The factory ledger holds every bench of the line: what the
+				// line's vault signed is in it whichever bench asked.
+				led, err = openFactoryRead(ctx, spec, stderr)
+			} else {
+				led, err = openReadLedger(ctx, st)
+			}
 			if err != nil {
 				return err
 			}
@@ -102,6 +111,7 @@ disagree.`,
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
+	cmd.Flags().StringVar(&spec, "ledger", "", ledgerFlagHelp)
 	cmd.Flags().StringVar(&lineID, "line", "", "only this line")
 	cmd.Flags().StringVar(&since, "since", "", "only what was signed or recorded since (e.g. 24h or 2026-12-01)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")

@@ -71,15 +71,21 @@ func (s *scope) filters(now time.Time) (ledger.StatsFilter, ledger.UnitFilter, e
 }
 
 func newStatusCommand(stdout, stderr io.Writer) *cobra.Command {
-	var config string
+	var src recordSource
 	var sc scope
-	var asJSON bool
+	var asJSON, watch bool
+	var station string
 	cmd := &cobra.Command{
-		Use:   "status [--config FILE] [--line ID] [--batch ID] [--since T] [--until T] [--verdict V] [--json]",
+		Use:   "status [--config FILE | --ledger URL [--station ID] [--watch]] [--line ID] [--batch ID] [--since T] [--until T] [--verdict V] [--json]",
 		Short: "Batch status for supervisors: counts, yield, throughput, failure pareto",
 		Long: `Supervisor figures of the station, a line or a batch: counts, yield,
 first-pass yield, units/hour, medians, failure pareto and suspect slots.
-Exit 3 when --line or --batch names nothing the record holds.`,
+With --ledger, the factory's figures from its shared ledger: in all, per line,
+per line and bench, per bench, the benches silent for more than a minute and
+the serials or device keys two benches recorded; --watch refreshes them in
+place every 2 s until interrupted.
+Exit 3 when --line, --station or --batch names nothing the record holds;
+exit 4 when the factory ledger cannot be reached.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -87,15 +93,17 @@ Exit 3 when --line or --batch names nothing the record holds.`,
 			if err != nil {
 				return err
 			}
-			st, err := loadStation(config, stderr)
-			if err != nil {
-				return err
+			if !src.factory() && (station != "" || watch) {
+				return usageErrorf("--station and --watch read the factory ledger: give --ledger URL")
 			}
-			led, err := openReadLedger(ctx, st)
+			led, st, err := src.open(cmd, stderr)
 			if err != nil {
 				return err
 			}
 			defer led.Close()
+			if src.factory() {
+				return factoryStatus(cmd, led, st, sc, f, station, watch, asJSON, stdout)
+			}
 			if err := checkScope(ctx, led, st, sc.line, sc.batch); err != nil {
 				return err
 			}
@@ -122,8 +130,10 @@ Exit 3 when --line or --batch names nothing the record holds.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
+	src.register(cmd)
 	sc.register(cmd)
+	cmd.Flags().StringVar(&station, "station", "", "with --ledger: only this bench")
+	cmd.Flags().BoolVar(&watch, "watch", false, "with --ledger: refresh in place every 2 s")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout")
 	return cmd
 }
@@ -214,9 +224,10 @@ func printStats(w io.Writer, station string, sc scope, s ledger.Stats, x statusE
 }
 
 func newLogsCommand(stdout, stderr io.Writer) *cobra.Command {
-	var config, bundle string
+	var src recordSource
+	var bundle string
 	cmd := &cobra.Command{
-		Use:   "logs SERIAL [--config FILE] [--bundle OUT.tar.gz]",
+		Use:   "logs SERIAL [--config FILE | --ledger URL] [--bundle OUT.tar.gz]",
 		Short: "A unit's evidence for QA: timeline, flash figures, console transcript, serial assertion",
 		Long: `Show what the station recorded of a board, by hardware serial or by the
 serial in its assertion: every attempt, its timeline, its flash figures, the
@@ -226,11 +237,7 @@ and flash.json. Exit 3 when no unit has that serial.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, err := loadStation(config, stderr)
-			if err != nil {
-				return err
-			}
-			led, err := openReadLedger(ctx, st)
+			led, _, err := src.open(cmd, stderr)
 			if err != nil {
 				return err
 			}
@@ -262,7 +269,7 @@ and flash.json. Exit 3 when no unit has that serial.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
+	src.register(cmd)
 	cmd.Flags().StringVar(&bundle, "bundle", "", "write the evidence bundle (tar.gz)")
 	return cmd
 }
@@ -335,10 +342,11 @@ func human(n int64) string {
 }
 
 func newExportCommand(stdout, stderr io.Writer) *cobra.Command {
-	var config, format string
+	var src recordSource
+	var format, station string
 	var sc scope
 	cmd := &cobra.Command{
-		Use:   "export [--config FILE] [--line ID] [--batch ID] [--since T] [--until T] [--verdict V] [--format csv|json]",
+		Use:   "export [--config FILE | --ledger URL [--station ID]] [--line ID] [--batch ID] [--since T] [--until T] [--verdict V] [--format csv|json]",
 		Short: "Export units with their serial assertions (csv or json)",
 		Long: `Export every unit (or a batch's) with its verdict, figures and serial
 assertion, as CSV or as one JSON document. Exit 3 when --batch names no
@@ -353,22 +361,31 @@ recorded batch.`,
 				return err
 			}
 			ctx := cmd.Context()
-			st, err := loadStation(config, stderr)
-			if err != nil {
-				return err
+			if station != "" && !src.factory() {
+				return usageErrorf("--station reads the factory ledger: give --ledger URL")
 			}
-			led, err := openReadLedger(ctx, st)
+			led, st, err := src.open(cmd, stderr)
 			if err != nil {
 				return err
 			}
 			defer led.Close()
+			if src.factory() && sc.batch != 0 {
+				return usageErrorf("--batch: batch numbers are each bench's own; on the factory ledger select with --line, --station, --since and --until")
+			}
 			if err := checkScope(ctx, led, st, sc.line, sc.batch); err != nil {
 				return err
 			}
+			if station != "" {
+				if err := checkStation(ctx, led, station); err != nil {
+					return err
+				}
+			}
+			f.StationID = station
 			return export(ctx, led, f, format, stdout)
 		},
 	}
-	cmd.Flags().StringVar(&config, "config", defaultConfig(), "station file")
+	src.register(cmd)
+	cmd.Flags().StringVar(&station, "station", "", "with --ledger: only this bench's units")
 	sc.register(cmd)
 	cmd.Flags().StringVar(&format, "format", "csv", "csv or json")
 	return cmd
@@ -391,10 +408,17 @@ type exportRow struct {
 	DeviceKey string  `json:"device_key_sha3_384"`
 	Revision  int     `json:"revision"`
 	Assertion string  `json:"assertion"`
-	// The ledger's chain head at export time (ledger.ChainHead): the
-	// same in every row.
+	// The chain head at export time of the chain the unit's assertion is
+	// in (ledger.StationChainHead): on a bench the same in every row, on
+	// the factory ledger its bench's.
 	ChainRows int64  `json:"chain_rows"`
 	ChainHead string `json:"chain_head"`
+	// Station is the bench, UID and BatchUID the unit's and its batch's
+	// ids in every ledger (unit and batch are the numbers of the ledger
+	// exported): exports of several benches merge by them.
+	Station  string `json:"station"`
+	UID      string `json:"uid"`
+	BatchUID string `json:"batch_uid"`
 }
 
 func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format string, w io.Writer) error {
@@ -406,15 +430,28 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 		return noMatch("Widen --since/--until or drop --verdict; `flashstation status` shows what the record holds.",
 			"no unit matches --since/--until/--verdict")
 	}
-	head, err := led.ChainHead(ctx)
-	if err != nil {
-		return err
-	}
+	heads := map[string]ledger.ChainHead{}
+	batchUIDs := map[int64]string{}
 	var rows []exportRow
 	var printed []ledger.SerialAssertion
 	for i := len(units) - 1; i >= 0; i-- {
 		u := units[i]
-		r := exportRow{Unit: u.ID, Batch: u.BatchID, Line: u.LineID, Slot: u.SlotID, HWSerial: u.HWSerial, Serial: u.Serial,
+		head, ok := heads[u.StationID]
+		if !ok {
+			if head, err = led.StationChainHead(ctx, u.StationID); err != nil {
+				return err
+			}
+			heads[u.StationID] = head
+		}
+		buid, ok := batchUIDs[u.BatchID]
+		if !ok {
+			b, err := led.Batch(ctx, u.BatchID)
+			if err != nil {
+				return err
+			}
+			buid, batchUIDs[u.BatchID] = b.UID, b.UID
+		}
+		r := exportRow{Station: u.StationID, UID: u.UID, BatchUID: buid, Unit: u.ID, Batch: u.BatchID, Line: u.LineID, Slot: u.SlotID, HWSerial: u.HWSerial, Serial: u.Serial,
 			Verdict: u.State, Reason: u.Reason, Attempt: u.Attempt, Started: u.StartedAt.UTC().Format(time.RFC3339),
 			FlashSecs: (u.FlashTime + u.VerifyTime).Seconds(), BootSecs: u.BootTime.Seconds(),
 			ChainRows: head.Rows, ChainHead: head.Link}
@@ -445,12 +482,13 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 	}
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"unit", "batch", "line", "slot", "hardware_serial", "serial", "verdict", "reason", "attempt", "started",
-		"finished", "flash_seconds", "boot_seconds", "device_key_sha3_384", "revision", "assertion", "chain_rows", "chain_head"})
+		"finished", "flash_seconds", "boot_seconds", "device_key_sha3_384", "revision", "assertion", "chain_rows", "chain_head",
+		"station", "uid", "batch_uid"})
 	for _, r := range rows {
 		cw.Write([]string{strconv.FormatInt(r.Unit, 10), strconv.FormatInt(r.Batch, 10), r.Line, r.Slot, r.HWSerial, r.Serial,
 			r.Verdict, r.Reason, strconv.Itoa(r.Attempt), r.Started, r.Finished, fmt.Sprintf("%.3f", r.FlashSecs),
 			fmt.Sprintf("%.3f", r.BootSecs), r.DeviceKey, strconv.Itoa(r.Revision), r.Assertion,
-			strconv.FormatInt(r.ChainRows, 10), r.ChainHead})
+			strconv.FormatInt(r.ChainRows, 10), r.ChainHead, r.Station, r.UID, r.BatchUID})
 	}
 	cw.Flush()
 	return cw.Error()
