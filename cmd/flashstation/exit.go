@@ -46,10 +46,10 @@ func exitCodesHelp() string {
 // Reasons of the --json error document when no failure reason code is
 // more precise.
 const (
-	reasonFailed  = "failed"   // exit 1
-	reasonUsage   = "usage"    // exit 2: the command line
-	reasonConfig  = "config"   // exit 2: the station file, its secrets, paths
-	reasonNoMatch = "no-match" // exit 3
+	reasonFailed  = "failed"         // exit 1
+	reasonUsage   = "usage"          // exit 2: the command line
+	reasonConfig  = "config"         // exit 2: the station file, its secrets, paths
+	reasonNoMatch = "no-match"       // exit 3
 	reasonOffline = "ledger-offline" // exit 4
 )
 
