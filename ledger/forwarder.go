@@ -63,6 +63,10 @@ type Forwarder struct {
 	// is how many entries one transaction sends.
 	Poll, MaxBackoff time.Duration
 	Chunk            int
+	// FinalGrace bounds the last sending once Run is stopped: what the
+	// bench recorded last (its stop) goes too, while the factory ledger
+	// answers.
+	FinalGrace time.Duration
 
 	kick chan struct{}
 
@@ -76,7 +80,7 @@ type Forwarder struct {
 // (a PostgreSQL URL, which may hold a password) for station.
 func NewForwarder(bench *Ledger, dsn, station string) *Forwarder {
 	return &Forwarder{bench: bench, dsn: dsn, station: station, Poll: time.Second, MaxBackoff: 15 * time.Second,
-		Chunk: 5000, kick: make(chan struct{}, 1), changed: make(chan struct{})}
+		Chunk: 5000, FinalGrace: 5 * time.Second, kick: make(chan struct{}, 1), changed: make(chan struct{})}
 }
 
 // Status is the forwarder's state now.
@@ -112,7 +116,8 @@ func (f *Forwarder) update(fn func(s *ForwardStatus)) {
 	}
 }
 
-// Run forwards until ctx ends.
+// Run forwards until ctx ends, then sends what is left for up to
+// FinalGrace (one attempt when the factory ledger is away).
 func (f *Forwarder) Run(ctx context.Context) error {
 	var fac *Ledger
 	defer func() {
@@ -123,6 +128,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	if flags, err := f.bench.FactoryFlags(ctx); err == nil {
 		f.update(func(s *ForwardStatus) { s.Duplicates = len(flags) })
 	}
+	defer f.final(&fac)
 	backoff := time.Duration(0)
 	for {
 		err := f.round(ctx, &fac)
@@ -154,6 +160,27 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case <-f.kick:
 			t.Stop()
 		case <-t.C:
+		}
+	}
+}
+
+// final sends what is left once Run was stopped, until the outbox is
+// empty, the factory ledger fails once, or FinalGrace is over.
+func (f *Forwarder) final(fac **Ledger) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.FinalGrace)
+	defer cancel()
+	for {
+		err := f.round(ctx, fac)
+		n, berr := f.bench.Backlog(ctx)
+		if berr == nil {
+			f.update(func(s *ForwardStatus) { s.Backlog = n })
+		}
+		if err != nil {
+			f.update(func(s *ForwardStatus) { s.Online, s.Err = false, redactError(err.Error(), f.dsn) })
+			return
+		}
+		if berr != nil || n == 0 {
+			return
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/flashstation/flashstation/ledger"
 )
@@ -52,24 +51,3 @@ func (p *Pipeline) Factory() (ledger.ForwardStatus, bool) {
 // Backlog is how many records wait for the factory ledger (the metrics'
 // outbox backlog).
 func (p *Pipeline) Backlog(ctx context.Context) (int, error) { return p.led.Backlog(ctx) }
-
-// flushFactory sends what the stop recorded (the batches it closed), for
-// up to grace while the factory ledger answers: a bench that stops does
-// not leave its last records waiting for its next start.
-func (p *Pipeline) flushFactory(grace time.Duration) {
-	p.fwd.Kick()
-	deadline := time.NewTimer(grace)
-	defer deadline.Stop()
-	for {
-		ch := p.fwd.Changed()
-		n, err := p.led.Backlog(context.Background())
-		if err != nil || n == 0 || !p.fwd.Status().Online {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return
-		}
-	}
-}

@@ -470,7 +470,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.stopCtx = ctx
 	if p.fwd != nil {
 		// The forwarder outlives the slots: what their stop records is
-		// sent too (flushFactory).
+		// sent too (its final sending, once stopped).
 		fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
 		fdone := make(chan struct{})
 		go func() {
@@ -478,7 +478,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			_ = p.fwd.Run(fctx)
 		}()
 		defer func() {
-			p.flushFactory(5 * time.Second)
 			fcancel()
 			<-fdone
 		}()

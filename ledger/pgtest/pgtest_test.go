@@ -1,7 +1,13 @@
 package pgtest_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -49,5 +55,63 @@ func TestClusterStartsStopsRestarts(t *testing.T) {
 	var v string
 	if err := conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != "unit 1" {
 		t.Fatalf("after restart: %q, %v", v, err)
+	}
+}
+
+const orphanEnv = "PGTEST_ORPHAN_DIR"
+
+// TestMain lets the test binary be the process that starts a cluster and
+// dies without stopping it.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(orphanEnv); dir != "" {
+		c, err := pgtest.New(dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(c.Dir)
+		select {} // killed here
+	}
+	os.Exit(m.Run())
+}
+
+// TestOrphanReaped: a cluster whose test was killed (no cleanup ran) is
+// stopped and removed by the next cluster's start.
+func TestOrphanReaped(t *testing.T) {
+	if _, err := pgtest.BinDir(); err != nil {
+		t.Skip(err)
+	}
+	parent, err := os.MkdirTemp("", "orphan-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(parent)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), orphanEnv+"="+parent)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("the child started no cluster: %v", err)
+	}
+	dir := strings.TrimSpace(line)
+	pidFile := filepath.Join(dir, "data", "postmaster.pid")
+	if _, err := os.Stat(pidFile); err != nil {
+		t.Fatalf("no running cluster in %s: %v", dir, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := os.Stat(pidFile); err != nil {
+		t.Fatalf("the orphan's server stopped by itself: %v", err)
+	}
+	pgtest.Start(t) // reaps
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the orphan cluster %s is still there: %v", dir, err)
 	}
 }
