@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"errors"
 	"fmt"
@@ -32,9 +34,13 @@ func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
 		bell               bool
 		qemu               bool
 		metrics            string
+		ledger, station    string
+		serials            string
+		factory            bool
+		benches            int
 	}
 	cmd := &cobra.Command{
-		Use:   "demo [--boards N] [--speed X] [--faults] [--qemu] [--data DIR] [--headless] [--json] [--metrics ADDR]",
+		Use:   "demo [--boards N] [--speed X] [--faults] [--qemu] [--data DIR] [--headless] [--json] [--metrics ADDR] [--ledger URL [--station ID] | --factory]",
 		Short: "Run the station on a simulated bench",
 		Long: `Run the real station pipeline on a simulated bench: the Serial Vault double,
 N simulated boards (half USB mass storage on line1 with the recording proxy,
@@ -49,6 +55,12 @@ and runs from flashstation's source tree, which builds the boards' program;
 with --faults its guests act out a kernel panic, a seed error and a boot
 loop, and one board loses its kernel after the flash (U-Boot refuses it).
 --metrics ADDR serves the station's Prometheus metrics at http://ADDR/metrics.
+--ledger URL (or env:NAME, file:PATH) forwards the bench's record to that
+factory ledger, as station --station (a name of its own: several demos can
+share one factory ledger). --factory starts a local PostgreSQL in DIR, runs
+three benches on it (separate processes, logs in DIR/bench-N/demo.log) and
+opens the supervisors' board (flashstation supervise) on it; headless, it
+prints the factory's status once the benches are done.
 DIR (a temporary directory unless --data) keeps
 station.yaml, vault-key.pub and the ledger, so status, logs, assertions and
 export work on it afterwards:
@@ -62,6 +74,34 @@ export work on it afterwards:
 				var err error
 				if dir, err = os.MkdirTemp("", "flashstation-demo-"); err != nil {
 					return err
+				}
+			}
+			if o.factory {
+				if o.ledger != "" || o.station != "" {
+					return usageErrorf("--factory runs its own factory ledger and benches: leave out --ledger and --station")
+				}
+				return demoFactory(ctx, factoryDemo{dir: dir, benches: o.benches, boards: o.boards, speed: o.speed,
+					faults: o.faults, headless: o.head || o.json}, stdout, stderr)
+			}
+			var factoryFile string
+			if o.ledger != "" {
+				dsn, err := factoryDSN(o.ledger, stderr)
+				if err != nil {
+					return err
+				}
+				if err := os.MkdirAll(dir, 0o750); err != nil {
+					return err
+				}
+				// The station file names this file: the URL (and any
+				// password) stays out of it and out of the arguments.
+				factoryFile = filepath.Join(dir, "factory-ledger.url")
+				if err := os.WriteFile(factoryFile, []byte(dsn+"\n"), 0o600); err != nil {
+					return err
+				}
+				if o.station == "" {
+					abs, _ := filepath.Abs(dir)
+					sum := sha256.Sum256([]byte(abs))
+					o.station = "demo-" + hex.EncodeToString(sum[:3])
 				}
 			}
 			// One demo at a time in DIR: its station keeps its record in
@@ -84,7 +124,11 @@ export work on it afterwards:
 			}
 			benchLog, _ := logging.New(io.Discard, "")
 			benchCfg := sim.BenchConfig{Dir: dir, Boards: o.boards, Speed: o.speed, Faults: o.faults,
-				FastKeys: o.fastKeys, Logger: benchLog}
+				FastKeys: o.fastKeys, Logger: benchLog, StationID: o.station, FactoryLedgerFile: factoryFile}
+			if o.serials != "" {
+				prefix := o.serials
+				benchCfg.SerialOf = func(i int) string { return fmt.Sprintf("%s%05d", prefix, i+1) }
+			}
 			if o.realKeys {
 				benchCfg.DeviceKeyBits = 4096
 			}
@@ -147,6 +191,11 @@ export work on it afterwards:
 	f.BoolVar(&o.bell, "bell", false, "ring the terminal's bell on every FAIL")
 	f.BoolVar(&o.qemu, "qemu", false, "QEMU armhf boards: real U-Boot and kernel boots (make qemu-assets)")
 	f.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at `ADDR` (host:port, e.g. 127.0.0.1:9464)")
+	f.StringVar(&o.ledger, "ledger", "", "forward to this factory ledger (a postgres:// URL, env:NAME or file:PATH)")
+	f.StringVar(&o.station, "station", "", "the bench's station id (default sim-bench; with --ledger, one made from DIR)")
+	f.BoolVar(&o.factory, "factory", false, "a local factory: PostgreSQL, three benches and the supervisors' board")
+	f.IntVar(&o.benches, "benches", 3, "with --factory: how many benches")
+	f.StringVar(&o.serials, "serials", "", "the boards' hardware serials start with this (default SIM)")
 	_ = f.MarkHidden("fast-keys")
 	return cmd
 }

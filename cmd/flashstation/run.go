@@ -86,6 +86,7 @@ Try it on a simulated bench with 'flashstation demo'.
 		newRunCommand(stdout, stderr),
 		newDemoCommand(stdout, stderr),
 		newStatusCommand(stdout, stderr),
+		newSuperviseCommand(stdout, stderr),
 		newLogsCommand(stdout, stderr),
 		newExportCommand(stdout, stderr),
 		newReconcileCommand(stdout, stderr),
