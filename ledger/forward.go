@@ -395,10 +395,10 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 					n.started_at, n.attempt, n.mapped_bytes, n.written_bytes, n.flash_ms, n.verify_ms, n.boot_ms, n.finished_at
 				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 					$10::text[], $11::text[], $12::text[], $13::int[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
-					$18::bigint[], $19::text[])
+					$18::bigint[], $19::text[]) WITH ORDINALITY
 					AS n(uid, station_id, batch_uid, line_id, slot_id, hw_serial, serial, state, stage, reason, detail, started_at,
-						attempt, mapped_bytes, written_bytes, flash_ms, verify_ms, boot_ms, finished_at)
-				JOIN batches b ON b.uid = n.batch_uid
+						attempt, mapped_bytes, written_bytes, flash_ms, verify_ms, boot_ms, finished_at, ord)
+				JOIN batches b ON b.uid = n.batch_uid ORDER BY n.ord
 				ON CONFLICT (uid) DO UPDATE SET hw_serial = excluded.hw_serial, serial = excluded.serial, state = excluded.state,
 					stage = excluded.stage, reason = excluded.reason, detail = excluded.detail, mapped_bytes = excluded.mapped_bytes,
 					written_bytes = excluded.written_bytes, flash_ms = excluded.flash_ms, verify_ms = excluded.verify_ms,
@@ -416,10 +416,10 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 				SELECT n.uid, n.station_id, n.text, n.text_sha256, n.brand_id, n.model, n.serial, n.device_key_id, n.line_id, n.via,
 					n.received_at, n.prev_sha256, n.link_sha256, n.seq, n.revision, n.duplicate, u.id
 				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-					$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::int[], $16::int[], $17::text[])
+					$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::int[], $16::int[], $17::text[]) WITH ORDINALITY
 					AS n(uid, station_id, text, text_sha256, brand_id, model, serial, device_key_id, line_id, via, received_at,
-						prev_sha256, link_sha256, seq, revision, duplicate, unit_uid)
-				LEFT JOIN units u ON u.uid = n.unit_uid
+						prev_sha256, link_sha256, seq, revision, duplicate, unit_uid, ord)
+				LEFT JOIN units u ON u.uid = n.unit_uid ORDER BY n.ord
 				ON CONFLICT (uid) DO UPDATE SET unit_id = excluded.unit_id
 				WHERE serial_assertions.unit_id IS NULL AND excluded.unit_id IS NOT NULL`,
 				a.uid, a.station, a.text, a.textSHA, a.brand, a.model, a.serial, a.key, a.line, a.via, a.received, a.prev, a.link,
@@ -432,8 +432,8 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 			if err := exec("events", `INSERT INTO events(uid, station_id, at, slot_id, kind, stage, message, data, batch_id, unit_id)
 				SELECT n.uid, n.station_id, n.at, n.slot_id, n.kind, n.stage, n.message, n.data, b.id, u.id
 				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-					$9::text[], $10::text[]) AS n(uid, station_id, at, slot_id, kind, stage, message, data, batch_uid, unit_uid)
-				LEFT JOIN batches b ON b.uid = n.batch_uid LEFT JOIN units u ON u.uid = n.unit_uid
+					$9::text[], $10::text[]) WITH ORDINALITY AS n(uid, station_id, at, slot_id, kind, stage, message, data, batch_uid, unit_uid, ord)
+				LEFT JOIN batches b ON b.uid = n.batch_uid LEFT JOIN units u ON u.uid = n.unit_uid ORDER BY n.ord
 				ON CONFLICT (uid) DO NOTHING`,
 				e.uid, e.station, e.at, e.slot, e.kind, e.stage, e.message, e.data, e.batch, e.unit); err != nil {
 				return err
@@ -444,9 +444,9 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 			if err := exec("transcripts", `INSERT INTO transcripts(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_id, content)
 				SELECT n.uid, n.station_id, n.slot_id, n.kind, n.path, n.sha256, n.created_at, n.size, u.id, n.content
 				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
-					$10::bytea[])
-					AS n(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_uid, content)
-				LEFT JOIN units u ON u.uid = n.unit_uid
+					$10::bytea[]) WITH ORDINALITY
+					AS n(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_uid, content, ord)
+				LEFT JOIN units u ON u.uid = n.unit_uid ORDER BY n.ord
 				ON CONFLICT (uid) DO UPDATE SET content = excluded.content
 				WHERE transcripts.content IS NULL AND excluded.content IS NOT NULL`,
 				t.uid, t.station, t.slot, t.kind, t.path, t.sha, t.created, t.size, t.unit, t.content); err != nil {

@@ -699,7 +699,13 @@ func (l *Ledger) SerialAssertions(ctx context.Context, f AssertionFilter) ([]Ser
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY id"
+	if l.d == postgresDialect {
+		// Several benches' rows: in the order received, each bench's in
+		// its chain's order.
+		q += " ORDER BY received_at, station_id, seq"
+	} else {
+		q += " ORDER BY id"
+	}
 	rows, err := l.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: serial assertions: %w", err)

@@ -51,3 +51,40 @@ func (p *Pipeline) Factory() (ledger.ForwardStatus, bool) {
 // Backlog is how many records wait for the factory ledger (the metrics'
 // outbox backlog).
 func (p *Pipeline) Backlog(ctx context.Context) (int, error) { return p.led.Backlog(ctx) }
+
+// watchFactory tells the bench, on the event stream, when the factory
+// ledger is reached, lost and reached again (with what waits), and when
+// it refuses the bench.
+func (p *Pipeline) watchFactory(ctx context.Context) {
+	var was ledger.ForwardStatus
+	said := false
+	for {
+		ch := p.fwd.Changed()
+		s := p.fwd.Status()
+		var texts []string
+		switch {
+		case s.Clash && !was.Clash:
+			texts = append(texts, s.Header())
+		case s.Online && !was.Online && !said:
+			texts = append(texts, fmt.Sprintf("factory ledger connected: %d to send", s.Backlog))
+		case s.Online && !was.Online:
+			texts = append(texts, fmt.Sprintf("factory ledger back: %d to send", s.Backlog))
+		case !s.Online && s.Err != "" && (was.Online || !said):
+			texts = append(texts, s.Header()+" ("+s.Err+")")
+		}
+		if s.Duplicates > was.Duplicates {
+			texts = append(texts, fmt.Sprintf("factory ledger: %d of this bench's serials or device keys were recorded by another bench too", s.Duplicates))
+		}
+		for _, text := range texts {
+			said = true
+			p.log.Info().Str("factory", text).Msg("factory ledger")
+			p.emit(Event{Kind: EventNotice, Text: text})
+		}
+		was = s
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}

@@ -472,14 +472,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		// The forwarder outlives the slots: what their stop records is
 		// sent too (its final sending, once stopped).
 		fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
-		fdone := make(chan struct{})
+		fdone, wdone := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(fdone)
 			_ = p.fwd.Run(fctx)
 		}()
+		go func() {
+			defer close(wdone)
+			p.watchFactory(fctx)
+		}()
 		defer func() {
 			fcancel()
 			<-fdone
+			<-wdone
 		}()
 	}
 	var wg sync.WaitGroup
