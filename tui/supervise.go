@@ -185,7 +185,7 @@ func (m *Supervise) Render() string {
 		rows = append(rows, st.Warn.Render(fit(" ⚠ SILENT: "+silent, w)))
 	}
 	if n := len(rep.Duplicates); n > 0 {
-		rows = append(rows, st.Bad.Render(fit(fmt.Sprintf(" ⚠ %d serials or device keys RECORDED ON TWO BENCHES: %s", n, dupList(rep.Duplicates)), w)))
+		rows = append(rows, st.Bad.Render(fit(fmt.Sprintf(" ⚠ %s RECORDED ON TWO BENCHES: %s", plural(n, "serial or device key", "serials or device keys"), dupList(rep.Duplicates)), w)))
 	}
 	rows = append(rows, "")
 	if m.drill {
@@ -245,7 +245,11 @@ func (m *Supervise) cell(s ledger.Stats, selected bool) string {
 		}
 		return st.Dim.Render(c)
 	}
-	text := fmt.Sprintf(" %4d %6s %5s/h", s.Units, ledger.Percent(s.Yield), ledger.Rate(s.UnitsPerHour))
+	rate := ledger.NoData
+	if s.UnitsPerHour != nil {
+		rate = fmt.Sprintf("%.0f", *s.UnitsPerHour)
+	}
+	text := fmt.Sprintf(" %4d %6s %5s/h", s.Units, ledger.Percent(s.Yield), rate)
 	if s.InProgress > 0 {
 		text += fmt.Sprintf(" ▸%d", s.InProgress)
 	}
@@ -272,7 +276,7 @@ func (m *Supervise) board(w int) []string {
 		}
 		head += fit(name, boardCell)
 	}
-	rows := []string{st.Bold.Render(fit(head, w)), st.Dim.Render(fit(fmt.Sprintf("%*s units  yield  passes  (▸ running)", boardName+5, ""), w))}
+	rows := []string{st.Bold.Render(fit(head, w)), st.Dim.Render(fit(fmt.Sprintf("%*s", boardName, "")+" units  yield  passes (▸ running)", w))}
 	if len(rep.Lines) == 0 {
 		return append(rows, " no unit in this window yet")
 	}
