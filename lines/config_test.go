@@ -147,6 +147,7 @@ func TestStationExample(t *testing.T) {
 	t.Setenv("FLASHSTATION_LINE1_API_KEY", "k1")
 	t.Setenv("FLASHSTATION_LINE2_API_KEY", "k2")
 	t.Setenv("FLASHSTATION_LINE2_CONSOLE_PASSWORD", "pw")
+	t.Setenv("FLASHSTATION_LEDGER_URL", "postgres://bench-01@factory-db/flashstation")
 	st, problems, err := lines.LoadValid("../configs/station.example.yaml")
 	if err != nil || len(problems) != 0 {
 		t.Fatalf("%v %v", err, problems)

@@ -130,16 +130,19 @@ func TestFactoryOfThreeBenches(t *testing.T) {
 	if err := c.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	stoppedAt := map[string]int{}
+	for _, b := range benches {
+		b.mu.Lock()
+		stoppedAt[b.name] = b.passes
+		b.mu.Unlock()
+	}
 	offlinePasses := map[string]int{}
 	for _, b := range benches {
 		b.wait(t, "offline", func(b *benchProc) bool { return b.saw("factory ledger offline - ") })
-		b.mu.Lock()
-		at := b.passes
-		b.mu.Unlock()
 		// The bench keeps flashing while the factory ledger is away.
-		b.wait(t, "a pass while offline", func(b *benchProc) bool { return b.passes > at })
+		b.wait(t, "a pass while offline", func(b *benchProc) bool { return b.passes > stoppedAt[b.name] })
 		b.mu.Lock()
-		offlinePasses[b.name] = b.passes - at
+		offlinePasses[b.name] = b.passes - stoppedAt[b.name]
 		b.mu.Unlock()
 	}
 	if err := c.Restart(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/pgtest"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
 )
@@ -87,5 +88,68 @@ slots:
 	}
 	if code, _, errOut := runCmd("reconcile", "--config", cfg, "--line", "nope"); code != exitUsage || !strings.Contains(errOut, "nope") {
 		t.Errorf("unknown line: %d %s", code, errOut)
+	}
+
+	// The factory ledger holds every bench of the line: LOST-1 was
+	// recorded by another bench of line1 (the board went there), so the
+	// line's vault and the factory agree where this bench alone cannot.
+	c := pgtest.Start(t)
+	ctx := context.Background()
+	fac, err := ledger.OpenFactory(ctx, c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fac.Close()
+	id, _ := fac.FactoryID(ctx)
+	other, err := ledger.Open(ctx, filepath.Join(dir, "other", ledger.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.EnsureStation(ctx, ledger.Station{ID: "bench-r2"})
+	other.EnsureLine(ctx, ledger.Line{ID: "line1", StationID: "bench-r2", BrandID: "acme", Model: "acme-gw-armhf"})
+	lost := register("LOST-2") // a new revision of the same device's serial: the vault's log has it too
+	for _, sa := range []*serialvault.Serial{lost} {
+		if _, _, err := other.RecordSerialAssertion(ctx, ledger.SerialAssertion{Text: sa.Encode(), BrandID: sa.BrandID, Model: sa.Model,
+			Serial: sa.Serial, Revision: sa.Revision(), DeviceKeyID: sa.DeviceKeyID, LineID: "line1", Via: ledger.ViaProxy}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bench, err := ledger.Open(ctx, filepath.Join(dir, "data", ledger.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []struct {
+		l       *ledger.Ledger
+		station string
+	}{{bench, "bench-r"}, {other, "bench-r2"}} {
+		if _, err := b.l.EnableForwarding(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.l.Forward(ctx, fac, b.station, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bench.Close()
+	urlFile := filepath.Join(dir, "factory.url")
+	os.WriteFile(urlFile, []byte(c.URL), 0o600)
+	code, out, errOut := runCmd("reconcile", "--config", cfg, "--ledger", "file:"+urlFile)
+	if code != exitVerdict || !strings.Contains(out, "not-in-ledger serial LOST-1") || strings.Contains(out, "LOST-2") {
+		t.Errorf("reconcile --ledger, LOST-1 nowhere: %d %s %s", code, out, errOut)
+	}
+	// The board that LOST-1 was signed for went through bench-r2 too.
+	s1 := register("LOST-3")
+	if _, _, err := other.RecordSerialAssertion(ctx, ledger.SerialAssertion{Text: s1.Encode(), BrandID: s1.BrandID, Model: s1.Model,
+		Serial: s1.Serial, Revision: s1.Revision(), DeviceKeyID: s1.DeviceKeyID, LineID: "line1", Via: ledger.ViaProxy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Forward(ctx, fac, "bench-r2", 1000); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := runCmd("reconcile", "--config", cfg); code != exitVerdict || !strings.Contains(out, "LOST-2") || !strings.Contains(out, "LOST-3") {
+		t.Errorf("the bench alone misses what bench-r2 recorded: %d %s", code, out)
+	}
+	if code, out, _ := runCmd("reconcile", "--config", cfg, "--ledger", "file:"+urlFile); strings.Contains(out, "LOST-2") || strings.Contains(out, "LOST-3") {
+		t.Errorf("the factory ledger holds bench-r2's serials: %d %s", code, out)
 	}
 }
