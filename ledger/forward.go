@@ -93,6 +93,9 @@ func (l *Ledger) Backlog(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// transcriptsPerChunk bounds the transcript files one chunk carries.
+const transcriptsPerChunk = 8
+
 // ErrStationClash is the factory ledger refusing a bench's rows because
 // another bench sent rows under the same station id (two benches
 // configured alike): the bench keeps its rows and keeps trying, and the
@@ -115,6 +118,19 @@ func (l *Ledger) Forward(ctx context.Context, to *Ledger, station string, limit 
 	if err := l.r.QueryRowContext(ctx, `SELECT max(seq), count(*) FROM (SELECT seq FROM outbox ORDER BY seq LIMIT ?)`, limit).
 		Scan(&last, &n); err != nil {
 		return 0, fmt.Errorf("ledger: forward: %w", err)
+	}
+	// Transcripts travel with their files: a chunk holds a few, so that
+	// its memory stays bounded (MaxForwardedTranscript each).
+	var cut sql.NullInt64
+	if err := l.r.QueryRowContext(ctx, `SELECT seq FROM outbox WHERE tbl = 'transcripts' ORDER BY seq LIMIT 1 OFFSET ?`,
+		transcriptsPerChunk).Scan(&cut); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("ledger: forward: %w", err)
+	}
+	if cut.Valid && cut.Int64 <= last.Int64 {
+		last.Int64 = cut.Int64 - 1
+		if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE seq <= ?`, last.Int64).Scan(&n); err != nil {
+			return 0, fmt.Errorf("ledger: forward: %w", err)
+		}
 	}
 	var c chunk
 	var err error

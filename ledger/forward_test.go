@@ -408,3 +408,32 @@ func TestForwardTranscripts(t *testing.T) {
 		t.Errorf("the factory's bundle holds console.log of %d bytes", len(got))
 	}
 }
+
+// TestForwardBoundsTranscripts: a chunk carries a few transcript files at
+// most, so a bench with many big consoles to send never holds them all in
+// memory; all of them arrive, in more chunks.
+func TestForwardBoundsTranscripts(t *testing.T) {
+	ctx := context.Background()
+	fac, facDB := openFactory(t)
+	id, _ := fac.FactoryID(ctx)
+	bench := sqliteBackend.open(t)
+	batch := seed(t, bench)
+	benchRun(t, bench, batch, "T", 20) // 20 transcripts among ~200 entries
+	if _, err := bench.EnableForwarding(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var chunks int
+	for {
+		n, err := bench.Forward(ctx, fac, "bench-01", 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		chunks++
+	}
+	if c := counts(t, facDB); chunks < 3 || c["transcripts"] != 20 || c["units"] != 20 {
+		t.Errorf("%d chunks, factory ledger %v", chunks, c)
+	}
+}
