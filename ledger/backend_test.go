@@ -79,6 +79,9 @@ func startFactory() (*pgtest.Cluster, error) {
 		if factory.err != nil {
 			return
 		}
+		if factory.err = factory.cluster.MarkThrowaway(); factory.err != nil {
+			return
+		}
 		var url string
 		if url, factory.err = factory.cluster.CreateDatabase("template_ledger", ""); factory.err != nil {
 			return

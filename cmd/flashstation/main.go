@@ -16,7 +16,8 @@ func main() {
 	// A QEMU board's connection to the station, when QEMU started this
 	// binary to relay one (demo --qemu): relays it and exits.
 	armimage.ForwardMain()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A hang-up (the terminal or ssh session gone) stops as SIGTERM does.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	// The first signal stops the station cleanly (it may wait for boards
 	// that are registering); the second one ends the process at once.
 	context.AfterFunc(ctx, stop)

@@ -162,9 +162,18 @@ func (c *Cluster) DatabaseURL(name string) string {
 // ownerFile holds the pid of the process that started a cluster.
 const ownerFile = "owner.pid"
 
-// reapOrphans stops and removes the clusters under the temporary
+// MarkThrowaway says the cluster's directory may be removed once its
+// starter is gone (a test's; a demo's data is kept).
+func (c *Cluster) MarkThrowaway() error {
+	return os.WriteFile(filepath.Join(c.Dir, throwawayFile), nil, 0o644)
+}
+
+const throwawayFile = "throwaway"
+
+// reapOrphans stops the servers of the clusters under the temporary
 // directory whose starting process is gone (killed before it could stop
-// them): they would hold memory and processes for ever.
+// them): they would hold memory and processes for ever. A throwaway
+// cluster's directory is removed too.
 func reapOrphans(bin string) {
 	tmp := filepath.Clean(os.TempDir())
 	var owners []string
@@ -188,7 +197,11 @@ func reapOrphans(bin string) {
 				c.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
 			}
 		}
-		_ = c.run("pg_ctl", "--pgdata", c.data, "--wait", "--timeout", "30", "--silent", "--mode", "immediate", "stop")
-		os.RemoveAll(dir)
+		if _, err := os.Stat(filepath.Join(c.data, "postmaster.pid")); err == nil {
+			_ = c.run("pg_ctl", "--pgdata", c.data, "--wait", "--timeout", "30", "--silent", "--mode", "immediate", "stop")
+		}
+		if _, err := os.Stat(filepath.Join(dir, throwawayFile)); err == nil {
+			os.RemoveAll(dir)
+		}
 	}
 }

@@ -33,6 +33,9 @@ func Start(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := c.MarkThrowaway(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := c.Stop(); err != nil {
 			t.Errorf("stop PostgreSQL: %v", err)

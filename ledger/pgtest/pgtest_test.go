@@ -65,6 +65,9 @@ const orphanEnv = "PGTEST_ORPHAN_DIR"
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(orphanEnv); dir != "" {
 		c, err := pgtest.New(dir)
+		if err == nil {
+			err = c.MarkThrowaway()
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
