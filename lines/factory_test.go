@@ -1,12 +1,17 @@
 package lines_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/flashstation/flashstation/ledger"
+	"github.com/flashstation/flashstation/ledger/pgtest"
 	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/sim"
 )
 
 // TestFactoryLedgerConfig: station.ledger.url is a secret reference (the
@@ -52,5 +57,72 @@ func TestFactoryLedgerConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPipelineForwardsToTheFactory: a station whose file names a factory
+// ledger forwards its batch there, says on its event stream that it
+// reached it, and its last records (the closed batches) go before Run
+// returns.
+func TestPipelineForwardsToTheFactory(t *testing.T) {
+	c := pgtest.Start(t)
+	urlFile := filepath.Join(t.TempDir(), "factory.url")
+	if err := os.WriteFile(urlFile, []byte(c.URL), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startBenchWith(t, sim.BenchConfig{Boards: 2}, 1, benchOpt{edit: func(st *lines.Station) {
+		st.Ledger.URL = lines.SecretRef{File: urlFile}
+	}})
+	if _, ok := e.p.Factory(); !ok {
+		t.Fatal("no forwarder for a station with a factory ledger")
+	}
+	evs := e.runUntilDone(t, 3*time.Minute)
+	connected := false
+	for _, ev := range evs {
+		connected = connected || ev.Kind == lines.EventNotice && strings.HasPrefix(ev.Text, "factory ledger connected")
+	}
+	if !connected {
+		t.Error("no notice that the factory ledger was reached")
+	}
+	if n, err := e.led.Backlog(context.Background()); err != nil || n != 0 {
+		t.Errorf("backlog after Run: %d %v", n, err)
+	}
+	fac, err := ledger.OpenFactoryReadOnly(context.Background(), c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fac.Close()
+	ctx := context.Background()
+	local, _ := e.led.Units(ctx, ledger.UnitFilter{})
+	there, _ := fac.Units(ctx, ledger.UnitFilter{StationID: e.st.ID})
+	if len(local) != 2 || len(there) != 2 {
+		t.Errorf("%d units at the bench, %d in the factory ledger", len(local), len(there))
+	}
+	rep, err := fac.FactoryReport(ctx, ledger.FactoryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := 0
+	bs, _ := fac.Units(ctx, ledger.UnitFilter{})
+	for _, u := range bs {
+		if b, err := fac.Batch(ctx, u.BatchID); err == nil && b.State == ledger.BatchClosed {
+			closed++
+		}
+	}
+	if closed != 2 || rep.Total.Passed != 2 {
+		t.Errorf("factory ledger: %d units in closed batches, %d passed", closed, rep.Total.Passed)
+	}
+}
+
+// TestPipelineWithoutFactory: without station.ledger the outbox is off,
+// even on a ledger that forwarded before.
+func TestPipelineWithoutFactory(t *testing.T) {
+	e := startBenchWith(t, sim.BenchConfig{Boards: 2}, 1, benchOpt{})
+	if _, ok := e.p.Factory(); ok {
+		t.Fatal("a forwarder without a factory ledger")
+	}
+	e.runUntilDone(t, 3*time.Minute)
+	if n, err := e.led.Backlog(context.Background()); err != nil || n != 0 {
+		t.Errorf("a station without a factory ledger keeps an outbox of %d (%v)", n, err)
 	}
 }
