@@ -81,7 +81,7 @@ export work on it afterwards:
 					return usageErrorf("--factory runs its own factory ledger and benches: leave out --ledger and --station")
 				}
 				return demoFactory(ctx, factoryDemo{dir: dir, benches: o.benches, boards: o.boards, speed: o.speed,
-					faults: o.faults, headless: o.head || o.json}, stdout, stderr)
+					faults: o.faults, headless: o.head || o.json, fastKeys: o.fastKeys}, stdout, stderr)
 			}
 			var factoryFile string
 			if o.ledger != "" {

@@ -16,6 +16,16 @@ import (
 	"github.com/flashstation/flashstation/ledger"
 )
 
+// benchCommand is the command of one of demo --factory's benches: this
+// program with args (tests run their own binary as the program).
+var benchCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return exec.CommandContext(ctx, exe, args...), nil
+}
+
 // factoryDemo is demo --factory's settings.
 type factoryDemo struct {
 	dir             string
@@ -23,6 +33,7 @@ type factoryDemo struct {
 	speed           float64
 	faults          bool
 	headless        bool
+	fastKeys        bool
 }
 
 // demoFactory runs a local factory: a throwaway PostgreSQL in DIR (on a
@@ -60,10 +71,6 @@ func demoFactory(ctx context.Context, o factoryDemo, stdout, stderr io.Writer) e
 		return err
 	}
 	fmt.Fprintf(out, "demo: factory ledger %s\n", c.URL)
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	bctx, stopBenches := context.WithCancel(ctx)
 	defer stopBenches()
 	var wg sync.WaitGroup
@@ -86,7 +93,14 @@ func demoFactory(ctx context.Context, o factoryDemo, stdout, stderr io.Writer) e
 		if o.faults {
 			args = append(args, "--faults")
 		}
-		cmd := exec.CommandContext(bctx, exe, args...)
+		if o.fastKeys {
+			args = append(args, "--fast-keys")
+		}
+		cmd, err := benchCommand(bctx, args)
+		if err != nil {
+			logFile.Close()
+			return err
+		}
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		// Stopped as an operator stops a station: it ends its units and
 		// batch, and sends what it recorded.

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -157,5 +159,40 @@ func TestFactoryStatusWatch(t *testing.T) {
 	}
 	if got := strings.Count(w.b.String(), "factory ledger postgres"); got < 2 || !strings.Contains(w.b.String(), "all ") {
 		t.Errorf("status --watch printed %d frames:\n%s", got, w.b.String())
+	}
+}
+
+// TestDemoFactoryHeadless: demo --factory runs its own PostgreSQL and
+// three bench processes, and prints the factory's figures once they are
+// done: every bench there, the sum in "all".
+func TestDemoFactoryHeadless(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	if _, err := pgtest.BinDir(); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), ceiling)
+	defer cancel()
+	var stdout, stderr syncBuffer
+	// The benches are this test binary (childEnv), as in the other
+	// process tests.
+	if err := run(ctx, []string{"demo", "--factory", "--headless", "--data", dir, "--boards", "2", "--speed", "50", "--fast-keys"}, &stdout, &stderr); err != nil {
+		t.Fatalf("demo --factory: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if !regexp.MustCompile(`(?m)^all +6 +6 +0 `).MatchString(out) {
+		t.Errorf("demo --factory: not 6 units passed in all:\n%s", out)
+	}
+	for _, want := range []string{"line line1", "  bench-1", "  bench-2", "  bench-3", "bench-3 seen"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo --factory lacks %q:\n%s\n%s", want, out, stderr.String())
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("bench-%d", i), "data", "ledger.db")); err != nil {
+			t.Errorf("bench-%d kept no ledger: %v", i, err)
+		}
 	}
 }

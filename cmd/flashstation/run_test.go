@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,6 +42,11 @@ func testBench(c *sim.BenchConfig) {
 func TestMain(m *testing.M) {
 	armimage.ForwardMain()
 	benchConfigHook = testBench
+	benchCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(args, "\x1f"))
+		return cmd, nil
+	}
 	if args := os.Getenv(childEnv); args != "" {
 		os.Args = append([]string{"flashstation"}, strings.Split(args, "\x1f")...)
 		main()
