@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -97,9 +98,25 @@ func (l *Ledger) ChainHead(ctx context.Context) (ChainHead, error) {
 }
 
 // StationChainHead is the head of one bench's chain (on a bench's own
-// ledger, the chain).
+// ledger, the chain). On a factory ledger its Rows is the head's place in
+// the bench's chain (its seq), which is the number of rows when none is
+// missing (Verify says when one is): read from the index in one step,
+// where counting a bench's rows took 30 ms of every evidence lookup
+// (logs SERIAL) on a 10,000,000-unit ledger.
 func (l *Ledger) StationChainHead(ctx context.Context, station string) (ChainHead, error) {
-	return l.chainHead(ctx, station)
+	if l.d != postgresDialect {
+		return l.chainHead(ctx, station)
+	}
+	h := ChainHead{Link: ZeroLink}
+	err := l.r.QueryRowContext(ctx, `SELECT seq, link_sha256 FROM serial_assertions WHERE station_id = ?
+		ORDER BY seq DESC LIMIT 1`, station).Scan(&h.Rows, &h.Link)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ChainHead{Link: ZeroLink}, nil
+	}
+	if err != nil {
+		return h, fmt.Errorf("ledger: chain head: %w", err)
+	}
+	return h, nil
 }
 
 // The chain's columns: a bench's ledger holds one chain, in id order; a

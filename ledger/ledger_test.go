@@ -528,6 +528,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	stopFactory()
+	stopScaleFactory()
 	os.Exit(code)
 }
 

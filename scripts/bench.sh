@@ -6,6 +6,9 @@
 # (registration through the recording proxy, ...). Measurements, not
 # tests. Arguments go to flashbench: e.g. scripts/bench.sh -size 256MiB
 # -runs 1, or -json FILE for the raw numbers.
+# FLASHSTATION_SCALE=1 adds the factory ledger at scale (ledger/
+# factory_scale_bench_test.go: 10,000,000 units generated once, about 25
+# minutes and 30 GB under /var/tmp/flashstation-scale).
 set -eu
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -14,4 +17,4 @@ echo "== flashstation flash vs bmaptool copy"
 $GO run ./internal/flashbench -bin bin/flashstation "$@"
 echo
 echo "== Go benchmarks"
-$GO test -run '^$' -bench . -benchtime 2s ./...
+$GO test -run '^$' -bench . -benchtime 2s -timeout 3h ./...

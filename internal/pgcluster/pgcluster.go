@@ -205,3 +205,40 @@ func reapOrphans(bin string) {
 		}
 	}
 }
+
+// Open starts again a cluster that New made in dir (its Dir) and that
+// was kept, e.g. a benchmark's generated ledger cached between runs. A
+// server already running there (left by a killed process) is used as it
+// is.
+func Open(dir string) (*Cluster, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Dir: dir, bin: bin, data: filepath.Join(dir, "data")}
+	if _, err := os.Stat(filepath.Join(c.data, "PG_VERSION")); err != nil {
+		return nil, fmt.Errorf("pgcluster: no cluster in %s: %w", dir, err)
+	}
+	if os.Geteuid() == 0 {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return nil, err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		c.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
+	}
+	if c.run("pg_ctl", "--pgdata", c.data, "--silent", "status") != nil {
+		if err := c.Restart(); err != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			return nil, fmt.Errorf("%w; server log: %s", err, lastLines(log, 5))
+		}
+	}
+	c.URL = c.DatabaseURL("flashstation")
+	return c, nil
+}
+
+// lastLines is the end of a log.
+func lastLines(b []byte, n int) []byte {
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	return bytes.Join(lines[max(0, len(lines)-n):], []byte("\n"))
+}

@@ -19,6 +19,9 @@ var ErrNoServer = pgcluster.ErrNoServer
 // New initialises and starts a cluster under parent.
 func New(parent string) (*Cluster, error) { return pgcluster.New(parent) }
 
+// Open starts again a cluster kept in dir (pgcluster.Open).
+func Open(dir string) (*Cluster, error) { return pgcluster.Open(dir) }
+
 // BinDir finds the newest PostgreSQL server binaries.
 func BinDir() (string, error) { return pgcluster.BinDir() }
 
