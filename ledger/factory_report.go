@@ -76,34 +76,58 @@ func (l *Ledger) FactoryReport(ctx context.Context, f FactoryFilter) (FactoryRep
 		}
 	}
 	lines := slices.Sorted(maps.Keys(lineSet))
+	// Each figure is computed once: with one line selected its figures
+	// are the total and each bench's are its line-and-bench figures; with
+	// one bench selected, its figures are the total and each line's are
+	// the line-and-bench figures.
 	for _, ln := range lines {
 		sf := base
 		sf.LineID = ln
-		s, err := l.Stats(ctx, sf)
-		if err != nil {
-			return rep, err
+		s := rep.Total
+		if f.LineID == "" && f.StationID == "" {
+			if s, err = l.Stats(ctx, sf); err != nil {
+				return rep, err
+			}
 		}
-		rep.Lines = append(rep.Lines, Figures{Line: ln, Stats: s})
+		var lineBench []Figures
 		for _, b := range benches {
 			if !slices.Contains(b.Lines, ln) {
 				continue
 			}
 			sf.StationID = b.Station
-			s, err := l.Stats(ctx, sf)
-			if err != nil {
-				return rep, err
+			bs := rep.Total
+			if f.LineID == "" || f.StationID == "" {
+				if bs, err = l.Stats(ctx, sf); err != nil {
+					return rep, err
+				}
 			}
-			rep.LineBench = append(rep.LineBench, Figures{Line: ln, Station: b.Station, Stats: s})
+			lineBench = append(lineBench, Figures{Line: ln, Station: b.Station, Stats: bs})
 		}
+		if f.StationID != "" && len(lineBench) == 1 {
+			s = lineBench[0].Stats
+		}
+		rep.Lines = append(rep.Lines, Figures{Line: ln, Stats: s})
+		rep.LineBench = append(rep.LineBench, lineBench...)
 	}
 	for _, b := range benches {
 		sf := base
 		sf.StationID = b.Station
-		s, err := l.Stats(ctx, sf)
-		if err != nil {
-			return rep, err
+		var bs Stats
+		switch {
+		case f.StationID != "":
+			bs = rep.Total
+		case f.LineID != "":
+			for _, lb := range rep.LineBench {
+				if lb.Station == b.Station {
+					bs = lb.Stats
+				}
+			}
+		default:
+			if bs, err = l.Stats(ctx, sf); err != nil {
+				return rep, err
+			}
 		}
-		rep.Benches = append(rep.Benches, Figures{Station: b.Station, Stats: s})
+		rep.Benches = append(rep.Benches, Figures{Station: b.Station, Stats: bs})
 	}
 	if rep.Duplicates, err = l.FactoryDuplicates(ctx, f.LineID, f.Since, f.Until); err != nil {
 		return rep, err

@@ -875,7 +875,7 @@ func BenchmarkForward(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		for {
-			k, err := bench.Forward(ctx, fac, station, chunk)
+			k, err := bench.ForwardAll(ctx, fac, station, chunk)
 			if err != nil {
 				b.Fatal(err)
 			}

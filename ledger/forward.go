@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -95,8 +96,8 @@ func (l *Ledger) Backlog(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// transcriptsPerChunk bounds the transcript files one chunk carries.
-const transcriptsPerChunk = 8
+// transcriptBytesPerChunk bounds the transcript files one chunk carries.
+const transcriptBytesPerChunk = 64 << 20
 
 // ErrStationClash is the factory ledger refusing a bench's rows because
 // another bench sent rows under the same station id (two benches
@@ -109,54 +110,142 @@ var ErrStationClash = errors.New("the factory ledger holds other rows of this st
 // how many entries it sent. With an empty outbox it records the bench's
 // heartbeat. An error leaves the outbox as it was.
 func (l *Ledger) Forward(ctx context.Context, to *Ledger, station string, limit int) (int, error) {
-	if l.d != sqliteDialect || to.d != postgresDialect || to.w == nil {
-		return 0, errors.New("ledger: forward: from a bench's ledger to a writable factory ledger")
+	if err := checkForward(l, to); err != nil {
+		return 0, err
 	}
+	last, n, err := l.window(ctx, 0, math.MaxInt64, limit)
+	if err != nil {
+		return 0, err
+	}
+	c, err := l.readChunk(ctx, 0, last)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: forward: read the outbox: %w", err)
+	}
+	return n, l.send(ctx, to, station, c, n, last)
+}
+
+// ForwardAll sends the outbox as it is when called (what is recorded
+// meanwhile waits for the next call), chunk after chunk, reading the next
+// chunk from the bench's ledger while the factory ledger takes the last
+// one, and returns how many entries it sent (0: it beat the heartbeat).
+// Each chunk is committed there before its entries leave the outbox, in
+// order, as Forward does.
+func (l *Ledger) ForwardAll(ctx context.Context, to *Ledger, station string, limit int) (int, error) {
+	if err := checkForward(l, to); err != nil {
+		return 0, err
+	}
+	type read struct {
+		c    chunk
+		last int64
+		n    int
+		err  error
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var end sql.NullInt64
+	if err := l.r.QueryRowContext(ctx, `SELECT max(seq) FROM outbox`).Scan(&end); err != nil {
+		return 0, fmt.Errorf("ledger: forward: %w", err)
+	}
+	reads := make(chan read, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(reads)
+		var after int64
+		for {
+			last, n, err := l.window(rctx, after, end.Int64, limit)
+			var c chunk
+			if err == nil && (n > 0 || after == 0) {
+				c, err = l.readChunk(rctx, after, last)
+			}
+			if err != nil || n > 0 || after == 0 {
+				select {
+				case reads <- read{c: c, last: last, n: n, err: err}:
+				case <-rctx.Done():
+					return
+				}
+			}
+			if err != nil || n == 0 {
+				return
+			}
+			after = last
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	total := 0
+	for r := range reads {
+		if r.err != nil {
+			return total, fmt.Errorf("ledger: forward: read the outbox: %w", r.err)
+		}
+		if err := l.send(ctx, to, station, r.c, r.n, r.last); err != nil {
+			return total, err
+		}
+		total += r.n
+	}
+	return total, ctx.Err()
+}
+
+func checkForward(from, to *Ledger) error {
+	if from.d != sqliteDialect || to.d != postgresDialect || to.w == nil {
+		return errors.New("ledger: forward: from a bench's ledger to a writable factory ledger")
+	}
+	return nil
+}
+
+// window is the next chunk: the outbox entries after seq after (and up
+// to seq end), up to limit of them, and fewer when their transcript files would add up to
+// more than transcriptBytesPerChunk (one bigger file goes alone, so that
+// a chunk's memory stays bounded). It returns the chunk's last seq and
+// how many entries it holds.
+func (l *Ledger) window(ctx context.Context, after, end int64, limit int) (int64, int, error) {
 	if limit <= 0 {
 		limit = 5000
 	}
 	var last sql.NullInt64
 	var n int
-	if err := l.r.QueryRowContext(ctx, `SELECT max(seq), count(*) FROM (SELECT seq FROM outbox ORDER BY seq LIMIT ?)`, limit).
-		Scan(&last, &n); err != nil {
-		return 0, fmt.Errorf("ledger: forward: %w", err)
-	}
-	// Transcripts travel with their files: a chunk holds a few, so that
-	// its memory stays bounded (MaxForwardedTranscript each).
-	var cut sql.NullInt64
-	if err := l.r.QueryRowContext(ctx, `SELECT seq FROM outbox WHERE tbl = 'transcripts' ORDER BY seq LIMIT 1 OFFSET ?`,
-		transcriptsPerChunk).Scan(&cut); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("ledger: forward: %w", err)
-	}
-	if cut.Valid && cut.Int64 <= last.Int64 {
-		last.Int64 = cut.Int64 - 1
-		if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE seq <= ?`, last.Int64).Scan(&n); err != nil {
-			return 0, fmt.Errorf("ledger: forward: %w", err)
-		}
-	}
-	var c chunk
-	var err error
-	if n > 0 {
-		if c, err = l.readChunk(ctx, last.Int64); err != nil {
-			return 0, fmt.Errorf("ledger: forward: read the outbox: %w", err)
-		}
-	} else if c, err = l.readChunk(ctx, 0); err != nil { // stations and lines: the heartbeat
-		return 0, fmt.Errorf("ledger: forward: %w", err)
-	}
-	if err := to.ingest(ctx, c, station, fmtTime(l.now())); err != nil {
-		return 0, err
+	if err := l.r.QueryRowContext(ctx, `SELECT max(seq), count(*) FROM (SELECT seq FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)`,
+		after, end, limit).Scan(&last, &n); err != nil {
+		return 0, 0, fmt.Errorf("ledger: forward: %w", err)
 	}
 	if n == 0 {
-		return 0, nil
+		return after, 0, nil
+	}
+	var cut, first sql.NullInt64
+	if err := l.r.QueryRowContext(ctx, `SELECT min(seq) FILTER (WHERE total > ?3), min(seq) FROM (
+		SELECT o.seq, sum(min(t.size, ?4)) OVER (ORDER BY o.seq) AS total
+		FROM outbox o JOIN transcripts t ON t.id = o.row_id WHERE o.tbl = 'transcripts' AND o.seq > ?1 AND o.seq <= ?2)`,
+		after, last.Int64, transcriptBytesPerChunk, MaxForwardedTranscript).Scan(&cut, &first); err != nil {
+		return 0, 0, fmt.Errorf("ledger: forward: %w", err)
+	}
+	if cut.Valid {
+		last.Int64 = cut.Int64 - 1
+		if cut.Int64 == first.Int64 {
+			last.Int64 = cut.Int64 // one file over the budget: alone
+		}
+		if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE seq > ? AND seq <= ?`, after, last.Int64).Scan(&n); err != nil {
+			return 0, 0, fmt.Errorf("ledger: forward: %w", err)
+		}
+	}
+	return last.Int64, n, nil
+}
+
+// send commits a chunk of n entries (up to seq last) in the factory
+// ledger, then removes them from the outbox.
+func (l *Ledger) send(ctx context.Context, to *Ledger, station string, c chunk, n int, last int64) error {
+	if err := to.ingest(ctx, c, station, fmtTime(l.now())); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
 	}
 	if err := l.write(ctx, func(tx *txn) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq <= ?`, last.Int64)
+		_, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq <= ?`, last)
 		return err
 	}); err != nil {
 		// Sent, not yet removed: sent again next time, a no-op there.
-		return 0, fmt.Errorf("ledger: forward: clear the outbox: %w", err)
+		return fmt.Errorf("ledger: forward: clear the outbox: %w", err)
 	}
-	return n, nil
+	return nil
 }
 
 // chunk is the rows one Forward sends, as columns (the factory ledger
@@ -191,11 +280,12 @@ type chunk struct {
 	}
 }
 
-// readChunk reads the rows the outbox names up to seq last (none for 0),
+// readChunk reads the rows the outbox names after seq after up to seq
+// last (none when they are equal),
 // with the units and batches they refer to (so the factory ledger always
 // has a row's parents), and the bench's stations and lines, in one read
 // transaction.
-func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
+func (l *Ledger) readChunk(ctx context.Context, after, last int64) (chunk, error) {
 	var c chunk
 	tx, err := l.r.BeginTx(ctx, nil)
 	if err != nil {
@@ -203,15 +293,20 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // read only
 	sent := func(tbl string) string {
-		return `SELECT row_id FROM outbox WHERE tbl = '` + tbl + `' AND seq <= ?1`
+		return `SELECT row_id FROM outbox WHERE tbl = '` + tbl + `' AND seq > ?2 AND seq <= ?1`
 	}
-	unitsSent := func(id string) string {
-		return id + ` IN (` + sent("units") + `) OR ` + id + ` IN (SELECT unit_id FROM events WHERE id IN (` + sent("events") + `))
-		OR ` + id + ` IN (SELECT unit_id FROM serial_assertions WHERE id IN (` + sent("serial_assertions") + `))
-		OR ` + id + ` IN (SELECT unit_id FROM transcripts WHERE id IN (` + sent("transcripts") + `))`
+	// Every query starts from the chunk's outbox entries (a range of its
+	// primary key), never from a table: a bench with a year of records
+	// reads only what it sends.
+	from := func(tbl, alias string) string {
+		return `outbox o JOIN ` + tbl + ` ` + alias + ` ON ` + alias + `.id = o.row_id WHERE o.tbl = '` + tbl + `' AND o.seq > ?2 AND o.seq <= ?1`
 	}
+	unitIDs := `SELECT row_id FROM outbox WHERE tbl = 'units' AND seq > ?2 AND seq <= ?1
+		UNION SELECT e.unit_id FROM ` + from("events", "e") + ` AND e.unit_id IS NOT NULL
+		UNION SELECT a.unit_id FROM ` + from("serial_assertions", "a") + ` AND a.unit_id IS NOT NULL
+		UNION SELECT t.unit_id FROM ` + from("transcripts", "t") + ` AND t.unit_id IS NOT NULL`
 	each := func(q string, scan func(rows *sql.Rows) error) error {
-		rows, err := tx.QueryContext(ctx, q, last)
+		rows, err := tx.QueryContext(ctx, q, last, after)
 		if err != nil {
 			return err
 		}
@@ -223,7 +318,7 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 		}
 		return rows.Err()
 	}
-	err = each(`SELECT id, hostname, created_at FROM stations WHERE ?1 >= 0 ORDER BY rowid`, func(rows *sql.Rows) error {
+	err = each(`SELECT id, hostname, created_at FROM stations WHERE ?1 >= ?2 ORDER BY rowid`, func(rows *sql.Rows) error {
 		var id, host, created string
 		if err := rows.Scan(&id, &host, &created); err != nil {
 			return err
@@ -235,7 +330,7 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 	if err != nil {
 		return c, err
 	}
-	err = each(`SELECT station_id, id, name, brand_id, model, created_at, updated_at FROM lines WHERE ?1 >= 0 ORDER BY rowid`, func(rows *sql.Rows) error {
+	err = each(`SELECT station_id, id, name, brand_id, model, created_at, updated_at FROM lines WHERE ?1 >= ?2 ORDER BY rowid`, func(rows *sql.Rows) error {
 		var v [7]string
 		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]); err != nil {
 			return err
@@ -245,12 +340,13 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 		s.model, s.created, s.updated = append(s.model, v[4]), append(s.created, v[5]), append(s.updated, v[6])
 		return nil
 	})
-	if err != nil || last == 0 {
+	if err != nil || last <= after {
 		return c, err
 	}
 	err = each(`SELECT uid, station_id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at
-		FROM batches WHERE id IN (`+sent("batches")+`) OR id IN (SELECT batch_id FROM units WHERE `+unitsSent("id")+`)
-		OR id IN (SELECT batch_id FROM events WHERE id IN (`+sent("events")+`)) ORDER BY id`, func(rows *sql.Rows) error {
+		FROM batches WHERE id IN (`+sent("batches")+`
+			UNION SELECT batch_id FROM units WHERE id IN (`+unitIDs+`)
+			UNION SELECT e.batch_id FROM `+from("events", "e")+` AND e.batch_id IS NOT NULL) ORDER BY id`, func(rows *sql.Rows) error {
 		var v [8]string
 		var planned int64
 		var closed sql.NullString
@@ -268,7 +364,7 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 	}
 	err = each(`SELECT u.uid, u.station_id, b.uid, u.line_id, u.slot_id, u.hw_serial, u.serial, u.state, u.stage, u.reason, u.detail,
 		u.started_at, u.attempt, u.mapped_bytes, u.written_bytes, u.flash_ms, u.verify_ms, u.boot_ms, u.finished_at
-		FROM units u JOIN batches b ON b.id = u.batch_id WHERE `+unitsSent("u.id")+` ORDER BY u.id`, func(rows *sql.Rows) error {
+		FROM units u JOIN batches b ON b.id = u.batch_id WHERE u.id IN (`+unitIDs+`) ORDER BY u.id`, func(rows *sql.Rows) error {
 		var v [12]string
 		var n [6]int64
 		var finished sql.NullString
@@ -292,7 +388,8 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 	}
 	err = each(`SELECT a.uid, a.station_id, a.text, a.text_sha256, a.brand_id, a.model, a.serial, a.device_key_id, a.line_id, a.via,
 		a.received_at, a.prev_sha256, a.link_sha256, a.id, a.revision, a.duplicate, u.uid
-		FROM serial_assertions a LEFT JOIN units u ON u.id = a.unit_id WHERE a.id IN (`+sent("serial_assertions")+`) ORDER BY a.id`,
+		FROM outbox o JOIN serial_assertions a ON a.id = o.row_id LEFT JOIN units u ON u.id = a.unit_id
+		WHERE o.tbl = 'serial_assertions' AND o.seq > ?2 AND o.seq <= ?1 ORDER BY a.id`,
 		func(rows *sql.Rows) error {
 			var v [13]string
 			var n [3]int64
@@ -314,8 +411,8 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 		return c, err
 	}
 	err = each(`SELECT e.uid, e.station_id, e.at, e.slot_id, e.kind, e.stage, e.message, e.data, b.uid, u.uid
-		FROM events e LEFT JOIN batches b ON b.id = e.batch_id LEFT JOIN units u ON u.id = e.unit_id
-		WHERE e.id IN (`+sent("events")+`) ORDER BY e.id`, func(rows *sql.Rows) error {
+		FROM outbox o JOIN events e ON e.id = o.row_id LEFT JOIN batches b ON b.id = e.batch_id LEFT JOIN units u ON u.id = e.unit_id
+		WHERE o.tbl = 'events' AND o.seq > ?2 AND o.seq <= ?1 ORDER BY e.id`, func(rows *sql.Rows) error {
 		var v [8]string
 		var batch, unit sql.NullString
 		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &batch, &unit); err != nil {
@@ -332,7 +429,8 @@ func (l *Ledger) readChunk(ctx context.Context, last int64) (chunk, error) {
 		return c, err
 	}
 	err = each(`SELECT t.uid, t.station_id, t.slot_id, t.kind, t.path, t.sha256, t.created_at, t.size, u.uid
-		FROM transcripts t LEFT JOIN units u ON u.id = t.unit_id WHERE t.id IN (`+sent("transcripts")+`) ORDER BY t.id`,
+		FROM outbox o JOIN transcripts t ON t.id = o.row_id LEFT JOIN units u ON u.id = t.unit_id
+		WHERE o.tbl = 'transcripts' AND o.seq > ?2 AND o.seq <= ?1 ORDER BY t.id`,
 		func(rows *sql.Rows) error {
 			var v [7]string
 			var size int64

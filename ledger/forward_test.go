@@ -418,7 +418,16 @@ func TestForwardBoundsTranscripts(t *testing.T) {
 	id, _ := fac.FactoryID(ctx)
 	bench := sqliteBackend.open(t)
 	batch := seed(t, bench)
-	benchRun(t, bench, batch, "T", 20) // 20 transcripts among ~200 entries
+	benchRun(t, bench, batch, "T", 20) // 20 small transcripts among ~200 entries
+	u, err := bench.StartUnit(ctx, ledger.Unit{BatchID: batch, LineID: "line1", SlotID: "S1", HWSerial: "HW-BIG"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // 20 files recorded at 10 MiB each: a few per chunk
+		if _, err := bench.AddTranscript(ctx, ledger.Transcript{UnitID: u, SlotID: "S1", Kind: ledger.TranscriptRaw, Path: "big.raw", Size: 10 << 20}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := bench.EnableForwarding(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +442,38 @@ func TestForwardBoundsTranscripts(t *testing.T) {
 		}
 		chunks++
 	}
-	if c := counts(t, facDB); chunks < 3 || c["transcripts"] != 20 || c["units"] != 20 {
+	if c := counts(t, facDB); chunks < 4 || c["transcripts"] != 40 || c["units"] != 21 {
 		t.Errorf("%d chunks, factory ledger %v", chunks, c)
+	}
+}
+
+// TestForwardAllPipelined: ForwardAll sends the outbox as it was, in
+// chunks read ahead while the last one is committed, every row once.
+func TestForwardAllPipelined(t *testing.T) {
+	ctx := context.Background()
+	fac, facDB := openFactory(t)
+	id, _ := fac.FactoryID(ctx)
+	bench := sqliteBackend.open(t)
+	batch := seed(t, bench)
+	if _, err := bench.EnableForwarding(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	benchRun(t, bench, batch, "P", 25)
+	backlog, _ := bench.Backlog(ctx)
+	n, err := bench.ForwardAll(ctx, fac, "bench-01", 7)
+	if err != nil || n != backlog {
+		t.Fatalf("ForwardAll sent %d of %d: %v", n, backlog, err)
+	}
+	if left, _ := bench.Backlog(ctx); left != 0 {
+		t.Errorf("%d entries left", left)
+	}
+	if c := counts(t, facDB); c["units"] != 25 || c["events"] != 50 || c["serial_assertions"] != 25 || c["transcripts"] != 25 {
+		t.Errorf("factory ledger %v", c)
+	}
+	if n, err := bench.ForwardAll(ctx, fac, "bench-01", 7); err != nil || n != 0 {
+		t.Errorf("an empty outbox: %d %v", n, err)
+	}
+	if rep, err := fac.Verify(ctx); err != nil || !rep.OK || rep.Chains["bench-01"].Rows != 25 {
+		t.Errorf("verify %+v %v", rep, err)
 	}
 }

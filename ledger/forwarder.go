@@ -203,7 +203,7 @@ func (f *Forwarder) round(ctx context.Context, fac **Ledger) error {
 		*fac = l
 		f.update(func(s *ForwardStatus) { s.Joined = true })
 	}
-	n, err := f.bench.Forward(ctx, *fac, f.station, f.Chunk)
+	n, err := f.bench.ForwardAll(ctx, *fac, f.station, f.Chunk)
 	if err != nil {
 		return err
 	}

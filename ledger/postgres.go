@@ -120,13 +120,17 @@ func (e ErrOffline) Unwrap() error { return e.Err }
 // transaction per step under an advisory lock, so benches that start
 // together migrate it once.
 func migratePG(ctx context.Context, w *db) error {
-	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS ledger_schema (
-		id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)`); err != nil {
-		var dup interface{ SQLState() string }
-		// Two benches creating it at once: one wins, the other sees it.
-		if !errors.As(err, &dup) || dup.SQLState() != "23505" {
-			return fmt.Errorf("ledger: schema table: %w", err)
+	// The version's table, made under the lock (two benches making it at
+	// once would collide in PostgreSQL's catalog).
+	if err := inTx(ctx, w, func(tx *txn) error {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(pgLock)); err != nil {
+			return err
 		}
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS ledger_schema (
+			id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)`)
+		return err
+	}); err != nil {
+		return fmt.Errorf("ledger: schema table: %w", err)
 	}
 	for _, m := range pgMigrations {
 		err := inTx(ctx, w, func(tx *txn) error {

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +18,7 @@ func TestFactoryMigratesOnce(t *testing.T) {
 	if err != nil {
 		t.Skipf("factory ledger: %v", err)
 	}
-	url, err := c.CreateDatabase("empty_migrate", "")
+	url, err := c.CreateDatabase(fmt.Sprintf("empty%d", factory.n.Add(1)), "")
 	if err != nil {
 		t.Fatal(err)
 	}

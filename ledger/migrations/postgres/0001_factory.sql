@@ -146,10 +146,7 @@ CREATE TABLE transcripts (
 	path       TEXT NOT NULL,
 	size       BIGINT NOT NULL DEFAULT 0,
 	sha256     TEXT NOT NULL DEFAULT '',
-	created_at TEXT NOT NULL,
-	-- the file itself, zstd-compressed (QA reads it from any bench's
-	-- record); NULL when the bench could not read it or it was too big
-	content    BYTEA
+	created_at TEXT NOT NULL
 );
 CREATE INDEX transcripts_unit ON transcripts(unit_id);
 
