@@ -58,26 +58,23 @@ func (l *Ledger) FactoryDuplicates(ctx context.Context, line string, since, unti
 	}
 	cond, args := `1 = 1`, []any{}
 	if line != "" {
-		cond += ` AND a.line_id = ?`
+		cond += ` AND line_id = ?`
 		args = append(args, line)
 	}
 	if !since.IsZero() {
-		cond += ` AND a.received_at >= ?`
+		cond += ` AND received_at >= ?`
 		args = append(args, fmtTime(since))
 	}
 	if !until.IsZero() {
-		cond += ` AND a.received_at < ?`
+		cond += ` AND received_at < ?`
 		args = append(args, fmtTime(until))
 	}
-	q := `SELECT 'serial', a.brand_id || '/' || a.model || '/' || a.serial, string_agg(DISTINCT o.station_id, ',' ORDER BY o.station_id)
-		FROM serial_assertions a JOIN serial_assertions o ON o.brand_id = a.brand_id AND o.model = a.model AND o.serial = a.serial
-		WHERE ` + cond + ` GROUP BY 1, 2 HAVING count(DISTINCT o.station_id) > 1
-		UNION ALL
-		SELECT 'device-key', a.device_key_id, string_agg(DISTINCT o.station_id, ',' ORDER BY o.station_id)
-		FROM serial_assertions a JOIN serial_assertions o ON o.device_key_id = a.device_key_id
-		WHERE ` + cond + ` GROUP BY 1, 2 HAVING count(DISTINCT o.station_id) > 1
-		ORDER BY 1, 2`
-	rows, err := l.r.QueryContext(ctx, q, append(args, args...)...)
+	// The values of the window's duplicates, with every bench that has
+	// them (inside the window or not).
+	q := `SELECT kind, value, string_agg(DISTINCT station_id, ',' ORDER BY station_id) FROM cross_bench_duplicates
+		WHERE (kind, value) IN (SELECT kind, value FROM cross_bench_duplicates WHERE ` + cond + `)
+		GROUP BY kind, value ORDER BY kind, value`
+	rows, err := l.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: factory duplicates: %w", err)
 	}
@@ -122,21 +119,18 @@ func (f *Forwarder) checkDuplicates(ctx context.Context, fac *Ledger) error {
 	mark := max(f.dupMark-dupOverlap, 0)
 	f.mu.Unlock()
 	var top int64
-	if err := fac.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM serial_assertions`).Scan(&top); err != nil {
+	if err := fac.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM cross_bench_duplicates`).Scan(&top); err != nil {
 		return fmt.Errorf("ledger: factory duplicates: %w", err)
 	}
 	if top <= f.dupMark {
 		return nil
 	}
-	// Mine new against anyone's, and anyone's new against mine.
+	// This bench's rows among the duplicates found since the last look,
+	// each with the other benches' records of the same value.
 	rows, err := fac.r.QueryContext(ctx, `
-		SELECT 'serial', m.brand_id || '/' || m.model || '/' || m.serial, m.serial, o.station_id, o.uid
-		FROM serial_assertions m JOIN serial_assertions o ON o.brand_id = m.brand_id AND o.model = m.model AND o.serial = m.serial
-		WHERE m.station_id = ?1 AND o.station_id != ?1 AND (m.id > ?2 OR o.id > ?2)
-		UNION ALL
-		SELECT 'device-key', m.device_key_id, m.serial, o.station_id, o.uid
-		FROM serial_assertions m JOIN serial_assertions o ON o.device_key_id = m.device_key_id
-		WHERE m.station_id = ?1 AND o.station_id != ?1 AND (m.id > ?2 OR o.id > ?2)`, f.station, mark)
+		SELECT m.kind, m.value, m.serial, o.station_id, o.uid
+		FROM cross_bench_duplicates m JOIN cross_bench_duplicates o ON o.kind = m.kind AND o.value = m.value AND o.station_id != m.station_id
+		WHERE m.station_id = ?1 AND (m.id > ?2 OR o.id > ?2)`, f.station, mark)
 	if err != nil {
 		return fmt.Errorf("ledger: factory duplicates: %w", err)
 	}

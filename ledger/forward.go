@@ -525,24 +525,6 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 				return err
 			}
 		}
-		if len(c.assertions.uid) > 0 {
-			a := c.assertions
-			if err := exec("serial assertions", `INSERT INTO serial_assertions(uid, station_id, text, text_sha256, brand_id, model, serial,
-				device_key_id, line_id, via, received_at, prev_sha256, link_sha256, seq, revision, duplicate, unit_id)
-				SELECT n.uid, n.station_id, n.text, n.text_sha256, n.brand_id, n.model, n.serial, n.device_key_id, n.line_id, n.via,
-					n.received_at, n.prev_sha256, n.link_sha256, n.seq, n.revision, n.duplicate, u.id
-				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-					$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::int[], $16::int[], $17::text[]) WITH ORDINALITY
-					AS n(uid, station_id, text, text_sha256, brand_id, model, serial, device_key_id, line_id, via, received_at,
-						prev_sha256, link_sha256, seq, revision, duplicate, unit_uid, ord)
-				LEFT JOIN units u ON u.uid = n.unit_uid ORDER BY n.ord
-				ON CONFLICT (uid) DO UPDATE SET unit_id = excluded.unit_id
-				WHERE serial_assertions.unit_id IS NULL AND excluded.unit_id IS NOT NULL`,
-				a.uid, a.station, a.text, a.textSHA, a.brand, a.model, a.serial, a.key, a.line, a.via, a.received, a.prev, a.link,
-				a.seq, a.revision, a.duplicate, a.unit); err != nil {
-				return err
-			}
-		}
 		if len(c.events.uid) > 0 {
 			e := c.events
 			if err := exec("events", `INSERT INTO events(uid, station_id, at, slot_id, kind, stage, message, data, batch_id, unit_id)
@@ -566,6 +548,51 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 				ON CONFLICT (uid) DO UPDATE SET content = excluded.content
 				WHERE transcripts.content IS NULL AND excluded.content IS NOT NULL`,
 				t.uid, t.station, t.slot, t.kind, t.path, t.sha, t.created, t.size, t.unit, t.content); err != nil {
+				return err
+			}
+		}
+		if len(c.assertions.uid) > 0 {
+			// Last, and one forward at a time across benches (held to the
+			// commit): a serial two benches send at once is seen by the
+			// second, whose check finds the first.
+			if err := exec("serial assertions", `SELECT pg_advisory_xact_lock($1)`, int64(pgLock+1)); err != nil {
+				return err
+			}
+		}
+		if len(c.assertions.uid) > 0 {
+			a := c.assertions
+			if err := exec("serial assertions", `INSERT INTO serial_assertions(uid, station_id, text, text_sha256, brand_id, model, serial,
+				device_key_id, line_id, via, received_at, prev_sha256, link_sha256, seq, revision, duplicate, unit_id)
+				SELECT n.uid, n.station_id, n.text, n.text_sha256, n.brand_id, n.model, n.serial, n.device_key_id, n.line_id, n.via,
+					n.received_at, n.prev_sha256, n.link_sha256, n.seq, n.revision, n.duplicate, u.id
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+					$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::int[], $16::int[], $17::text[]) WITH ORDINALITY
+					AS n(uid, station_id, text, text_sha256, brand_id, model, serial, device_key_id, line_id, via, received_at,
+						prev_sha256, link_sha256, seq, revision, duplicate, unit_uid, ord)
+				LEFT JOIN units u ON u.uid = n.unit_uid ORDER BY n.ord
+				ON CONFLICT (uid) DO UPDATE SET unit_id = excluded.unit_id
+				WHERE serial_assertions.unit_id IS NULL AND excluded.unit_id IS NOT NULL`,
+				a.uid, a.station, a.text, a.textSHA, a.brand, a.model, a.serial, a.key, a.line, a.via, a.received, a.prev, a.link,
+				a.seq, a.revision, a.duplicate, a.unit); err != nil {
+				return err
+			}
+		}
+		if len(c.assertions.uid) > 0 {
+			// The chunk's serials and device keys that another bench
+			// recorded: both sides, once.
+			if err := exec("duplicates", `WITH n AS (SELECT * FROM serial_assertions WHERE uid = ANY($1::text[])),
+				pairs AS (
+					SELECT 'serial' AS kind, n.brand_id || '/' || n.model || '/' || n.serial AS value, n.id AS a, x.id AS b
+					FROM n JOIN serial_assertions x ON x.brand_id = n.brand_id AND x.model = n.model AND x.serial = n.serial
+						AND x.station_id != n.station_id
+					UNION ALL
+					SELECT 'device-key', n.device_key_id, n.id, x.id
+					FROM n JOIN serial_assertions x ON x.device_key_id = n.device_key_id AND x.station_id != n.station_id),
+				sides AS (SELECT kind, value, a AS id FROM pairs UNION SELECT kind, value, b FROM pairs)
+				INSERT INTO cross_bench_duplicates(kind, value, serial, line_id, station_id, uid, received_at)
+				SELECT s.kind, s.value, r.serial, r.line_id, r.station_id, r.uid, r.received_at
+				FROM sides s JOIN serial_assertions r ON r.id = s.id ORDER BY r.id
+				ON CONFLICT (kind, uid) DO NOTHING`, c.assertions.uid); err != nil {
 				return err
 			}
 		}

@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -475,5 +477,57 @@ func TestForwardAllPipelined(t *testing.T) {
 	}
 	if rep, err := fac.Verify(ctx); err != nil || !rep.OK || rep.Chains["bench-01"].Rows != 25 {
 		t.Errorf("verify %+v %v", rep, err)
+	}
+}
+
+// TestForwardConcurrentDuplicates: two benches that send the same serial
+// at the same moment still have it flagged (the second forward to commit
+// sees the first).
+func TestForwardConcurrentDuplicates(t *testing.T) {
+	ctx := context.Background()
+	fac, _ := openFactory(t)
+	id, _ := fac.FactoryID(ctx)
+	var benches [2]*ledger.Ledger
+	for i := range benches {
+		b := sqliteBackend.open(t)
+		st := fmt.Sprintf("bench-%d", i+1)
+		b.EnsureStation(ctx, ledger.Station{ID: st})
+		b.EnsureLine(ctx, ledger.Line{ID: "line1", StationID: st})
+		if _, err := b.EnableForwarding(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		benches[i] = b
+	}
+	for round := range 5 {
+		serial := fmt.Sprintf("RACE%d", round)
+		for i, b := range benches {
+			a := assertion(serial, 1)
+			a.DeviceKeyID = fmt.Sprintf("key-%d-%d", round, i) // only the serial is shared
+			if _, _, err := b.RecordSerialAssertion(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, b := range benches {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = b.Forward(ctx, fac, fmt.Sprintf("bench-%d", i+1), 1000)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dups, err := fac.FactoryDuplicates(ctx, "", time.Time{}, time.Time{})
+	if err != nil || len(dups) != 5 {
+		t.Fatalf("%d duplicates flagged of 5 sent at once: %+v %v", len(dups), dups, err)
+	}
+	for _, d := range dups {
+		if d.Kind != "serial" || strings.Join(d.Stations, ",") != "bench-1,bench-2" {
+			t.Errorf("duplicate %+v", d)
+		}
 	}
 }

@@ -446,6 +446,19 @@ func TestVerifyAssertionsClean(t *testing.T) {
 		b.exec(t, `DELETE FROM serial_assertions WHERE id = 2`)
 		b.exec(t, `CREATE TRIGGER serial_assertions_no_delete BEFORE DELETE ON serial_assertions
 BEGIN SELECT RAISE(ABORT, 'recorded serial assertions are never deleted'); END`)
+		if be.name == "postgres" {
+			// A factory ledger's check of printed rows reads their
+			// neighbours only (it holds millions of rows): the row after
+			// the deleted one says so, and Verify finds it.
+			if rep, err := b.l.VerifyAssertions(context.Background(), []int64{3}); err != nil || rep.OK ||
+				!strings.Contains(rep.First.Why, "row 2 before it was deleted") {
+				t.Errorf("VerifyAssertions(3) after a delete: %+v %v", rep.First, err)
+			}
+			if rep, err := b.l.Verify(context.Background()); err != nil || rep.OK || !strings.Contains(rep.Err().Error(), "row 1 is followed by row 3") {
+				t.Errorf("Verify after a delete: %+v %v", rep.First, err)
+			}
+			return
+		}
 		for _, ids := range [][]int64{{}, {3}} {
 			rep, err := b.l.VerifyAssertions(context.Background(), ids)
 			if err != nil || rep.OK || rep.First.Row != 2 || !strings.Contains(rep.First.Why, "the row was deleted (2 rows hold ids up to 3)") {
