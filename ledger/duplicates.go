@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"time"
 )
 
@@ -39,6 +38,15 @@ func (l *Ledger) FactoryFlags(ctx context.Context) ([]FactoryFlag, error) {
 		out = append(out, f)
 	}
 	return out, rows.Err()
+}
+
+// factoryFlagCount is how many flags the factory ledger gave the bench.
+func (l *Ledger) factoryFlagCount(ctx context.Context) (int, error) {
+	var n int
+	if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM factory_flags`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("ledger: factory flags: %w", err)
+	}
+	return n, nil
 }
 
 // FactoryDuplicate is a serial or device key that several benches
@@ -116,21 +124,28 @@ const dupOverlap = 10000
 // in the bench's ledger.
 func (f *Forwarder) checkDuplicates(ctx context.Context, fac *Ledger) error {
 	f.mu.Lock()
-	mark := max(f.dupMark-dupOverlap, 0)
+	seen := f.dupMark
 	f.mu.Unlock()
+	mark := max(seen-dupOverlap, 0)
 	var top int64
 	if err := fac.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM cross_bench_duplicates`).Scan(&top); err != nil {
 		return fmt.Errorf("ledger: factory duplicates: %w", err)
 	}
-	if top <= f.dupMark {
+	if top <= seen {
 		return nil
 	}
 	// This bench's rows among the duplicates found since the last look,
-	// each with the other benches' records of the same value.
+	// each with the other benches' records of the same value: this
+	// bench's new rows, then the others' new rows (each an id range),
+	// a bounded number at a time.
 	rows, err := fac.r.QueryContext(ctx, `
-		SELECT m.kind, m.value, m.serial, o.station_id, o.uid
+		(SELECT m.kind, m.value, m.serial, o.station_id, o.uid
 		FROM cross_bench_duplicates m JOIN cross_bench_duplicates o ON o.kind = m.kind AND o.value = m.value AND o.station_id != m.station_id
-		WHERE m.station_id = ?1 AND (m.id > ?2 OR o.id > ?2)`, f.station, mark)
+		WHERE m.station_id = ?1 AND m.id > ?2 LIMIT 10000)
+		UNION
+		(SELECT m.kind, m.value, m.serial, o.station_id, o.uid
+		FROM cross_bench_duplicates o JOIN cross_bench_duplicates m ON m.kind = o.kind AND m.value = o.value AND m.station_id = ?1
+		WHERE o.id > ?2 AND o.station_id != ?1 LIMIT 10000)`, f.station, mark)
 	if err != nil {
 		return fmt.Errorf("ledger: factory duplicates: %w", err)
 	}
@@ -163,25 +178,13 @@ func (f *Forwarder) checkDuplicates(ctx context.Context, fac *Ledger) error {
 			return fmt.Errorf("ledger: factory duplicates: %w", err)
 		}
 	}
-	flags, err := f.bench.FactoryFlags(ctx)
+	n, err := f.bench.factoryFlagCount(ctx)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
 	f.dupMark = top
 	f.mu.Unlock()
-	f.update(func(s *ForwardStatus) { s.Duplicates = len(flags) })
+	f.update(func(s *ForwardStatus) { s.Duplicates = n })
 	return nil
-}
-
-// urlPassword is the password a URL carries, if any.
-func urlPassword(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return ""
-	}
-	if p, ok := u.User.Password(); ok {
-		return p
-	}
-	return u.Query().Get("password")
 }

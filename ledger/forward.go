@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Forwarding: a bench writes its own ledger first, always (durable, as if
@@ -146,7 +148,7 @@ func (l *Ledger) ForwardAll(ctx context.Context, to *Ledger, station string, lim
 	if err := l.r.QueryRowContext(ctx, `SELECT max(seq) FROM outbox`).Scan(&end); err != nil {
 		return 0, fmt.Errorf("ledger: forward: %w", err)
 	}
-	reads := make(chan read, 1)
+	reads := make(chan read) // one chunk read ahead, no more
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -449,6 +451,25 @@ func (l *Ledger) readChunk(ctx context.Context, after, last int64) (chunk, error
 	return c, err
 }
 
+// clean makes the chunk's texts what PostgreSQL takes (no NUL, valid
+// UTF-8; SQLite takes anything): one odd string must not stop a bench's
+// forwarding for good. Serial assertions are sent as they are: their
+// texts are hashed and signed, and the bench verified them.
+func (c *chunk) clean() {
+	fix := func(cols ...[]string) {
+		for _, col := range cols {
+			for i, v := range col {
+				if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+					col[i] = strings.ToValidUTF8(strings.ReplaceAll(v, "\x00", ""), "\uFFFD")
+				}
+			}
+		}
+	}
+	fix(c.stations.hostname, c.lines.name, c.batches.operator, c.units.slot, c.units.hw, c.units.serial, c.units.stage,
+		c.units.reason, c.units.detail, c.events.slot, c.events.kind, c.events.stage, c.events.message, c.events.data,
+		c.transcripts.slot, c.transcripts.path)
+}
+
 func nullStr(s sql.NullString) *string {
 	if !s.Valid {
 		return nil
@@ -459,7 +480,10 @@ func nullStr(s sql.NullString) *string {
 // ingest writes a chunk into the factory ledger in one transaction: each
 // table in one statement, parents first, every row keyed by its uid.
 func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error {
-	err := inTx(ctx, l.w, func(tx *txn) error {
+	c.clean()
+	// Read committed, whatever the server's default: the duplicates'
+	// check, once it holds its lock, sees what other benches committed.
+	err := inTxWith(ctx, l.w, &sql.TxOptions{Isolation: sql.LevelReadCommitted}, func(tx *txn) error {
 		exec := func(what, q string, args ...any) error {
 			if _, err := tx.Tx.ExecContext(ctx, q, args...); err != nil {
 				var pgErr interface{ SQLState() string }
@@ -471,10 +495,10 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 			return nil
 		}
 		s := c.stations
-		if err := exec("stations", `INSERT INTO stations(id, hostname, created_at, seen_at)
-			SELECT id, hostname, created_at, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS s(id, hostname, created_at)
-			ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, seen_at = excluded.seen_at`,
-			s.id, s.hostname, s.created, now); err != nil {
+		if err := exec("stations", `INSERT INTO stations(id, hostname, created_at)
+			SELECT id, hostname, created_at FROM unnest($1::text[], $2::text[], $3::text[]) AS s(id, hostname, created_at)
+			ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname WHERE stations.hostname IS DISTINCT FROM excluded.hostname`,
+			s.id, s.hostname, s.created); err != nil {
 			return err
 		}
 		// The forwarding bench is seen even before it recorded itself.
@@ -486,15 +510,23 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 		if err := exec("lines", `INSERT INTO lines(station_id, id, name, brand_id, model, created_at, updated_at)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
 			ON CONFLICT (station_id, id) DO UPDATE SET name = excluded.name, brand_id = excluded.brand_id, model = excluded.model,
-				updated_at = excluded.updated_at`,
+				updated_at = excluded.updated_at
+			WHERE (lines.name, lines.brand_id, lines.model) IS DISTINCT FROM (excluded.name, excluded.brand_id, excluded.model)`,
 			ln.station, ln.id, ln.name, ln.brand, ln.model, ln.created, ln.updated); err != nil {
 			return err
 		}
 		if len(c.batches.uid) > 0 {
 			b := c.batches
+			// A batch's line as its bench was named then (a renamed
+			// station's old batches keep the old name).
+			if err := exec("lines", `INSERT INTO lines(station_id, id, created_at, updated_at)
+				SELECT DISTINCT station_id, line_id, $3, $3 FROM unnest($1::text[], $2::text[]) AS n(station_id, line_id)
+				ON CONFLICT (station_id, id) DO NOTHING`, b.station, b.line, now); err != nil {
+				return err
+			}
 			if err := exec("batches", `INSERT INTO batches(uid, station_id, line_id, operator, planned, image_sha256, state, close_reason,
 				started_at, closed_at)
-				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[],
+				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
 					$9::text[], $10::text[])
 				ON CONFLICT (uid) DO UPDATE SET operator = excluded.operator, state = excluded.state,
 					close_reason = excluded.close_reason, closed_at = excluded.closed_at
@@ -546,7 +578,8 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 					AS n(uid, station_id, slot_id, kind, path, sha256, created_at, size, unit_uid, content, ord)
 				LEFT JOIN units u ON u.uid = n.unit_uid ORDER BY n.ord
 				ON CONFLICT (uid) DO UPDATE SET content = excluded.content
-				WHERE transcripts.content IS NULL AND excluded.content IS NOT NULL`,
+				WHERE transcripts.content IS NULL AND excluded.content IS NOT NULL AND transcripts.station_id = excluded.station_id
+					AND transcripts.sha256 = excluded.sha256`,
 				t.uid, t.station, t.slot, t.kind, t.path, t.sha, t.created, t.size, t.unit, t.content); err != nil {
 				return err
 			}
@@ -566,12 +599,13 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 				SELECT n.uid, n.station_id, n.text, n.text_sha256, n.brand_id, n.model, n.serial, n.device_key_id, n.line_id, n.via,
 					n.received_at, n.prev_sha256, n.link_sha256, n.seq, n.revision, n.duplicate, u.id
 				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-					$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::int[], $16::int[], $17::text[]) WITH ORDINALITY
+					$10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::int[], $17::text[]) WITH ORDINALITY
 					AS n(uid, station_id, text, text_sha256, brand_id, model, serial, device_key_id, line_id, via, received_at,
 						prev_sha256, link_sha256, seq, revision, duplicate, unit_uid, ord)
 				LEFT JOIN units u ON u.uid = n.unit_uid ORDER BY n.ord
 				ON CONFLICT (uid) DO UPDATE SET unit_id = excluded.unit_id
-				WHERE serial_assertions.unit_id IS NULL AND excluded.unit_id IS NOT NULL`,
+				WHERE serial_assertions.unit_id IS NULL AND excluded.unit_id IS NOT NULL
+					AND serial_assertions.station_id = excluded.station_id`,
 				a.uid, a.station, a.text, a.textSHA, a.brand, a.model, a.serial, a.key, a.line, a.via, a.received, a.prev, a.link,
 				a.seq, a.revision, a.duplicate, a.unit); err != nil {
 				return err

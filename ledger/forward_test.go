@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -529,5 +530,76 @@ func TestForwardConcurrentDuplicates(t *testing.T) {
 		if d.Kind != "serial" || strings.Join(d.Stations, ",") != "bench-1,bench-2" {
 			t.Errorf("duplicate %+v", d)
 		}
+	}
+}
+
+// TestForwardHostileBench: what a bench's ledger may hold never stops
+// its forwarding for good, and never blocks it: a FIFO where a transcript
+// was, a station renamed after its first batches, a planned count over
+// 2^31, a NUL and invalid UTF-8 in texts.
+func TestForwardHostileBench(t *testing.T) {
+	ctx := context.Background()
+	fac, facDB := openFactory(t)
+	id, _ := fac.FactoryID(ctx)
+	bench := sqliteBackend.open(t)
+	batch := seed(t, bench) // station bench-01
+	u, err := bench.StartUnit(ctx, ledger.Unit{BatchID: batch, LineID: "line1", SlotID: "S\x001", HWSerial: "HW-\xff-NUL\x00"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(t.TempDir(), "console.log")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bench.AddTranscript(ctx, ledger.Transcript{UnitID: u, SlotID: "S1", Kind: ledger.TranscriptClean, Path: fifo,
+		Size: 10, SHA256: strings.Repeat("ab", 32)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bench.FinishUnit(ctx, u, ledger.UnitFail, "write-error", "detail with a NUL \x00 and \xfe"); err != nil {
+		t.Fatal(err)
+	}
+	// The station is renamed; its new batch plans more than an int holds.
+	bench.EnsureStation(ctx, ledger.Station{ID: "bench-01b"})
+	bench.EnsureLine(ctx, ledger.Line{ID: "line1", StationID: "bench-01b"})
+	if _, err := bench.StartBatch(ctx, ledger.Batch{LineID: "line1", Planned: 3_000_000_000, Operator: "ana\x00"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bench.EnableForwarding(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := bench.ForwardAll(ctx, fac, "bench-01b", 1000); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("forward: %v", err)
+		}
+	case <-time.After(time.Minute): // a bound on a hang
+		t.Fatal("the forward blocked on the FIFO")
+	}
+	if c := counts(t, facDB); c["batches"] != 2 || c["units"] != 1 || c["transcripts"] != 1 {
+		t.Errorf("factory ledger %v", c)
+	}
+	us, _ := fac.Units(ctx, ledger.UnitFilter{})
+	if len(us) != 1 || us[0].StationID != "bench-01" || !strings.Contains(us[0].Detail, "detail with a NUL") {
+		t.Errorf("units %+v", us)
+	}
+}
+
+// TestFactorySecretsStayOut: the factory ledger's password never shows,
+// whatever form the URL takes.
+func TestFactorySecretsStayOut(t *testing.T) {
+	for _, u := range []string{"host=db user=bench password=ledger dbname=flashstation",
+		"postgres://bench@db/flashstation?sslpassword=ledger", "postgres://bench:ledger@db/flashstation"} {
+		if got := ledger.RedactURL(u); strings.Contains(got, "ledger") && !strings.HasSuffix(got, "/flashstation") {
+			t.Errorf("RedactURL(%q) = %q", u, got)
+		}
+		if strings.Contains(ledger.RedactURL(u), "password=ledger") || strings.Contains(ledger.RedactURL(u), ":ledger@") {
+			t.Errorf("RedactURL(%q) shows the password: %q", u, ledger.RedactURL(u))
+		}
+	}
+	if ledger.URLHasPassword("postgres://bench@db/flashstation") || !ledger.URLHasPassword("postgres://b:p@db/f") ||
+		!ledger.URLHasPassword("postgres://b@db/f?password=p") {
+		t.Error("URLHasPassword")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -218,14 +219,13 @@ func (f *Forwarder) round(ctx context.Context, fac **Ledger) error {
 	return nil
 }
 
-// redactError removes the URL (and its password) from an error's text.
+// redactError removes the URL (and so its password) from an error's
+// text, as given and as percent-encoded. The password alone is not
+// searched for: replacing a short one everywhere would tell it.
 func redactError(msg, dsn string) string {
 	if dsn == "" {
 		return msg
 	}
 	msg = strings.ReplaceAll(msg, dsn, RedactURL(dsn))
-	if p := urlPassword(dsn); p != "" {
-		msg = strings.ReplaceAll(msg, p, "xxxxx")
-	}
-	return msg
+	return strings.ReplaceAll(msg, url.QueryEscape(dsn), RedactURL(dsn))
 }

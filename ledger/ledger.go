@@ -260,7 +260,14 @@ func (l *Ledger) write(ctx context.Context, fn func(tx *txn) error) error {
 func inTx(ctx context.Context, db interface {
 	BeginTx(context.Context, *sql.TxOptions) (*txn, error)
 }, fn func(tx *txn) error) error {
-	tx, err := db.BeginTx(ctx, nil)
+	return inTxWith(ctx, db, nil, fn)
+}
+
+// inTxWith is inTx with transaction options.
+func inTxWith(ctx context.Context, db interface {
+	BeginTx(context.Context, *sql.TxOptions) (*txn, error)
+}, opts *sql.TxOptions, fn func(tx *txn) error) error {
+	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("ledger: begin: %w", err)
 	}

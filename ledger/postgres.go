@@ -30,19 +30,47 @@ func IsFactoryURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
-// RedactURL is a factory ledger URL fit for a log or an error: without its
-// password (and without a password given as a parameter).
+// RedactURL is a factory ledger URL fit for a log or an error: without
+// its password, nor any parameter that names one (password,
+// sslpassword). What is not a postgres:// URL is never shown.
 func RedactURL(s string) string {
+	if !IsFactoryURL(s) {
+		return fmt.Sprintf("(not a postgres:// URL, %d characters)", len(s))
+	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return "(a factory ledger URL that does not parse)"
+		return "(a postgres:// URL that does not parse)"
 	}
 	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
+	changed := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+			changed = true
+		}
+	}
+	if changed {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
+}
+
+// URLHasPassword reports whether a factory ledger URL carries a password
+// (in its user part or as a parameter).
+func URLHasPassword(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	if _, ok := u.User.Password(); ok {
+		return true
+	}
+	for k := range u.Query() {
+		if strings.Contains(strings.ToLower(k), "password") {
+			return true
+		}
+	}
+	return false
 }
 
 // pgLock is the advisory lock key that makes migrations of one factory

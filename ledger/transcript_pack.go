@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -27,20 +28,26 @@ var (
 // still the file the ledger recorded (its size and SHA-256, when
 // recorded) and not too big; nil otherwise.
 func packTranscript(path, sum string, size int64) []byte {
-	f, err := os.Open(path)
+	if sum == "" || size < 0 || size > MaxForwardedTranscript {
+		return nil // nothing to check it against, or too big
+	}
+	// Never blocks: a FIFO or device in the file's place is not read, a
+	// link is not followed.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxForwardedTranscript+1))
-	if err != nil || len(b) > MaxForwardedTranscript || (size > 0 && int64(len(b)) != size) {
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() != size {
 		return nil
 	}
-	if sum != "" {
-		got := sha256.Sum256(b)
-		if hex.EncodeToString(got[:]) != sum {
-			return nil
-		}
+	b, err := io.ReadAll(io.LimitReader(f, size+1))
+	if err != nil || int64(len(b)) != size {
+		return nil
+	}
+	got := sha256.Sum256(b)
+	if hex.EncodeToString(got[:]) != sum {
+		return nil
 	}
 	return zenc.EncodeAll(b, nil)
 }

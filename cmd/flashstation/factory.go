@@ -42,9 +42,12 @@ func factoryDSN(spec string, stderr io.Writer) (string, error) {
 			return "", usageHint(fmt.Errorf("--ledger %s: %w", spec, err), "Give a file that holds the factory ledger's URL (mode 0600).")
 		}
 		dsn = strings.TrimSpace(string(b))
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 && ledger.URLHasPassword(dsn) {
+			fmt.Fprintf(stderr, "warning: %s holds the factory ledger's password and other users can read it: chmod 600 %[1]s\n", path)
+		}
 	default:
 		dsn = spec
-		if ledger.IsFactoryURL(dsn) && ledger.RedactURL(dsn) != dsn {
+		if ledger.IsFactoryURL(dsn) && ledger.URLHasPassword(dsn) {
 			fmt.Fprintln(stderr, "warning: --ledger gives a password on the command line, where every user of this machine can read it; use --ledger env:NAME or file:PATH")
 		}
 	}
