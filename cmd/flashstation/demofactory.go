@@ -44,6 +44,11 @@ func demoFactory(ctx context.Context, o factoryDemo, stdout, stderr io.Writer) e
 	if o.benches < 1 || o.benches > 16 {
 		return usageErrorf("--benches %d: give 1 to 16", o.benches)
 	}
+	tty, isTTY := terminal(stdout)
+	if !o.headless && !isTTY {
+		fmt.Fprintln(stderr, "demo: stdout is not a terminal: running headless")
+		o.headless = true
+	}
 	out := stdout
 	if o.headless {
 		out = stderr
@@ -121,7 +126,6 @@ func demoFactory(ctx context.Context, o factoryDemo, stdout, stderr io.Writer) e
 		}()
 	}
 	if !o.headless {
-		tty, _ := terminal(stdout)
 		err := runSupervise(ctx, c.URL, tty)
 		stopBenches()
 		wg.Wait()
