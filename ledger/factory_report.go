@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -64,9 +65,6 @@ func (l *Ledger) FactoryReport(ctx context.Context, f FactoryFilter) (FactoryRep
 	}
 	rep.Stations = benches
 	base := StatsFilter{LineID: f.LineID, StationID: f.StationID, Since: f.Since, Until: f.Until}
-	if rep.Total, err = l.Stats(ctx, base); err != nil {
-		return rep, err
-	}
 	lineSet := map[string]bool{}
 	for _, b := range benches {
 		for _, ln := range b.Lines {
@@ -76,58 +74,75 @@ func (l *Ledger) FactoryReport(ctx context.Context, f FactoryFilter) (FactoryRep
 		}
 	}
 	lines := slices.Sorted(maps.Keys(lineSet))
-	// Each figure is computed once: with one line selected its figures
-	// are the total and each bench's are its line-and-bench figures; with
-	// one bench selected, its figures are the total and each line's are
-	// the line-and-bench figures.
-	for _, ln := range lines {
-		sf := base
-		sf.LineID = ln
-		s := rep.Total
+	// The figures wanted, each computed once (with one line selected its
+	// figures are the total, and each bench's are its line-and-bench
+	// ones; with one bench selected, likewise), side by side on the
+	// pool's connections.
+	var jobs []statsJob
+	want := func(sf StatsFilter, dst *Stats) { jobs = append(jobs, statsJob{sf, dst}) }
+	want(base, &rep.Total)
+	rep.Lines = make([]Figures, len(lines))
+	for i, ln := range lines {
+		rep.Lines[i] = Figures{Line: ln}
 		if f.LineID == "" && f.StationID == "" {
-			if s, err = l.Stats(ctx, sf); err != nil {
-				return rep, err
+			sf := base
+			sf.LineID = ln
+			want(sf, &rep.Lines[i].Stats)
+		}
+		for _, b := range benches {
+			if slices.Contains(b.Lines, ln) {
+				rep.LineBench = append(rep.LineBench, Figures{Line: ln, Station: b.Station})
 			}
 		}
-		var lineBench []Figures
-		for _, b := range benches {
-			if !slices.Contains(b.Lines, ln) {
-				continue
-			}
+	}
+	for i := range rep.LineBench {
+		if f.LineID == "" || f.StationID == "" {
+			sf := base
+			sf.LineID, sf.StationID = rep.LineBench[i].Line, rep.LineBench[i].Station
+			want(sf, &rep.LineBench[i].Stats)
+		}
+	}
+	rep.Benches = make([]Figures, len(benches))
+	for i, b := range benches {
+		rep.Benches[i] = Figures{Station: b.Station}
+		if f.LineID == "" && f.StationID == "" {
+			sf := base
 			sf.StationID = b.Station
-			bs := rep.Total
-			if f.LineID == "" || f.StationID == "" {
-				if bs, err = l.Stats(ctx, sf); err != nil {
-					return rep, err
+			want(sf, &rep.Benches[i].Stats)
+		}
+	}
+	if err := l.statsAll(ctx, jobs); err != nil {
+		return rep, err
+	}
+	// The figures that are others'.
+	for i := range rep.Lines {
+		switch {
+		case f.LineID != "":
+			rep.Lines[i].Stats = rep.Total
+		case f.StationID != "":
+			for _, lb := range rep.LineBench {
+				if lb.Line == rep.Lines[i].Line {
+					rep.Lines[i].Stats = lb.Stats
 				}
 			}
-			lineBench = append(lineBench, Figures{Line: ln, Station: b.Station, Stats: bs})
 		}
-		if f.StationID != "" && len(lineBench) == 1 {
-			s = lineBench[0].Stats
-		}
-		rep.Lines = append(rep.Lines, Figures{Line: ln, Stats: s})
-		rep.LineBench = append(rep.LineBench, lineBench...)
 	}
-	for _, b := range benches {
-		sf := base
-		sf.StationID = b.Station
-		var bs Stats
+	for i := range rep.LineBench {
+		if f.LineID != "" && f.StationID != "" {
+			rep.LineBench[i].Stats = rep.Total
+		}
+	}
+	for i := range rep.Benches {
 		switch {
 		case f.StationID != "":
-			bs = rep.Total
+			rep.Benches[i].Stats = rep.Total
 		case f.LineID != "":
 			for _, lb := range rep.LineBench {
-				if lb.Station == b.Station {
-					bs = lb.Stats
+				if lb.Station == rep.Benches[i].Station {
+					rep.Benches[i].Stats = lb.Stats
 				}
 			}
-		default:
-			if bs, err = l.Stats(ctx, sf); err != nil {
-				return rep, err
-			}
 		}
-		rep.Benches = append(rep.Benches, Figures{Station: b.Station, Stats: bs})
 	}
 	if rep.Duplicates, err = l.FactoryDuplicates(ctx, f.LineID, f.Since, f.Until); err != nil {
 		return rep, err
@@ -147,6 +162,30 @@ func (l *Ledger) FactoryReport(ctx context.Context, f FactoryFilter) (FactoryRep
 		}
 	}
 	return rep, nil
+}
+
+// statsJob is one figure of a report and where it goes.
+type statsJob struct {
+	f   StatsFilter
+	dst *Stats
+}
+
+// statsAll computes the figures, four at a time.
+func (l *Ledger) statsAll(ctx context.Context, jobs []statsJob) error {
+	sem := make(chan struct{}, 4)
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			*j.dst, errs[i] = l.Stats(ctx, j.f)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // benches lists the stations (those of line, or station alone) with their

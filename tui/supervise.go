@@ -47,6 +47,9 @@ type Supervise struct {
 	readAt   time.Time // when rep was read
 	row, col int       // the selected line (row) and bench (col; 0: all benches)
 	drill    bool
+	// reading: a read is in flight (a slow factory ledger is not asked
+	// again until it answers).
+	reading bool
 }
 
 type superviseKeys struct {
@@ -80,6 +83,7 @@ func NewSupervise(ctx context.Context, o SuperviseOptions) *Supervise {
 }
 
 func (m *Supervise) read() tea.Cmd {
+	m.reading = true
 	ctx, rec, f, now := m.c.Ctx, m.o.Records, m.o.Filter, m.o.Now
 	return func() tea.Msg {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -102,8 +106,12 @@ func (m *Supervise) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.WindowSizeMsg:
 		m.c.Width, m.c.Height = msg.Width, msg.Height
 	case superviseTickMsg:
+		if m.reading {
+			return m, m.tick()
+		}
 		return m, tea.Batch(m.read(), m.tick())
 	case superviseReportMsg:
+		m.reading = false
 		if msg.err != nil {
 			m.err = msg.err
 			m.c.Log.Warn().Err(msg.err).Msg("factory ledger read failed")

@@ -125,6 +125,34 @@ func TestSuperviseSays(t *testing.T) {
 	if out := ansi.Strip(m.Render()); !strings.Contains(out, "FACTORY LEDGER UNREACHABLE: connection refused - figures of 09:00:02") || !strings.Contains(out, "A3") {
 		t.Errorf("after a failed read:\n%s", out)
 	}
+	// A tick while a read is in flight asks nothing more; one after it
+	// answered reads again.
+	m.o.Every = time.Nanosecond
+	runAll := func(cmd tea.Cmd) {
+		if cmd == nil {
+			return
+		}
+		if batch, ok := cmd().(tea.BatchMsg); ok {
+			for _, c := range batch {
+				if c != nil {
+					c()
+				}
+			}
+		}
+	}
+	m.read()
+	f.got = ledger.FactoryFilter{LineID: "untouched"}
+	_, cmd := m.Update(superviseTickMsg{})
+	runAll(cmd)
+	if f.got.LineID != "untouched" || cmd == nil {
+		t.Error("a second read while one was in flight, or the timer stopped")
+	}
+	m.Update(superviseReportMsg{rep: factoryFixture(), at: time.Now()})
+	_, cmd = m.Update(superviseTickMsg{})
+	runAll(cmd)
+	if f.got.LineID == "untouched" {
+		t.Error("no read after the last one answered")
+	}
 	if _, cmd := m.Update(tea.KeyPressMsg{Code: 'q', Text: "q"}); cmd == nil {
 		t.Error("q does not quit")
 	}
