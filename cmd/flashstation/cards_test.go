@@ -8,11 +8,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/charmbracelet/colorprofile"
 
+	"github.com/flashstation/flashstation/internal/datadir"
 	"github.com/flashstation/flashstation/tui"
 )
 
@@ -174,7 +176,13 @@ func TestBenchCardsOnATerminal(t *testing.T) {
 			if out, err := exec.Command(tmux, cmd...).CombinedOutput(); err != nil {
 				t.Skipf("tmux: %v %s", err, out)
 			}
-			defer exec.Command(tmux, "-S", sock, "kill-server").Run()
+			defer func() {
+				// The hang-up stops the station as SIGTERM does: it ends its
+				// units and writes their transcripts, in the test's
+				// directory, before it lets go of its data directory.
+				exec.Command(tmux, "-S", sock, "kill-server").Run()
+				waitReleased(t, filepath.Join(dir, "bench", "data"))
+			}()
 			capture := func() string {
 				out, _ := exec.Command(tmux, "-S", sock, "capture-pane", "-p", "-e", "-t", "0").Output()
 				return string(out)
@@ -287,4 +295,22 @@ func plainScreen(screen [][]cell) string {
 		rows = append(rows, text(r))
 	}
 	return strings.Join(rows, "\n")
+}
+
+// waitReleased waits until no station holds the data directory dir (a
+// blocking lock of its lock file: it is taken when the holder has gone).
+func waitReleased(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, datadir.FileName))
+	if err != nil {
+		return // never taken
+	}
+	defer f.Close()
+	got := make(chan error, 1)
+	go func() { got <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	select {
+	case <-got:
+	case <-time.After(ceiling): // only turns a hang into a failure
+		t.Errorf("the station still holds %s", dir)
+	}
 }
