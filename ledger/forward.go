@@ -98,7 +98,8 @@ func (l *Ledger) Backlog(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// transcriptBytesPerChunk bounds the transcript files one chunk carries.
+// transcriptBytesPerChunk bounds the transcript files one chunk carries
+// (four times MaxForwardedTranscript, so a file always fits).
 const transcriptBytesPerChunk = 64 << 20
 
 // ErrStationClash is the factory ledger refusing a bench's rows because
@@ -196,8 +197,8 @@ func checkForward(from, to *Ledger) error {
 
 // window is the next chunk: the outbox entries after seq after (and up
 // to seq end), up to limit of them, and fewer when their transcript files would add up to
-// more than transcriptBytesPerChunk (one bigger file goes alone, so that
-// a chunk's memory stays bounded). It returns the chunk's last seq and
+// more than transcriptBytesPerChunk (so that a chunk's memory stays
+// bounded). It returns the chunk's last seq and
 // how many entries it holds.
 func (l *Ledger) window(ctx context.Context, after, end int64, limit int) (int64, int, error) {
 	if limit <= 0 {
@@ -212,18 +213,18 @@ func (l *Ledger) window(ctx context.Context, after, end int64, limit int) (int64
 	if n == 0 {
 		return after, 0, nil
 	}
-	var cut, first sql.NullInt64
-	if err := l.r.QueryRowContext(ctx, `SELECT min(seq) FILTER (WHERE total > ?3), min(seq) FROM (
+	// Each file counts at most MaxForwardedTranscript (what is bigger is
+	// not sent), less than the budget: the first file always fits, so a
+	// chunk is never empty.
+	var cut sql.NullInt64
+	if err := l.r.QueryRowContext(ctx, `SELECT min(seq) FILTER (WHERE total > ?3) FROM (
 		SELECT o.seq, sum(min(t.size, ?4)) OVER (ORDER BY o.seq) AS total
 		FROM outbox o JOIN transcripts t ON t.id = o.row_id WHERE o.tbl = 'transcripts' AND o.seq > ?1 AND o.seq <= ?2)`,
-		after, last.Int64, transcriptBytesPerChunk, MaxForwardedTranscript).Scan(&cut, &first); err != nil {
+		after, last.Int64, transcriptBytesPerChunk, MaxForwardedTranscript).Scan(&cut); err != nil {
 		return 0, 0, fmt.Errorf("ledger: forward: %w", err)
 	}
 	if cut.Valid {
 		last.Int64 = cut.Int64 - 1
-		if cut.Int64 == first.Int64 {
-			last.Int64 = cut.Int64 // one file over the budget: alone
-		}
 		if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM outbox WHERE seq > ? AND seq <= ?`, after, last.Int64).Scan(&n); err != nil {
 			return 0, 0, fmt.Errorf("ledger: forward: %w", err)
 		}
