@@ -66,6 +66,8 @@ func (lr *lineRun) admit(slot, hw string) (place string, ok bool, why string) {
 	defer lr.mu.Unlock()
 	b, planned := lr.run, lr.batch.Planned
 	switch {
+	case b.closed == closedImageRefused:
+		return "", false, fmt.Sprintf("line %s is held, its image is refused (%s): board %s is not touched", lr.cfg.ID, lr.gate.Cause, hw)
 	case b.closed != "":
 		return "", false, fmt.Sprintf("batch %d of line %s is %s: board %s waits for the next run", lr.batch.ID, lr.cfg.ID, closedWords(b.closed), hw)
 	case hw != "" && b.taken[hw]:
@@ -93,6 +95,8 @@ func closedWords(reason string) string {
 		return "complete"
 	case ledger.BatchOperator:
 		return "ended by the operator"
+	case closedImageRefused:
+		return "held: its image is refused"
 	}
 	return "closed"
 }

@@ -77,6 +77,9 @@ type Image struct {
 	// SHA256 is the optional expected SHA-256 of File as given (compressed
 	// or not), as published in a SHA256SUMS file; lowercase hex.
 	SHA256 string
+	// AllowDangerous lets the image identity gate pass a dangerous-grade
+	// (development) image: for development lines only.
+	AllowDangerous bool
 }
 
 // Vault is how the station reaches the line's Serial Vault.
@@ -370,6 +373,7 @@ func decodeLine(w *walker, n ast.Node, path string, l *Line) {
 				field{"file", w.str(&l.Image.File)},
 				field{"bmap", w.str(&l.Image.Bmap)},
 				field{"sha256", w.str(&l.Image.SHA256)},
+				field{"allow-dangerous", w.boolean(&l.Image.AllowDangerous)},
 			)
 		}},
 		field{"vault", func(n ast.Node, p string) {

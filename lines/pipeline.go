@@ -21,6 +21,7 @@ import (
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/ledger/spool"
 	"github.com/flashstation/flashstation/secret"
+	"github.com/flashstation/flashstation/seed"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/usb"
 )
@@ -205,10 +206,13 @@ type Pipeline struct {
 }
 
 type lineRun struct {
-	cfg      *Line
-	model    *serialvault.Model
-	keys     *serialvault.KeyRing
-	image    *flash.Prepared
+	cfg   *Line
+	model *serialvault.Model
+	keys  *serialvault.KeyRing
+	image *flash.Prepared
+	// gate is the image identity gate's verdict on image; a refused image
+	// holds the line: no batch, no board touched.
+	gate     *seed.Verdict
 	profile  *console.Profile
 	password secret.Value
 	// windows are the registration windows of a proxy line's units.
@@ -316,6 +320,7 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 	if err != nil {
 		return nil, err
 	}
+	held := 0
 	for i := range st.Lines {
 		l := &st.Lines[i]
 		lr := &lineRun{cfg: l}
@@ -338,6 +343,17 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 			return nil, fmt.Errorf("line %s: %w", l.ID, err)
 		}
 		lr.run = newBatchRun(context.Background())
+		if err := p.gateImage(ctx, lr); err != nil {
+			return nil, err
+		}
+		if !lr.gate.Pass {
+			// Held: its slots take no board. An open batch a killed
+			// station left is kept for the right image.
+			held++
+			lr.run.closed = closedImageRefused
+			p.lines[l.ID] = lr
+			continue
+		}
 		for _, b := range open {
 			if b.LineID == l.ID {
 				lr.batch = b
@@ -369,6 +385,9 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 			}
 		}
 		p.lines[l.ID] = lr
+	}
+	if held == len(st.Lines) && held > 0 {
+		return nil, refusedError(p)
 	}
 	for i := range st.Slots {
 		s := &st.Slots[i]
@@ -457,7 +476,9 @@ func (p *Pipeline) Batches() map[string]ledger.Batch {
 	out := map[string]ledger.Batch{}
 	for id, lr := range p.lines {
 		lr.mu.Lock()
-		out[id] = lr.batch
+		if lr.batch.ID != 0 {
+			out[id] = lr.batch
+		}
 		lr.mu.Unlock()
 	}
 	return out
@@ -604,6 +625,9 @@ type LineHealth struct {
 	// ProxyStopped says why the line's recording proxy stopped serving
 	// ("": it serves).
 	ProxyStopped string
+	// Image is the image identity gate's verdict on the line's image
+	// (nil: not checked). A refused image holds the line.
+	Image *seed.Verdict
 }
 
 // Health returns each line's health, in configuration order.
@@ -626,6 +650,7 @@ func (p *Pipeline) Health() []LineHealth {
 		h.Reconciled, h.VaultKeyRefused = lr.reconcile, lr.health.keyRefused
 		h.VaultLatency = lr.health.latency
 		h.Trays = lr.cfg.Trays
+		h.Image = lr.gate
 		lr.mu.Unlock()
 		for _, pr := range p.proxies {
 			if pr.line == l.ID {

@@ -295,6 +295,9 @@ func (b Bench) stopBanner() string {
 	case 0:
 		return ""
 	case 1:
+		if h := b.health(st[0].line); imageRefused(h) {
+			return " ■ LINE " + strings.ToUpper(st[0].line) + " HELD: " + st[0].why + " - no board is touched: " + h.Image.Summary()
+		}
 		return " ■ LINE " + strings.ToUpper(st[0].line) + " STOPPED: " + st[0].why + " - boards wait"
 	}
 	var parts []string
@@ -307,6 +310,8 @@ func (b Bench) stopBanner() string {
 // lineStop says why a line cannot register its boards ("" when it can).
 func lineStop(h lines.LineHealth) string {
 	switch {
+	case imageRefused(h):
+		return "IMAGE REFUSED, " + lines.ImageCauseFor(h.Image.Cause).Words
 	case h.ProxyStopped != "":
 		return "its recording proxy stopped"
 	case h.VaultChecked.IsZero() || h.VaultOK:
@@ -318,6 +323,9 @@ func lineStop(h lines.LineHealth) string {
 	}
 	return "vault unreachable"
 }
+
+// imageRefused reports whether the image identity gate holds the line.
+func imageRefused(h lines.LineHealth) bool { return h.Image != nil && !h.Image.Pass }
 
 // health is a line's health ("" fields when unknown).
 func (b Bench) health(line string) lines.LineHealth {
@@ -449,6 +457,13 @@ func (b Bench) card(d *slotData, w, h int, selected bool) []string {
 		l5 = dim("insert a board")
 		if stop != "" {
 			l5 = []seg{{"waiting for the vault", p.warn}}
+		}
+		if imageRefused(hl) {
+			// The line is held: its boards are not touched.
+			l2 = []seg{{"✘ IMAGE REFUSED", p.warn}}
+			l3 = plain(lines.ImageCauseFor(hl.Image.Cause).Words)
+			l4 = dim(cardLine(v.Detail))
+			l5 = []seg{{"do not insert boards", p.warn}}
 		}
 	case lines.StateDisabled:
 		l2 = dim("out of service")

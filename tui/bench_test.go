@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/flashstation/flashstation/lines"
+	"github.com/flashstation/flashstation/seed"
 	"github.com/flashstation/flashstation/tui/tuitest"
 )
 
@@ -184,6 +185,33 @@ func TestLineStopBanner(t *testing.T) {
 	f.send(t, tickMsg(t0))
 	if s := f.screen(); strings.Contains(s, "LINE LINE1") || !strings.Contains(s, "LINE LINE2 STOPPED: its recording proxy stopped") {
 		t.Errorf("proxy stopped:\n%s", s)
+	}
+}
+
+// TestImageRefusedBanner: a line whose image the identity gate refused is
+// held: a banner names the cause and the first difference, and its empty
+// slots say the image is refused and not to insert boards, in words, not
+// only in colour; the other line's slots take boards.
+func TestImageRefusedBanner(t *testing.T) {
+	f := newFixture(t, 160, 40, slotsIdle(2))
+	h := f.st.Health()
+	h[0].Image = &seed.Verdict{Reason: seed.ReasonRefused, Cause: seed.CauseModelMismatch, Problems: []seed.Problem{
+		{Cause: seed.CauseModelMismatch, Field: "model", Image: "acme-old", Line: "acme-gw", Text: `model: the image has "acme-old", the line wants "acme-gw"`}}}
+	h[1].Image = &seed.Verdict{Pass: true}
+	f.st.SetHealth(h)
+	f.send(t, tickMsg(t0))
+	s := f.screen()
+	if !strings.Contains(s, `LINE LINE1 HELD: IMAGE REFUSED, wrong model - no board is touched: model: the image has "acme-old", the line wants "acme-gw"`) {
+		t.Fatalf("no banner:\n%s", s)
+	}
+	a1, b1 := cardOf(s, "A1"), cardOf(s, "B1")
+	for _, want := range []string{"IMAGE REFUSED", "wrong model", "do not insert boards"} {
+		if !strings.Contains(a1, want) {
+			t.Errorf("line1's slot lacks %q:\n%s", want, a1)
+		}
+	}
+	if strings.Contains(a1, "insert a board") || !strings.Contains(b1, "insert a board") || strings.Contains(b1, "REFUSED") {
+		t.Errorf("slots:\n%s\n%s", a1, b1)
 	}
 }
 

@@ -205,6 +205,9 @@ func pipelineError(ctx context.Context, st *lines.Station, err error) error {
 	hint := fmt.Sprintf("Fix the station file %s; 'flashstation config check %[1]s' lists its problems.", st.Path)
 	reason := reasonConfig
 	switch {
+	case errors.Is(err, lines.ErrImagesRefused):
+		reason, hint = flash.ReasonImage, fmt.Sprintf("Give each line the image built from its model (lines[].image in %s); "+
+			"'flashstation image inspect --config %[1]s --line ID' shows what the gate found.", st.Path)
 	case errors.Is(err, flash.ErrImageRefused):
 		reason, hint = flash.ReasonImage, fmt.Sprintf("Fix the line's image (file, sha256, bmap) in %s.", st.Path)
 	case errors.Is(err, syscall.EADDRINUSE):

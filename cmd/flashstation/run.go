@@ -91,6 +91,7 @@ Try it on a simulated bench with 'flashstation demo'.
 		newExportCommand(stdout, stderr),
 		newReconcileCommand(stdout, stderr),
 		newLedgerCommand(stdout, stderr),
+		newImageCommand(stdout, stderr),
 	)
 	return root
 }
