@@ -428,12 +428,28 @@ func volumeProblems(img *Image, s *Seed, g *Gadget) []string {
 			out = append(out, fmt.Sprintf("%s is %s in gadget.yaml, partition %d is %s", what, st.Filesystem, p.Index, p.FileSystem))
 		}
 	}
+	if s.Kind == KindUC16 && !hasRole(vol, roleData) {
+		// Ubuntu Core 16/18 gadgets may leave out the writable
+		// partition: ubuntu-image adds it after their structures.
+		if p := partitionNamed(img, uc16DataName); p != nil {
+			used[p.Index] = true
+		}
+	}
 	for _, p := range img.Partitions {
 		if !used[p.Index] {
 			out = append(out, fmt.Sprintf("partition %d (%s) is not a structure of the gadget's volume %s", p.Index, partitionWords(p), name))
 		}
 	}
 	return out
+}
+
+func hasRole(vol Volume, role string) bool {
+	for _, st := range vol.Structure {
+		if st.Role == role {
+			return true
+		}
+	}
+	return false
 }
 
 // pickVolume is the volume the image was built from: the only one, or the
