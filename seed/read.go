@@ -651,7 +651,9 @@ type memFile struct {
 	size int64
 }
 
-func file2storage(b []byte) backend.Storage { return &memFile{Reader: bytes.NewReader(b), size: int64(len(b))} }
+func file2storage(b []byte) backend.Storage {
+	return &memFile{Reader: bytes.NewReader(b), size: int64(len(b))}
+}
 
 func (m *memFile) Stat() (fs.FileInfo, error)              { return memInfo{m.size}, nil }
 func (m *memFile) Close() error                            { return nil }
