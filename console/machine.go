@@ -273,7 +273,13 @@ func (m *Machine) checkCmdline(now time.Time, c cmdline) {
 		case c.label == m.expectLabel:
 			m.labelChecked = true
 		case c.trusted:
-			m.fail(now, ReasonSeedLabel, fmt.Sprintf("the board booted recovery system %s; the image's seed is %s: the board booted another image (stale disk, wrong boot device)", c.label, m.expectLabel))
+			// Failed in the install stage when it is still ahead (the
+			// command line comes before its markers are matched).
+			stage := m.Current()
+			if m.installIdx >= m.next {
+				stage = m.p.Stages[m.installIdx].Name
+			}
+			m.failIn(now, stage, ReasonSeedLabel, fmt.Sprintf("the board booted recovery system %s; the image's seed is %s: the board booted another image (stale disk, wrong boot device)", c.label, m.expectLabel))
 		default:
 			m.note(now, fmt.Sprintf("the kernel command line names recovery system %s, not the image's %s, but shows unreadable bytes: not taken as a mismatch", c.label, m.expectLabel))
 		}
@@ -346,6 +352,11 @@ func (m *Machine) reach(now time.Time, j int) {
 }
 
 func (m *Machine) fail(now time.Time, reason, detail string) {
+	m.failIn(now, m.Current(), reason, detail)
+}
+
+// failIn is fail with the stage the failure event names.
+func (m *Machine) failIn(now time.Time, stage, reason, detail string) {
 	if m.done {
 		return
 	}
@@ -353,7 +364,7 @@ func (m *Machine) fail(now time.Time, reason, detail string) {
 	at := now.Sub(m.start)
 	m.verdict = Verdict{Reason: reason, Detail: detail, Stages: m.stages, LastLines: append([]string(nil), m.last...), Elapsed: at,
 		SeedLabel: m.seedLabel, Notes: m.notes}
-	m.emit(Event{Kind: EventFail, At: at, Stage: m.Current(), Reason: reason, Detail: detail})
+	m.emit(Event{Kind: EventFail, At: at, Stage: stage, Reason: reason, Detail: detail})
 }
 
 func (m *Machine) failPanic(now time.Time) {

@@ -56,6 +56,7 @@ func TestSeedLabel(t *testing.T) {
 		{name: "no expectation records the label", input: comp, label: compositeLabel},
 		{name: "another image", input: comp, expect: "20260101", reason: console.ReasonSeedLabel,
 			detail: []string{"recovery system 20210315", "seed is 20260101", "booted another image"}, label: compositeLabel},
+		{name: "another image, no U-Boot", input: kernel, expect: "20260101", reason: console.ReasonSeedLabel, label: compositeLabel},
 		{name: "split in reads of 7 bytes", input: comp, expect: "20260101", chunk: 7, reason: console.ReasonSeedLabel, label: compositeLabel},
 		{name: "split byte by byte", input: comp, expect: compositeLabel, chunk: 1, label: compositeLabel},
 		{name: "U-Boot echo is not the boot", expect: compositeLabel, label: compositeLabel,
@@ -127,6 +128,10 @@ func TestSeedLabel(t *testing.T) {
 					labelEvents = append(labelEvents, e.Detail)
 				case console.EventNote:
 					noteEvents = append(noteEvents, e.Detail)
+				case console.EventFail:
+					if tc.reason == console.ReasonSeedLabel && !strings.HasPrefix(tc.name, "run boot") && e.Stage != "install-boot" {
+						t.Errorf("failed in stage %s, want install-boot", e.Stage)
+					}
 				case console.EventStage:
 					if tc.reason == console.ReasonSeedLabel && e.Stage == "install-boot" && !strings.HasPrefix(tc.name, "run boot") {
 						t.Errorf("the install boot of another image reached install-boot")
