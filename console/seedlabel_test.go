@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -178,5 +179,37 @@ func TestSeedLabelArmhfUBoot(t *testing.T) {
 	feedChunks(t, m, b, 64)
 	if v := m.Verdict(); v.Reason != console.ReasonBootloaderError || v.SeedLabel != "" || m.SeedLabel() != "" {
 		t.Errorf("%+v", v)
+	}
+}
+
+// TestWatchMachineSeedLabel: a console watch with a machine set up by the
+// caller checks the label on a real (pseudo-terminal) console.
+func TestWatchMachineSeedLabel(t *testing.T) {
+	for _, tc := range []struct {
+		expect, reason string
+	}{
+		{compositeLabel, ""},
+		{"20260101", console.ReasonSeedLabel},
+	} {
+		t.Run(tc.expect, func(t *testing.T) {
+			b := newBoard(t, "")
+			c := openConsole(t, b.link, nil)
+			go b.play(composite(t))
+			start := time.Now()
+			m := console.NewMachine(profile(t, "uc20"), start)
+			m.ExpectSeedLabel(tc.expect)
+			var labels []string
+			v := c.WatchMachine(context.Background(), m, func(e console.Event) {
+				if e.Kind == console.EventSeedLabel {
+					labels = append(labels, e.Detail)
+				}
+			})
+			if v.Passed != (tc.reason == "") || v.Reason != tc.reason || v.SeedLabel != compositeLabel {
+				t.Errorf("verdict %+v", v)
+			}
+			if len(labels) != 1 || labels[0] != compositeLabel {
+				t.Errorf("label events %q", labels)
+			}
+		})
 	}
 }
