@@ -60,6 +60,16 @@ func (c *Console) WatchBoot(ctx context.Context, p *Profile, start time.Time, on
 	return watch(ctx, NewMachine(p, start), c.takeHeld(), c.chunks, onEvent)
 }
 
+// WatchMachine is WatchBoot with a machine made by the caller, for the
+// checks set on it before the boot (Machine.ExpectSeedLabel):
+//
+//	m := console.NewMachine(p, start)
+//	m.ExpectSeedLabel(label)
+//	v := con.WatchMachine(ctx, m, onEvent)
+func (c *Console) WatchMachine(ctx context.Context, m *Machine, onEvent func(Event)) Verdict {
+	return watch(ctx, m, c.takeHeld(), c.chunks, onEvent)
+}
+
 // AwaitOutput waits until the console receives bytes read at or after
 // since (a power-on: proof that the board speaks). It consumes nothing:
 // every chunk it reads is kept for the next WatchBoot, Expect or Follow,

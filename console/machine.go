@@ -18,6 +18,12 @@ const (
 	EventGap                    // the console went away or came back
 	EventFail                   // the boot failed: Reason and Detail
 	EventReady                  // the last stage was reached: the boot passed
+	// EventSeedLabel: the kernel command line named a recovery system;
+	// Detail is its label (see Machine.SeedLabel).
+	EventSeedLabel
+	// EventNote is something QA should know that fails nothing (Detail),
+	// such as a seed label that could not be checked.
+	EventNote
 )
 
 // Event is what the stage machine reports, in order.
@@ -46,6 +52,12 @@ type Verdict struct {
 	Stages    []StageTime
 	LastLines []string
 	Elapsed   time.Duration
+	// SeedLabel is the recovery system label the kernel command line
+	// named ("" when the console showed none).
+	SeedLabel string
+	// Notes are what QA should know of the boot that failed nothing
+	// (each one also came as an EventNote).
+	Notes []string
 }
 
 const (
@@ -53,6 +65,7 @@ const (
 	panicGrace   = 10 * time.Second
 	panicLimit   = 200
 	firstBytesID = "first-bytes"
+	maxNotes     = 8
 )
 
 var (
@@ -82,6 +95,12 @@ type Machine struct {
 	done    bool
 	verdict Verdict
 	events  []Event
+
+	expectLabel  string // the image's seed label; "" checks nothing
+	seedLabel    string // the first label the kernel command line named
+	labelChecked bool   // a command line named the expected label
+	labelNoted   bool   // a note said why the label was not checked
+	notes        []string
 }
 
 // NewMachine starts watching a boot at start (the port just opened).
@@ -98,6 +117,21 @@ func NewMachine(p *Profile, start time.Time) *Machine {
 	}
 	return m
 }
+
+// ExpectSeedLabel sets the recovery system label of the image written to
+// the board (its seed's systems/<label>), before the first Feed. Every
+// kernel command line the console shows that names a recovery system
+// (snapd_recovery_system=<label>, the install boot of a UC20+ line) must
+// name this one, or the boot fails with ReasonSeedLabel: the board booted
+// another image. "" (the default, and UC16/UC18 lines, which have no
+// label) checks nothing. A label the console does not show (a quiet
+// kernel, a command line cut short, line noise) fails nothing: the verdict
+// carries a note that it was not checked.
+func (m *Machine) ExpectSeedLabel(label string) { m.expectLabel = label }
+
+// SeedLabel is the recovery system label the kernel command line named
+// (the first one seen; "" until then). Verdict.SeedLabel holds it too.
+func (m *Machine) SeedLabel() string { return m.seedLabel }
 
 // Done reports whether the boot passed or failed.
 func (m *Machine) Done() bool { return m.done }
@@ -216,7 +250,56 @@ func (m *Machine) line(now time.Time, line string) {
 			}
 		}
 	}
+	if c, ok := parseCmdline(line); ok {
+		if m.checkCmdline(now, c); m.done {
+			return
+		}
+	}
 	m.match(now, line, false)
+}
+
+// checkCmdline checks the recovery system a kernel command line names
+// against the image's seed label. It runs before the line's markers: a
+// mismatched install boot is not the install boot waited for.
+func (m *Machine) checkCmdline(now time.Time, c cmdline) {
+	switch {
+	case c.label != "":
+		if m.seedLabel == "" {
+			m.seedLabel = c.label
+			m.emit(Event{Kind: EventSeedLabel, At: now.Sub(m.start), Stage: m.Current(), Detail: c.label})
+		}
+		switch {
+		case m.expectLabel == "":
+		case c.label == m.expectLabel:
+			m.labelChecked = true
+		case c.trusted:
+			// Failed in the install stage when it is still ahead (the
+			// command line comes before its markers are matched).
+			stage := m.Current()
+			if m.installIdx >= m.next {
+				stage = m.p.Stages[m.installIdx].Name
+			}
+			m.failIn(now, stage, ReasonSeedLabel, fmt.Sprintf("the board booted recovery system %s; the image's seed is %s: the board booted another image (stale disk, wrong boot device)", c.label, m.expectLabel))
+		default:
+			m.note(now, fmt.Sprintf("the kernel command line names recovery system %s, not the image's %s, but shows unreadable bytes: not taken as a mismatch", c.label, m.expectLabel))
+		}
+	case c.named:
+		if m.expectLabel != "" {
+			m.note(now, "the kernel command line names an unreadable recovery system: the seed label was not checked")
+		}
+	case c.mode == "install" && m.expectLabel != "":
+		m.note(now, "the install boot's kernel command line names no recovery system (snapd_recovery_system), or the kernel cut it short: the seed label was not checked")
+	}
+}
+
+// note records something QA should know (at most maxNotes of them).
+func (m *Machine) note(now time.Time, text string) {
+	if len(m.notes) >= maxNotes {
+		return
+	}
+	m.labelNoted = true
+	m.notes = append(m.notes, text)
+	m.emit(Event{Kind: EventNote, At: now.Sub(m.start), Stage: m.Current(), Detail: text})
 }
 
 // match looks for a marker of the stage waited for or a later one; a
@@ -259,20 +342,29 @@ func (m *Machine) reach(now time.Time, j int) {
 	m.emit(Event{Kind: EventStage, At: at, Stage: m.p.Stages[j].Name})
 	m.next, m.waitSince = j+1, now
 	if m.next == len(m.p.Stages) {
+		if m.expectLabel != "" && !m.labelChecked && !m.labelNoted {
+			m.note(now, "the console showed no kernel command line naming a recovery system (a quiet kernel?): the seed label was not checked")
+		}
 		m.done = true
-		m.verdict = Verdict{Passed: true, Stages: m.stages, LastLines: m.last, Elapsed: at}
+		m.verdict = Verdict{Passed: true, Stages: m.stages, LastLines: m.last, Elapsed: at, SeedLabel: m.seedLabel, Notes: m.notes}
 		m.emit(Event{Kind: EventReady, At: at, Stage: m.p.Stages[j].Name})
 	}
 }
 
 func (m *Machine) fail(now time.Time, reason, detail string) {
+	m.failIn(now, m.Current(), reason, detail)
+}
+
+// failIn is fail with the stage the failure event names.
+func (m *Machine) failIn(now time.Time, stage, reason, detail string) {
 	if m.done {
 		return
 	}
 	m.done = true
 	at := now.Sub(m.start)
-	m.verdict = Verdict{Reason: reason, Detail: detail, Stages: m.stages, LastLines: append([]string(nil), m.last...), Elapsed: at}
-	m.emit(Event{Kind: EventFail, At: at, Stage: m.Current(), Reason: reason, Detail: detail})
+	m.verdict = Verdict{Reason: reason, Detail: detail, Stages: m.stages, LastLines: append([]string(nil), m.last...), Elapsed: at,
+		SeedLabel: m.seedLabel, Notes: m.notes}
+	m.emit(Event{Kind: EventFail, At: at, Stage: stage, Reason: reason, Detail: detail})
 }
 
 func (m *Machine) failPanic(now time.Time) {

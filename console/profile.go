@@ -19,8 +19,9 @@ const (
 	ReasonKernelPanic     = "kernel-panic"
 	ReasonBootLoop        = "boot-loop" // installed twice, or rebooted again
 	ReasonSeedError       = "seed-error"
-	ReasonStageTimeout    = "stage-timeout" // a stage's marker never came
-	ReasonBootTimeout     = "boot-timeout"  // the whole-boot cap
+	ReasonSeedLabel       = "seed-label-mismatch" // the board booted another recovery system than the image's (Machine.ExpectSeedLabel)
+	ReasonStageTimeout    = "stage-timeout"       // a stage's marker never came
+	ReasonBootTimeout     = "boot-timeout"        // the whole-boot cap
 	ReasonUnplugged       = "console-unplugged"
 	ReasonPortBusy        = "port-busy"
 	ReasonPortMissing     = "port-missing"
