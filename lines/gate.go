@@ -72,6 +72,15 @@ func (lr *lineRun) imageRefused() string {
 	return lr.gate.Summary()
 }
 
+// seedLabel is the recovery system label of the line's image ("" on
+// Ubuntu Core 16/18, or before the gate ran).
+func (lr *lineRun) seedLabel() string {
+	if lr.gate == nil {
+		return ""
+	}
+	return lr.gate.Identity.SeedLabel
+}
+
 func problemsText(v *seed.Verdict) string {
 	var b strings.Builder
 	for i, pr := range v.Problems {

@@ -116,6 +116,7 @@ var Reasons = []Reason{
 	{console.ReasonBootloaderError, ClassFail, "the bootloader gave up", "retry; check the image", "retry"},
 	{console.ReasonKernelPanic, ClassFail, "the kernel panicked", "retry; if it repeats, the board or the image is bad", "retry / set aside"},
 	{console.ReasonBootLoop, ClassFail, "the board keeps rebooting", "remove the board: hardware or image fault", "remove board"},
+	{console.ReasonSeedLabel, ClassFail, "the board booted another recovery system than the image written (a stale disk or the wrong boot device)", "check the board boots from the disk just written (boot order, a stale SD card or eMMC); retry", "check boot device"},
 	{console.ReasonSeedError, ClassFail, "snapd could not seed the system", "check the image (snaps, model)", "check the image"},
 	{console.ReasonStageTimeout, ClassFail, "a boot stage did not come in time", "retry; a slow eMMC needs a profile with longer timeouts", "retry"},
 	{console.ReasonBootTimeout, ClassFail, "the boot took longer than its cap", "retry; check the profile", "retry"},

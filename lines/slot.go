@@ -733,8 +733,17 @@ func (u *unitRun) boot(ctx context.Context) (console.Verdict, bool) {
 	if !u.bootFrom.IsZero() {
 		start = u.bootFrom // the console may have spoken since
 	}
-	v := u.con.WatchBoot(ctx, s.line.profile, start, func(e console.Event) {
+	// On UC20+ lines the board's kernel names the recovery system it
+	// boots: it must be the seed the gate read from the image.
+	label := s.line.seedLabel()
+	m := console.NewMachine(s.line.profile, start)
+	m.ExpectSeedLabel(label)
+	v := u.con.WatchMachine(ctx, m, func(e console.Event) {
 		switch e.Kind {
+		case console.EventSeedLabel:
+			u.record("boot", "seed-label", e.Detail, map[string]string{"seen": e.Detail, "expected": label})
+		case console.EventNote:
+			u.record("boot", "note", e.Detail, nil)
 		case console.EventStage:
 			u.setStage(e.Stage)
 			u.event(Event{Kind: EventStage, Stage: e.Stage, Skipped: e.Skipped})

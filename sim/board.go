@@ -21,6 +21,7 @@ import (
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/flash/fastboottest"
 	"github.com/flashstation/flashstation/internal/getty"
+	"github.com/flashstation/flashstation/seed"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
 	"github.com/flashstation/flashstation/usb"
@@ -445,6 +446,16 @@ func (b *Board) imageGood() bool {
 	return true
 }
 
+// seedLabel is the recovery system label of the seed on the board's disk,
+// as its bootloader would find it ("" when the disk holds none).
+func (b *Board) seedLabel() string {
+	img, err := seed.Read(b.bootContext(), b.cfg.Storage)
+	if err != nil || img.Seed == nil {
+		return ""
+	}
+	return img.Seed.Label
+}
+
 // PowerCycle is a hub port power cycle: the board restarts from its
 // storage (a first boot when it was just flashed).
 func (b *Board) PowerCycle() {
@@ -626,7 +637,7 @@ func (b *Board) play() {
 		}
 	}
 	ip := fmt.Sprintf("10.42.0.%d", 10+seed%200)
-	steps := firstBoot(b.cfg.Profile, good, b.cfg.LoginUser != "", ip, snaps, f, seed)
+	steps := firstBoot(b.cfg.Profile, b.seedLabel(), good, b.cfg.LoginUser != "", ip, snaps, f, seed)
 	b.show()
 	for _, s := range steps {
 		if s.stage != "" && f.HangAt == s.stage {

@@ -22,6 +22,9 @@ type bootScript struct {
 	steps []step
 	rng   *rand.Rand
 	clock float64 // kernel timestamp, seconds
+	// label is the recovery system the kernel command line names: the
+	// seed on the board's disk ("" on UC16/18 or a disk without one).
+	label string
 }
 
 func (b *bootScript) add(pause time.Duration, text string) {
@@ -59,7 +62,11 @@ func (b *bootScript) kernelBoot(mode string) {
 	b.kernel("Linux version 5.15.0-1049-raspi (buildd@bos03-armhf-007) (gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0) #52-Ubuntu SMP PREEMPT")
 	b.kernel("CPU: ARMv7 Processor [410fd034] revision 4 (ARMv7), cr=10c5383d")
 	b.kernel("OF: fdt: Machine model: Raspberry Pi 3 Model B Rev 1.2")
-	b.kernel("Kernel command line: coherent_pool=1M 8250.nr_uarts=1 console=ttyS0,115200 dwc_otg.lpm_enable=0 snapd_recovery_mode=%s snapd_recovery_system=20240210", mode)
+	system := ""
+	if b.label != "" {
+		system = " snapd_recovery_system=" + b.label
+	}
+	b.kernel("Kernel command line: coherent_pool=1M 8250.nr_uarts=1 console=ttyS0,115200 dwc_otg.lpm_enable=0 snapd_recovery_mode=%s%s", mode, system)
 	b.kernel("Memory: 673648K/970752K available")
 	b.kernel("smp: Brought up 1 node, 4 CPUs")
 	b.kernel("printk: console [ttyS0] enabled")
@@ -152,8 +159,8 @@ func (b *bootScript) ready(login bool, ip string) {
 
 // firstBoot writes the whole console output of a first boot for a
 // profile ("uc20"-style: install then run boot; "uc16": one boot).
-func firstBoot(profile string, good, login bool, ip string, snaps []string, f Faults, seed uint64) []step {
-	b := &bootScript{rng: rand.New(rand.NewPCG(seed, 42))}
+func firstBoot(profile, label string, good, login bool, ip string, snaps []string, f Faults, seed uint64) []step {
+	b := &bootScript{rng: rand.New(rand.NewPCG(seed, 42)), label: label}
 	uc16 := profile == "uc16" || profile == "uc18"
 	if !good {
 		b.uboot()
