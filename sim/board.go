@@ -246,6 +246,9 @@ func NewBoard(cfg BoardConfig) (*Board, error) {
 // Serial is the board's hardware serial.
 func (b *Board) Serial() string { return b.cfg.Serial }
 
+// StoragePath is the file holding the board's eMMC.
+func (b *Board) StoragePath() string { return b.cfg.Storage }
+
 // Port is the USB port path the board shows on.
 func (b *Board) Port() string { return b.cfg.Port }
 
