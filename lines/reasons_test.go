@@ -112,3 +112,20 @@ func TestNoFailSaysPass(t *testing.T) {
 		t.Errorf("identity mismatch: %q", got)
 	}
 }
+
+// TestImageCausesInReadme keeps the README's table of the image identity
+// gate's causes in step with what the bench shows.
+func TestImageCausesInReadme(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range lines.ImageCauses {
+		if c.Words == "" || len([]rune(c.Words)) > 20 {
+			t.Errorf("cause %s: card words %q must be 1 to 20 characters", c.Code, c.Words)
+		}
+		if !strings.Contains(string(readme), "| `"+c.Code+"` | "+c.Words+" | "+c.Do+" |") {
+			t.Errorf("README lacks the row of %s", c.Code)
+		}
+	}
+}
