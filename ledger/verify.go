@@ -406,6 +406,19 @@ func (l *Ledger) verifyBatches(ctx context.Context, ids []int64) ([]Problem, err
 	if ids != nil && len(ids) == 0 {
 		return nil, nil
 	}
+	// An export names thousands of batches: a query per 500, within every
+	// engine bound on parameters.
+	if len(ids) > 500 {
+		var out []Problem
+		for i := 0; i < len(ids); i += 500 {
+			ps, err := l.verifyBatches(ctx, ids[i:min(i+500, len(ids))])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ps...)
+		}
+		return out, nil
+	}
 	q := `SELECT id, uid, station_id, line_id, image_sha256, model_digest, seed_label, model_sign_key, image_seal FROM batches`
 	var args []any
 	if ids != nil {
