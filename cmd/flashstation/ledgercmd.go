@@ -146,12 +146,12 @@ func brandKeyVerifier(st *lines.Station) (func(text []byte) error, error) {
 // chain around them, and that no row is missing, in time that does not
 // grow with the ledger; the signatures and the whole chain are
 // 'flashstation ledger verify's.
-func verifyPrinted(ctx context.Context, led *ledger.Ledger, as []ledger.SerialAssertion) error {
+func verifyPrinted(ctx context.Context, led *ledger.Ledger, as []ledger.SerialAssertion, opts ...ledger.VerifyOption) error {
 	ids := make([]int64, len(as))
 	for i, a := range as {
 		ids[i] = a.ID
 	}
-	rep, err := led.VerifyAssertions(ctx, ids)
+	rep, err := led.VerifyAssertions(ctx, ids, opts...)
 	if err != nil {
 		return err
 	}
