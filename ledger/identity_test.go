@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -529,5 +532,29 @@ func TestBundleCarriesImageIdentity(t *testing.T) {
 				t.Errorf("unit.json image %v (unit %d), want %v", doc.Image, doc.Unit.ID, want)
 			}
 		})
+	}
+}
+
+// TestImageSealAsDocumented computes the seal of recorded batches from
+// its definition (chain.go, README), without the ledger code.
+func TestImageSealAsDocumented(t *testing.T) {
+	ctx := context.Background()
+	l := sqliteBackend.open(t)
+	seed(t, l)
+	for _, tc := range identities {
+		batch, _ := startIdentityBatch(t, l, tc.b)
+		b, err := l.Batch(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var canon []byte
+		for _, f := range []string{b.UID, "bench-01", "line1", tc.b.ImageSHA256, tc.b.ModelDigest, tc.b.SeedLabel, tc.b.ModelSignKey} {
+			canon = binary.BigEndian.AppendUint64(canon, uint64(len(f)))
+			canon = append(canon, f...)
+		}
+		sum := sha256.Sum256(canon)
+		if want := hex.EncodeToString(sum[:]); b.ImageSeal != want {
+			t.Errorf("%s: seal %s, want %s", tc.name, b.ImageSeal, want)
+		}
 	}
 }
