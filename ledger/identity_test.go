@@ -115,8 +115,8 @@ func TestBatchImageIdentity(t *testing.T) {
 				}
 			})
 		}
-		if rep, err := l.Verify(ctx); err != nil || !rep.OK {
-			t.Errorf("verify: %+v %v", rep, err)
+		if rep, err := l.Verify(ctx); err != nil || !rep.OK || rep.Batches != len(identities)+1 {
+			t.Errorf("verify: %+v %v (want %d batch seals checked)", rep, err, len(identities)+1)
 		}
 	})
 }

@@ -53,6 +53,9 @@ type Report struct {
 	// Signatures is how many assertion signatures were checked (0
 	// without a signature verifier).
 	Signatures int `json:"signatures_checked"`
+	// Batches is how many batch seals (their image identity) were
+	// checked.
+	Batches int `json:"batches_checked"`
 	// First is the first bad row (the lowest id), else the first problem
 	// of the schema (a dropped trigger).
 	First *Problem `json:"first_problem,omitempty"`
@@ -138,7 +141,7 @@ func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (Report, erro
 	if err != nil {
 		return rep, err
 	}
-	batches, err := l.verifyBatches(ctx, nil)
+	batches, err := l.verifyBatches(ctx, nil, &rep)
 	if err != nil {
 		return rep, err
 	}
@@ -369,7 +372,7 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 		out = append(out, r.check(cfg, &rep)...)
 	}
 	if len(cfg.batches) > 0 {
-		batches, err := l.verifyBatches(ctx, cfg.batches)
+		batches, err := l.verifyBatches(ctx, cfg.batches, &rep)
 		if err != nil {
 			return rep, err
 		}
@@ -402,7 +405,7 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 
 // verifyBatches checks the seal of the batches with these ids (nil:
 // every batch).
-func (l *Ledger) verifyBatches(ctx context.Context, ids []int64) ([]Problem, error) {
+func (l *Ledger) verifyBatches(ctx context.Context, ids []int64, rep *Report) ([]Problem, error) {
 	if ids != nil && len(ids) == 0 {
 		return nil, nil
 	}
@@ -411,7 +414,7 @@ func (l *Ledger) verifyBatches(ctx context.Context, ids []int64) ([]Problem, err
 	if len(ids) > 500 {
 		var out []Problem
 		for i := 0; i < len(ids); i += 500 {
-			ps, err := l.verifyBatches(ctx, ids[i:min(i+500, len(ids))])
+			ps, err := l.verifyBatches(ctx, ids[i:min(i+500, len(ids))], rep)
 			if err != nil {
 				return nil, err
 			}
@@ -442,6 +445,7 @@ func (l *Ledger) verifyBatches(ctx context.Context, ids []int64) ([]Problem, err
 			return nil, fmt.Errorf("ledger: verify batches: %w", err)
 		}
 		found[id] = true
+		rep.Batches++
 		p := Problem{Table: "batches", Row: id}
 		if l.d == postgresDialect {
 			p.Station = r.station

@@ -75,6 +75,9 @@ func TestEvidenceShowsImageIdentity(t *testing.T) {
 				}
 			}
 
+			if code, out, errOut := runArgs("ledger", "verify", "--config", config); code != exitOK || !strings.Contains(out, "2 batch seals intact") {
+				t.Errorf("ledger verify: %d\n%s\n%s", code, out, errOut)
+			}
 			code, out, errOut := runArgs("export", "--config", config)
 			if code != exitOK {
 				t.Fatalf("export: %d %s", code, errOut)

@@ -89,8 +89,8 @@ type verifyJSON struct {
 
 func printVerify(w io.Writer, path string, rep ledger.Report) {
 	if rep.OK {
-		fmt.Fprintf(w, "ledger %s verified: %s, %d triggers in place, %s checked\n", path,
-			plural(int(rep.Head.Rows), "serial assertion"), rep.Triggers, plural(rep.Signatures, "signature"))
+		fmt.Fprintf(w, "ledger %s verified: %s, %d triggers in place, %s checked, %s intact\n", path,
+			plural(int(rep.Head.Rows), "serial assertion"), rep.Triggers, plural(rep.Signatures, "signature"), plural(rep.Batches, "batch seal"))
 	} else {
 		fmt.Fprintf(w, "ledger %s FAILS verification: %s\n", path, plural(len(rep.Problems), "problem"))
 		for _, p := range rep.Problems {
