@@ -1,9 +1,7 @@
 package ledger_test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -11,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 
@@ -500,31 +497,13 @@ func TestBundleCarriesImageIdentity(t *testing.T) {
 			if err := ledger.WriteBundle(&buf, e); err != nil {
 				t.Fatal(err)
 			}
-			gz, err := gzip.NewReader(&buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr := tar.NewReader(gz)
+			unitJSON, found := bundleFiles(t, buf.Bytes())["unit.json"]
 			var doc struct {
 				Unit  ledger.Unit `json:"unit"`
 				Image map[string]string
 			}
-			found := false
-			for {
-				h, err := tr.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if h.Name != "unit.json" {
-					continue
-				}
-				found = true
-				if err := json.NewDecoder(tr).Decode(&doc); err != nil {
-					t.Fatal(err)
-				}
+			if err := json.Unmarshal([]byte(unitJSON), &doc); err != nil {
+				t.Fatal(err)
 			}
 			want := map[string]string{"image_sha256": tc.b.ImageSHA256, "model_digest": tc.b.ModelDigest,
 				"seed_label": tc.b.SeedLabel, "model_sign_key": tc.b.ModelSignKey, "image_seal": e.Image.Seal}
