@@ -48,14 +48,78 @@ func (r chainRow) canonical() []byte {
 	if r.duplicate {
 		dup = "1"
 	}
-	fields := []string{strconv.FormatInt(r.id, 10), r.textSHA256, r.brand, r.model, r.serial,
-		strconv.FormatInt(r.revision, 10), r.deviceKeyID, r.lineID, r.via, dup, r.receivedAt}
+	return canonicalFields(strconv.FormatInt(r.id, 10), r.textSHA256, r.brand, r.model, r.serial,
+		strconv.FormatInt(r.revision, 10), r.deviceKeyID, r.lineID, r.via, dup, r.receivedAt)
+}
+
+// canonicalFields is each field as its length (8 bytes, big-endian)
+// followed by its bytes.
+func canonicalFields(fields ...string) []byte {
 	var b []byte
 	for _, f := range fields {
 		b = binary.BigEndian.AppendUint64(b, uint64(len(f)))
 		b = append(b, f...)
 	}
 	return b
+}
+
+// A batch records the image it flashes (schema version 5), sealed:
+//
+//	image_seal = SHA-256(canonical(batch))
+//
+// as lowercase hex, where canonical(batch) is, for each of the fields uid,
+// station_id, line_id, image_sha256, model_digest, seed_label,
+// model_sign_key in that order, the field length as 8 bytes big-endian
+// followed by its bytes (as in the chain above). The uid ties the seal to
+// its batch; a batch started before version 5 is sealed with its empty
+// identity by the migration, so it verifies as it was recorded. The
+// factory ledger computes the same seal in SQL (ledger_batch_seal, its
+// schema version 8) for the batches it held before.
+
+// sealRow is what a batch seal covers.
+type sealRow struct {
+	uid, station, lineID, image, modelDigest, seedLabel, modelSignKey string
+}
+
+func sealOf(b Batch) sealRow {
+	return sealRow{uid: b.UID, station: b.StationID, lineID: b.LineID, image: b.ImageSHA256,
+		modelDigest: b.ModelDigest, seedLabel: b.SeedLabel, modelSignKey: b.ModelSignKey}
+}
+
+// imageSeal is a batch seal.
+func imageSeal(r sealRow) string {
+	sum := sha256.Sum256(canonicalFields(r.uid, r.station, r.lineID, r.image, r.modelDigest, r.seedLabel, r.modelSignKey))
+	return hex.EncodeToString(sum[:])
+}
+
+// sealExisting is version 5 Go step: it seals the batches recorded
+// before version 5, as they are (their image identity empty).
+func sealExisting(ctx context.Context, tx *txn) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, uid, station_id, line_id, image_sha256, model_digest, seed_label, model_sign_key
+		FROM batches WHERE image_seal = '' ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	seals := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var r sealRow
+		if err := rows.Scan(&id, &r.uid, &r.station, &r.lineID, &r.image, &r.modelDigest, &r.seedLabel, &r.modelSignKey); err != nil {
+			rows.Close()
+			return err
+		}
+		seals[id] = imageSeal(r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for id, seal := range seals {
+		if _, err := tx.ExecContext(ctx, `UPDATE batches SET image_seal = ? WHERE id = ?`, seal, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // chainLink computes a row's link from the previous link (hex). A prev

@@ -14,7 +14,11 @@ import (
 // Evidence is one unit and everything recorded about it: what QA looks
 // at and exports.
 type Evidence struct {
-	Unit       Unit                  `json:"unit"`
+	Unit Unit `json:"unit"`
+	// Image is the image the unit was flashed with: its batch identity
+	// as the image identity gate passed it (empty fields for a batch
+	// started before the gate).
+	Image      ImageIdentity         `json:"image"`
 	Events     []Event               `json:"events"`
 	Assertions []SerialAssertion     `json:"-"`
 	Flash      json.RawMessage       `json:"flash,omitempty"` // the flash event's figures
@@ -42,7 +46,11 @@ func (l *Ledger) Evidence(ctx context.Context, unitID int64) (Evidence, error) {
 	if err != nil {
 		return Evidence{}, err
 	}
-	e := Evidence{Unit: u, Files: map[string]Transcript{}}
+	b, err := l.Batch(ctx, u.BatchID)
+	if err != nil {
+		return Evidence{}, err
+	}
+	e := Evidence{Unit: u, Image: b.Image(), Files: map[string]Transcript{}}
 	if e.Events, err = l.Events(ctx, u.ID); err != nil {
 		return e, err
 	}
@@ -120,8 +128,10 @@ func sanitize(s string) string {
 }
 
 // WriteBundle writes a unit's evidence as a tar.gz: unit.json (the unit,
-// its timeline, the ledger's chain head and its assertions' links), serial.assertion, flash.json, console.log (clean
-// transcript) and console.raw (the bytes as received).
+// the image it was flashed with (image_sha256, model_digest, seed_label,
+// model_sign_key, image_seal), its timeline, the ledger's chain head and
+// its assertions' links), serial.assertion, flash.json, console.log
+// (clean transcript) and console.raw (the bytes as received).
 func WriteBundle(w io.Writer, e Evidence) error {
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)

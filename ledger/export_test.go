@@ -28,3 +28,17 @@ func ChainLink(prev string, seq int64, textSHA256 string, a SerialAssertion, rec
 		revision: int64(a.Revision), deviceKeyID: a.DeviceKeyID, lineID: a.LineID, via: a.Via, duplicate: a.Duplicate,
 		receivedAt: receivedAt})
 }
+
+// MigrateFactoryTo brings the factory ledger at url to schema version v
+// (tests of upgrades from earlier versions).
+func MigrateFactoryTo(ctx context.Context, url string, v int) error {
+	raw, err := sql.Open("pgx", url)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	return migratePGTo(ctx, &db{DB: raw, d: postgresDialect}, v)
+}
+
+// ImageSeal is the seal of a batch (chain.go).
+func ImageSeal(b Batch) string { return imageSeal(sealOf(b)) }

@@ -258,6 +258,7 @@ type chunk struct {
 	lines    struct{ station, id, name, brand, model, created, updated []string }
 	batches  struct {
 		uid, station, line, operator, image, state, reason, started []string
+		modelDigest, seedLabel, modelSignKey, imageSeal             []string
 		planned                                                     []int64
 		closed                                                      []*string
 	}
@@ -346,17 +347,21 @@ func (l *Ledger) readChunk(ctx context.Context, after, last int64) (chunk, error
 	if err != nil || last <= after {
 		return c, err
 	}
-	err = each(`SELECT uid, station_id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at
+	err = each(`SELECT uid, station_id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at,
+		model_digest, seed_label, model_sign_key, image_seal
 		FROM batches WHERE id IN (`+sent("batches")+`
 			UNION SELECT batch_id FROM units WHERE id IN (`+unitIDs+`)
 			UNION SELECT e.batch_id FROM `+from("events", "e")+` AND e.batch_id IS NOT NULL) ORDER BY id`, func(rows *sql.Rows) error {
-		var v [8]string
+		var v [12]string
 		var planned int64
 		var closed sql.NullString
-		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &planned, &v[4], &v[5], &v[6], &v[7], &closed); err != nil {
+		if err := rows.Scan(&v[0], &v[1], &v[2], &v[3], &planned, &v[4], &v[5], &v[6], &v[7], &closed,
+			&v[8], &v[9], &v[10], &v[11]); err != nil {
 			return err
 		}
 		b := &c.batches
+		b.modelDigest, b.seedLabel = append(b.modelDigest, v[8]), append(b.seedLabel, v[9])
+		b.modelSignKey, b.imageSeal = append(b.modelSignKey, v[10]), append(b.imageSeal, v[11])
 		b.uid, b.station, b.line, b.operator = append(b.uid, v[0]), append(b.station, v[1]), append(b.line, v[2]), append(b.operator, v[3])
 		b.image, b.state, b.reason, b.started = append(b.image, v[4]), append(b.state, v[5]), append(b.reason, v[6]), append(b.started, v[7])
 		b.planned, b.closed = append(b.planned, planned), append(b.closed, nullStr(closed))
@@ -526,13 +531,14 @@ func (l *Ledger) ingest(ctx context.Context, c chunk, station, now string) error
 				return err
 			}
 			if err := exec("batches", `INSERT INTO batches(uid, station_id, line_id, operator, planned, image_sha256, state, close_reason,
-				started_at, closed_at)
+				started_at, closed_at, model_digest, seed_label, model_sign_key, image_seal)
 				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[],
-					$9::text[], $10::text[])
+					$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[])
 				ON CONFLICT (uid) DO UPDATE SET operator = excluded.operator, state = excluded.state,
 					close_reason = excluded.close_reason, closed_at = excluded.closed_at
 				WHERE batches.station_id = excluded.station_id`,
-				b.uid, b.station, b.line, b.operator, b.planned, b.image, b.state, b.reason, b.started, b.closed); err != nil {
+				b.uid, b.station, b.line, b.operator, b.planned, b.image, b.state, b.reason, b.started, b.closed,
+				b.modelDigest, b.seedLabel, b.modelSignKey, b.imageSeal); err != nil {
 				return err
 			}
 		}

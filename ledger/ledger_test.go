@@ -379,6 +379,19 @@ func TestMigrations(t *testing.T) {
 				if ts, err := l.Transcripts(ctx, 1); err != nil || len(ts) != 1 {
 					t.Errorf("fixture transcript lost: %+v %v", ts, err)
 				}
+				// Version 5: a batch started before the image identity gate
+				// reads with its identity empty, sealed as it was recorded.
+				b, err := l.Batch(ctx, 1)
+				if err != nil || b.Operator != "ana" || b.Planned != 8 || b.ModelDigest != "" || b.SeedLabel != "" ||
+					b.ModelSignKey != "" || len(b.ImageSeal) != 64 {
+					t.Errorf("fixture batch after upgrade: %+v %v", b, err)
+				}
+				if from == 4 && b.ImageSHA256 != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+					t.Errorf("fixture batch lost its image: %+v", b)
+				}
+				if open, err := l.OpenBatches(ctx, "bench-01"); err != nil || len(open) != 1 || open[0] != b {
+					t.Errorf("open batches after upgrade: %+v %v, want %+v", open, err, b)
+				}
 				// Version 4: every row has its station and a UUIDv7 of its
 				// own time.
 				db, _ := ledger.RawDB(path)

@@ -29,6 +29,7 @@ type migration struct {
 // postSteps are the Go parts of migrations, by version.
 var postSteps = map[int]func(ctx context.Context, tx *txn) error{
 	3: chainExisting,
+	5: sealExisting,
 }
 
 var migrations = loadMigrations(migrationFS, "migrations", postSteps)

@@ -147,7 +147,11 @@ func (e ErrOffline) Unwrap() error { return e.Err }
 // migratePG brings the factory ledger to the current version, one
 // transaction per step under an advisory lock, so benches that start
 // together migrate it once.
-func migratePG(ctx context.Context, w *db) error {
+func migratePG(ctx context.Context, w *db) error { return migratePGTo(ctx, w, len(pgMigrations)) }
+
+// migratePGTo brings the factory ledger to version target (tests of
+// upgrades from earlier versions).
+func migratePGTo(ctx context.Context, w *db, target int) error {
 	// The version's table, made under the lock (two benches making it at
 	// once would collide in PostgreSQL's catalog).
 	if err := inTx(ctx, w, func(tx *txn) error {
@@ -160,7 +164,7 @@ func migratePG(ctx context.Context, w *db) error {
 	}); err != nil {
 		return fmt.Errorf("ledger: schema table: %w", err)
 	}
-	for _, m := range pgMigrations {
+	for _, m := range pgMigrations[:target] {
 		err := inTx(ctx, w, func(tx *txn) error {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(pgLock)); err != nil {
 				return err

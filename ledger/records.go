@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/flashstation/flashstation/ledger/record"
 )
@@ -109,9 +110,55 @@ type Batch struct {
 	ClosedAt    time.Time
 	UID         string // globally unique (UUIDv7); set by the ledger
 	StationID   string // the bench that ran it; set by the ledger
+	// The identity of the image the identity gate passed (seed.Identity),
+	// recorded with the batch and shown with each of its units; empty for
+	// a batch started before the gate (schema version 5).
+	ModelDigest  string // SHA3-384 of the model assertion, base64url
+	SeedLabel    string // the recovery system label (UC20 and later; empty on UC16/18)
+	ModelSignKey string // the sign-key-sha3-384 of the model assertion
+	// ImageSeal is the SHA-256 of the batch identity (chain.go); set by
+	// the ledger, checked by Verify.
+	ImageSeal string
 }
 
-// StartBatch opens a batch and returns its id.
+// Image is the identity of the image the batch flashed.
+func (b Batch) Image() ImageIdentity {
+	return ImageIdentity{SHA256: b.ImageSHA256, ModelDigest: b.ModelDigest, SeedLabel: b.SeedLabel,
+		ModelSignKey: b.ModelSignKey, Seal: b.ImageSeal}
+}
+
+// ImageIdentity is the image a unit was flashed with, as its batch
+// records it: what the evidence of a unit shows.
+type ImageIdentity struct {
+	SHA256       string `json:"image_sha256"`
+	ModelDigest  string `json:"model_digest"`
+	SeedLabel    string `json:"seed_label"`
+	ModelSignKey string `json:"model_sign_key"`
+	Seal         string `json:"image_seal"`
+}
+
+// maxIdentityField bounds each field of an image identity (a SHA3-384
+// in base64url is 64 characters, a seed label a few dozen).
+const maxIdentityField = 512
+
+// checkIdentity refuses identity fields that are not text a ledger can
+// hold and forward unchanged (NUL bytes, invalid UTF-8, too long).
+func checkIdentity(b Batch) error {
+	for _, f := range []struct{ name, v string }{{"image sha256", b.ImageSHA256}, {"model digest", b.ModelDigest},
+		{"seed label", b.SeedLabel}, {"model sign key", b.ModelSignKey}} {
+		switch {
+		case len(f.v) > maxIdentityField:
+			return fmt.Errorf("%s is %d bytes long (at most %d)", f.name, len(f.v), maxIdentityField)
+		case strings.IndexByte(f.v, 0) >= 0 || !utf8.ValidString(f.v):
+			return fmt.Errorf("%s %q is not valid UTF-8 text", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// StartBatch opens a batch and returns its id. Its image identity
+// (ImageSHA256, ModelDigest, SeedLabel, ModelSignKey) is recorded with it
+// and sealed; it never changes after.
 func (l *Ledger) StartBatch(ctx context.Context, b Batch) (int64, error) {
 	var id int64
 	err := l.write(ctx, func(tx *txn) error {
@@ -119,10 +166,15 @@ func (l *Ledger) StartBatch(ctx context.Context, b Batch) (int64, error) {
 		if err != nil {
 			return fmt.Errorf("ledger: start batch: %w", err)
 		}
+		if err := checkIdentity(b); err != nil {
+			return fmt.Errorf("ledger: start batch: %w", err)
+		}
 		at := l.at(b.StartedAt)
-		err = tx.QueryRowContext(ctx, `INSERT INTO batches(uid, station_id, line_id, operator, planned, image_sha256, state, started_at)
-			VALUES (?, ?, ?, ?, ?, ?, 'open', ?) RETURNING id`, NewUID(at), station, b.LineID, b.Operator, b.Planned, b.ImageSHA256,
-			fmtTime(at)).Scan(&id)
+		b.UID, b.StationID = NewUID(at), station
+		err = tx.QueryRowContext(ctx, `INSERT INTO batches(uid, station_id, line_id, operator, planned, image_sha256, state, started_at,
+			model_digest, seed_label, model_sign_key, image_seal)
+			VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?) RETURNING id`, b.UID, station, b.LineID, b.Operator, b.Planned, b.ImageSHA256,
+			fmtTime(at), b.ModelDigest, b.SeedLabel, b.ModelSignKey, imageSeal(sealOf(b))).Scan(&id)
 		if err != nil {
 			return fmt.Errorf("ledger: start batch: %w", err)
 		}
@@ -152,14 +204,15 @@ func (l *Ledger) CloseBatch(ctx context.Context, id int64, reason string) error 
 	})
 }
 
-const batchColumns = `id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at, uid, station_id`
+const batchColumns = `id, line_id, operator, planned, image_sha256, state, close_reason, started_at, closed_at, uid, station_id,
+	model_digest, seed_label, model_sign_key, image_seal`
 
 func scanBatch(sc interface{ Scan(...any) error }) (Batch, error) {
 	var b Batch
 	var started string
 	var closed sql.NullString
 	err := sc.Scan(&b.ID, &b.LineID, &b.Operator, &b.Planned, &b.ImageSHA256, &b.State, &b.CloseReason, &started, &closed,
-		&b.UID, &b.StationID)
+		&b.UID, &b.StationID, &b.ModelDigest, &b.SeedLabel, &b.ModelSignKey, &b.ImageSeal)
 	b.StartedAt, b.ClosedAt = parseTime(started), parseNullTime(closed)
 	return b, err
 }

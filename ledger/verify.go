@@ -53,6 +53,9 @@ type Report struct {
 	// Signatures is how many assertion signatures were checked (0
 	// without a signature verifier).
 	Signatures int `json:"signatures_checked"`
+	// Batches is how many batch seals (their image identity) were
+	// checked.
+	Batches int `json:"batches_checked"`
 	// First is the first bad row (the lowest id), else the first problem
 	// of the schema (a dropped trigger).
 	First *Problem `json:"first_problem,omitempty"`
@@ -81,6 +84,14 @@ type VerifyOption func(*verifyConfig)
 
 type verifyConfig struct {
 	signature func(text []byte) error
+	batches   []int64
+}
+
+// VerifyBatches makes VerifyAssertions check these batches seals too
+// (the batches of the units a command prints, whose image identity it
+// shows). Verify checks every batch.
+func VerifyBatches(ids ...int64) VerifyOption {
+	return func(c *verifyConfig) { c.batches = append(c.batches, ids...) }
 }
 
 // VerifySignatures makes Verify check every recorded assertion's text
@@ -112,7 +123,9 @@ func (l *Ledger) startVerify(ctx context.Context, opts []VerifyOption) (verifyCo
 //   - an assertion's unit exists, and when the unit has a serial it is
 //     the assertion's serial (a failed identity-mismatch unit also keeps
 //     the board's differing assertion as evidence);
-//   - with VerifySignatures, every text's signature.
+//   - with VerifySignatures, every text's signature;
+//   - every batch image_seal covers its image identity as it is now
+//     (image_sha256, model_digest, seed_label, model_sign_key; chain.go).
 //
 // Removing rows from the end of the chain leaves a valid shorter chain:
 // compare the head with one an export carried (ChainHead).
@@ -128,7 +141,11 @@ func (l *Ledger) Verify(ctx context.Context, opts ...VerifyOption) (Report, erro
 	if err != nil {
 		return rep, err
 	}
-	err = l.finishReport(ctx, &rep, schema, rows, nil)
+	batches, err := l.verifyBatches(ctx, nil, &rep)
+	if err != nil {
+		return rep, err
+	}
+	err = l.finishReport(ctx, &rep, schema, append(rows, batches...), nil)
 	return rep, err
 }
 
@@ -354,6 +371,13 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 		}
 		out = append(out, r.check(cfg, &rep)...)
 	}
+	if len(cfg.batches) > 0 {
+		batches, err := l.verifyBatches(ctx, cfg.batches, &rep)
+		if err != nil {
+			return rep, err
+		}
+		out = append(out, batches...)
+	}
 	var chains []string
 	if l.d == postgresDialect {
 		// A factory ledger holds millions of rows: its check of printed
@@ -377,6 +401,76 @@ func (l *Ledger) VerifyAssertions(ctx context.Context, ids []int64, opts ...Veri
 	}
 	err = l.finishReport(ctx, &rep, schema, out, chains)
 	return rep, err
+}
+
+// verifyBatches checks the seal of the batches with these ids (nil:
+// every batch).
+func (l *Ledger) verifyBatches(ctx context.Context, ids []int64, rep *Report) ([]Problem, error) {
+	if ids != nil && len(ids) == 0 {
+		return nil, nil
+	}
+	// An export names thousands of batches: a query per 500, within every
+	// engine bound on parameters.
+	if len(ids) > 500 {
+		var out []Problem
+		for i := 0; i < len(ids); i += 500 {
+			ps, err := l.verifyBatches(ctx, ids[i:min(i+500, len(ids))], rep)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ps...)
+		}
+		return out, nil
+	}
+	q := `SELECT id, uid, station_id, line_id, image_sha256, model_digest, seed_label, model_sign_key, image_seal FROM batches`
+	var args []any
+	if ids != nil {
+		q += ` WHERE id IN (` + placeholders(len(ids)) + `)`
+		for _, id := range ids {
+			args = append(args, id)
+		}
+	}
+	rows, err := l.r.QueryContext(ctx, q+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify batches: %w", err)
+	}
+	defer rows.Close()
+	var out []Problem
+	found := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		var r sealRow
+		var seal string
+		if err := rows.Scan(&id, &r.uid, &r.station, &r.lineID, &r.image, &r.modelDigest, &r.seedLabel, &r.modelSignKey, &seal); err != nil {
+			return nil, fmt.Errorf("ledger: verify batches: %w", err)
+		}
+		found[id] = true
+		rep.Batches++
+		p := Problem{Table: "batches", Row: id}
+		if l.d == postgresDialect {
+			p.Station = r.station
+		}
+		switch {
+		case seal == "":
+			p.Why = "image_seal is empty: the seal was removed"
+		case seal != imageSeal(r):
+			p.Why = fmt.Sprintf("image_seal does not cover the batch as it is (image %q, model digest %q, seed label %q, sign key %q): its image identity was changed",
+				r.image, r.modelDigest, r.seedLabel, r.modelSignKey)
+		default:
+			continue
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: verify batches: %w", err)
+	}
+	for _, id := range ids {
+		if !found[id] {
+			out = append(out, Problem{Table: "batches", Row: id, Why: "the batch was deleted"})
+			found[id] = true
+		}
+	}
+	return out, nil
 }
 
 // finishReport puts a report's problems in order (the schema's first,

@@ -89,9 +89,13 @@ func seedLedger(t testing.TB, led *ledger.Ledger, dir string) (int64, int64) {
 	var batches []int64
 	for _, l := range []string{"line1", "line2"} {
 		must(led.EnsureLine(ctx, ledger.Line{ID: l, StationID: "bench-01", BrandID: "acme", Model: "gw-armhf"}))
-		b, err := led.StartBatch(ctx, ledger.Batch{LineID: l, Operator: "ana", Planned: 8})
+		b := ledger.Batch{LineID: l, Operator: "ana", Planned: 8}
+		if l == "line1" { // line2 shows a batch started before the image identity gate
+			b.ModelDigest, b.SeedLabel, b.ModelSignKey = "mQx3oCNXzOaHsTl5E8OjAGyBSGl5gD6vOT7iTMC1Mxvc", "20261202", "Ov2pQ1ltAr_FCGAzoBVv_Us5nTn0"
+		}
+		id, err := led.StartBatch(ctx, b)
 		must(err)
-		batches = append(batches, b)
+		batches = append(batches, id)
 	}
 	units := []struct {
 		batch      int

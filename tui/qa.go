@@ -457,6 +457,16 @@ func (m QA) evidenceHead() []string {
 		"boot " + secs(u.BootTime)}, "  ", w) {
 		add(l)
 	}
+	// The image the unit was flashed with, as its batch records it.
+	if im := m.ev.Image; im.ModelDigest != "" || im.SeedLabel != "" || im.ModelSignKey != "" {
+		label := im.SeedLabel
+		if label == "" {
+			label = "none"
+		}
+		add(sanitize(fmt.Sprintf("image: seed label %s  model digest %s  model sign key %s", label, im.ModelDigest, im.ModelSignKey)))
+	} else {
+		add(st.Dim.Render("image identity not recorded (batch started before the gate)"))
+	}
 	if u.Detail != "" {
 		add(st.Dim.Render("detail: " + sanitize(strings.ReplaceAll(u.Detail, "\n", " | "))))
 	}

@@ -89,8 +89,8 @@ type verifyJSON struct {
 
 func printVerify(w io.Writer, path string, rep ledger.Report) {
 	if rep.OK {
-		fmt.Fprintf(w, "ledger %s verified: %s, %d triggers in place, %s checked\n", path,
-			plural(int(rep.Head.Rows), "serial assertion"), rep.Triggers, plural(rep.Signatures, "signature"))
+		fmt.Fprintf(w, "ledger %s verified: %s, %d triggers in place, %s checked, %s intact\n", path,
+			plural(int(rep.Head.Rows), "serial assertion"), rep.Triggers, plural(rep.Signatures, "signature"), plural(rep.Batches, "batch seal"))
 	} else {
 		fmt.Fprintf(w, "ledger %s FAILS verification: %s\n", path, plural(len(rep.Problems), "problem"))
 		for _, p := range rep.Problems {
@@ -146,12 +146,12 @@ func brandKeyVerifier(st *lines.Station) (func(text []byte) error, error) {
 // chain around them, and that no row is missing, in time that does not
 // grow with the ledger; the signatures and the whole chain are
 // 'flashstation ledger verify's.
-func verifyPrinted(ctx context.Context, led *ledger.Ledger, as []ledger.SerialAssertion) error {
+func verifyPrinted(ctx context.Context, led *ledger.Ledger, as []ledger.SerialAssertion, opts ...ledger.VerifyOption) error {
 	ids := make([]int64, len(as))
 	for i, a := range as {
 		ids[i] = a.ID
 	}
-	rep, err := led.VerifyAssertions(ctx, ids)
+	rep, err := led.VerifyAssertions(ctx, ids, opts...)
 	if err != nil {
 		return err
 	}

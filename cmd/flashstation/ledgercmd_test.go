@@ -110,7 +110,7 @@ func TestLedgerVerifyClean(t *testing.T) {
 	if code, out, _ := runArgs("export", "--config", config, "--format", "json"); code != exitOK || strings.Count(out, wantHead) != 2 {
 		t.Errorf("export json lacks the chain head %s:\n%s", head.Link, out)
 	}
-	if code, out, _ := runArgs("export", "--config", config); code != exitOK || !strings.HasSuffix(strings.SplitN(out, "\n", 2)[0], ",chain_rows,chain_head,station,uid,batch_uid") ||
+	if code, out, _ := runArgs("export", "--config", config); code != exitOK || !strings.HasSuffix(strings.SplitN(out, "\n", 2)[0], ",chain_rows,chain_head,station,uid,batch_uid,model_digest,seed_label,model_sign_key") ||
 		!strings.Contains(out, ",2,"+head.Link+",bench-s,") {
 		t.Errorf("export csv lacks the chain head %s:\n%s", head.Link, out)
 	}

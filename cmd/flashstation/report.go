@@ -247,10 +247,14 @@ and flash.json. Exit 3 when no unit has that serial.`,
 				return err
 			}
 			var printed []ledger.SerialAssertion
+			var batches []int64
 			for _, e := range ev {
 				printed = append(printed, e.Assertions...)
+				batches = append(batches, e.Unit.BatchID)
 			}
-			if err := verifyPrinted(ctx, led, printed); err != nil {
+			// The image identity shown with each unit is its batch's,
+			// checked as the assertions are.
+			if err := verifyPrinted(ctx, led, printed, ledger.VerifyBatches(batches...)); err != nil {
 				return err
 			}
 			if bundle != "" {
@@ -304,6 +308,7 @@ func printEvidence(w io.Writer, e ledger.Evidence, full bool) {
 	if u.Serial != "" {
 		fmt.Fprintf(w, "  serial %s\n", u.Serial)
 	}
+	printImage(w, e.Image)
 	fmt.Fprintf(w, "  started %s, finished %s\n", u.StartedAt.Local().Format(time.DateTime), u.FinishedAt.Local().Format(time.DateTime))
 	fmt.Fprintf(w, "  flash: %s mapped, %s written in %.1fs, read back in %.1fs; boot %.1fs\n",
 		human(u.MappedBytes), human(u.WrittenBytes), u.FlashTime.Seconds(), u.VerifyTime.Seconds(), u.BootTime.Seconds())
@@ -328,6 +333,23 @@ func printEvidence(w io.Writer, e ledger.Evidence, full bool) {
 	}
 	for _, a := range e.Assertions {
 		fmt.Fprintf(w, "serial assertion (revision %d, via %s, received %s):\n%s", a.Revision, a.Via, a.ReceivedAt.Local().Format(time.DateTime), a.Text)
+	}
+}
+
+// printImage shows the image a unit was flashed with, as its batch
+// records the identity gate passed it.
+func printImage(w io.Writer, im ledger.ImageIdentity) {
+	if im.ModelDigest == "" && im.SeedLabel == "" && im.ModelSignKey == "" {
+		fmt.Fprintln(w, "  image: identity not recorded (batch started before the image identity gate)")
+	} else {
+		label := im.SeedLabel
+		if label == "" {
+			label = "none (UC16/UC18)"
+		}
+		fmt.Fprintf(w, "  image: model digest %s, seed label %s, model sign key %s\n", im.ModelDigest, label, im.ModelSignKey)
+	}
+	if im.SHA256 != "" {
+		fmt.Fprintf(w, "  image sha256 %s\n", im.SHA256)
 	}
 }
 
@@ -419,6 +441,11 @@ type exportRow struct {
 	Station  string `json:"station"`
 	UID      string `json:"uid"`
 	BatchUID string `json:"batch_uid"`
+	// The image the unit was flashed with, as its batch records the
+	// identity gate passed it (empty before the gate).
+	ModelDigest  string `json:"model_digest"`
+	SeedLabel    string `json:"seed_label"`
+	ModelSignKey string `json:"model_sign_key"`
 }
 
 func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format string, w io.Writer) error {
@@ -431,7 +458,8 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 			"no unit matches --since/--until/--verdict")
 	}
 	heads := map[string]ledger.ChainHead{}
-	batchUIDs := map[int64]string{}
+	batches := map[int64]ledger.Batch{}
+	var batchIDs []int64
 	var rows []exportRow
 	var printed []ledger.SerialAssertion
 	for i := len(units) - 1; i >= 0; i-- {
@@ -443,15 +471,16 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 			}
 			heads[u.StationID] = head
 		}
-		buid, ok := batchUIDs[u.BatchID]
+		b, ok := batches[u.BatchID]
 		if !ok {
-			b, err := led.Batch(ctx, u.BatchID)
-			if err != nil {
+			if b, err = led.Batch(ctx, u.BatchID); err != nil {
 				return err
 			}
-			buid, batchUIDs[u.BatchID] = b.UID, b.UID
+			batches[u.BatchID] = b
+			batchIDs = append(batchIDs, b.ID)
 		}
-		r := exportRow{Station: u.StationID, UID: u.UID, BatchUID: buid, Unit: u.ID, Batch: u.BatchID, Line: u.LineID, Slot: u.SlotID, HWSerial: u.HWSerial, Serial: u.Serial,
+		r := exportRow{Station: u.StationID, UID: u.UID, BatchUID: b.UID,
+			ModelDigest: b.ModelDigest, SeedLabel: b.SeedLabel, ModelSignKey: b.ModelSignKey, Unit: u.ID, Batch: u.BatchID, Line: u.LineID, Slot: u.SlotID, HWSerial: u.HWSerial, Serial: u.Serial,
 			Verdict: u.State, Reason: u.Reason, Attempt: u.Attempt, Started: u.StartedAt.UTC().Format(time.RFC3339),
 			FlashSecs: (u.FlashTime + u.VerifyTime).Seconds(), BootSecs: u.BootTime.Seconds(),
 			ChainRows: head.Rows, ChainHead: head.Link}
@@ -469,7 +498,7 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 		}
 		rows = append(rows, r)
 	}
-	if err := verifyPrinted(ctx, led, printed); err != nil {
+	if err := verifyPrinted(ctx, led, printed, ledger.VerifyBatches(batchIDs...)); err != nil {
 		return err
 	}
 	if format == "json" {
@@ -483,12 +512,12 @@ func export(ctx context.Context, led *ledger.Ledger, f ledger.UnitFilter, format
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"unit", "batch", "line", "slot", "hardware_serial", "serial", "verdict", "reason", "attempt", "started",
 		"finished", "flash_seconds", "boot_seconds", "device_key_sha3_384", "revision", "assertion", "chain_rows", "chain_head",
-		"station", "uid", "batch_uid"})
+		"station", "uid", "batch_uid", "model_digest", "seed_label", "model_sign_key"})
 	for _, r := range rows {
 		cw.Write([]string{strconv.FormatInt(r.Unit, 10), strconv.FormatInt(r.Batch, 10), r.Line, r.Slot, r.HWSerial, r.Serial,
 			r.Verdict, r.Reason, strconv.Itoa(r.Attempt), r.Started, r.Finished, fmt.Sprintf("%.3f", r.FlashSecs),
 			fmt.Sprintf("%.3f", r.BootSecs), r.DeviceKey, strconv.Itoa(r.Revision), r.Assertion,
-			strconv.FormatInt(r.ChainRows, 10), r.ChainHead, r.Station, r.UID, r.BatchUID})
+			strconv.FormatInt(r.ChainRows, 10), r.ChainHead, r.Station, r.UID, r.BatchUID, r.ModelDigest, r.SeedLabel, r.ModelSignKey})
 	}
 	cw.Flush()
 	return cw.Error()
