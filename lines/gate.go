@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/seed"
 	"github.com/flashstation/flashstation/serialvault"
 )
@@ -61,6 +62,16 @@ func (p *Pipeline) gateImage(ctx context.Context, lr *lineRun) error {
 	p.log.Error().Str("line", lr.cfg.ID).Str("reason", v.Reason).Str("cause", v.Cause).Str("image", lr.cfg.Image.File).
 		Str("problems", problemsText(v)).Msg("image identity gate: the image is refused; the line is held, no board is touched")
 	return nil
+}
+
+// sameImage reports whether an open batch is of the image the gate just
+// passed: its model digest, seed label and signing key, and its bytes.
+func sameImage(b ledger.Batch, lr *lineRun) bool {
+	id := lr.gate.Identity
+	if b.ModelDigest != id.ModelDigest || b.SeedLabel != id.SeedLabel || b.ModelSignKey != id.SignKey {
+		return false
+	}
+	return b.ImageSHA256 == "" || lr.image == nil || b.ImageSHA256 == lr.image.SourceSHA256
 }
 
 // imageRefused is why a held line's slots take no board ("" when the

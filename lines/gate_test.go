@@ -183,3 +183,48 @@ func TestImageGateRefusesEveryLine(t *testing.T) {
 		t.Errorf("%d batches opened", len(bs))
 	}
 }
+
+// TestOpenBatchOfAnotherImage: a killed station left a batch open that
+// was of another image (another model digest and seed label): the new
+// start closes it and opens a batch of the image the gate passed, whose
+// identity it records.
+func TestOpenBatchOfAnotherImage(t *testing.T) {
+	var old int64
+	e := startBenchWith(t, sim.BenchConfig{Boards: 2, Speed: 100}, 1, benchOpt{edit: func(st *lines.Station) {
+		ctx := context.Background()
+		led, err := ledger.Open(ctx, filepath.Join(st.DataDir, ledger.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer led.Close()
+		led.EnsureStation(ctx, ledger.Station{ID: st.ID})
+		led.EnsureLine(ctx, ledger.Line{ID: st.Lines[0].ID, StationID: st.ID})
+		if old, err = led.StartBatch(ctx, ledger.Batch{LineID: st.Lines[0].ID, Planned: 5, ModelDigest: "last-months-model", SeedLabel: "20250101"}); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	line := e.st.Lines[0].ID
+	b := e.p.Batches()[line]
+	if b.ID == 0 || b.ID == old {
+		t.Fatalf("line %s runs batch %d, want a new one (the old open batch is %d)", line, b.ID, old)
+	}
+	var gate *seed.Verdict
+	for _, h := range e.p.Health() {
+		if h.Line == line {
+			gate = h.Image
+		}
+	}
+	if gate == nil || !gate.Pass || gate.Identity.SeedLabel == "" {
+		t.Fatalf("gate %+v, want a pass with a seed label", gate)
+	}
+	if b.ModelDigest != gate.Identity.ModelDigest || b.SeedLabel != gate.Identity.SeedLabel || b.ModelSignKey != gate.Identity.SignKey {
+		t.Errorf("batch identity %q %q %q, want the gate's %+v", b.ModelDigest, b.SeedLabel, b.ModelSignKey, gate.Identity)
+	}
+	ob, err := e.led.Batch(context.Background(), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ob.State == "open" || ob.CloseReason != ledger.BatchStopped {
+		t.Errorf("old batch: state %s, closed %q; want it closed as stopped", ob.State, ob.CloseReason)
+	}
+}

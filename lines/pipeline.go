@@ -359,6 +359,18 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 				lr.batch = b
 			}
 		}
+		if lr.batch.ID != 0 && !sameImage(lr.batch, lr) {
+			// A batch is of one image: the killed station's batch was of
+			// another (or of one the gate never saw), so it is closed
+			// with what it holds, and this image starts its own.
+			p.log.Warn().Str("line", l.ID).Int64("batch", lr.batch.ID).Str("batch_model_digest", lr.batch.ModelDigest).
+				Str("batch_seed_label", lr.batch.SeedLabel).Str("model_digest", lr.gate.Identity.ModelDigest).
+				Str("seed_label", lr.gate.Identity.SeedLabel).Msg("the open batch is of another image: closed, a new batch starts")
+			if err := p.led.CloseBatch(ctx, lr.batch.ID, ledger.BatchStopped); err != nil {
+				return nil, err
+			}
+			lr.batch = ledger.Batch{}
+		}
 		if lr.batch.ID != 0 {
 			done, err := p.led.Units(ctx, ledger.UnitFilter{BatchID: lr.batch.ID})
 			if err != nil {
@@ -376,7 +388,8 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 			}
 		}
 		if lr.batch.ID == 0 {
-			id, err := p.led.StartBatch(ctx, ledger.Batch{LineID: l.ID, Operator: o.Operator, Planned: o.BatchSize, ImageSHA256: lr.image.SourceSHA256})
+			id, err := p.led.StartBatch(ctx, ledger.Batch{LineID: l.ID, Operator: o.Operator, Planned: o.BatchSize, ImageSHA256: lr.image.SourceSHA256,
+				ModelDigest: lr.gate.Identity.ModelDigest, SeedLabel: lr.gate.Identity.SeedLabel, ModelSignKey: lr.gate.Identity.SignKey})
 			if err != nil {
 				return nil, err
 			}
