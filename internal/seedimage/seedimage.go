@@ -279,7 +279,7 @@ func (b *builder) build(out string) error {
 	if s.Gadget != nil && !s.NoSeed {
 		gy := s.Gadget.GadgetYAML
 		if gy == nil {
-			gy = GadgetYAML(s.Kind, s.Table, parts)
+			gy = GadgetYAML(s.Kind, s.Table, "", parts)
 		}
 		g := *s.Gadget
 		g.GadgetYAML = gy
@@ -471,12 +471,15 @@ func (b *builder) plan(seedBytes int64) []Part {
 // GadgetYAML is a meta/gadget.yaml whose one volume describes parts as a
 // gadget of that kind and table would; for UC20+ it also lists the
 // ubuntu-boot, ubuntu-save and ubuntu-data structures the install boot
-// makes (without offsets, so wherever it makes them).
-func GadgetYAML(kind, table string, parts []Part) []byte {
+// makes (without offsets, so wherever it makes them). An empty
+// bootloader is grub on GPT, u-boot on MBR.
+func GadgetYAML(kind, table, bootloader string, parts []Part) []byte {
 	var y strings.Builder
-	bootloader := "grub"
-	if table == "mbr" {
-		bootloader = "u-boot"
+	if bootloader == "" {
+		bootloader = "grub"
+		if table == "mbr" {
+			bootloader = "u-boot"
+		}
 	}
 	fmt.Fprintf(&y, "volumes:\n  %s:\n    schema: %s\n    bootloader: %s\n    structure:\n", DefaultVolume, table, bootloader)
 	for _, p := range parts {
