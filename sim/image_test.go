@@ -12,6 +12,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/flashstation/flashstation/internal/seedimage"
+	"github.com/flashstation/flashstation/seed"
+	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/sim"
 )
 
@@ -81,6 +83,30 @@ func TestBenchImage(t *testing.T) {
 	}
 	if y := run("unsquashfs", "-cat", gadget, "meta/gadget.yaml"); !strings.Contains(y, "role: system-seed") || !strings.Contains(y, "offset: 1048576") {
 		t.Errorf("gadget.yaml:\n%s", y)
+	}
+
+	// What the peers read of it passes the gate for the bench's lines.
+	img, err := seedimage.Inspect(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := serialvault.NewKeyRing()
+	if err := keys.AddFile(filepath.Join(dir, "vault-key.pub")); err != nil {
+		t.Fatal(err)
+	}
+	a, err := serialvault.Decode(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := serialvault.AsModel(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := seed.Check(img, seed.Expect{Model: m, Keys: keys}); !v.Pass || v.Identity.SeedLabel != "20260901" {
+		t.Errorf("the gate refuses the bench's image: %+v", v)
+	}
+	if len(img.Partitions) != 2 || img.Partitions[1].Name != "bench-data" {
+		t.Errorf("partitions %+v", img.Partitions)
 	}
 
 	// Opened again: the same image, not rebuilt.

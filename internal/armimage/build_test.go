@@ -16,6 +16,8 @@ import (
 
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
+	"github.com/flashstation/flashstation/internal/seedimage"
+	"github.com/flashstation/flashstation/seed"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
 )
@@ -240,6 +242,16 @@ func TestGadgetSnap(t *testing.T) {
 	}
 	if typ := regexp.MustCompile(`Partition GUID code: (\S+)`).FindSubmatch(info); typ == nil || !bytes.Contains(gy, []byte("type: "+string(typ[1])+"\n")) {
 		t.Errorf("gadget.yaml's type is not the partition's (%s):\n%s", info, gy)
+	}
+	// What the peers read of the image passes the gate for its model.
+	img, err := seedimage.Inspect(ctx, a.Path)
+	must(t, err)
+	m, err := serialvault.AsModel(model)
+	must(t, err)
+	keys := serialvault.NewKeyRing()
+	must(t, keys.AddData("test key", []byte(vaulttest.TestKey(0).Public().Encode())))
+	if v := seed.Check(img, seed.Expect{Model: m, Keys: keys}); !v.Pass {
+		t.Errorf("the gate refuses the image: %+v", v.Problems)
 	}
 	label, err := exec.Command("mlabel", "-s", "-i", a.Path+"@@1M", "::").CombinedOutput()
 	if err == nil && !bytes.Contains(bytes.ToLower(label), []byte("ubuntu-seed")) {

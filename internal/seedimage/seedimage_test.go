@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +60,15 @@ func peer(t *testing.T, name string, args ...string) []byte {
 	return out
 }
 
+func inspect(t *testing.T, img string) *seed.Image {
+	t.Helper()
+	i, err := seedimage.Inspect(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
 func build(t *testing.T, s seedimage.Spec) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "image.img")
@@ -68,132 +76,6 @@ func build(t *testing.T, s seedimage.Spec) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// partitions reads the image's partition table with sgdisk or sfdisk and
-// its file systems with blkid, as seed.Read would report them.
-func partitions(t *testing.T, img string) (string, []seed.Partition) {
-	t.Helper()
-	dump := string(peer(t, "sfdisk", "-d", img))
-	table := map[string]string{"gpt": "gpt", "dos": "mbr"}[regexp.MustCompile(`(?m)^label: (\S+)`).FindStringSubmatch(dump)[1]]
-	var parts []seed.Partition
-	line := regexp.MustCompile(`(?m)^\S+ : start=\s*(\d+), size=\s*(\d+), type=([0-9A-Fa-f-]+)(.*)$`)
-	for i, m := range line.FindAllStringSubmatch(dump, -1) {
-		start, _ := strconv.ParseInt(m[1], 10, 64)
-		size, _ := strconv.ParseInt(m[2], 10, 64)
-		p := seed.Partition{Index: i + 1, Start: start * 512, Size: size * 512, Type: strings.ToUpper(m[3])}
-		if table == "mbr" {
-			p.Type = fmt.Sprintf("%02X", must(strconv.ParseUint(m[3], 16, 8)))
-		}
-		if n := regexp.MustCompile(`name="([^"]*)"`).FindStringSubmatch(m[4]); n != nil {
-			p.Name = n[1]
-		}
-		if table == "gpt" {
-			// sgdisk, the other peer, agrees on name and type.
-			info := string(peer(t, "sgdisk", "-i", strconv.Itoa(i+1), img))
-			if !strings.Contains(info, "Partition name: '"+p.Name+"'") || !strings.Contains(info, p.Type) {
-				t.Errorf("sgdisk -i %d disagrees with sfdisk (%+v):\n%s", i+1, p, info)
-			}
-		}
-		probe, err := exec.Command("blkid", "-p", "-o", "export", "-O", strconv.FormatInt(p.Start, 10), img).Output()
-		if err == nil {
-			for _, kv := range strings.Split(string(probe), "\n") {
-				k, v, _ := strings.Cut(kv, "=")
-				switch k {
-				case "TYPE":
-					p.FileSystem = v
-				case "LABEL":
-					p.Label = v
-				}
-			}
-		}
-		parts = append(parts, p)
-	}
-	return table, parts
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
-
-// gadgetYAML is meta/gadget.yaml as the gate reads it.
-type gadgetYAML struct {
-	Volumes map[string]struct {
-		Schema     string `yaml:"schema"`
-		Bootloader string `yaml:"bootloader"`
-		Structure  []struct {
-			Name   string `yaml:"name"`
-			Role   string `yaml:"role"`
-			Type   string `yaml:"type"`
-			FS     string `yaml:"filesystem"`
-			Label  string `yaml:"filesystem-label"`
-			Offset *int64 `yaml:"offset"`
-			Size   int64  `yaml:"size"`
-		} `yaml:"structure"`
-	} `yaml:"volumes"`
-}
-
-// gadget reads the gadget snap (copied out of the image by the caller)
-// with unsquashfs: its name, hooks and volumes.
-func gadget(t *testing.T, snap string) *seed.Gadget {
-	t.Helper()
-	g := &seed.Gadget{File: filepath.Base(snap), Volumes: map[string]seed.Volume{}}
-	list := string(peer(t, "unsquashfs", "-lls", "-d", "", snap))
-	for _, l := range strings.Split(list, "\n") {
-		f := strings.Fields(l)
-		if len(f) == 0 || !strings.Contains(f[len(f)-1], "meta/hooks/") {
-			continue
-		}
-		if !strings.HasPrefix(f[0], "-rwxr-xr-x") || f[1] != "root/root" {
-			t.Errorf("hook %s is %s %s, want -rwxr-xr-x root/root", f[len(f)-1], f[0], f[1])
-		}
-		g.Hooks = append(g.Hooks, strings.TrimPrefix(f[len(f)-1], "/meta/hooks/"))
-	}
-	slices.Sort(g.Hooks)
-	meta := struct {
-		Name string `yaml:"name"`
-		Type string `yaml:"type"`
-	}{}
-	if err := yaml.Unmarshal(peer(t, "unsquashfs", "-cat", snap, "meta/snap.yaml"), &meta); err != nil {
-		t.Fatal(err)
-	}
-	if meta.Type != "gadget" {
-		t.Errorf("meta/snap.yaml type %q", meta.Type)
-	}
-	g.Name = meta.Name
-	var gy gadgetYAML
-	if err := yaml.Unmarshal(peer(t, "unsquashfs", "-cat", snap, "meta/gadget.yaml"), &gy); err != nil {
-		g.YAMLErr = err.Error()
-		return g
-	}
-	for name, v := range gy.Volumes {
-		vol := seed.Volume{Schema: v.Schema, Bootloader: v.Bootloader}
-		for _, s := range v.Structure {
-			st := seed.Structure{Name: s.Name, Role: s.Role, Type: s.Type, Filesystem: s.FS, Label: s.Label, Offset: -1, Size: s.Size}
-			if s.Offset != nil {
-				st.Offset = *s.Offset
-			}
-			vol.Structure = append(vol.Structure, st)
-		}
-		g.Volumes[name] = vol
-	}
-	return g
-}
-
-func decodeModel(t *testing.T, b []byte) *serialvault.Model {
-	t.Helper()
-	a, err := serialvault.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := serialvault.AsModel(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 func digest(t *testing.T, path string) [32]byte {
@@ -215,27 +97,6 @@ func acmeSpec(t *testing.T) seedimage.Spec {
 	}
 }
 
-// uc20Seed reads a UC20+ image's seed with mtools and unsquashfs.
-func uc20Seed(t *testing.T, img string, p seed.Partition, label string) *seed.Seed {
-	t.Helper()
-	at := fmt.Sprintf("%s@@%d", img, p.Start)
-	s := &seed.Seed{Kind: seed.KindUC20, Partition: p.Index, Label: label, ModelFile: "systems/" + label + "/model"}
-	s.ModelBytes = peer(t, "mtype", "-i", at, "::/"+s.ModelFile)
-	s.Model = decodeModel(t, s.ModelBytes)
-	for _, l := range strings.Split(string(peer(t, "mdir", "-b", "-i", at, "::/snaps")), "\n") {
-		if l != "" {
-			s.Snaps = append(s.Snaps, strings.TrimPrefix(l, "::/snaps/"))
-		}
-	}
-	gadgetFile := s.Model.Gadget + "_1.snap"
-	if slices.Contains(s.Snaps, gadgetFile) {
-		out := filepath.Join(t.TempDir(), gadgetFile)
-		peer(t, "mcopy", "-n", "-i", at, "::/snaps/"+gadgetFile, out)
-		s.Gadget = gadget(t, out)
-	}
-	return s
-}
-
 // TestUC20 builds a UC20+ GPT image of the acme model and reads it back
 // with the peers: the partitions (sfdisk, sgdisk, blkid), the seed
 // (mtools), the gadget (unsquashfs); what they find passes the gate.
@@ -249,9 +110,17 @@ func TestUC20(t *testing.T) {
 	if out := peer(t, "sgdisk", "--verify", img); !bytes.Contains(out, []byte("No problems found")) {
 		t.Errorf("sgdisk --verify:\n%s", out)
 	}
-	table, parts := partitions(t, img)
-	if table != "gpt" || len(parts) != 2 {
-		t.Fatalf("table %s, partitions %+v", table, parts)
+	got := inspect(t, img)
+	table, parts := got.Table, got.Partitions
+	if table != "gpt" || len(parts) != 2 || got.Seed == nil {
+		t.Fatalf("table %s, partitions %+v, seed %v", table, parts, got.SeedErr)
+	}
+	for _, p := range parts {
+		// sgdisk, the other peer, agrees with sfdisk on names and types.
+		info := string(peer(t, "sgdisk", "-i", strconv.Itoa(p.Index), img))
+		if !strings.Contains(info, "Partition name: '"+p.Name+"'") || !strings.Contains(info, p.Type) {
+			t.Errorf("sgdisk -i %d disagrees with sfdisk (%+v):\n%s", p.Index, p, info)
+		}
 	}
 	sp := parts[0]
 	if sp.Name != "ubuntu-seed" || sp.Label != "ubuntu-seed" || sp.FileSystem != "vfat" || sp.Start != 1<<20 || sp.Type != seedimage.TypeESP {
@@ -260,7 +129,10 @@ func TestUC20(t *testing.T) {
 	if raw := parts[1]; raw.Name != "bench-data" || raw.FileSystem != "" || raw.Size != 2<<20 || raw.Start < sp.Start+sp.Size {
 		t.Errorf("raw partition %+v", raw)
 	}
-	sd := uc20Seed(t, img, sp, seedimage.DefaultLabel)
+	sd := got.Seed
+	if sd.Label != seedimage.DefaultLabel || sd.ModelFile != "systems/"+seedimage.DefaultLabel+"/model" || len(sd.Assertions) != 2 {
+		t.Errorf("seed %+v", sd)
+	}
 	if !bytes.Equal(sd.ModelBytes, s.Model) {
 		t.Error("systems/<label>/model is not the model given")
 	}
@@ -287,8 +159,7 @@ func TestUC20(t *testing.T) {
 	if err := ring.AddFile(assertionsDir + "acme-brand-key.pub"); err != nil {
 		t.Fatal(err)
 	}
-	v := seed.Check(&seed.Image{Path: img, Size: seedimage.DefaultSize, Table: table, Partitions: parts, Seed: sd},
-		seed.Expect{Model: sd.Model, Keys: ring})
+	v := seed.Check(got, seed.Expect{Model: sd.Model, Keys: ring})
 	if !v.Pass {
 		t.Errorf("the gate refuses what the peers read: %+v", v.Problems)
 	}
@@ -322,13 +193,15 @@ func TestUC20Refused(t *testing.T) {
 			s.Extra = nil
 			s.Gadget = &tc.gadget
 			img := build(t, s)
-			table, parts := partitions(t, img)
-			sd := uc20Seed(t, img, parts[0], seedimage.DefaultLabel)
+			got := inspect(t, img)
+			if got.Seed == nil || got.Seed.Model == nil {
+				t.Fatalf("no seed or model: %+v", got)
+			}
 			ring := serialvault.NewKeyRing()
 			if err := ring.AddFile(assertionsDir + "acme-brand-key.pub"); err != nil {
 				t.Fatal(err)
 			}
-			v := seed.Check(&seed.Image{Table: table, Partitions: parts, Seed: sd}, seed.Expect{Model: sd.Model, Keys: ring})
+			v := seed.Check(got, seed.Expect{Model: got.Seed.Model, Keys: ring})
 			if v.Pass || v.Cause != tc.cause {
 				t.Errorf("verdict %+v, want cause %s", v, tc.cause)
 			}
@@ -346,7 +219,8 @@ func TestUC16MBR(t *testing.T) {
 		Gadget:     &seedimage.Gadget{Name: "pi"}, Snaps: []string{"pi-kernel", "core18", "snapd"},
 		Extra: []seedimage.Region{{Name: "/data/blob", File: true, Size: 1 << 20}}}
 	img := build(t, s)
-	table, parts := partitions(t, img)
+	got := inspect(t, img)
+	table, parts := got.Table, got.Partitions
 	if table != "mbr" || len(parts) != 2 {
 		t.Fatalf("table %s, partitions %+v", table, parts)
 	}
@@ -396,16 +270,14 @@ func TestUC16MBR(t *testing.T) {
 	if blob := cat("/data/blob"); len(blob) != 1<<20 {
 		t.Errorf("/data/blob is %d bytes", len(blob))
 	}
-	snap := filepath.Join(t.TempDir(), "pi_1.snap")
-	peer(t, "debugfs", "-R", "dump "+root+"/snaps/pi_1.snap "+snap, fs)
-	g := gadget(t, snap)
-	if g.Name != "pi" || !slices.Equal(g.Hooks, []string{"prepare-device"}) {
-		t.Errorf("gadget %+v", g)
+	sd := got.Seed
+	if sd == nil || sd.Kind != seed.KindUC16 || sd.Partition != 2 || !bytes.Equal(sd.ModelBytes, model) || len(sd.Assertions) != 1 {
+		t.Fatalf("seed %+v (%s)", sd, got.SeedErr)
 	}
-	sd := &seed.Seed{Kind: seed.KindUC16, Partition: 2, ModelFile: root + "/assertions/model", ModelBytes: model,
-		Model: decodeModel(t, model), Gadget: g}
-	sd.Model.Gadget = "pi" // the real model names its gadget "pi=18-pi2" (with its track)
-	v := seed.Check(&seed.Image{Table: table, Partitions: parts, Seed: sd}, seed.Expect{Model: sd.Model})
+	if g := sd.Gadget; g == nil || g.Name != "pi" || g.File != "pi_1.snap" || !slices.Equal(g.Hooks, []string{"prepare-device"}) {
+		t.Errorf("gadget %+v (%s)", g, sd.GadgetErr)
+	}
+	v := seed.Check(got, seed.Expect{Model: sd.Model})
 	for _, p := range v.Problems {
 		if p.Cause != seed.CauseSignature {
 			t.Errorf("problem %+v", p)
@@ -422,9 +294,13 @@ func TestNoSeed(t *testing.T) {
 	s := acmeSpec(t)
 	s.NoSeed = true
 	img := build(t, s)
-	_, parts := partitions(t, img)
-	if len(parts) != 2 || parts[0].Label != "ubuntu-seed" {
-		t.Fatalf("partitions %+v", parts)
+	got := inspect(t, img)
+	parts := got.Partitions
+	if len(parts) != 2 || parts[0].Label != "ubuntu-seed" || got.Seed != nil {
+		t.Fatalf("partitions %+v, seed %+v", parts, got.Seed)
+	}
+	if v := seed.Check(got, seed.Expect{}); v.Cause != seed.CauseNoSeed {
+		t.Errorf("verdict %+v, want %s", v, seed.CauseNoSeed)
 	}
 	root := string(peer(t, "mdir", "-b", "-i", fmt.Sprintf("%s@@%d", img, parts[0].Start), "::/"))
 	if strings.Contains(root, "systems") || strings.Contains(root, "snaps") || !strings.Contains(root, "data") {
