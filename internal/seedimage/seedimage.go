@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -142,8 +143,9 @@ var (
 	toolMcopy      = tool{"mcopy", "mtools"}
 	toolMmd        = tool{"mmd", "mtools"}
 	toolMkfsExt4   = tool{"mkfs.ext4", "e2fsprogs"}
+	toolDebugfs    = tool{"debugfs", "e2fsprogs"}
 	toolMksquashfs = tool{"mksquashfs", "squashfs-tools"}
-	allTools       = []tool{toolSgdisk, toolSfdisk, toolMkfsVFAT, toolMcopy, toolMmd, toolMkfsExt4, toolMksquashfs}
+	allTools       = []tool{toolSgdisk, toolSfdisk, toolMkfsVFAT, toolMcopy, toolMmd, toolMkfsExt4, toolDebugfs, toolMksquashfs}
 )
 
 // Available is nil when every tool Build may run is installed; otherwise
@@ -178,7 +180,7 @@ func Build(ctx context.Context, path string, s Spec) error {
 		tools[3] = toolSfdisk
 	}
 	if s.Kind == KindUC16 {
-		tools = append(tools, toolMkfsExt4)
+		tools = append(tools, toolMkfsExt4, toolDebugfs)
 	}
 	if !s.NoSeed && (s.Gadget != nil || len(s.Snaps) > 0) {
 		tools = append(tools, toolMksquashfs)
@@ -673,6 +675,25 @@ func (b *builder) ext4(p Part, files []file) (string, error) {
 	uuid := fmt.Sprintf("5eed0000-0000-4000-8000-%012d", 100+p.Index)
 	if err := run(b.ctx, b.env, "mkfs.ext4", "-q", "-F", "-L", p.Label, "-U", uuid, "-E", "root_owner=0:0,hash_seed="+uuid,
 		"-O", "^has_journal", "-N", "256", "-d", dir, fsFile, fmt.Sprint(p.Size/1024)); err != nil {
+		return "", err
+	}
+	// mkfs.ext4 -d copies each inode's change time from the staging
+	// directory, where it is the clock's: debugfs sets them to the epoch.
+	paths := map[string]bool{"/": true}
+	for _, f := range files {
+		for q := "/" + f.path; q != "/"; q = path.Dir(q) {
+			paths[q] = true
+		}
+	}
+	var script strings.Builder
+	for _, q := range slices.Sorted(maps.Keys(paths)) {
+		fmt.Fprintf(&script, "sif %q ctime @%d\n", q, Epoch)
+	}
+	cmds := b.temp()
+	if err := os.WriteFile(cmds, []byte(script.String()), 0o644); err != nil {
+		return "", fmt.Errorf("seedimage: %w", err)
+	}
+	if err := run(b.ctx, b.env, "debugfs", "-w", "-f", cmds, fsFile); err != nil {
 		return "", err
 	}
 	return fsFile, nil

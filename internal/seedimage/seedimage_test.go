@@ -267,6 +267,15 @@ func TestUC16MBR(t *testing.T) {
 			t.Errorf("seed/snaps lacks %s:\n%s", f, ls)
 		}
 	}
+	// Every inode is dated at the epoch, the change times too (which
+	// mkfs.ext4 -d takes from the clock), so builds in different seconds
+	// agree.
+	for _, p := range []string{"/", "/data", root, root + "/seed.yaml", root + "/snaps/pi_1.snap"} {
+		stat := string(peer(t, "debugfs", "-R", "stat "+p, fs))
+		if n := strings.Count(stat, fmt.Sprintf("0x%08x:", seedimage.Epoch)); n < 4 {
+			t.Errorf("%s: %d of its times are the epoch:\n%s", p, n, stat)
+		}
+	}
 	if blob := cat("/data/blob"); len(blob) != 1<<20 {
 		t.Errorf("/data/blob is %d bytes", len(blob))
 	}
