@@ -327,3 +327,29 @@ func TestTooSmall(t *testing.T) {
 		t.Errorf("err %v", err)
 	}
 }
+
+// TestUC20MBR: a UC20+ image on an MBR (as Raspberry Pi images are):
+// the seed partition is type 0C, found by its label, and what the peers
+// read passes the gate.
+func TestUC20MBR(t *testing.T) {
+	needTools(t)
+	s := acmeSpec(t)
+	s.Table = "mbr"
+	got := inspect(t, build(t, s))
+	if got.Table != "mbr" || len(got.Partitions) != 2 || got.Seed == nil {
+		t.Fatalf("%+v", got)
+	}
+	if p := got.Partitions[0]; p.Type != "0C" || p.Label != "ubuntu-seed" || p.Name != "" {
+		t.Errorf("seed partition %+v", p)
+	}
+	if p := got.Partitions[1]; p.Type != "DA" || p.FileSystem != "" {
+		t.Errorf("raw partition %+v", p)
+	}
+	ring := serialvault.NewKeyRing()
+	if err := ring.AddFile(assertionsDir + "acme-brand-key.pub"); err != nil {
+		t.Fatal(err)
+	}
+	if v := seed.Check(got, seed.Expect{Model: got.Seed.Model, Keys: ring}); !v.Pass {
+		t.Errorf("the gate refuses what the peers read: %+v", v.Problems)
+	}
+}
