@@ -208,7 +208,8 @@ func (in *inspector) uc16(p seed.Partition) (*seed.Seed, error) {
 	if ls(root) == nil {
 		return nil, nil
 	}
-	s := &seed.Seed{Kind: seed.KindUC16, Partition: p.Index, ModelFile: root + "/assertions/model"}
+	// Paths in the partition, as on UC20+: no leading slash.
+	s := &seed.Seed{Kind: seed.KindUC16, Partition: p.Index, ModelFile: strings.TrimPrefix(root, "/") + "/assertions/model"}
 	for _, f := range ls(root + "/assertions") {
 		b, err := in.run("debugfs", "-R", "cat "+root+"/assertions/"+f, fs)
 		if err != nil {

@@ -674,7 +674,7 @@ func (b *builder) ext4(p Part, files []file) (string, error) {
 	fsFile := b.temp()
 	uuid := fmt.Sprintf("5eed0000-0000-4000-8000-%012d", 100+p.Index)
 	if err := run(b.ctx, b.env, "mkfs.ext4", "-q", "-F", "-L", p.Label, "-U", uuid, "-E", "root_owner=0:0,hash_seed="+uuid,
-		"-O", "^has_journal", "-N", "256", "-d", dir, fsFile, fmt.Sprint(p.Size/1024)); err != nil {
+		"-d", dir, fsFile, fmt.Sprint(p.Size/1024)); err != nil {
 		return "", err
 	}
 	// mkfs.ext4 -d copies each inode's change time from the staging

@@ -280,7 +280,8 @@ func TestUC16MBR(t *testing.T) {
 		t.Errorf("/data/blob is %d bytes", len(blob))
 	}
 	sd := got.Seed
-	if sd == nil || sd.Kind != seed.KindUC16 || sd.Partition != 2 || !bytes.Equal(sd.ModelBytes, model) || len(sd.Assertions) != 1 {
+	if sd == nil || sd.Kind != seed.KindUC16 || sd.Partition != 2 || sd.ModelFile != "system-data/var/lib/snapd/seed/assertions/model" ||
+		!bytes.Equal(sd.ModelBytes, model) || len(sd.Assertions) != 1 {
 		t.Fatalf("seed %+v (%s)", sd, got.SeedErr)
 	}
 	if g := sd.Gadget; g == nil || g.Name != "pi" || g.File != "pi_1.snap" || !slices.Equal(g.Hooks, []string{"prepare-device"}) {
