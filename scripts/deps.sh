@@ -5,13 +5,13 @@
 # the terminal emulator the bench TUI is checked in; and the armhf QEMU
 # bench's boot chain and image tools (qemu-system-arm, u-boot-qemu for
 # U-Boot's qemu_arm build, mtools and dosfstools for the vfat seed, gdisk for
-# sgdisk's GPT; squashfs-tools and e2fsprogs for the seed test images); and PostgreSQL, whose throwaway clusters the factory
+# sgdisk's GPT; squashfs-tools, e2fsprogs and fdisk (sfdisk) for the seed test images); and PostgreSQL, whose throwaway clusters the factory
 # ledger's tests start (ledger/pgtest). scripts/qemu-kernel.sh fetches the armhf kernel itself.
 # As root it runs apt-get; otherwise it prints the command to run. Tests that
 # need a missing peer skip with a message naming the package.
 set -eu
 
-packages="libusb-1.0-0-dev pkg-config bmap-tools fastboot zstd xz-utils tmux qemu-system-arm u-boot-qemu mtools dosfstools gdisk squashfs-tools e2fsprogs postgresql"
+packages="libusb-1.0-0-dev pkg-config bmap-tools fastboot zstd xz-utils tmux qemu-system-arm u-boot-qemu mtools dosfstools gdisk fdisk squashfs-tools e2fsprogs postgresql"
 
 missing=""
 for p in $packages; do

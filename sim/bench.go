@@ -1,10 +1,12 @@
 package sim
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/internal/armimage"
+	"github.com/flashstation/flashstation/internal/seedimage"
 	"github.com/flashstation/flashstation/serialvault"
 	"github.com/flashstation/flashstation/serialvault/vaulttest"
 	"github.com/flashstation/flashstation/usb"
@@ -373,36 +376,40 @@ func (b *Bench) writeModel() error {
 // VaultLogFile is the vault double's signing log in the bench directory.
 const VaultLogFile = "vault-signing-log.jsonl"
 
-// MinImageSize is the smallest image the bench makes (its data ends at
-// 14 MiB).
+// MinImageSize is the smallest image the bench makes (its partitions
+// end at 11 MiB, and the backup GPT needs the end of the disk).
 const MinImageSize = 16 << 20
 
-// writeImage makes an Ubuntu-Core-like image (a partition table, a seed
-// partition of random data, holes) as image.img.zst, and prepares it to
-// know what the boards expect.
+// simImageFormat changes when the simulated bench's image changes, so an
+// image an older bench left in its directory is built again.
+const simImageFormat = "sim-seedimage-1"
+
+// simSeedData and simRawData are the image's random data: a file in the
+// seed (its data spans the seed partition from about 1 MiB to 5 MiB, past
+// the write-error fault's 3 MiB) and a raw partition after it. With the
+// file systems' tables, about a tenth of a 64 MiB image is mapped.
+const (
+	simSeedData = 4 << 20
+	simRawData  = 2 << 20
+)
+
+// writeImage makes the bench's image, image.img.zst: a real Ubuntu Core
+// 20+ disk image (internal/seedimage) whose ubuntu-seed holds the bench's
+// signed model at systems/<label>/model and its snaps, the gadget
+// acme-gadget with a prepare-device hook and a gadget.yaml that agrees
+// with the partitions, and random data to flash. It is built again when
+// its inputs changed (image.inputs), and prepared to know what the boards
+// expect.
 func (b *Bench) writeImage(ctx context.Context) error {
 	path := filepath.Join(b.Dir, "image.img.zst")
+	var err error
 	if b.cfg.QEMU != nil {
-		if err := b.writeQEMUImage(ctx, path); err != nil {
-			return err
-		}
+		err = b.writeQEMUImage(ctx, path)
+	} else {
+		err = b.writeSeedImage(ctx, path)
 	}
-	if _, err := os.Stat(path); err != nil {
-		raw := make([]byte, b.cfg.ImageSize)
-		rng := rand.NewChaCha8([32]byte{'s', 'i', 'm'})
-		copy(raw[510:], []byte{0x55, 0xaa})
-		copy(raw[512:], []byte("EFI PART"))
-		for _, r := range [][2]int64{{1 << 20, 4 << 20}, {12 << 20, 2 << 20}, {b.cfg.ImageSize - 64<<10, 32 << 10}} {
-			chunk := raw[r[0] : r[0]+r[1]]
-			rng.Read(chunk)
-		}
-		var out bytes.Buffer
-		w, _ := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedFastest))
-		w.Write(raw)
-		w.Close()
-		if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	c, err := flash.NewCache(filepath.Join(b.Dir, "sim-cache"))
 	if err != nil {
@@ -410,6 +417,75 @@ func (b *Bench) writeImage(ctx context.Context) error {
 	}
 	b.Image, err = c.Prepare(ctx, b.imageSpec(), nil)
 	return err
+}
+
+func (b *Bench) writeSeedImage(ctx context.Context, path string) error {
+	model, err := os.ReadFile(filepath.Join(b.Dir, "model.assert"))
+	if err != nil {
+		return err
+	}
+	sum := sha256.New()
+	fmt.Fprintf(sum, "%s\n%d\n%s\n", simImageFormat, b.cfg.ImageSize, qemuLabel)
+	sum.Write(model)
+	hash := simImageFormat + " " + hex.EncodeToString(sum.Sum(nil))
+	stamp := filepath.Join(b.Dir, "image.inputs")
+	if old, err := os.ReadFile(stamp); err == nil && string(old) == hash {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+	}
+	if err := seedimage.Available(); err != nil {
+		return fmt.Errorf("sim: the bench's image needs Debian's image tools: %w", err)
+	}
+	raw := filepath.Join(b.Dir, "image.img.tmp")
+	defer os.Remove(raw)
+	err = seedimage.Build(ctx, raw, seedimage.Spec{
+		Kind: seedimage.KindUC20, Label: qemuLabel, Model: model,
+		Gadget: &seedimage.Gadget{Name: "acme-gadget", Hooks: []string{"prepare-device"}},
+		Snaps:  []string{"pi-kernel", "core22", "snapd"},
+		Extra:  []seedimage.Region{{Name: "bench-data.bin", File: true, Size: simSeedData}, {Name: "bench-data", Size: simRawData}},
+		Size:   b.cfg.ImageSize,
+	})
+	if err != nil {
+		return fmt.Errorf("sim: the bench's image: %w", err)
+	}
+	if err := compress(raw, path); err != nil {
+		return err
+	}
+	return os.WriteFile(stamp, []byte(hash), 0o644)
+}
+
+// compress writes src zstd-compressed at dst.
+func compress(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	w, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		out.Close()
+		return err
+	}
+	if _, err := io.Copy(w, in); err != nil {
+		w.Close()
+		out.Close()
+		return fmt.Errorf("sim: compressing the image: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		out.Close()
+		return fmt.Errorf("sim: compressing the image: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
 }
 
 // imageSpec is the lines' image: a QEMU bench's comes with its bmap.

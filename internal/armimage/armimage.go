@@ -8,6 +8,11 @@
 //	initrd.img               a cpio initramfs: /init is our board program
 //	                         (cmd/flashstation-board), plus the virtio modules
 //	systems/<label>/model    the line's model assertion
+//	snaps/<gadget>_1.snap    the model's gadget snap (squashfs, mksquashfs):
+//	                         meta/snap.yaml, meta/hooks/prepare-device and a
+//	                         meta/gadget.yaml describing this disk
+//	                         (internal/seedimage); none when the model names
+//	                         no gadget
 //
 // The kernel assets come from scripts/qemu-kernel.sh. The same inputs give
 // the same bytes (fixed GUIDs, volume id, and times through
@@ -48,6 +53,8 @@ import (
 
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
+	"github.com/flashstation/flashstation/internal/seedimage"
+	"github.com/flashstation/flashstation/serialvault"
 )
 
 // Layout of the disk.
@@ -68,7 +75,7 @@ const epoch = 1700000000 // 2023-11-14T22:13:20Z
 
 // formatVersion changes when the layout changes, so cached images built
 // by an older Build are not reused.
-const formatVersion = "armimage-2"
+const formatVersion = "armimage-3"
 
 // Config is what an image is built from.
 type Config struct {
@@ -272,6 +279,20 @@ func build(ctx context.Context, work string, cfg Config, in inputs) (string, err
 		{InitrdPath, initrd.Bytes()},
 		{"/systems/" + cfg.Label + "/model", cfg.Model},
 	}
+	if name := gadgetName(cfg.Model); name != "" {
+		snap := filepath.Join(work, "gadget.snap")
+		if err := seedimage.GadgetSnap(ctx, snap, seedimage.Gadget{Name: name, Hooks: []string{"prepare-device"}, GadgetYAML: GadgetYAML()}); err != nil {
+			return "", fmt.Errorf("armimage: the gadget snap: %w", err)
+		}
+		data, err := os.ReadFile(snap)
+		if err != nil {
+			return "", fmt.Errorf("armimage: %w", err)
+		}
+		files = append(files, struct {
+			dst  string
+			data []byte
+		}{"/snaps/" + name + "_1.snap", data})
+	}
 	seed := filepath.Join(work, "seed.vfat")
 	if err := createSized(seed, SeedSize); err != nil {
 		return "", err
@@ -328,6 +349,35 @@ func build(ctx context.Context, work string, cfg Config, in inputs) (string, err
 		return "", err
 	}
 	return disk, nil
+}
+
+// seedType is the ubuntu-seed partition's GPT type (sgdisk's 0700,
+// Microsoft basic data, which U-Boot's distro boot scans).
+const seedType = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+
+// GadgetYAML is the gadget's meta/gadget.yaml: one volume whose
+// ubuntu-seed structure is the disk's partition (offset, size, type,
+// vfat, label), then the structures the install boot makes.
+func GadgetYAML() []byte {
+	return seedimage.GadgetYAML(seedimage.KindUC20, "gpt", "u-boot", []seedimage.Part{{
+		Index: 1, Name: "ubuntu-seed", Role: "system-seed", Type: seedType, Filesystem: "vfat", Label: "ubuntu-seed",
+		Offset: SeedOffset, Size: SeedSize,
+	}})
+}
+
+// gadgetName is the gadget snap the model names ("" when it does not
+// decode as a device model, or names none).
+func gadgetName(model []byte) string {
+	a, err := serialvault.Decode(model)
+	if err != nil {
+		return ""
+	}
+	m, err := serialvault.AsModel(a)
+	if err != nil {
+		return ""
+	}
+	name, _, _ := strings.Cut(m.Gadget, "=") // UC16/18: name=track
+	return name
 }
 
 // writeBmap writes disk's block map beside it (disk + ".bmap"): the

@@ -8,18 +8,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/flashstation/flashstation/flash"
 	"github.com/flashstation/flashstation/internal/armimage/seedconf"
+	"github.com/flashstation/flashstation/internal/seedimage"
+	"github.com/flashstation/flashstation/seed"
+	"github.com/flashstation/flashstation/serialvault"
+	"github.com/flashstation/flashstation/serialvault/vaulttest"
 )
 
 // needTools skips when the image tools are missing.
 func needTools(t *testing.T) {
 	t.Helper()
-	for _, tool := range []struct{ bin, pkg string }{{"sgdisk", "gdisk"}, {"mkfs.vfat", "dosfstools"}, {"mcopy", "mtools"}, {"mmd", "mtools"}} {
+	for _, tool := range []struct{ bin, pkg string }{{"sgdisk", "gdisk"}, {"mkfs.vfat", "dosfstools"}, {"mcopy", "mtools"}, {"mmd", "mtools"}, {"mksquashfs", "squashfs-tools"}, {"unsquashfs", "squashfs-tools"}} {
 		if _, err := exec.LookPath(tool.bin); err != nil {
 			t.Skipf("%s is missing (Debian package %s; make deps installs it)", tool.bin, tool.pkg)
 		}
@@ -174,6 +180,83 @@ func flashWithBmap(t *testing.T, img Image, kernel string) {
 		t.Errorf("mdir of the flashed seed: %v\n%s", err, out)
 	}
 	t.Logf("bmap: %d ranges, %d of %d bytes mapped", len(bm.Ranges), mapped, DiskSize)
+}
+
+// TestGadgetSnap: the image of a model naming a gadget holds that gadget
+// snap, with its prepare-device hook and a gadget.yaml whose ubuntu-seed
+// is the partition sgdisk reports; the same inputs give the same image.
+func TestGadgetSnap(t *testing.T) {
+	needTools(t)
+	ctx := context.Background()
+	kdir := fakeKernelDir(t)
+	initBin := filepath.Join(t.TempDir(), "init")
+	must(t, os.WriteFile(initBin, []byte("\x7fELF not really"), 0o755))
+	model, err := serialvault.Sign(map[string]any{
+		"type": "model", "authority-id": "acme", "series": "16", "brand-id": "acme", "model": "qemu-armhf",
+		"architecture": "armhf", "base": "core22", "grade": "signed", "timestamp": "2026-01-01T00:00:00Z",
+		"snaps": []any{
+			map[string]any{"name": "acme-qemu-gadget", "id": "AcmeGadgetSnapId0000000000000001", "type": "gadget"},
+			map[string]any{"name": "pi-kernel", "id": "jeIuP6tfFrvAdic8DMWqHmoaoukAPNbJ", "type": "kernel"},
+		},
+	}, nil, vaulttest.TestKey(0), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	must(t, err)
+	cfg := Config{KernelDir: kdir, Init: initBin, Model: model.Encode(), Label: "20260101", CacheDir: t.TempDir()}
+	a, err := Build(ctx, cfg)
+	must(t, err)
+	cfg.CacheDir = t.TempDir()
+	b, err := Build(ctx, cfg)
+	must(t, err)
+	if sum(t, a.Path) != sum(t, b.Path) {
+		t.Error("the same inputs gave different images")
+	}
+	snap := filepath.Join(t.TempDir(), "gadget.snap")
+	if out, err := exec.Command("mcopy", "-n", "-i", a.Path+"@@1M", "::/snaps/acme-qemu-gadget_1.snap", snap).CombinedOutput(); err != nil {
+		t.Fatalf("mcopy the gadget snap: %v\n%s", err, out)
+	}
+	list, err := exec.Command("unsquashfs", "-lls", snap).CombinedOutput()
+	must(t, err)
+	if !bytes.Contains(list, []byte("squashfs-root/meta/hooks/prepare-device")) || !bytes.Contains(list, []byte("-rwxr-xr-x root/root")) {
+		t.Errorf("the gadget snap holds:\n%s", list)
+	}
+	meta, err := exec.Command("unsquashfs", "-cat", snap, "meta/snap.yaml").CombinedOutput()
+	must(t, err)
+	if !bytes.Contains(meta, []byte("name: acme-qemu-gadget\n")) || !bytes.Contains(meta, []byte("type: gadget\n")) {
+		t.Errorf("meta/snap.yaml:\n%s", meta)
+	}
+	gy, err := exec.Command("unsquashfs", "-cat", snap, "meta/gadget.yaml").CombinedOutput()
+	must(t, err)
+	info, err := exec.Command("sgdisk", "-i", "1", a.Path).CombinedOutput()
+	must(t, err)
+	var first, last int64
+	for _, l := range strings.Split(string(info), "\n") {
+		fmt.Sscanf(l, "First sector: %d", &first)
+		fmt.Sscanf(l, "Last sector: %d", &last)
+	}
+	for _, want := range []string{
+		"name: ubuntu-seed\n", "role: system-seed\n", "filesystem: vfat\n", "filesystem-label: ubuntu-seed\n",
+		fmt.Sprintf("offset: %d\n", first*512), fmt.Sprintf("size: %d\n", (last-first+1)*512),
+	} {
+		if !bytes.Contains(gy, []byte(want)) {
+			t.Errorf("gadget.yaml lacks %q:\n%s", want, gy)
+		}
+	}
+	if typ := regexp.MustCompile(`Partition GUID code: (\S+)`).FindSubmatch(info); typ == nil || !bytes.Contains(gy, []byte("type: "+string(typ[1])+"\n")) {
+		t.Errorf("gadget.yaml's type is not the partition's (%s):\n%s", info, gy)
+	}
+	// What the peers read of the image passes the gate for its model.
+	img, err := seedimage.Inspect(ctx, a.Path)
+	must(t, err)
+	m, err := serialvault.AsModel(model)
+	must(t, err)
+	keys := serialvault.NewKeyRing()
+	must(t, keys.AddData("test key", []byte(vaulttest.TestKey(0).Public().Encode())))
+	if v := seed.Check(img, seed.Expect{Model: m, Keys: keys}); !v.Pass {
+		t.Errorf("the gate refuses the image: %+v", v.Problems)
+	}
+	label, err := exec.Command("mlabel", "-s", "-i", a.Path+"@@1M", "::").CombinedOutput()
+	if err == nil && !bytes.Contains(bytes.ToLower(label), []byte("ubuntu-seed")) {
+		t.Errorf("the seed's label: %s", label)
+	}
 }
 
 // TestPruneKeepsRecentImages: the cache keeps the images used last and
