@@ -71,12 +71,22 @@ func signHeaders(t *testing.T, key *serialvault.PrivateKey, h, over map[string]a
 	return a.Encode()
 }
 
+// readShared reads a real signed example from the shared test data.
+func readShared(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../../../shared/testdata/assertions", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // inspectStation writes a station file whose line gw-1 wants model (and
 // trusts the brand key) and returns its path.
-func inspectStation(t *testing.T, dir string, model []byte, key *serialvault.PrivateKey, image string) string {
+func inspectStation(t *testing.T, dir string, model, brandPub []byte, image string) string {
 	t.Helper()
 	files := map[string][]byte{
-		"line.model": model, "brand.pub": []byte(key.Public().Encode() + "\n"), "api.key": []byte("k\n"),
+		"line.model": model, "brand.pub": brandPub, "api.key": []byte("k\n"),
 		"station.yaml": []byte(fmt.Sprintf(`station:
   id: bench-t
   data-dir: data
@@ -86,6 +96,7 @@ lines:
     brand-keys: [brand.pub]
     image: {file: %q}
     vault: {url: "http://127.0.0.1:9/v1/", api-key: {file: api.key}}
+    proxy: {listen: "127.0.0.1:18181"}
 slots:
   - {id: A1, line: gw-1, usb-ports: ["1-1.2"], method: ums, console: {port: /dev/ttyUSB0}}
 `, image)),
@@ -122,9 +133,12 @@ func TestImageInspect(t *testing.T) {
 		t.Fatal("the tampered model is the model")
 	}
 	snaps := []string{"pi-kernel", "core22"}
+	acmeReal, acmeKey := readShared(t, "10-model-acme-uc22.txt"), readShared(t, "acme-brand-key.pub")
+	piReal := readShared(t, "08-model-uc22-pi-armhf.real.txt")
 	for _, tc := range []struct {
 		name  string
 		line  []byte // the line's model (default line20)
+		pub   []byte // the line's brand key (default key's)
 		spec  seedimage.Spec
 		cause string // "" passes
 		text  string // in the text report
@@ -144,6 +158,13 @@ func TestImageInspect(t *testing.T) {
 			cause: seed.CauseDangerous, text: "dangerous grade"},
 		{name: "no prepare-device hook", spec: seedimage.Spec{Model: line20, Gadget: &seedimage.Gadget{Name: "acme-gadget", Hooks: []string{"configure"}}, Snaps: snaps},
 			cause: seed.CauseGadgetHook, text: "no meta/hooks/prepare-device (its hooks: configure)"},
+		{name: "real acme model passes", line: acmeReal, pub: acmeKey, spec: seedimage.Spec{Model: acmeReal, Gadget: gadget(), Snaps: snaps},
+			text: "verdict  PASS for line gw-1"},
+		{name: "real model of another brand", line: acmeReal, pub: acmeKey, spec: seedimage.Spec{Model: piReal, Gadget: &seedimage.Gadget{Name: "pi"}, Snaps: snaps},
+			cause: seed.CauseModelMismatch, text: `brand-id: the image has "canonical", the line wants "acme"`},
+		{name: "gadget volumes disagree", spec: seedimage.Spec{Model: line20, Snaps: snaps, Gadget: &seedimage.Gadget{Name: "acme-gadget", GadgetYAML: []byte(
+			"volumes:\n  pi:\n    schema: gpt\n    structure:\n      - {name: ubuntu-seed, role: system-seed, filesystem: vfat, type: C12A7328-F81F-11D2-BA4B-00A0C93EC93B, offset: 4M, size: 1200M}\n")}},
+			cause: seed.CauseGadgetVolumes, text: "starts at byte 4194304 in gadget.yaml, partition 1 starts at 1048576"},
 		{name: "no seed", spec: seedimage.Spec{NoSeed: true}, cause: seed.CauseNoSeed, text: "seed     none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,7 +177,11 @@ func TestImageInspect(t *testing.T) {
 			if lineModel == nil {
 				lineModel = line20
 			}
-			conf := inspectStation(t, dir, lineModel, key, "image.img")
+			pub := tc.pub
+			if pub == nil {
+				pub = []byte(key.Public().Encode() + "\n")
+			}
+			conf := inspectStation(t, dir, lineModel, pub, "image.img")
 			want := 0
 			if tc.cause != "" {
 				want = exitVerdict
@@ -166,6 +191,7 @@ func TestImageInspect(t *testing.T) {
 			if got := exitCode(err); got != want {
 				t.Fatalf("exit %d, want %d (%v)\n%s%s", got, want, err, out.String(), errb.String())
 			}
+			t.Logf("image inspect:\n%s", out.String())
 			if !strings.Contains(out.String(), tc.text) {
 				t.Errorf("the report lacks %q:\n%s", tc.text, out.String())
 			}
@@ -189,8 +215,12 @@ func TestImageInspect(t *testing.T) {
 			}
 			if tc.cause == "" {
 				s := rep.Image.Seed
-				if s == nil || rep.Verdict.Identity.ModelDigest != seed.Digest(tc.spec.Model) || rep.Verdict.Identity.SignKey != key.Public().ID() {
-					t.Errorf("--json identity %+v, want the image's model digest and key %s", rep.Verdict.Identity, key.Public().ID())
+				a, err := serialvault.Decode(tc.spec.Model)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s == nil || rep.Verdict.Identity.ModelDigest != seed.Digest(tc.spec.Model) || rep.Verdict.Identity.SignKey != a.SignKeyID() {
+					t.Errorf("--json identity %+v, want the image's model digest and key %s", rep.Verdict.Identity, a.SignKeyID())
 				}
 				if tc.spec.Kind != seedimage.KindUC16 && (s == nil || s.Label != seedimage.DefaultLabel || rep.Verdict.Identity.SeedLabel != seedimage.DefaultLabel) {
 					t.Errorf("--json seed label %+v, want %s", rep.Verdict.Identity, seedimage.DefaultLabel)
