@@ -92,6 +92,7 @@ func TestImageGateHoldsALine(t *testing.T) {
 			t.Errorf("unit %d on the held line's slot %s", u.Unit, u.Slot)
 		}
 	}
+	checked := 0
 	for _, sl := range e.bench.Slots {
 		if sl.Line != held {
 			continue
@@ -100,9 +101,13 @@ func TestImageGateHoldsALine(t *testing.T) {
 		if !ok {
 			continue
 		}
+		checked++
 		if written(t, b) {
 			t.Errorf("board %s of the held line was written", b.Serial())
 		}
+	}
+	if checked == 0 {
+		t.Error("no board on the held line's slots to check")
 	}
 	bs, err := e.led.OpenBatches(context.Background(), e.st.ID)
 	if err != nil {
