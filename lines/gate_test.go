@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/flashstation/flashstation/console"
 	"github.com/flashstation/flashstation/ledger"
 	"github.com/flashstation/flashstation/lines"
 	"github.com/flashstation/flashstation/seed"
@@ -231,5 +232,46 @@ func TestOpenBatchOfAnotherImage(t *testing.T) {
 	}
 	if ob.State == "open" || ob.CloseReason != ledger.BatchStopped {
 		t.Errorf("old batch: state %s, closed %q; want it closed as stopped", ob.State, ob.CloseReason)
+	}
+}
+
+// TestBoardBootsAnotherSeed: a board whose kernel names another recovery
+// system than the image's seed label (it boots a stale SD card before the
+// eMMC just written) fails seed-label-mismatch with both labels; the
+// other board passes, its boot having named the image's label.
+func TestBoardBootsAnotherSeed(t *testing.T) {
+	e := startBench(t, sim.BenchConfig{Boards: 2, Speed: 100, FaultsOf: func(i int) sim.Faults {
+		if i == 0 {
+			return sim.Faults{OtherSeed: "20250101"}
+		}
+		return sim.Faults{}
+	}}, 1)
+	label := ""
+	for _, h := range e.p.Health() {
+		if h.Image != nil {
+			label = h.Image.Identity.SeedLabel
+		}
+	}
+	if label == "" {
+		t.Fatal("the gate read no seed label from the bench's image")
+	}
+	e.runUntilDone(t, 2*time.Minute)
+	s := e.summary(t)
+	var failed, passed int
+	for _, u := range s.Units {
+		switch {
+		case u.Verdict == ledger.UnitFail && u.Reason == console.ReasonSeedLabel:
+			failed++
+			if !strings.Contains(u.Detail, "20250101") || !strings.Contains(u.Detail, label) {
+				t.Errorf("%s: detail %q names not both labels (20250101, %s)", u.Slot, u.Detail, label)
+			}
+		case u.Verdict == ledger.UnitPass:
+			passed++
+		default:
+			t.Errorf("%s: %s %s (%s)", u.Slot, u.Verdict, u.Reason, u.Detail)
+		}
+	}
+	if failed != 1 || passed != 1 {
+		t.Errorf("%d failed seed-label-mismatch and %d passed, want 1 and 1", failed, passed)
 	}
 }

@@ -72,6 +72,10 @@ type Faults struct {
 	// written and verified it (a failing eMMC): the boot finds a damaged
 	// kernel, and a QEMU board's real U-Boot refuses it.
 	CorruptAfterFlash bool
+	// OtherSeed: the board boots another recovery system than the one
+	// written (a stale SD card it boots before the eMMC): its kernel
+	// command line names this label.
+	OtherSeed string
 }
 
 // failsBoot: the first boot ends in a failure the console shows.
@@ -99,6 +103,7 @@ func (f Faults) String() string {
 	add(f.KeepsPower, "keeps power")
 	add(f.StaysOff, "stays off")
 	add(f.CorruptAfterFlash, "storage corrupted after the flash")
+	add(f.OtherSeed != "", "boots another recovery system ("+f.OtherSeed+")")
 	if len(out) == 0 {
 		return "none"
 	}
@@ -452,6 +457,9 @@ func (b *Board) imageGood() bool {
 // seedLabel is the recovery system label of the seed on the board's disk,
 // as its bootloader would find it ("" when the disk holds none).
 func (b *Board) seedLabel() string {
+	if b.cfg.Faults.OtherSeed != "" {
+		return b.cfg.Faults.OtherSeed
+	}
 	img, err := seed.Read(b.bootContext(), b.cfg.Storage)
 	if err != nil || img.Seed == nil {
 		return ""
