@@ -34,7 +34,7 @@ func (l *Line) CheckImage(ctx context.Context, raw string) (*seed.Image, *seed.V
 }
 
 func (l *Line) checkImage(ctx context.Context, raw string, model *serialvault.Model, keys *serialvault.KeyRing) (*seed.Image, *seed.Verdict, error) {
-	img, err := seed.Read(ctx, raw)
+	img, err := seed.ReadIsolated(ctx, raw)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, err

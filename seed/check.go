@@ -137,6 +137,8 @@ func Check(img *Image, want Expect) *Verdict {
 	add := func(p Problem) { v.Problems = append(v.Problems, p) }
 	s := img.Seed
 	switch {
+	case img.Failed != "":
+		add(Problem{Cause: CauseUnreadable, Text: "the image's file systems could not be read safely: " + img.Failed})
 	case img.Table == "" && s == nil:
 		add(Problem{Cause: CauseUnreadable, Text: "the image has no partition table (neither GPT nor MBR): it is not an Ubuntu Core disk image" + seedWhy(img)})
 	case s == nil:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -19,10 +20,10 @@ var (
 
 // fuzzBases are two real images built with Debian's tools: a UC20+ GPT
 // seed and a UC16/18 MBR one, with their gadget snaps.
-func fuzzBases(f *testing.F) [2][]byte {
-	f.Helper()
+func fuzzBases(tb testing.TB) [2][]byte {
+	tb.Helper()
 	if err := seedimage.Available(); err != nil {
-		f.Skip(err)
+		tb.Skip(err)
 	}
 	baseOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "seed-fuzz-")
@@ -53,15 +54,16 @@ func fuzzBases(f *testing.F) [2][]byte {
 		}
 	})
 	if baseErr != nil {
-		f.Fatal(baseErr)
+		tb.Fatal(baseErr)
 	}
 	return baseImages
 }
 
 // FuzzRead patches a real image's bytes (its partition table, file system
 // headers, directories, assertion files, the gadget squashfs) and reads
-// it: the reader answers an Image (or an error) within its bounds, never
-// panics or hangs, and the gate's check of what it found never panics.
+// it as the gate does, in the reader's bounded child: it answers an Image
+// (or an error), and the gate's check of what it found never panics nor
+// passes.
 func FuzzRead(f *testing.F) {
 	bases := fuzzBases(f)
 	for _, off := range []uint32{0, 446, 510, 512, 1024, 1 << 20, 1<<20 + 11, 1<<20 + 0x24, 1<<20 + 512, 1<<20 + 4096, 1<<20 + 64<<10} {
@@ -80,7 +82,13 @@ func FuzzRead(f *testing.F) {
 		}
 		at := int(off % uint32(len(img)))
 		copy(img[at:], patch)
-		got, err := seed.ReadBytes(context.Background(), img)
+		// The reader's child, as the gate runs it: a file system that
+		// loops or allocates without end ends in its bounds, not here.
+		path := filepath.Join(t.TempDir(), "fuzz.img")
+		if err := os.WriteFile(path, img, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := seed.ReadIsolated(context.Background(), path)
 		if err != nil {
 			return
 		}
@@ -100,6 +108,44 @@ func FuzzRead(f *testing.F) {
 			t.Fatal("an image passed a line with no model and no keys")
 		}
 	})
+}
+
+// TestReadIsolatedBounds: a FAT whose cluster chain comes back on itself
+// (one byte of the table changed: the library follows it without end) is
+// read in the bounded child, which runs out of its memory: the image is
+// refused as unreadable, and the station goes on.
+func TestReadIsolatedBounds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the reader's child allocates up to its bound")
+	}
+	bases := fuzzBases(t)
+	img := append([]byte(nil), bases[0]...)
+	img[1<<20+520] = 4 // the FAT's entry of the model's first cluster points at itself
+	path := filepath.Join(t.TempDir(), "loop.img")
+	if err := os.WriteFile(path, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := seed.ReadIsolated(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Failed == "" {
+		t.Fatalf("the child read the looping FAT: %+v", got)
+	}
+	v := seed.Check(got, seed.Expect{})
+	if v.Pass || v.Cause != seed.CauseUnreadable || !strings.Contains(v.Problems[0].Text, "could not be read safely") {
+		t.Errorf("verdict %+v, want %s", v, seed.CauseUnreadable)
+	}
+	t.Logf("refused: %s", v.Problems[0].Text)
+	// The same image read in this process would not come back: the
+	// undamaged one does, in the child too.
+	ok := filepath.Join(t.TempDir(), "ok.img")
+	if err := os.WriteFile(ok, bases[0], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := seed.ReadIsolated(context.Background(), ok); err != nil || got.Seed == nil || got.Seed.Model == nil || len(got.Seed.ModelBytes) == 0 {
+		t.Fatalf("the undamaged image through the child: %+v, %v", got, err)
+	}
 }
 
 // TestReadMatchesDebianTools reads built images with the reader and with

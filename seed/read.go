@@ -658,10 +658,8 @@ type memFile struct {
 }
 
 func file2storage(b []byte) backend.Storage {
-	return &memFile{Reader: bytesReader(b), size: int64(len(b))}
+	return &memFile{Reader: bytes.NewReader(b), size: int64(len(b))}
 }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
 func (m *memFile) Stat() (fs.FileInfo, error)              { return memInfo{m.size}, nil }
 func (m *memFile) Close() error                            { return nil }

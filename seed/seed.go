@@ -38,6 +38,9 @@ type Image struct {
 	// (what was looked for and what was found instead).
 	Seed    *Seed  `json:"seed,omitempty"`
 	SeedErr string `json:"seed_error,omitempty"`
+	// Failed says why the reader gave up on the image as a whole (its
+	// child process ran out of memory or time): nothing else is known.
+	Failed string `json:"reader_failed,omitempty"`
 }
 
 // Partition is one entry of the image's partition table.

@@ -117,7 +117,7 @@ func imageInspect(ctx context.Context, o imageInspectOptions, stdout, stderr io.
 			return configError(err, fmt.Sprintf("Fix the line's model or brand keys in %s.", st.Path))
 		}
 	} else {
-		if rep.Image, err = seed.Read(ctx, raw); err != nil {
+		if rep.Image, err = seed.ReadIsolated(ctx, raw); err != nil {
 			rep.Image = &seed.Image{Path: raw, SeedErr: err.Error()}
 		}
 		rep.Verdict = seed.Check(rep.Image, seed.Expect{AllowDangerous: true})

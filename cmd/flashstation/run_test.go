@@ -13,6 +13,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/flashstation/flashstation/internal/armimage"
+	"github.com/flashstation/flashstation/seed"
 	"github.com/flashstation/flashstation/sim"
 )
 
@@ -41,6 +42,7 @@ func testBench(c *sim.BenchConfig) {
 
 func TestMain(m *testing.M) {
 	armimage.ForwardMain()
+	seed.ReaderMain()
 	benchConfigHook = testBench
 	benchCommand = func(ctx context.Context, args []string) (*exec.Cmd, error) {
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
