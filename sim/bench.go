@@ -66,6 +66,11 @@ type BenchConfig struct {
 	DeviceKeyBits int
 	// ImageSize is the raw image size (default 64 MiB, about a tenth data).
 	ImageSize int64
+	// OtherModel gives the second line the model of another device
+	// (other-model.assert: the bench's brand and key, another model
+	// name), so the image identity gate refuses the bench's image for it
+	// and holds the line.
+	OtherModel bool
 	// FaultsOf, when set, gives board i its faults instead of Faults'
 	// mix (tests hold a board in a known state with it).
 	FaultsOf func(board int) Faults
@@ -176,6 +181,11 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 	}
 	if err := b.writeImage(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.OtherModel {
+		if err := b.writeOtherModel(); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(cfg.Dir, "vault-api.key"), []byte(APIKey+"\n"), 0o600); err != nil {
 		return nil, err
@@ -371,6 +381,27 @@ func (b *Bench) writeModel() error {
 	}
 	b.model = a
 	return os.WriteFile(path, a.Encode(), 0o644)
+}
+
+// otherModelFile is the model of another device that OtherModel gives the
+// second line.
+const otherModelFile = "other-model.assert"
+
+// writeOtherModel writes otherModelFile: the bench's model, renamed, signed
+// by the same key.
+func (b *Bench) writeOtherModel() error {
+	h := map[string]any{}
+	for _, hd := range b.model.Headers() {
+		if hd.Name != "sign-key-sha3-384" {
+			h[hd.Name] = hd.Value
+		}
+	}
+	h["model"] = ModelName + "-other"
+	a, err := serialvault.Sign(h, nil, b.vaultKey, time.Now())
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(b.Dir, otherModelFile), a.Encode(), 0o644)
 }
 
 // VaultLogFile is the vault double's signing log in the bench directory.
@@ -577,6 +608,11 @@ slots:
 			sl.ID, sl.Line, sl.Port, method, sl.Console, sl.Hub, sl.HubPort)
 	}
 	conf := s.String()
+	if b.cfg.OtherModel {
+		if i := strings.LastIndex(conf, "model: model.assert"); i >= 0 {
+			conf = conf[:i] + "model: " + otherModelFile + conf[i+len("model: model.assert"):]
+		}
+	}
 	if b.cfg.QEMU != nil {
 		conf = strings.ReplaceAll(conf, "image: {file: image.img.zst}", "image: {file: image.img.zst, bmap: "+qemuBmap+"}")
 	}

@@ -418,12 +418,18 @@ func (b Bench) card(d *slotData, w, h int, selected bool) []string {
 		id = "▶" + id
 	}
 	badge := DarkPalette.badge(state)
+	badgePaint := p.badge[state]
+	if state == lines.StateIdle && imageRefused(hl) {
+		// A held line's slot is not empty and waiting: it must not be
+		// used, so it reads as a failure from across the bench.
+		badge.Glyph, badge.Word, badgePaint = "✘", "HELD", p.badge[lines.StateFail]
+	}
 	var l1 []seg
 	if tile {
 		word := badge.Glyph + " " + spaced(badge.Word, inner-cellWidth(id)-len(elapsed)-6) + " " + badge.Glyph
 		l1 = []seg{{id + "  ", bold}, {word, bold}}
 	} else {
-		l1 = []seg{{id, p.bold}, {" ", paint{}}, {" " + badge.Glyph + " " + badge.Word + " ", p.badge[state]}}
+		l1 = []seg{{id, p.bold}, {" ", paint{}}, {" " + badge.Glyph + " " + badge.Word + " ", badgePaint}}
 	}
 	used := 0
 	for _, sg := range l1 {

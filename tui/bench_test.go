@@ -205,12 +205,12 @@ func TestImageRefusedBanner(t *testing.T) {
 		t.Fatalf("no banner:\n%s", s)
 	}
 	a1, b1 := cardOf(s, "A1"), cardOf(s, "B1")
-	for _, want := range []string{"IMAGE REFUSED", "wrong model", "do not insert boards"} {
+	for _, want := range []string{"✘ HELD", "IMAGE REFUSED", "wrong model", "do not insert boards"} {
 		if !strings.Contains(a1, want) {
 			t.Errorf("line1's slot lacks %q:\n%s", want, a1)
 		}
 	}
-	if strings.Contains(a1, "insert a board") || !strings.Contains(b1, "insert a board") || strings.Contains(b1, "REFUSED") {
+	if strings.Contains(a1, "insert a board") || strings.Contains(a1, "EMPTY") || !strings.Contains(b1, "insert a board") || !strings.Contains(b1, "EMPTY") || strings.Contains(b1, "REFUSED") {
 		t.Errorf("slots:\n%s\n%s", a1, b1)
 	}
 }

@@ -29,6 +29,7 @@ func newDemoCommand(stdout, stderr io.Writer) *cobra.Command {
 		boards             int
 		speed              float64
 		faults, json, head bool
+		wrongImage         bool
 		data               string
 		fastKeys, realKeys bool
 		bell               bool
@@ -123,7 +124,7 @@ export work on it afterwards:
 				o.head = true
 			}
 			benchLog, _ := logging.New(io.Discard, "")
-			benchCfg := sim.BenchConfig{Dir: dir, Boards: o.boards, Speed: o.speed, Faults: o.faults,
+			benchCfg := sim.BenchConfig{Dir: dir, Boards: o.boards, Speed: o.speed, Faults: o.faults, OtherModel: o.wrongImage,
 				FastKeys: o.fastKeys, Logger: benchLog, StationID: o.station, FactoryLedgerFile: factoryFile}
 			if o.serials != "" {
 				prefix := o.serials
@@ -183,6 +184,7 @@ export work on it afterwards:
 	f.IntVar(&o.boards, "boards", 8, "simulated boards")
 	f.Float64Var(&o.speed, "speed", 20, "boot speed factor (1: real time)")
 	f.BoolVar(&o.faults, "faults", false, "mix failures in")
+	f.BoolVar(&o.wrongImage, "wrong-image", false, "give the second line another device's model: the image identity gate holds that line")
 	f.StringVar(&o.data, "data", "", "keep the bench in DIR (default: a temporary directory)")
 	f.BoolVar(&o.head, "headless", false, "run without the TUI and print a summary")
 	f.BoolVar(&o.json, "json", false, "print one JSON summary on stdout")
