@@ -281,6 +281,24 @@ func TestDemoEvidence(t *testing.T) {
 			t.Errorf("exported assertion of %s: %v", r.HWSerial, err)
 		}
 	}
+	// The demo's image passed the image identity gate: image inspect
+	// passes it for each line, and every unit carries its identity.
+	var rep imageReport
+	for _, line := range []string{"line1", "line2"} {
+		code, out, errOut = runCmd("image", "inspect", "--config", cfg, "--line", line, "--json")
+		if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Verdict == nil || !rep.Verdict.Pass {
+			t.Fatalf("image inspect --line %s: exit %d\n%s%s", line, code, out, errOut)
+		}
+	}
+	id := rep.Verdict.Identity
+	if id.SeedLabel == "" || id.ModelDigest == "" || id.SignKey == "" {
+		t.Fatalf("the demo image's identity %+v", id)
+	}
+	for _, r := range rows {
+		if r.ModelDigest != id.ModelDigest || r.SeedLabel != id.SeedLabel || r.ModelSignKey != id.SignKey {
+			t.Errorf("unit of %s exported with image %q %q %q, want %+v", r.HWSerial, r.ModelDigest, r.SeedLabel, r.ModelSignKey, id)
+		}
+	}
 	code, out, _ = runCmd("export", "--config", cfg, "--format", "csv")
 	if code != 0 || !strings.HasPrefix(out, "unit,batch,line,slot,hardware_serial") || strings.Count(out, "type: serial") != 4 {
 		t.Errorf("csv export: %d %s", code, out[:min(len(out), 300)])
