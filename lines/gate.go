@@ -39,9 +39,9 @@ func (l *Line) checkImage(ctx context.Context, raw string, model *serialvault.Mo
 		if ctx.Err() != nil {
 			return nil, nil, err
 		}
-		// An image the reader cannot open at all is refused like one
-		// without a table.
-		img = &seed.Image{Path: raw, SeedErr: err.Error()}
+		// An image the reader cannot open at all is refused as
+		// unreadable, saying why.
+		img = &seed.Image{Path: raw, Failed: err.Error()}
 	}
 	return img, seed.Check(img, seed.Expect{Model: model, Keys: keys, AllowDangerous: l.Image.AllowDangerous}), nil
 }
@@ -124,8 +124,10 @@ type ImageCause struct {
 // ImageCauses are the gate's causes, most serious first.
 var ImageCauses = []ImageCause{
 	{seed.CauseUnreadable, "not a disk image", "the line's image file is not an Ubuntu Core disk image: fix lines[].image.file"},
+	{seed.CauseTable, "bad partition table", "the image's partition table is not one every board reads the same way (a hybrid or missing protective MBR, a damaged GPT, overlapping partitions): rebuild the image with ubuntu-image"},
 	{seed.CauseNoSeed, "no seed in image", "the image carries no seed: build it with ubuntu-image from the line's model"},
 	{seed.CauseModelBad, "model unreadable", "the image's model assertion is damaged: rebuild the image"},
+	{seed.CauseAmbiguous, "ambiguous seed", "the image holds more than one recovery system, seed partition, gadget snap or model, and a board boots only one: rebuild it from the line's model alone"},
 	{seed.CauseModelMismatch, "wrong model", "the image is built for another model: take the image made from this line's model"},
 	{seed.CauseSignature, "model not signed", "the image's model is not signed by the line's brand key: take a signed image, or fix lines[].brand-keys"},
 	{seed.CauseDangerous, "dangerous grade", "a development (dangerous grade) image: take the production image"},

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/flashstation/flashstation/serialvault"
 )
@@ -20,8 +22,10 @@ const ReasonRefused = "image-refused"
 // of its problems in this order.
 const (
 	CauseUnreadable    = "image-unreadable"       // no partition table, or the image does not read
+	CauseTable         = "image-partition-table"  // a table boards would not all read the same way
 	CauseNoSeed        = "image-no-seed"          // no ubuntu-seed (UC20+) or writable (UC16/18) seed with a model
 	CauseModelBad      = "image-model-unreadable" // the seed's model does not decode
+	CauseAmbiguous     = "image-seed-ambiguous"   // more than one recovery system, seed partition, gadget or model
 	CauseModelMismatch = "image-model-mismatch"   // a signed model, not the line's
 	CauseSignature     = "image-model-signature"  // the model is not signed by a key the line trusts
 	CauseDangerous     = "image-dangerous-grade"  // a dangerous-grade (development) image on a production line
@@ -35,7 +39,7 @@ const (
 	maxVolumeDifference = 1 << 20 // alignment slack between a structure's size and its partition's
 )
 
-var causeOrder = []string{CauseUnreadable, CauseNoSeed, CauseModelBad, CauseModelMismatch, CauseSignature,
+var causeOrder = []string{CauseUnreadable, CauseTable, CauseNoSeed, CauseModelBad, CauseAmbiguous, CauseModelMismatch, CauseSignature,
 	CauseDangerous, CauseGadgetMissing, CauseGadgetHook, CauseGadgetVolumes}
 
 // Expect is what a line requires of its image.
@@ -138,7 +142,7 @@ func Check(img *Image, want Expect) *Verdict {
 	s := img.Seed
 	switch {
 	case img.Failed != "":
-		add(Problem{Cause: CauseUnreadable, Text: "the image's file systems could not be read safely: " + img.Failed})
+		add(Problem{Cause: CauseUnreadable, Text: "the image could not be read: " + img.Failed})
 	case img.Table == "" && s == nil:
 		add(Problem{Cause: CauseUnreadable, Text: "the image has no partition table (neither GPT nor MBR): it is not an Ubuntu Core disk image" + seedWhy(img)})
 	case s == nil:
@@ -149,6 +153,12 @@ func Check(img *Image, want Expect) *Verdict {
 			why = "no model assertion"
 		}
 		add(Problem{Cause: CauseModelBad, Text: fmt.Sprintf("the seed's model %s does not read: %s", s.ModelFile, why)})
+	}
+	if img.TableProblem != "" {
+		add(Problem{Cause: CauseTable, Text: "the partition table is not one every board reads the same way: " + img.TableProblem})
+	}
+	for _, a := range img.Ambiguous {
+		add(Problem{Cause: CauseAmbiguous, Text: "the image holds " + a + " where a board takes one: the gate cannot know which one boots"})
 	}
 	if s != nil {
 		v.Identity.SeedLabel = s.Label
@@ -162,20 +172,37 @@ func Check(img *Image, want Expect) *Verdict {
 	}
 	m := s.Model
 	v.Identity.SignKey, v.Identity.BrandID, v.Identity.Model, v.Identity.Grade = m.SignKeyID(), m.BrandID, m.Model, m.Grade
+	sig, sigErr := verifyModel(m, s.Assertions, want.Keys)
 	if want.Model != nil {
 		for _, p := range compareModels(m, want.Model) {
 			add(p)
 		}
-		if m.Revision() != want.Model.Revision() {
-			v.Notes = append(v.Notes, fmt.Sprintf("the image's model is revision %d, the line's %d", m.Revision(), want.Model.Revision()))
-		} else if !m.Timestamp.Equal(want.Model.Timestamp) {
-			v.Notes = append(v.Notes, fmt.Sprintf("the image's model was signed at %s, the line's at %s", m.Timestamp.Format(time.RFC3339), want.Model.Timestamp.Format(time.RFC3339)))
+		// Another revision (or signing) of the same model may differ in
+		// headers the comparison does not read (store, authorities,
+		// validation sets): the line's model file must be the model the
+		// image was built from. (A model whose signature fails has a
+		// revision and a time not to be believed: the signature says
+		// what is wrong.)
+		switch {
+		case sigErr != nil:
+		case m.Revision() != want.Model.Revision():
+			add(Problem{Cause: CauseModelMismatch, Field: "revision", Image: fmt.Sprint(m.Revision()), Line: fmt.Sprint(want.Model.Revision()),
+				Text: fmt.Sprintf("revision: the image's model is revision %d, the line's %d: give the line the model the image was built from", m.Revision(), want.Model.Revision())})
+		case !m.Timestamp.Equal(want.Model.Timestamp):
+			add(Problem{Cause: CauseModelMismatch, Field: "timestamp", Image: m.Timestamp.Format(time.RFC3339), Line: want.Model.Timestamp.Format(time.RFC3339),
+				Text: fmt.Sprintf("timestamp: the image's model was signed at %s, the line's at %s: give the line the model the image was built from", m.Timestamp.Format(time.RFC3339), want.Model.Timestamp.Format(time.RFC3339))})
 		}
 	}
-	sig, err := verifyModel(m, s.Assertions, want.Keys)
+	if uc20 := m.UC20(); uc20 != (s.Kind == KindUC20) {
+		what := "an Ubuntu Core 16/18 model in a UC20+ seed (ubuntu-seed)"
+		if uc20 {
+			what = "a UC20+ model in an Ubuntu Core 16/18 seed (writable)"
+		}
+		add(Problem{Cause: CauseNoSeed, Field: "seed", Text: "the image carries " + what + ": its boards would not boot the seed checked"})
+	}
 	v.Signature = sig
-	if err != nil {
-		add(Problem{Cause: CauseSignature, Text: err.Error()})
+	if sigErr != nil {
+		add(Problem{Cause: CauseSignature, Text: sigErr.Error()})
 	}
 	if m.Grade == "dangerous" && !want.AllowDangerous {
 		add(Problem{Cause: CauseDangerous, Field: "grade", Image: "dangerous", Line: gradeOf(want.Model),
@@ -201,6 +228,10 @@ func gradeOf(m *serialvault.Model) string {
 
 // finish orders the problems by cause and sets the verdict.
 func (v *Verdict) finish() *Verdict {
+	for i := range v.Problems {
+		p := &v.Problems[i]
+		p.Text, p.Image, p.Line = printable(p.Text), printable(p.Image), printable(p.Line)
+	}
 	slices.SortStableFunc(v.Problems, func(a, b Problem) int {
 		return slices.Index(causeOrder, a.Cause) - slices.Index(causeOrder, b.Cause)
 	})
@@ -209,6 +240,17 @@ func (v *Verdict) finish() *Verdict {
 		v.Reason, v.Cause = ReasonRefused, v.Problems[0].Cause
 	}
 	return v
+}
+
+// printable is s with control and invalid characters replaced, for a
+// terminal, a card or a log (whatever the image held).
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 }
 
 // compareModels lists how the image's model differs from the line's on

@@ -83,9 +83,13 @@ func ReadIsolated(ctx context.Context, path string) (*Image, error) {
 	if !hooked.Load() {
 		return Read(ctx, path)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return Read(ctx, path)
+	// /proc/self/exe is this binary even once an upgrade replaced its
+	// file.
+	exe := "/proc/self/exe"
+	if _, err := os.Stat(exe); err != nil {
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("seed: the reader's child: %w", err)
+		}
 	}
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
@@ -93,6 +97,12 @@ func ReadIsolated(ctx context.Context, path string) (*Image, error) {
 	cctx, cancel := context.WithTimeout(ctx, childTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, exe, ReaderArg, path)
+	// The child needs nothing of the station's environment (its secrets
+	// among it).
+	cmd.Env = []string{"LANG=C.UTF-8"}
+	if d := os.Getenv("GOCOVERDIR"); d != "" {
+		cmd.Env = append(cmd.Env, "GOCOVERDIR="+d)
+	}
 	var out, errOut limitedBuffer
 	out.max, errOut.max = childOutput, 4<<10
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -109,7 +119,7 @@ func ReadIsolated(ctx context.Context, path string) (*Image, error) {
 	}
 	switch {
 	case cctx.Err() != nil:
-		return failed(fmt.Sprintf("reading its file systems took longer than %s (a damaged file system that loops)", childTimeout))
+		return failed(fmt.Sprintf("reading its file systems took longer than %s (a damaged file system that loops, or a station too busy: try again)", childTimeout))
 	case runErr != nil:
 		// A Go runtime that ran out of its bounds says so first
 		// ("fatal error: out of memory").

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -97,6 +99,7 @@ func readFrom(ctx context.Context, name string, r storage, size int64) (*Image, 
 	}
 	img.Table = table.kind
 	img.Partitions = table.parts
+	img.TableProblem = tableProblem(r, table, size)
 	for i := range img.Partitions {
 		p := &img.Partitions[i]
 		if err := ctx.Err(); err != nil {
@@ -104,7 +107,7 @@ func readFrom(ctx context.Context, name string, r storage, size int64) (*Image, 
 		}
 		p.FileSystem = sniffFS(r, p.Start, p.Size)
 		if fsys, err := openFS(r, p); err == nil {
-			p.Label = strings.TrimSpace(fsys.Label())
+			p.Label = clean(strings.TrimSpace(fsys.Label()))
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -131,8 +134,67 @@ type sizedFile struct {
 }
 
 type table struct {
-	kind  string
-	parts []Partition
+	kind    string
+	parts   []Partition
+	problem string
+}
+
+// tableProblem checks that every board reads the table the gate read:
+// a GPT needs a protective MBR in front of it (Linux, UEFI and the Pi's
+// firmware read a plain or hybrid MBR's partitions instead), and no
+// partition may overlap another or run past the image.
+func tableProblem(r io.ReaderAt, t table, size int64) string {
+	if t.problem != "" {
+		return t.problem
+	}
+	if t.kind == "gpt" {
+		var mbr [sectorSize]byte
+		if _, err := r.ReadAt(mbr[:], 0); err != nil {
+			return "the MBR in front of the GPT does not read"
+		}
+		protective, others := false, 0
+		for i := 0; i < 4; i++ {
+			e := mbr[446+16*i : 446+16*(i+1)]
+			switch {
+			case e[4] == 0xEE:
+				protective = true
+			case e[4] != 0:
+				others++
+			}
+		}
+		switch {
+		case mbr[510] != 0x55 || mbr[511] != 0xAA || !protective:
+			return "the GPT has no protective MBR in front of it: boards that read the MBR would see another table"
+		case others > 0:
+			return fmt.Sprintf("a hybrid MBR (%d partitions beside the protective one) in front of the GPT: boards that read the MBR would boot other partitions than the gate checked", others)
+		}
+	}
+	parts := slices.Clone(t.parts)
+	slices.SortFunc(parts, func(a, b Partition) int { return int(min(max(a.Start-b.Start, -1), 1)) })
+	for i, p := range parts {
+		if p.Size <= 0 || p.Start < sectorSize || p.Start+p.Size > size {
+			return fmt.Sprintf("partition %d (%d bytes at %d) runs past the image's %d bytes", p.Index, p.Size, p.Start, size)
+		}
+		if i > 0 && parts[i-1].Start+parts[i-1].Size > p.Start {
+			return fmt.Sprintf("partitions %d and %d overlap", parts[i-1].Index, p.Index)
+		}
+	}
+	return ""
+}
+
+// clean makes a string read from the image safe to print: control and
+// invalid characters (a terminal's escape sequences among them) become
+// U+FFFD, and it is cut at 256 bytes.
+func clean(s string) string {
+	if len(s) > 256 {
+		s = s[:256]
+	}
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) || (!unicode.IsPrint(r) && r != ' ') {
+			return '\uFFFD'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 }
 
 // readTable reads the GPT (primary, or backup when the primary is
@@ -157,8 +219,11 @@ func readTable(r storage) (t table, err error) {
 			if index <= 0 {
 				index = i + 1
 			}
-			t.parts = append(t.parts, Partition{Index: index, Name: p.Name, Type: strings.ToUpper(string(p.Type)),
+			t.parts = append(t.parts, Partition{Index: index, Name: clean(p.Name), Type: clean(strings.ToUpper(string(p.Type))),
 				Start: int64(p.Start) * sectorSize, Size: int64(p.End-p.Start+1) * sectorSize})
+		}
+		if pt.RecoveredFromBackup {
+			t.problem = "the primary GPT is damaged (the table was read from its backup at the end of the image): boards would not read the same table"
 		}
 	case *mbr.Table:
 		t.kind = "mbr"
@@ -253,6 +318,14 @@ func findSeed(ctx context.Context, r storage, img *Image) {
 		if p == nil {
 			continue
 		}
+		if n := countNamed(img, want.name); n > 1 {
+			img.Ambiguous = append(img.Ambiguous, fmt.Sprintf("%d partitions named or labelled %s", n, want.name))
+		}
+		if len(why) > 0 {
+			// An ubuntu-seed that does not read is the image's seed: a
+			// writable partition behind it is not looked at instead.
+			break
+		}
 		if p.FileSystem != want.fs {
 			why = append(why, fmt.Sprintf("partition %d (%s) is not %s (%s)", p.Index, want.name, want.fs, fsWords(p.FileSystem)))
 			continue
@@ -274,6 +347,7 @@ func findSeed(ctx context.Context, r storage, img *Image) {
 		}
 		s.Partition = p.Index
 		img.Seed = s
+		img.Ambiguous = append(img.Ambiguous, s.ambiguous...)
 		return
 	}
 	if len(why) == 0 {
@@ -294,6 +368,18 @@ func fsWords(fs string) string {
 		return "no known file system"
 	}
 	return fs
+}
+
+// countNamed counts the partitions a board could take for name: by GPT
+// name or by file system label, whatever the case of the label.
+func countNamed(img *Image, name string) int {
+	n := 0
+	for _, p := range img.Partitions {
+		if p.Name == name || strings.EqualFold(p.Label, name) {
+			n++
+		}
+	}
+	return n
 }
 
 // partitionNamed finds a partition by GPT name, then by file system label.
@@ -329,6 +415,11 @@ func readUC20(ctx context.Context, fsys filesystem.FileSystem) (s *Seed, err err
 	}
 	slices.Sort(s.Systems)
 	s.Label = s.Systems[len(s.Systems)-1]
+	if len(s.Systems) > 1 {
+		// A fresh image holds the one system ubuntu-image made; a board
+		// boots the one its bootloader names, which need not be this.
+		s.ambiguous = append(s.ambiguous, fmt.Sprintf("%d recovery systems (%s)", len(s.Systems), strings.Join(s.Systems, ", ")))
+	}
 	dir := "systems/" + s.Label
 	s.ModelFile = dir + "/model"
 	if err := ctx.Err(); err != nil {
@@ -344,12 +435,12 @@ func readUC20(ctx context.Context, fsys filesystem.FileSystem) (s *Seed, err err
 		s.Assertions = append(s.Assertions, a.assertion)
 	}
 	snaps, _ := readDir(fsys, "snaps")
-	files := map[string]string{}
+	files := map[string][]string{}
 	for _, e := range snaps {
 		if !e.IsDir() && strings.HasSuffix(e.Name(), ".snap") {
-			s.Snaps = append(s.Snaps, e.Name())
+			s.Snaps = append(s.Snaps, clean(e.Name()))
 			if name, _, ok := strings.Cut(e.Name(), "_"); ok {
-				files[name] = "snaps/" + e.Name()
+				files[name] = append(files[name], "snaps/"+e.Name())
 			}
 		}
 	}
@@ -358,11 +449,9 @@ func readUC20(ctx context.Context, fsys filesystem.FileSystem) (s *Seed, err err
 	local, _ := readDir(fsys, dir+"/snaps")
 	for _, e := range local {
 		if !e.IsDir() && strings.HasSuffix(e.Name(), ".snap") {
-			s.Snaps = append(s.Snaps, path.Join(s.Label, e.Name()))
+			s.Snaps = append(s.Snaps, clean(path.Join(s.Label, e.Name())))
 			if name, _, ok := strings.Cut(e.Name(), "_"); ok {
-				if _, seen := files[name]; !seen {
-					files[name] = dir + "/snaps/" + e.Name()
-				}
+				files[name] = append(files[name], dir+"/snaps/"+e.Name())
 			}
 		}
 	}
@@ -400,13 +489,19 @@ func readUC16(ctx context.Context, fsys filesystem.FileSystem) (s *Seed, err err
 	}
 	s = &Seed{Kind: KindUC16}
 	all := readAssertionDir(fsys, uc16SeedDir+"/assertions")
+	models := 0
 	for _, a := range all {
-		if a.assertion.Type() == "model" && s.ModelBytes == nil {
-			s.ModelFile, s.ModelBytes = a.file, a.raw
-			s.Model, s.ModelErr = decodeModel(a.raw)
+		if a.assertion.Type() == "model" {
+			if models++; s.ModelBytes == nil {
+				s.ModelFile, s.ModelBytes = a.file, a.raw
+				s.Model, s.ModelErr = decodeModel(a.raw)
+			}
 			continue
 		}
 		s.Assertions = append(s.Assertions, a.assertion)
+	}
+	if models > 1 {
+		s.ambiguous = append(s.ambiguous, fmt.Sprintf("%d model assertions in %s/assertions", models, uc16SeedDir))
 	}
 	if s.ModelBytes == nil {
 		s.ModelFile = uc16SeedDir + "/assertions/"
@@ -415,26 +510,26 @@ func readUC16(ctx context.Context, fsys filesystem.FileSystem) (s *Seed, err err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	files := map[string]string{}
+	// seed.yaml names the snaps snapd seeds; without it, the files.
+	files := map[string][]string{}
 	data, err := readBounded(fsys, uc16SeedDir+"/seed.yaml", maxMetaFile)
 	if err == nil {
 		var sy seedYAML
 		if err := yamlbound.Decode("seed.yaml", data, &sy, yamlbound.Limits{What: "seed.yaml", MaxBytes: maxMetaFile}); err == nil {
 			for _, sn := range sy.Snaps {
 				if sn.Name != "" && sn.File != "" && !strings.Contains(sn.File, "/") {
-					files[sn.Name] = uc16SeedDir + "/snaps/" + sn.File
+					files[sn.Name] = append(files[sn.Name], uc16SeedDir+"/snaps/"+sn.File)
 				}
 			}
 		}
 	}
+	listed := len(files) > 0
 	snaps, _ := readDir(fsys, uc16SeedDir+"/snaps")
 	for _, e := range snaps {
 		if !e.IsDir() && strings.HasSuffix(e.Name(), ".snap") {
-			s.Snaps = append(s.Snaps, e.Name())
-			if name, _, ok := strings.Cut(e.Name(), "_"); ok {
-				if _, listed := files[name]; !listed {
-					files[name] = uc16SeedDir + "/snaps/" + e.Name()
-				}
+			s.Snaps = append(s.Snaps, clean(e.Name()))
+			if name, _, ok := strings.Cut(e.Name(), "_"); ok && !listed {
+				files[name] = append(files[name], uc16SeedDir+"/snaps/"+e.Name())
 			}
 		}
 	}
@@ -494,7 +589,7 @@ func readAssertionDir(fsys filesystem.FileSystem, dir string) []*seedAssertion {
 }
 
 // readGadget opens the model's gadget snap, a squashfs inside the seed.
-func readGadget(ctx context.Context, fsys filesystem.FileSystem, s *Seed, files map[string]string) {
+func readGadget(ctx context.Context, fsys filesystem.FileSystem, s *Seed, files map[string][]string) {
 	name := ""
 	if s.Model != nil {
 		name = s.Model.Gadget
@@ -506,11 +601,15 @@ func readGadget(ctx context.Context, fsys filesystem.FileSystem, s *Seed, files 
 		s.GadgetErr = "the model names no gadget"
 		return
 	}
-	file, ok := files[name]
-	if !ok {
-		s.GadgetErr = fmt.Sprintf("no %s_*.snap in the seed (its snaps: %s)", name, listWords(s.Snaps))
+	candidates := files[name]
+	if len(candidates) == 0 {
+		s.GadgetErr = fmt.Sprintf("no %s_*.snap in the seed (its snaps: %s)", clean(name), listWords(s.Snaps))
 		return
 	}
+	if len(candidates) > 1 {
+		s.ambiguous = append(s.ambiguous, fmt.Sprintf("%d gadget snaps %s (%s)", len(candidates), clean(name), clean(strings.Join(candidates, ", "))))
+	}
+	file := candidates[0]
 	if ctx.Err() != nil {
 		return
 	}
@@ -523,8 +622,11 @@ func readGadget(ctx context.Context, fsys filesystem.FileSystem, s *Seed, files 
 }
 
 func listWords(l []string) string {
-	if len(l) == 0 {
+	switch {
+	case len(l) == 0:
 		return "none"
+	case len(l) > 10:
+		return strings.Join(l[:10], ", ") + fmt.Sprintf(" and %d more", len(l)-10)
 	}
 	return strings.Join(l, ", ")
 }
@@ -548,17 +650,17 @@ func openGadget(fsys filesystem.FileSystem, file string) (g *Gadget, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("the squashfs does not read: %w", err)
 	}
-	g = &Gadget{File: path.Base(file), Hooks: []string{}}
+	g = &Gadget{File: clean(path.Base(file)), Hooks: []string{}}
 	if data, err := readBounded(sq, "meta/snap.yaml", maxMetaFile); err == nil {
 		var sy snapYAML
 		if err := yamlbound.Decode("meta/snap.yaml", data, &sy, yamlbound.Limits{What: "meta/snap.yaml", MaxBytes: maxMetaFile}); err == nil {
-			g.Name = sy.Name
+			g.Name = clean(sy.Name)
 		}
 	}
 	if hooks, err := readDir(sq, "meta/hooks"); err == nil {
 		for _, h := range hooks {
 			if !h.IsDir() {
-				g.Hooks = append(g.Hooks, h.Name())
+				g.Hooks = append(g.Hooks, clean(h.Name()))
 			}
 		}
 		slices.Sort(g.Hooks)
@@ -591,7 +693,7 @@ func readDir(fsys fs.ReadDirFS, dir string) ([]fs.DirEntry, error) {
 func readBounded(fsys fs.FS, name string, limit int64) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, errors.Unwrap(err))
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer f.Close()
 	size := int64(-1)

@@ -41,6 +41,14 @@ type Image struct {
 	// Failed says why the reader gave up on the image as a whole (its
 	// child process ran out of memory or time): nothing else is known.
 	Failed string `json:"reader_failed,omitempty"`
+	// TableProblem says why the partition table is not one every board
+	// reads the same way (a GPT beside a plain or hybrid MBR, a damaged
+	// primary GPT, partitions that overlap or run past the image).
+	TableProblem string `json:"table_problem,omitempty"`
+	// Ambiguous lists what the image holds more than one of where a board
+	// takes one (recovery systems, seed partitions, gadget snaps, models):
+	// the gate cannot know which one boots.
+	Ambiguous []string `json:"ambiguous,omitempty"`
 }
 
 // Partition is one entry of the image's partition table.
@@ -84,6 +92,8 @@ type Seed struct {
 	Gadget *Gadget `json:"gadget,omitempty"`
 	// GadgetErr says why Gadget is nil.
 	GadgetErr string `json:"gadget_error,omitempty"`
+
+	ambiguous []string // what the seed holds more than one of (to Image.Ambiguous)
 }
 
 // Gadget is what the station needs from the gadget snap.

@@ -118,7 +118,7 @@ func imageInspect(ctx context.Context, o imageInspectOptions, stdout, stderr io.
 		}
 	} else {
 		if rep.Image, err = seed.ReadIsolated(ctx, raw); err != nil {
-			rep.Image = &seed.Image{Path: raw, SeedErr: err.Error()}
+			rep.Image = &seed.Image{Path: raw, Failed: err.Error()}
 		}
 		rep.Verdict = seed.Check(rep.Image, seed.Expect{AllowDangerous: true})
 		// Without a line there is nothing to trust the signature with:
@@ -179,6 +179,10 @@ func withoutLine(v *seed.Verdict) *seed.Verdict {
 // file's prepared copy (in the station's image cache when a station file
 // is given, so its next start reuses it; else in a temporary directory).
 func rawImage(ctx context.Context, spec flash.ImageSpec, st *lines.Station) (string, func(), error) {
+	// Only a file or a disk: opening a FIFO would wait for a writer.
+	if fi, err := os.Stat(spec.Path); err == nil && !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
+		return "", nil, usageHint(fmt.Errorf("image: %s is not a file (%s)", spec.Path, fi.Mode().Type()), "Give the image file (raw, .zst, .gz or .xz).")
+	}
 	f, err := os.Open(spec.Path)
 	if err != nil {
 		return "", nil, usageHint(fmt.Errorf("image: %w", err), "Give the image file (raw, .zst, .gz or .xz).")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,5 +228,23 @@ func TestImageInspect(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestImageInspectNotAFile: a named pipe (or a directory) given as the
+// image is refused at once as a usage error; opening the pipe would wait
+// for a writer that never comes.
+func TestImageInspectNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pipe.img")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skip(err)
+	}
+	for _, path := range []string{fifo, dir} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), []string{"image", "inspect", path}, &out, &errb)
+		if got := exitCode(err); got != exitUsage || !strings.Contains(errb.String()+fmt.Sprint(err), "is not a file") {
+			t.Errorf("%s: exit %d (%v) %s", path, got, err, errb.String())
+		}
 	}
 }
