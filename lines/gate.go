@@ -74,15 +74,6 @@ func sameImage(b ledger.Batch, lr *lineRun) bool {
 	return b.ImageSHA256 == "" || lr.image == nil || b.ImageSHA256 == lr.image.SourceSHA256
 }
 
-// imageRefused is why a held line's slots take no board ("" when the
-// line's image passed the gate).
-func (lr *lineRun) imageRefused() string {
-	if lr.gate == nil || lr.gate.Pass {
-		return ""
-	}
-	return lr.gate.Summary()
-}
-
 // seedLabel is the recovery system label of the line's image ("" on
 // Ubuntu Core 16/18, or before the gate ran).
 func (lr *lineRun) seedLabel() string {
