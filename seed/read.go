@@ -81,11 +81,11 @@ func Read(ctx context.Context, imagePath string) (img *Image, err error) {
 	default:
 		return nil, fmt.Errorf("seed: %s: %w (a %s)", imagePath, ErrNotImage, mode.Type())
 	}
-	return readFrom(ctx, imagePath, &sizedFile{File: f, size: size}, size)
+	return readFrom(ctx, imagePath, f, size)
 }
 
-// readFrom reads an image from r (of size bytes); Read and the fuzz
-// targets share it.
+// readFrom reads an image from r (of size bytes: a block device states
+// none).
 func readFrom(ctx context.Context, name string, r storage, size int64) (*Image, error) {
 	img := &Image{Path: name, Size: size}
 	if size < 2*sectorSize {
@@ -124,13 +124,6 @@ func readFrom(ctx context.Context, name string, r storage, size int64) (*Image, 
 // read at offsets.
 type storage interface {
 	backend.File
-}
-
-// sizedFile is an image file whose size the table reader asks by seeking
-// (a block device's Stat says 0).
-type sizedFile struct {
-	*os.File
-	size int64
 }
 
 type table struct {
