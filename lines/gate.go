@@ -34,7 +34,19 @@ func (l *Line) CheckImage(ctx context.Context, raw string) (*seed.Image, *seed.V
 }
 
 func (l *Line) checkImage(ctx context.Context, raw string, model *serialvault.Model, keys *serialvault.KeyRing) (*seed.Image, *seed.Verdict, error) {
+	return l.checkImageRead(ctx, raw, model, keys, nil)
+}
+
+// checkImageRead is checkImage taking the image from reads when another
+// line with the same prepared image read it (and keeping it there).
+func (l *Line) checkImageRead(ctx context.Context, raw string, model *serialvault.Model, keys *serialvault.KeyRing, reads map[string]*seed.Image) (*seed.Image, *seed.Verdict, error) {
+	if img, ok := reads[raw]; ok {
+		return img, seed.Check(img, seed.Expect{Model: model, Keys: keys, AllowDangerous: l.Image.AllowDangerous}), nil
+	}
 	img, err := seed.ReadIsolated(ctx, raw)
+	if err == nil && reads != nil {
+		reads[raw] = img
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, err
@@ -48,8 +60,8 @@ func (l *Line) checkImage(ctx context.Context, raw string, model *serialvault.Mo
 
 // gateImage checks the line's prepared image and keeps the verdict; a
 // refused image holds the line (its slots touch no board).
-func (p *Pipeline) gateImage(ctx context.Context, lr *lineRun) error {
-	_, v, err := lr.cfg.checkImage(ctx, lr.image.RawPath, lr.model, lr.keys)
+func (p *Pipeline) gateImage(ctx context.Context, lr *lineRun, reads map[string]*seed.Image) error {
+	_, v, err := lr.cfg.checkImageRead(ctx, lr.image.RawPath, lr.model, lr.keys, reads)
 	if err != nil {
 		return fmt.Errorf("line %s: %w", lr.cfg.ID, err)
 	}

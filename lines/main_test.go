@@ -5,14 +5,13 @@ import (
 	"testing"
 
 	"github.com/flashstation/flashstation/internal/armimage"
-	"github.com/flashstation/flashstation/seed"
 )
 
 // TestMain lets QEMU run this test binary as a guest connection's
-// forwarder (armimage.ForwardMain), and the image identity gate as its
-// image reader (seed.ReaderMain).
+// forwarder (armimage.ForwardMain). The gate reads the benches' images in
+// this process (no seed.ReaderMain): a child per pipeline costs a second
+// or two under -race, and its bounds are tested in seed and cmd.
 func TestMain(m *testing.M) {
 	armimage.ForwardMain()
-	seed.ReaderMain()
 	os.Exit(m.Run())
 }

@@ -321,6 +321,7 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 		return nil, err
 	}
 	held := 0
+	reads := map[string]*seed.Image{} // the lines' images, read once each
 	for i := range st.Lines {
 		l := &st.Lines[i]
 		lr := &lineRun{cfg: l}
@@ -343,7 +344,7 @@ func NewPipeline(ctx context.Context, st *Station, o Options) (*Pipeline, error)
 			return nil, fmt.Errorf("line %s: %w", l.ID, err)
 		}
 		lr.run = newBatchRun(context.Background())
-		if err := p.gateImage(ctx, lr); err != nil {
+		if err := p.gateImage(ctx, lr, reads); err != nil {
 			return nil, err
 		}
 		if !lr.gate.Pass {
