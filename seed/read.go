@@ -86,7 +86,7 @@ func Read(ctx context.Context, imagePath string) (img *Image, err error) {
 
 // readFrom reads an image from r (of size bytes: a block device states
 // none).
-func readFrom(ctx context.Context, name string, r storage, size int64) (*Image, error) {
+func readFrom(ctx context.Context, name string, r backend.File, size int64) (*Image, error) {
 	img := &Image{Path: name, Size: size}
 	if size < 2*sectorSize {
 		img.SeedErr = fmt.Sprintf("the image is %d bytes, too small for a partition table", size)
@@ -118,12 +118,6 @@ func readFrom(ctx context.Context, name string, r storage, size int64) (*Image, 
 		return nil, err
 	}
 	return img, nil
-}
-
-// storage is what the file system readers take: a file (or its bytes)
-// read at offsets.
-type storage interface {
-	backend.File
 }
 
 type table struct {
@@ -192,7 +186,7 @@ func clean(s string) string {
 
 // readTable reads the GPT (primary, or backup when the primary is
 // damaged) or, failing that, the MBR.
-func readTable(r storage) (t table, err error) {
+func readTable(r backend.File) (t table, err error) {
 	defer catch(&err, "partition table")
 	pt, err := partition.Read(r, sectorSize, sectorSize)
 	if err != nil {
@@ -256,7 +250,7 @@ func sniffFS(r io.ReaderAt, start, size int64) string {
 
 // openFS opens a partition's file system read-only, by the kind sniffFS
 // found.
-func openFS(r storage, p *Partition) (fsys filesystem.FileSystem, err error) {
+func openFS(r backend.File, p *Partition) (fsys filesystem.FileSystem, err error) {
 	defer catch(&err, "file system of partition "+fmt.Sprint(p.Index))
 	b := file.New(r, true)
 	switch p.FileSystem {
@@ -304,7 +298,7 @@ func catch(err *error, what string) {
 
 // findSeed looks for the UC20+ seed (ubuntu-seed), then the UC16/18 one
 // (writable), and fills img.Seed or img.SeedErr.
-func findSeed(ctx context.Context, r storage, img *Image) {
+func findSeed(ctx context.Context, r backend.File, img *Image) {
 	var why []string
 	for _, want := range []struct{ kind, name, fs string }{{KindUC20, uc20SeedName, "vfat"}, {KindUC16, uc16DataName, "ext4"}} {
 		p := partitionNamed(img, want.name)
